@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Regenerates tests/fixtures (shrunk model, synthetic clips, masks, scripts, reference traces) with the
+# pinned exporter environment. Deterministic: same versions → same fixtures.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+"$here/setup-venv.sh"
+"$here/py" fixtures --out "$here/../../tests/fixtures"

@@ -1,0 +1,218 @@
+//! Every way the engine can fail, as one enum.
+//!
+//! The messages end up in a host's error dialog or a CI log, read by someone who did not write the
+//! code, so each `Display` is a full sentence that names the file and says what is wrong and, where
+//! there is one, what to do about it. Variants carry typed fields (paths, sizes, hashes) so that
+//! callers and tests can match on them instead of parsing text.
+
+use std::path::PathBuf;
+
+/// What a JSON file is, in the words of docs/formats.md; used to say which kind of file was bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// `manifest.json` of a model directory.
+    Manifest,
+    /// An interaction script.
+    Script,
+    /// `trace.json` of a reference trace.
+    Trace,
+}
+
+impl FileKind {
+    /// The noun used in messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            FileKind::Manifest => "model manifest",
+            FileKind::Script => "interaction script",
+            FileKind::Trace => "reference trace",
+        }
+    }
+}
+
+impl std::fmt::Display for FileKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.noun())
+    }
+}
+
+/// The engine's error. See the module documentation for the message style.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("Could not read {path}: {source}.")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error(
+        "There is no manifest.json in {dir}; a model directory holds manifest.json next to its ONNX graphs — point to the folder that bundle/exporter wrote."
+    )]
+    ManifestMissing { dir: PathBuf },
+
+    #[error("The {kind} {path} could not be parsed: {message}.")]
+    Parse {
+        kind: FileKind,
+        path: PathBuf,
+        message: String,
+    },
+
+    #[error(
+        "The file {path} has format \"{found}\", but a {kind} must have format \"{expected}\"; it is not a {kind}."
+    )]
+    UnknownFormat {
+        kind: FileKind,
+        path: PathBuf,
+        found: String,
+        expected: &'static str,
+    },
+
+    #[error(
+        "The {kind} {path} is version {found}, newer than version {supported}, the newest this build of SAM 2 Rotoscope reads; update SAM 2 Rotoscope or write the file with a matching exporter."
+    )]
+    NewerVersion {
+        kind: FileKind,
+        path: PathBuf,
+        found: u64,
+        supported: u64,
+    },
+
+    #[error("The model manifest {path} is not consistent: {problem}; export the model again.")]
+    InvalidManifest { path: PathBuf, problem: String },
+
+    #[error(
+        "The model file {path} does not exist although the manifest lists it; the model directory is incomplete — copy the whole directory again or export the model again."
+    )]
+    ModelFileMissing { path: PathBuf },
+
+    #[error(
+        "The model file {path} is truncated: expected {expected} bytes, found {found}; the copy or download was cut short — copy the model directory again."
+    )]
+    ModelFileTruncated {
+        path: PathBuf,
+        expected: u64,
+        found: u64,
+    },
+
+    #[error(
+        "The model file {path} does not match its manifest: it is {found} bytes but the manifest says {expected}; the file was changed after export — export the model again."
+    )]
+    ModelFileSize {
+        path: PathBuf,
+        expected: u64,
+        found: u64,
+    },
+
+    #[error(
+        "The model file {path} does not match its manifest: SHA-256 is {actual} but the manifest says {expected}; the file is corrupted or was changed after export — export the model again."
+    )]
+    ModelFileHash {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+
+    #[error("The tensor file {path} could not be read as a float32 .npy array: {message}.")]
+    TensorRead { path: PathBuf, message: String },
+
+    #[error(
+        "The tensor file {path} ({name}) has shape {found:?}, but the manifest says {expected:?}; export the model again."
+    )]
+    TensorShape {
+        path: PathBuf,
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+
+    #[error(
+        "The ONNX Runtime library {path} does not exist; run bundle/fetch-onnxruntime.sh to put it there, or set SAM2_ORT_DYLIB to the path of a libonnxruntime (version 1.{min_minor} or newer)."
+    )]
+    RuntimeMissing { path: PathBuf, min_minor: u32 },
+
+    #[error(
+        "The ONNX Runtime library {path} could not be loaded: {message}; run bundle/fetch-onnxruntime.sh for a known-good copy, or set SAM2_ORT_DYLIB to another libonnxruntime (version 1.{min_minor} or newer)."
+    )]
+    RuntimeLoad {
+        path: PathBuf,
+        message: String,
+        min_minor: u32,
+    },
+
+    #[error(
+        "ONNX Runtime is already loaded from {loaded} in this process, so {requested} cannot be loaded as well; one process uses one ONNX Runtime library."
+    )]
+    RuntimeAlreadyLoaded { loaded: PathBuf, requested: PathBuf },
+
+    #[error("ONNX Runtime could not be set up: {message}.")]
+    RuntimeSetup { message: String },
+
+    #[error("ONNX Runtime could not load the graph {path}: {message}; export the model again.")]
+    Session { path: PathBuf, message: String },
+
+    #[error("The graph {path} does not match its manifest: {problem}; export the model again.")]
+    GraphMismatch { path: PathBuf, problem: String },
+
+    #[error("Running the graph {path} failed: {message}.")]
+    Inference { path: PathBuf, message: String },
+
+    #[error("Interaction {index} ({op}) in the interaction script {path} is not valid: {problem}.")]
+    InvalidInteraction {
+        path: PathBuf,
+        index: usize,
+        op: String,
+        problem: String,
+    },
+
+    #[error(
+        "The clip folder {dir} holds no frames; a clip is a folder of .png, .jpg or .jpeg images named by integer (0.png, 00001.jpg, …)."
+    )]
+    EmptyClip { dir: PathBuf },
+
+    #[error(
+        "The clip folder {dir} holds {name}, whose name is not a non-negative integer; frames must be named by their index (0.png, 00001.jpg, …) — rename or remove that file."
+    )]
+    FrameName { dir: PathBuf, name: String },
+
+    #[error(
+        "The clip folder {dir} holds two frames numbered {number} ({first} and {second}); keep one of them."
+    )]
+    DuplicateFrame {
+        dir: PathBuf,
+        number: u64,
+        first: String,
+        second: String,
+    },
+
+    #[error("The frame {path} is not a readable PNG or JPEG image: {problem}.")]
+    FrameHeader { path: PathBuf, problem: String },
+
+    #[error(
+        "The frame {path} is {found_w}×{found_h} but {first} is {expected_w}×{expected_h}; all frames of a clip must have the same size."
+    )]
+    FrameSize {
+        path: PathBuf,
+        first: PathBuf,
+        expected_w: u32,
+        expected_h: u32,
+        found_w: u32,
+        found_h: u32,
+    },
+
+    #[error("The reference trace {path} is not consistent: {problem}.")]
+    InvalidTrace { path: PathBuf, problem: String },
+}
+
+/// The engine's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Wraps an I/O error with the file it happened on, which `std::io::Error` does not carry.
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# README command 1: set everything up on a fresh Debian machine and run the demo.
+# Idempotent: steps already done are skipped. Each failing step stops with a sentence saying what to do.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+step() { printf '\n== %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+step "1/5 system packages (lavapipe Vulkan driver, expat)"
+bundle/setup-system.sh || die "the system packages could not be installed (see above)."
+
+step "2/5 ONNX Runtime shared library (from the pinned PyPI wheel)"
+bundle/fetch-onnxruntime.sh || die "the ONNX Runtime library could not be fetched (see above)."
+
+step "3/5 Rust workspace (release build)"
+command -v cargo >/dev/null || die "cargo is not installed; install Rust 1.95 or newer (rustup)."
+cargo build --workspace --release --quiet || die "the Rust build failed (see the compiler's message above)."
+
+step "4/5 exporter environment (PyTorch, official sam2, ONNX; a few minutes the first time)"
+bundle/exporter/setup-venv.sh || die "the exporter environment could not be created (see above)."
+
+step "5/5 demo: export the shrunk SAM 2.1 test model, verify it against PyTorch, load it in the engine"
+bundle/exporter/py export --size test --random-weights --seed 3 --noise-std 0.1 --out .local/models/test \
+  || die "the export or its self-check failed (see above)."
+target/release/sam2-rotoscope check-model .local/models/test \
+  || die "the engine could not load the exported model (see above)."
+echo
+echo "Done. Tests: ./test.sh   Tiny 1024 benchmark set: bundle/exporter/py export --size tiny --random-weights --seed 0 --out .local/models/sam2.1-tiny-random"
