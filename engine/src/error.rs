@@ -202,6 +202,40 @@ pub enum Error {
 
     #[error("The reference trace {path} is not consistent: {problem}.")]
     InvalidTrace { path: PathBuf, problem: String },
+
+    #[error("Frame {frame} is outside the clip, which has {num_frames} frames (0–{}).", num_frames.saturating_sub(1))]
+    FrameOutOfRange { frame: usize, num_frames: usize },
+
+    #[error("Frame {frame} could not be read: {message}.")]
+    FrameSource { frame: usize, message: String },
+
+    #[error("The clip has no frames; there is nothing to track.")]
+    EmptySource,
+
+    #[error("The prompt for object {object} on frame {frame} is not usable: {problem}.")]
+    InvalidPrompt {
+        frame: usize,
+        object: crate::script::ObjectId,
+        problem: String,
+    },
+
+    #[error("There is no object {object} in this session.")]
+    UnknownObject { object: crate::script::ObjectId },
+
+    #[error("{}", match object {
+        Some(o) => format!("Object {o} has no click, box or mask on any frame; add one before tracking."),
+        None => "Nothing to track yet: add a click, a box or a mask on some frame first.".to_string(),
+    })]
+    NothingToTrack { object: Option<crate::script::ObjectId> },
+
+    #[error("This model cannot be used: {problem}.")]
+    UnsupportedModel { problem: String },
+
+    #[error("The mask {path} cannot be used as a prompt: {problem}.")]
+    MaskFile { path: PathBuf, problem: String },
+
+    #[error("Internal error in the engine: {message}. Please report it.")]
+    Internal { message: String },
 }
 
 /// The engine's result type.

@@ -5,8 +5,10 @@
 //! test, a host's "validate model" button) without ONNX Runtime, and so that a broken copy is
 //! reported as a broken file rather than as whatever ONNX Runtime makes of truncated protobuf.
 
+pub(crate) mod io;
 pub mod manifest;
 pub mod runtime;
+mod shared;
 pub mod signature;
 
 use std::io::Read;
@@ -18,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 pub use self::manifest::{GraphName, Manifest};
 pub use self::runtime::{Graph, Runtime};
+pub use self::shared::{Geometry, Model};
 use crate::error::{Error, Result};
 
 /// The manifest's file name inside a model directory.

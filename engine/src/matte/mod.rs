@@ -1,0 +1,127 @@
+//! Matte output: one object's low-resolution mask logits → a matte at the source resolution.
+//!
+//! Two steps, as the data flows:
+//!
+//! 1. **Upsampling** to the frame size, exactly as SAM 2's `F.interpolate(mode="bilinear",
+//!    align_corners=False)`, on the GPU (wgpu, `shaders/upsample.wgsl`) or the CPU. Both paths
+//!    share one definition of the source coordinates (`matte/bilinear.rs`) and agree to a few
+//!    ulps (bit for bit on lavapipe), so the device is a speed choice, never a look choice.
+//!    [`MatteUpsampler`] hides which one runs.
+//! 2. **Finishing** on the CPU ([`finish`] with [`MatteSettings`]): threshold or softness, hole
+//!    filling and speck removal, choke/expand, feather, then conversion to the host's bit depth.
+//!
+//! Logits stay logits until finishing, so a host can change the finishing settings without
+//! upsampling again.
+
+mod bilinear;
+mod components;
+mod error;
+mod finishing;
+mod gpu;
+mod morphology;
+
+pub use bilinear::{upsample_bilinear, upsample_bilinear_into};
+pub use components::{fill_holes, remove_specks};
+pub use error::MatteError;
+pub use finishing::{MatteSettings, finish, soften, threshold, to_u8, to_u16};
+pub use gpu::{GpuInfo, GpuUpsampler};
+pub use morphology::{expand, feather};
+
+/// Where upsampling runs; a user setting (serde-friendly for the plugin's saved state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatteDevice {
+    /// Always the CPU.
+    Cpu,
+    /// Always the GPU; an error when there is none, for users and tests that must know.
+    Gpu,
+    /// A hardware GPU when there is one, else the CPU. Software Vulkan drivers (lavapipe, which
+    /// runs on the CPU) are passed over, because the CPU path is faster than them. A GPU that
+    /// fails later (lost, out of memory, a frame too large for it) is replaced by the CPU for
+    /// that frame, with a warning in the log.
+    #[default]
+    Auto,
+}
+
+/// Which device an upsampler ended up on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActiveDevice {
+    /// The CPU path.
+    Cpu,
+    /// The GPU, named.
+    Gpu(GpuInfo),
+}
+
+/// Upsamples mask logits on the device chosen by a [`MatteDevice`]; made once, used per frame.
+#[derive(Debug)]
+pub struct MatteUpsampler {
+    requested: MatteDevice,
+    gpu: Option<GpuUpsampler>,
+}
+
+impl MatteUpsampler {
+    /// Opens the requested device. Only [`MatteDevice::Gpu`] can fail (no adapter, or it could
+    /// not be opened); [`MatteDevice::Auto`] logs why it chose the CPU instead.
+    pub fn new(device: MatteDevice) -> Result<Self, MatteError> {
+        let gpu = match device {
+            MatteDevice::Cpu => None,
+            MatteDevice::Gpu => Some(GpuUpsampler::new()?),
+            MatteDevice::Auto => match GpuUpsampler::new_hardware() {
+                Ok(gpu) => Some(gpu),
+                Err(error) => {
+                    log::info!("Matte upsampling on the CPU: {error}");
+                    None
+                }
+            },
+        };
+        Ok(Self {
+            requested: device,
+            gpu,
+        })
+    }
+
+    /// The device that was asked for.
+    pub fn requested(&self) -> MatteDevice {
+        self.requested
+    }
+
+    /// The device in use now (a lost GPU under `Auto` turns this to the CPU).
+    pub fn active(&self) -> ActiveDevice {
+        match &self.gpu {
+            Some(gpu) => ActiveDevice::Gpu(gpu.info().clone()),
+            None => ActiveDevice::Cpu,
+        }
+    }
+
+    /// Upsamples row-major `in_w × in_h` logits to `out_w × out_h` logits
+    /// (see [`upsample_bilinear`] for the exact definition).
+    pub fn upsample(
+        &mut self,
+        src: &[f32],
+        in_w: usize,
+        in_h: usize,
+        out_w: usize,
+        out_h: usize,
+    ) -> Result<Vec<f32>, MatteError> {
+        let Some(gpu) = self.gpu.as_mut() else {
+            return upsample_bilinear(src, in_w, in_h, out_w, out_h);
+        };
+        match gpu.upsample(src, in_w, in_h, out_w, out_h) {
+            Ok(out) => Ok(out),
+            // Caller mistakes are the same on every device: report, do not retry.
+            Err(
+                error @ (MatteError::EmptySize { .. }
+                | MatteError::TooManyPixels { .. }
+                | MatteError::LengthMismatch { .. }),
+            ) => Err(error),
+            Err(error) if self.requested == MatteDevice::Auto => {
+                log::warn!("{error} This frame's matte is made on the CPU.");
+                if matches!(error, MatteError::DeviceLost { .. }) {
+                    self.gpu = None;
+                }
+                upsample_bilinear(src, in_w, in_h, out_w, out_h)
+            }
+            Err(error) => Err(error),
+        }
+    }
+}
