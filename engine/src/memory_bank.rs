@@ -213,14 +213,15 @@ mod tests {
             .collect();
         assert_eq!(
             frames,
+            // Frame t−k takes slot k−1: the newest recent frame has slot 0.
             vec![
                 (0, 6, true),
-                (14, 0, false),
-                (15, 1, false),
-                (16, 2, false),
-                (17, 3, false),
-                (18, 4, false),
-                (19, 5, false)
+                (14, 5, false),
+                (15, 4, false),
+                (16, 3, false),
+                (17, 2, false),
+                (18, 1, false),
+                (19, 0, false)
             ]
         );
         // 1 prompted + 15 recent pointers, distances normalised by min(30, 16) − 1 = 15.
@@ -240,7 +241,7 @@ mod tests {
     }
 
     #[test]
-    fn reverse_tracking_looks_at_later_frames_with_negative_signed_distances() {
+    fn reverse_tracking_looks_at_later_frames_with_distances_signed_by_direction() {
         let pick = select_memory(
             &settings(),
             14,
@@ -251,7 +252,8 @@ mod tests {
         );
         let frames: Vec<usize> = pick.memories.iter().map(|m| m.frame).collect();
         assert_eq!(frames, vec![20, 19, 18, 17, 16, 15]);
-        assert_eq!(pick.pointers[0].position, -6.0 / 15.0);
+        // (frame − t) · −1: a prompt 6 frames "behind" in the reverse direction is +6.
+        assert_eq!(pick.pointers[0].position, 6.0 / 15.0);
         assert_eq!(pick.pointers[1].frame, 15);
         assert_eq!(pick.pointers[1].position, 1.0 / 15.0);
     }

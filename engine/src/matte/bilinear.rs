@@ -7,10 +7,9 @@
 //!
 //! The GPU path needs the same source coordinates and weights as a table it can upload ([`taps`]),
 //! computed once per output column and once per output row, so that the shader only blends. They
-//! are PyTorch's `compute_source_index_and_lambda` for the generic kernel, which is the one PyTorch
-//! uses for a one-channel mask of more than 128 pixels across; for smaller outputs PyTorch's
-//! channels-last kernel rounds its coordinates slightly differently, and the GPU result is then
-//! within a few ulps rather than bit for bit.
+//! are PyTorch's `compute_source_index_and_lambda`, for whichever of PyTorch's two kernels it
+//! would pick ([`is_small_output`]): they round the coordinate differently, and at 50×40 that
+//! alone moves a logit of 15 by 1.5e-5.
 
 use super::error::{MatteError, check_buffer, check_size};
 use crate::resample::BilinearResize;
@@ -28,15 +27,24 @@ pub(crate) struct Tap {
     pub(crate) w1: f32,
 }
 
+/// Whether PyTorch takes its channels-last kernel for a one-channel output of this size
+/// (`_use_vectorized_kernel_cond_2d`): it does for `out_w + out_h <= 128`, and that kernel
+/// computes coordinates and blends differently (see [`taps`] and the shader).
+pub(crate) fn is_small_output(out_w: usize, out_h: usize) -> bool {
+    out_w.saturating_add(out_h) <= 128
+}
+
 /// PyTorch's `compute_source_index_and_lambda` for `align_corners=False`, for every output index.
 ///
 /// Everything is `f32`, as in PyTorch for a float tensor: the scale is `in / out` (PyTorch's
 /// `area_pixel_compute_scale` when `F.interpolate` gets a `size`), the source coordinate is
 /// `scale·(dst + 0.5) − 0.5` clamped at 0, the lower index is its floor clamped to the last pixel,
 /// and the weight is the remainder clamped to [0, 1]. Equal sizes copy, as PyTorch does.
+/// `fused`: the coordinate's multiply-add is fused, as compiled into PyTorch's channels-last
+/// kernel ([`is_small_output`]); the generic kernel rounds the product first.
 ///
 /// `in_size` and `out_size` must be non-zero (callers check).
-pub(crate) fn taps(in_size: usize, out_size: usize) -> Vec<Tap> {
+pub(crate) fn taps(in_size: usize, out_size: usize, fused: bool) -> Vec<Tap> {
     let last = in_size.saturating_sub(1);
     if in_size == out_size {
         return (0..out_size)
@@ -51,7 +59,12 @@ pub(crate) fn taps(in_size: usize, out_size: usize) -> Vec<Tap> {
     let scale = in_size as f32 / out_size as f32;
     (0..out_size)
         .map(|dst| {
-            let real = scale * (dst as f32 + 0.5) - 0.5;
+            let x = dst as f32 + 0.5;
+            let real = if fused {
+                scale.mul_add(x, -0.5)
+            } else {
+                scale * x - 0.5
+            };
             let real = if real < 0.0 { 0.0 } else { real };
             // `real` is finite and non-negative here, so the cast is a floor.
             let i0 = (real as usize).min(last);
@@ -106,7 +119,7 @@ mod tests {
     #[test]
     fn taps_follow_pytorch_for_a_doubling() {
         // 2 → 4: source coordinates −0.25 (clamped to 0), 0.25, 0.75, 1.25 (index clamped to 1).
-        let t = taps(2, 4);
+        let t = taps(2, 4, false);
         assert_eq!((t[0].i0, t[0].i1, t[0].w1), (0, 1, 0.0));
         assert_eq!((t[1].i0, t[1].i1, t[1].w1), (0, 1, 0.25));
         assert_eq!((t[2].i0, t[2].i1, t[2].w1), (0, 1, 0.75));
@@ -116,14 +129,18 @@ mod tests {
     #[test]
     fn taps_copy_at_equal_sizes_and_stay_in_range_when_shrinking() {
         assert!(
-            taps(5, 5)
+            taps(5, 5, false)
                 .iter()
                 .enumerate()
                 .all(|(i, t)| t.i0 == i && t.i1 == i && t.w0 == 1.0)
         );
-        for t in taps(7, 3).iter().chain(&taps(1, 9)).chain(&taps(9, 1)) {
+        for t in taps(7, 3, true)
+            .iter()
+            .chain(&taps(1, 9, false))
+            .chain(&taps(9, 1, false))
+        {
             assert!(t.i0 <= t.i1 && (0.0..=1.0).contains(&t.w1));
         }
-        assert!(taps(1, 9).iter().all(|t| t.i0 == 0 && t.i1 == 0));
+        assert!(taps(1, 9, true).iter().all(|t| t.i0 == 0 && t.i1 == 0));
     }
 }

@@ -12,11 +12,14 @@
 
 use std::sync::{Arc, Mutex, mpsc};
 
-use super::bilinear::{Tap, taps};
+use super::bilinear::{Tap, is_small_output, taps};
 use super::error::{MatteError, check_buffer, check_size};
 
 /// Workgroup edge; must match `@workgroup_size` in the shader.
 const WORKGROUP: u32 = 8;
+
+/// Size of the shader's `Params`: eight u32 (sizes, kernel choice, padding to 16-byte alignment).
+const PARAMS_BYTES: u64 = 32;
 
 /// What a caller may want to know about the GPU in use, for logs and the plugin's about box.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -348,7 +351,7 @@ fn bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
                 ty: wgpu::BindingType::Buffer {
                     ty: wgpu::BufferBindingType::Uniform,
                     has_dynamic_offset: false,
-                    min_binding_size: wgpu::BufferSize::new(16),
+                    min_binding_size: wgpu::BufferSize::new(PARAMS_BYTES),
                 },
                 count: None,
             },
@@ -421,15 +424,20 @@ fn make_buffers(
 
     // Sizes were bounded by the buffer limit above, so they fit in u32.
     let as_u32 = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+    let small = is_small_output(shape.out_w, shape.out_h);
     let params = [
         as_u32(shape.in_w),
         as_u32(shape.in_h),
         as_u32(shape.out_w),
         as_u32(shape.out_h),
+        u32::from(small),
+        0,
+        0,
+        0,
     ];
-    let tap_words: Vec<u32> = taps(shape.in_w, shape.out_w)
+    let tap_words: Vec<u32> = taps(shape.in_w, shape.out_w, small)
         .iter()
-        .chain(&taps(shape.in_h, shape.out_h))
+        .chain(&taps(shape.in_h, shape.out_h, small))
         .flat_map(|&Tap { i0, i1, w0, w1 }| [as_u32(i0), as_u32(i1), w0.to_bits(), w1.to_bits()])
         .collect();
 
@@ -442,7 +450,7 @@ fn make_buffers(
         })
     };
     use wgpu::BufferUsages as U;
-    let params_buffer = buffer("matte params", 16, U::UNIFORM | U::COPY_DST);
+    let params_buffer = buffer("matte params", PARAMS_BYTES, U::UNIFORM | U::COPY_DST);
     let src = buffer("matte logits in", src_bytes, U::STORAGE | U::COPY_DST);
     let taps_buffer = buffer("matte taps", taps_bytes, U::STORAGE | U::COPY_DST);
     let dst = buffer("matte logits out", dst_bytes, U::STORAGE | U::COPY_SRC);

@@ -4,8 +4,8 @@
 //!
 //! 1. **Upsampling** to the frame size, exactly as SAM 2's `F.interpolate(mode="bilinear",
 //!    align_corners=False)`, on the GPU (wgpu, `shaders/upsample.wgsl`) or the CPU. Both paths
-//!    share one definition of the source coordinates (`matte/bilinear.rs`) and agree to a few
-//!    ulps (bit for bit on lavapipe), so the device is a speed choice, never a look choice.
+//!    reproduce PyTorch's coordinates and blend order and agree to a few ulps (bit for bit where
+//!    the GPU's `fma` is fused), so the device is a speed choice, never a look choice.
 //!    [`MatteUpsampler`] hides which one runs.
 //! 2. **Finishing** on the CPU ([`finish`] with [`MatteSettings`]): threshold or softness, hole
 //!    filling and speck removal, choke/expand, feather, then conversion to the host's bit depth.

@@ -196,7 +196,7 @@ pub fn resize_rgb8_like_pil(
         let shifted: Vec<Taps> = vertical
             .into_iter()
             .map(|t| Taps {
-                start: t.start - first,
+                start: t.start.saturating_sub(first),
                 weights: t.weights,
             })
             .collect();

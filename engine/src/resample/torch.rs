@@ -201,7 +201,10 @@ pub fn resize_bilinear_antialias(
     let mut cur_w = w;
     if ow != w {
         let taps = aa_taps(w, ow);
-        let mut next = vec![0.0f32; ow * h];
+        let Some(len) = super::buffer_len(ow, h, 1) else {
+            return Vec::new();
+        };
+        let mut next = vec![0.0f32; len];
         for (row, out_row) in cur.chunks_exact(w).zip(next.chunks_exact_mut(ow)) {
             for (t, o) in taps.iter().zip(out_row.iter_mut()) {
                 let window = row.get(t.start..).unwrap_or_default();
@@ -213,7 +216,7 @@ pub fn resize_bilinear_antialias(
     }
     if oh != h {
         let taps = aa_taps(h, oh);
-        let mut next = vec![0.0f32; cur_w * oh];
+        let mut next = vec![0.0f32; out_len];
         for (t, out_row) in taps.iter().zip(next.chunks_exact_mut(cur_w)) {
             for (x, o) in out_row.iter_mut().enumerate() {
                 let column = cur.iter().skip(t.start * cur_w + x).step_by(cur_w);
@@ -368,7 +371,10 @@ impl BilinearResize {
                 }
             }
         }
-        let mut tmp = vec![0.0f32; ow * self.in_h];
+        let Some(len) = super::buffer_len(ow, self.in_h, 1) else {
+            return;
+        };
+        let mut tmp = vec![0.0f32; len];
         let src_rows = src.chunks_exact(w);
         for ((row, t_row), &need) in src_rows.zip(tmp.chunks_exact_mut(ow)).zip(&needed) {
             if !need {
