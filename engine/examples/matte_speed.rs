@@ -40,7 +40,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             12.0 - (x * x + y * y).sqrt() / 4.0 + (i as f32 * 0.37).sin()
         })
         .collect();
-    let mut gpu = match GpuUpsampler::new() {
+    let start = Instant::now();
+    let opened = GpuUpsampler::new();
+    println!("Opening the GPU upsampler: {}", ms(start.elapsed()));
+    let mut gpu = match opened {
         Ok(gpu) => {
             println!("GPU: {:?}", gpu.info());
             Some(gpu)

@@ -226,7 +226,9 @@ pub enum Error {
         Some(o) => format!("Object {o} has no click, box or mask on any frame; add one before tracking."),
         None => "Nothing to track yet: add a click, a box or a mask on some frame first.".to_string(),
     })]
-    NothingToTrack { object: Option<crate::script::ObjectId> },
+    NothingToTrack {
+        object: Option<crate::script::ObjectId>,
+    },
 
     #[error("This model cannot be used: {problem}.")]
     UnsupportedModel { problem: String },

@@ -30,6 +30,8 @@ pub use clip::Clip;
 pub use error::{Error, FileKind, Result};
 pub use frame_source::{FolderSource, FrameSource, RgbFrame};
 pub use model::{Model, ModelDir, ModelSessions, ModelTensors, Runtime};
-pub use predictor::{ClipSession, FrameMasks, ObjectOutput, Propagation, PropagationEnd, SessionSettings};
+pub use predictor::{
+    ClipSession, FrameMasks, ObjectOutput, Propagation, PropagationEnd, SessionSettings,
+};
 pub use script::Script;
 pub use trace::Trace;

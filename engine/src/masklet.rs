@@ -6,10 +6,11 @@
 //! Maps keep insertion order with the semantics of Python dicts (re-inserting a key keeps its
 //! place; removal shifts), because the memory bank concatenates in that order.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use indexmap::IndexMap;
+use ndarray::Array3;
 
 use crate::mask_decoder::PointPrompt;
 use crate::memory_encoder::MemoryFeatures;
@@ -23,8 +24,35 @@ pub struct FrameResult {
     pub object_pointer: Arc<[f32]>,
     pub object_score: f32,
     /// Missing until the memory encoder ran for this frame (prompts are encoded when a
-    /// propagation starts, as the official predictor does).
+    /// propagation starts, as the official predictor does), and dropped again for tracked frames
+    /// far behind a propagation — the memory bank only ever reads the last few (see
+    /// [`MemorySource`]).
     pub memory: Option<MemoryFeatures>,
+    /// How `memory` was (or would be) computed, so that a dropped memory can be rebuilt exactly.
+    pub memory_source: MemorySource,
+    /// The decoder's three candidates, for prompted frames (image mode shows them).
+    pub candidates: Option<Arc<MaskCandidates>>,
+}
+
+/// The memory encoder's input for a frame, as far as it differs from frame to frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemorySource {
+    /// The mask came from clicks (binarized) rather than tracking (scaled sigmoid).
+    pub from_points: bool,
+    /// The memory was computed from exactly the stored logits. Not so when hole filling changed
+    /// the stored logits after the memory encoder ran: such a memory is never dropped.
+    pub from_stored_logits: bool,
+}
+
+/// The multimask outputs of the decoder on a prompted frame.
+#[derive(Debug, Clone)]
+pub struct MaskCandidates {
+    /// `[3, S/4, S/4]` logits (−1024 where the object is absent).
+    pub logits: Array3<f32>,
+    /// Predicted IoU of each candidate.
+    pub ious: [f32; 3],
+    /// Predicted IoU of the mask the decoder chose.
+    pub chosen_iou: f32,
 }
 
 impl FrameResult {
@@ -75,6 +103,9 @@ pub struct Masklet {
     pub(crate) temp_cond: IndexMap<usize, FrameResult>,
     pub(crate) temp_non_cond: IndexMap<usize, FrameResult>,
     pub(crate) tracked: HashMap<usize, Direction>,
+    /// Tracked frames whose results a later prompt made out of date (a propagation recomputes
+    /// them); their results stay viewable until then.
+    pub(crate) stale: BTreeSet<usize>,
 }
 
 impl Masklet {
@@ -120,6 +151,44 @@ impl Masklet {
     /// Whether the frame was reached by a propagation.
     pub fn is_tracked(&self, frame: usize) -> bool {
         self.tracked.contains_key(&frame)
+    }
+
+    /// Whether a prompt made this frame's result out of date (re-propagate to refresh it).
+    pub fn is_stale(&self, frame: usize) -> bool {
+        self.stale.contains(&frame)
+    }
+
+    /// Frames with an out-of-date result, ascending.
+    pub fn stale_frames(&self) -> impl Iterator<Item = usize> + '_ {
+        self.stale.iter().copied()
+    }
+
+    /// Marks what a new prompt on `frame` invalidates: the tracked frames after it in the
+    /// direction it was tracked from (forward when it was not tracked). Prompts and results on
+    /// other frames are kept.
+    pub(crate) fn invalidate_after(&mut self, frame: usize) {
+        let reverse = self.tracked.get(&frame).is_some_and(|d| d.is_reverse());
+        let later: Vec<usize> = self
+            .tracked
+            .keys()
+            .copied()
+            .filter(|&t| if reverse { t < frame } else { t > frame })
+            .collect();
+        self.stale.extend(later);
+    }
+
+    /// Memories held (the bank's size), for the bounded-memory checks.
+    pub fn memories_held(&self) -> usize {
+        [
+            &self.cond,
+            &self.non_cond,
+            &self.temp_cond,
+            &self.temp_non_cond,
+        ]
+        .iter()
+        .flat_map(|m| m.values())
+        .filter(|r| r.memory.is_some())
+        .count()
     }
 
     /// Bytes held by this object's results.

@@ -16,12 +16,14 @@ use ndarray::{Array4, ArrayView4};
 
 use crate::error::{Error, Result};
 use crate::fill_holes::fill_holes;
-use crate::frame_cache::{DEFAULT_FRAME_CACHE_BYTES, FrameCache};
+use crate::frame_cache::{DEFAULT_FRAME_CACHE_BYTES, FrameCache, Residency};
 use crate::frame_source::FrameSource;
 use crate::image_encoder::{self, FrameFeatures};
 use crate::mask_decoder::{self, PointPrompt};
 use crate::mask_prompt;
-use crate::masklet::{Direction, FrameResult, Masklet, Prompt, Storage};
+use crate::masklet::{
+    Direction, FrameResult, MaskCandidates, Masklet, MemorySource, Prompt, Storage,
+};
 use crate::memory_attention::{self, MemoryEntry, PointerEntry};
 use crate::memory_bank::{lookup, select_memory};
 use crate::memory_encoder;
@@ -130,9 +132,9 @@ impl Frames {
     }
 
     /// The encoder features of `frame`, from the cache or by encoding it.
-    fn features(&mut self, frame: usize) -> Result<Arc<FrameFeatures>> {
+    fn features(&mut self, frame: usize, residency: Residency) -> Result<Arc<FrameFeatures>> {
         self.check(frame)?;
-        if let Some(features) = self.cache.get(frame) {
+        if let Some(features) = self.cache.get(frame, residency) {
             return Ok(features);
         }
         let image = self.source.frame(frame)?;
@@ -168,22 +170,24 @@ impl Frames {
         if self.vision_pos_enc.is_none() {
             self.vision_pos_enc = Some(Arc::clone(&features.vision_pos_enc));
         }
-        self.cache.insert(frame, Arc::clone(&features));
+        self.cache.insert(frame, Arc::clone(&features), residency);
         Ok(features)
     }
 
     fn encode_memory(
         &mut self,
         frame: usize,
-        result: &FrameResult,
+        logits: &[f32],
+        score: f32,
         from_points: bool,
+        residency: Residency,
     ) -> Result<memory_encoder::MemoryFeatures> {
-        let features = self.features(frame)?;
+        let features = self.features(frame, residency)?;
         let (memory, pos) = memory_encoder::encode_memory(
             &self.model,
             features.vision_features.view(),
-            &result.low_res_logits,
-            result.object_score,
+            logits,
+            score,
             from_points,
         )?;
         if self.memory_pos_enc.is_none() {
@@ -266,7 +270,14 @@ impl ClipSession {
 
     /// Encodes `frame` ahead of a click, so the click costs the decoder only.
     pub fn prepare_frame(&mut self, frame: usize) -> Result<()> {
-        self.frames.features(frame).map(|_| ())
+        self.frames
+            .features(frame, Residency::Interactive)
+            .map(|_| ())
+    }
+
+    /// Whether a later prompt made `object`'s result on `frame` out of date.
+    pub fn is_stale(&self, frame: usize, object: ObjectId) -> bool {
+        self.objects.get(&object).is_some_and(|m| m.is_stale(frame))
     }
 
     pub fn frame_cache(&self) -> &FrameCache {
@@ -399,6 +410,7 @@ impl ClipSession {
         masklet
             .prompts
             .insert(frame, Prompt::Points(points.clone()));
+        masklet.invalidate_after(frame);
         let (is_init, direction, storage) = self.prompt_frame(object, frame);
         let clamp = self.frames.model.manifest().decoder.prev_mask_logits_clamp;
         let prev_logits = self
@@ -451,6 +463,7 @@ impl ClipSession {
         let resized = mask_prompt::to_model_size(mask, w as usize, h as usize, s);
         let masklet = self.objects.entry(object).or_default();
         masklet.prompts.insert(frame, Prompt::Mask(resized.into()));
+        masklet.invalidate_after(frame);
         let prompt = masklet.prompts.get(&frame).cloned();
         let (is_init, direction, storage) = self.prompt_frame(object, frame);
         let result = self.run_frame(
@@ -518,9 +531,14 @@ impl ClipSession {
         let model = Arc::clone(&self.frames.model);
         let m = model.manifest();
         let g = model.geometry();
-        let features = self.frames.features(frame)?;
+        let residency = if prompt.is_some() {
+            Residency::Interactive
+        } else {
+            Residency::Streamed
+        };
+        let features = self.frames.features(frame, residency)?;
         let dec = &m.decoder;
-        let (mut logits, pointer, score) = match prompt {
+        let (mut logits, pointer, score, candidates) = match prompt {
             Some(Prompt::Mask(mask)) if dec.use_mask_input_as_output_without_sam => {
                 let low = mask_prompt::mask_as_logits(
                     mask,
@@ -559,6 +577,7 @@ impl ClipSession {
                     low,
                     pointer,
                     dec.mask_as_output_scale * lam + dec.mask_as_output_bias,
+                    None,
                 )
             }
             _ => {
@@ -603,38 +622,53 @@ impl ClipSession {
                 };
                 let out =
                     mask_decoder::decode(&model, pix, &features, &points, mask_input, multimask)?;
-                (out.low_res_logits, out.object_pointer, out.object_score)
+                let candidates = matches!(prompt, Some(Prompt::Points(_))).then(|| {
+                    let ious = &out.multimask_ious;
+                    Arc::new(MaskCandidates {
+                        logits: out.multimask_logits.clone(),
+                        ious: [0, 1, 2].map(|i| ious.get(i).copied().unwrap_or(0.0)),
+                        chosen_iou: out.iou,
+                    })
+                });
+                (
+                    out.low_res_logits,
+                    out.object_pointer,
+                    out.object_score,
+                    candidates,
+                )
             }
         };
+        let from_points = matches!(prompt, Some(Prompt::Points(_)));
         let memory = if run_memory_encoder {
-            let unfilled = FrameResult {
-                low_res_logits: logits.clone().into(),
-                object_pointer: Arc::from(Vec::new()),
-                object_score: score,
-                memory: None,
-            };
-            Some(self.frames.encode_memory(
-                frame,
-                &unfilled,
-                matches!(prompt, Some(Prompt::Points(_))),
-            )?)
+            Some(
+                self.frames
+                    .encode_memory(frame, &logits, score, from_points, residency)?,
+            )
         } else {
             None
         };
         // The official predictor fills holes after the memory encoder ran on the unfilled mask.
-        if self.settings.fill_hole_area > 0 {
+        let filled = if self.settings.fill_hole_area > 0 {
             fill_holes(
                 &mut logits,
                 g.low_res,
                 g.low_res,
                 self.settings.fill_hole_area as usize,
-            );
-        }
+            )
+        } else {
+            0
+        };
         Ok(FrameResult {
             low_res_logits: logits.into(),
             object_pointer: pointer.into(),
             object_score: score,
             memory,
+            memory_source: MemorySource {
+                from_points,
+                // A memory encoded later (at preflight) reads the stored logits anyway.
+                from_stored_logits: !run_memory_encoder || filled == 0,
+            },
+            candidates,
         })
     }
 
@@ -659,6 +693,23 @@ impl ClipSession {
             self.frames.num_frames,
             direction.is_reverse(),
         );
+        // Memories dropped behind an earlier propagation are rebuilt from the stored logits.
+        let dropped: Vec<(usize, bool)> = pick
+            .memories
+            .iter()
+            .filter(|p| {
+                lookup(p.frame, p.from_cond, &masklet.cond, &masklet.non_cond)
+                    .is_some_and(|r| r.memory.is_none())
+            })
+            .map(|p| (p.frame, p.from_cond))
+            .collect();
+        for (t, from_cond) in dropped {
+            self.restore_memory(object, t, from_cond)?;
+        }
+        let masklet = self
+            .objects
+            .get(&object)
+            .ok_or(Error::UnknownObject { object })?;
         let missing = |t: usize| Error::Internal {
             message: format!("object {object}: the memory of frame {t} is missing"),
         };
@@ -696,6 +747,52 @@ impl ClipSession {
         )
     }
 
+    /// Re-encodes a memory that [`ClipSession::forget_far_memories`] dropped: same frame features,
+    /// same stored logits, same flags — the same memory.
+    fn restore_memory(&mut self, object: ObjectId, frame: usize, from_cond: bool) -> Result<()> {
+        let masklet = self
+            .objects
+            .get_mut(&object)
+            .ok_or(Error::UnknownObject { object })?;
+        let result = if from_cond || !masklet.non_cond.contains_key(&frame) {
+            masklet.cond.get_mut(&frame)
+        } else {
+            masklet.non_cond.get_mut(&frame)
+        }
+        .ok_or_else(|| Error::Internal {
+            message: format!(
+                "object {object}: no result on frame {frame} to rebuild a memory from"
+            ),
+        })?;
+        let memory = self.frames.encode_memory(
+            frame,
+            &result.low_res_logits,
+            result.object_score,
+            result.memory_source.from_points,
+            Residency::Streamed,
+        )?;
+        result.memory = Some(memory);
+        Ok(())
+    }
+
+    /// Drops the memories of tracked (non-conditioning) frames more than a memory bank's reach
+    /// away from `frame`, where a propagation now stands: the bank only reads the last
+    /// `num_maskmem − 1` recent frames (times the stride), so these would sit unused, and memory
+    /// use would grow with the clip. A later propagation that needs one rebuilds it exactly
+    /// ([`ClipSession::restore_memory`]); memories that cannot be rebuilt exactly (hole filling
+    /// changed the stored logits) are kept.
+    fn forget_far_memories(&mut self, frame: usize) {
+        let m = &self.frames.model.manifest().memory;
+        let reach = (m.num_maskmem as usize) * (m.memory_temporal_stride_for_eval.max(1) as usize);
+        for masklet in self.objects.values_mut() {
+            for (&t, result) in masklet.non_cond.iter_mut() {
+                if t.abs_diff(frame) > reach && result.memory_source.from_stored_logits {
+                    result.memory = None;
+                }
+            }
+        }
+    }
+
     /// `propagate_in_video_preflight`: merges prompts' temporary outputs into the memory bank,
     /// encoding their memories.
     fn preflight(&mut self) -> Result<()> {
@@ -708,7 +805,18 @@ impl ClipSession {
                 let temp = std::mem::take(masklet.temp(storage));
                 for (frame, mut result) in temp {
                     if result.memory.is_none() {
-                        result.memory = Some(frames.encode_memory(frame, &result, true)?);
+                        // Prompted frames are encoded as clicked, whatever the prompt (official).
+                        result.memory_source = MemorySource {
+                            from_points: true,
+                            from_stored_logits: true,
+                        };
+                        result.memory = Some(frames.encode_memory(
+                            frame,
+                            &result.low_res_logits,
+                            result.object_score,
+                            true,
+                            Residency::Interactive,
+                        )?);
                     }
                     match storage {
                         Storage::Cond => masklet.cond.insert(frame, result),
@@ -788,12 +896,14 @@ impl ClipSession {
                 };
                 if let Some(m) = self.objects.get_mut(&object) {
                     m.tracked.insert(frame, direction);
+                    m.stale.remove(&frame);
                 }
                 outputs.push(ObjectOutput {
                     object,
                     result: Some(result),
                 });
             }
+            self.forget_far_memories(frame);
             if on_frame(&FrameMasks {
                 frame,
                 objects: outputs,

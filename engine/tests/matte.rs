@@ -613,3 +613,11 @@ fn mattes_convert_to_8_and_16_bits() {
     assert_eq!(matte::to_u8(&m), [0, 255, 128, 255, 0, 0, 1]);
     assert_eq!(matte::to_u16(&m), [0, 65535, 32768, 65535, 0, 0, 257]);
 }
+
+#[test]
+fn upsamplers_can_move_between_render_threads() {
+    // OpenFX hosts render on threads of their own; the plugin keeps an upsampler behind a mutex.
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<MatteUpsampler>();
+    send_sync::<GpuUpsampler>();
+}

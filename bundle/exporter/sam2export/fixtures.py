@@ -20,6 +20,7 @@ from .errors import UserError, friendly_main
 from .export import export_model_dir
 from .onnx_driver import replay
 from .reference import run_reference
+from .resample_fixtures import make_resample_fixtures
 from .synthetic import HEIGHT, WIDTH, make_clips, save_mask
 
 # The fixture model: shrunk architecture, seed and noise chosen so that objects are present on most frames
@@ -170,6 +171,8 @@ def make_fixtures(root: str, log=print) -> dict:
             raise UserError(f"The trace {name} has an object score within {MIN_SCORE_MARGIN} of zero; pick another fixture seed.")
         if r["logits"] > 1e-4 or r["sign_mismatches"] or r["mask_mismatches"]:
             raise UserError(f"The ONNX graphs do not reproduce the official predictor on the trace {name}: {r}.")
+    # Reference data for the engine's image resampling (Pillow / PyTorch), read by engine/tests/resample.rs.
+    make_resample_fixtures(root)
     return summary
 
 
