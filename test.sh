@@ -5,4 +5,12 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 bundle/setup-system.sh
 bundle/fetch-onnxruntime.sh
+# The GPU-path tests run on lavapipe (installed above); make them fail rather than skip without it.
+export SAM2_REQUIRE_GPU_ADAPTER=1
+# Mesa complains on every device open without a runtime dir; give it one.
+if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -d "${XDG_RUNTIME_DIR}" ]; then
+  XDG_RUNTIME_DIR="$(mktemp -d)"
+  chmod 700 "$XDG_RUNTIME_DIR"
+  export XDG_RUNTIME_DIR
+fi
 cargo test --workspace

@@ -236,6 +236,29 @@ pub enum Error {
     #[error("The mask {path} cannot be used as a prompt: {problem}.")]
     MaskFile { path: PathBuf, problem: String },
 
+    #[error("\"{given}\" is not a device; choose cpu, gpu or auto.")]
+    UnknownDevice { given: String },
+
+    #[error(
+        "\"{given}\" is not an execution provider; choose cpu, cuda, cuda:N, tensorrt, tensorrt:N, directml, directml:N, coreml or webgpu."
+    )]
+    UnknownProvider { given: String },
+
+    #[error("{}", crate::model::device::gpu_unavailable_message(path, tried))]
+    GpuUnavailable {
+        path: PathBuf,
+        tried: Vec<crate::model::device::ProviderFailure>,
+    },
+
+    #[error(
+        "The execution provider {} was asked for but cannot run the graph {path}: {failure}. Choose the device cpu or auto to run on the CPU instead.",
+        failure.provider
+    )]
+    ProviderUnavailable {
+        path: PathBuf,
+        failure: crate::model::device::ProviderFailure,
+    },
+
     #[error("Internal error in the engine: {message}. Please report it.")]
     Internal { message: String },
 }

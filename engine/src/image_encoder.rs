@@ -1,6 +1,7 @@
 //! The Hiera image encoder: one run per frame, giving the features every later step reads.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use ndarray::{Array4, ArrayView4, Ix4};
 
@@ -44,10 +45,10 @@ pub fn encode(
     let path = session.path().to_path_buf();
     let graph = path.as_path();
     let image = input(graph, image)?;
-    let outputs = session
-        .session_mut()
-        .run(ort::inputs! {"image" => image})
-        .map_err(|e| inference_error(graph, e))?;
+    let started = Instant::now();
+    let outputs = session.session_mut().run(ort::inputs! {"image" => image});
+    model.clocks.image_encoder.record(started);
+    let outputs = outputs.map_err(|e| inference_error(graph, e))?;
     let four = |name: &str, shape: [usize; 4]| -> Result<Array4<f32>> {
         output::<f32>(graph, &outputs, name, &shape)?
             .into_dimensionality::<Ix4>()

@@ -32,6 +32,7 @@ pub use frame_source::{FolderSource, FrameSource, RgbFrame};
 pub use model::{Model, ModelDir, ModelSessions, ModelTensors, Runtime};
 pub use predictor::{
     ClipSession, FrameMasks, ObjectOutput, Propagation, PropagationEnd, SessionSettings,
+    SessionStats,
 };
 pub use script::Script;
 pub use trace::Trace;

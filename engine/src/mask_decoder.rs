@@ -1,6 +1,8 @@
 //! The prompt encoder + mask decoder + object-pointer head: turns (conditioned) frame features and
 //! the prompts of one frame into mask logits, an object score and an object pointer.
 
+use std::time::Instant;
+
 use ndarray::{Array1, Array2, Array3, Array4, ArrayView4, Ix1, Ix3};
 
 use crate::error::Result;
@@ -95,10 +97,10 @@ pub fn decode(
         "has_mask_input" => input(graph, has_mask.view())?,
         "multimask_output" => input(graph, multimask.view())?,
     };
-    let outputs = session
-        .session_mut()
-        .run(feed)
-        .map_err(|e| inference_error(graph, e))?;
+    let started = Instant::now();
+    let outputs = session.session_mut().run(feed);
+    model.clocks.mask_decoder.record(started);
+    let outputs = outputs.map_err(|e| inference_error(graph, e))?;
     let low_res_logits = output::<f32>(graph, &outputs, "low_res_masks", &[1, 1, low, low])?
         .into_raw_vec_and_offset()
         .0;

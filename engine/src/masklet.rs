@@ -34,14 +34,29 @@ pub struct FrameResult {
     pub candidates: Option<Arc<MaskCandidates>>,
 }
 
-/// The memory encoder's input for a frame, as far as it differs from frame to frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The memory encoder's input for a frame, as far as it differs from frame to frame, so that a
+/// dropped memory can be rebuilt bit for bit.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct MemorySource {
     /// The mask came from clicks (binarized) rather than tracking (scaled sigmoid).
     pub from_points: bool,
-    /// The memory was computed from exactly the stored logits. Not so when hole filling changed
-    /// the stored logits after the memory encoder ran: such a memory is never dropped.
-    pub from_stored_logits: bool,
+    /// Pixels that hole filling changed after the memory encoder ran, with their values before:
+    /// the encoder's input is the stored logits with these put back. Empty when nothing changed
+    /// (a handful of pixels otherwise).
+    pub unfilled: Arc<[(u32, f32)]>,
+}
+
+impl MemorySource {
+    /// The logits the memory encoder read, from the stored ones.
+    pub fn encoder_input(&self, stored: &[f32]) -> Vec<f32> {
+        let mut logits = stored.to_vec();
+        for &(index, value) in self.unfilled.iter() {
+            if let Some(v) = logits.get_mut(index as usize) {
+                *v = value;
+            }
+        }
+        logits
+    }
 }
 
 /// The multimask outputs of the decoder on a prompted frame.

@@ -1,6 +1,8 @@
 //! Memory attention: conditions the current frame's features on the memory bank (spatial memories
 //! of prompted and recent frames, and object pointers).
 
+use std::time::Instant;
+
 use ndarray::{Array1, Array2, Array4, ArrayView4, Ix4};
 
 use crate::error::Result;
@@ -65,10 +67,10 @@ pub fn condition(
         "object_pointers" => input(graph, object_pointers.view())?,
         "object_pointer_positions" => input(graph, positions.view())?,
     };
-    let outputs = session
-        .session_mut()
-        .run(feed)
-        .map_err(|e| inference_error(graph, e))?;
+    let started = Instant::now();
+    let outputs = session.session_mut().run(feed);
+    model.clocks.memory_attention.record(started);
+    let outputs = outputs.map_err(|e| inference_error(graph, e))?;
     output::<f32>(graph, &outputs, "conditioned_features", &[1, c, f, f])?
         .into_dimensionality::<Ix4>()
         .map_err(|e| inference_error(graph, e))

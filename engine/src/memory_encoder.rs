@@ -2,6 +2,7 @@
 //! later frames attend to.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use half::bf16;
 use ndarray::{Array1, Array2, Array4, ArrayView4, Ix4};
@@ -63,10 +64,10 @@ pub fn encode_memory(
         "object_score_logits" => input(graph, score.view())?,
         "mask_from_points" => input(graph, from_points.view())?,
     };
-    let outputs = session
-        .session_mut()
-        .run(feed)
-        .map_err(|e| inference_error(graph, e))?;
+    let started = Instant::now();
+    let outputs = session.session_mut().run(feed);
+    model.clocks.memory_encoder.record(started);
+    let outputs = outputs.map_err(|e| inference_error(graph, e))?;
     let features = output::<f32>(graph, &outputs, "memory_features", &[1, m, f, f])?;
     let pos = output::<f32>(graph, &outputs, "memory_pos_enc", &[1, m, f, f])?
         .into_dimensionality::<Ix4>()

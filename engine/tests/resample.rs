@@ -16,7 +16,6 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use ndarray::{ArrayD, IxDyn};
 use ndarray_npy::NpzReader;
@@ -376,42 +375,6 @@ fn plain_bilinear_matches_pytorch() {
         );
     }
     assert!(failures.is_empty(), "{failures:#?}");
-}
-
-/// Times the matte upsampling at 4K (256² → 3840×2160). Meaningful in release only:
-/// `cargo test --release -p sam2-engine --test resample -- --ignored --nocapture`.
-#[test]
-#[ignore = "a timing printout, not a check; run it in release"]
-fn upsample_to_4k_timing() {
-    let src = noise_f32(33, 256, 256);
-    let plan = BilinearResize::new(256, 256, 3840, 2160);
-    let mut out = vec![0.0f32; 3840 * 2160];
-    plan.apply_into(&src, &mut out); // warm-up: page in the output
-    let runs = 10;
-    let start = Instant::now();
-    for _ in 0..runs {
-        plan.apply_into(&src, &mut out);
-    }
-    let per_run = start.elapsed() / runs;
-    let start = Instant::now();
-    let fresh = upsample_bilinear(&src, 256, 256, 3840, 2160);
-    let with_setup = start.elapsed();
-    println!(
-        "upsample 256² → 3840×2160: {per_run:?} per frame (tables reused), {with_setup:?} with tables and allocation"
-    );
-    let start = Instant::now();
-    let frame = noise_u8(3, 3840 * 2160 * 3);
-    let t = sam2_input(
-        &frame,
-        3840,
-        2160,
-        1024,
-        [0.485, 0.456, 0.406],
-        [0.229, 0.224, 0.225],
-    );
-    println!("sam2_input 3840×2160 → 1024²: {:?}", start.elapsed());
-    assert_eq!(fresh.len(), out.len());
-    assert_eq!(t.len(), 3 * 1024 * 1024);
 }
 
 // --- hole filling ---------------------------------------------------------------------------------

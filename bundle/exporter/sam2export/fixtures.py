@@ -21,7 +21,7 @@ from .export import export_model_dir
 from .onnx_driver import replay
 from .reference import run_reference
 from .resample_fixtures import make_resample_fixtures
-from .synthetic import HEIGHT, WIDTH, make_clips, save_mask
+from .synthetic import HEIGHT, WIDTH, make_clips, make_photo_clip, save_mask
 
 # The fixture model: shrunk architecture, seed and noise chosen so that objects are present on most frames
 # and absent on some, with no object score within 1e-3 of zero (a sign that tiny float differences could flip).
@@ -105,6 +105,11 @@ def scripts() -> dict[str, dict]:
             {"op": "add_points", "frame": 0, "object": 1, "points": _pts((40, 95), (160, 40)), "labels": [1, 0]},
             {"op": "propagate"},
         ]),
+        "photo": ("photo", [
+            {"op": "add_points", "frame": 0, "object": 1, "points": _pts((172, 63)), "labels": [1]},
+            {"op": "add_points", "frame": 0, "object": 2, "points": _pts((262, 190), (120, 180)), "labels": [1, 0]},
+            {"op": "propagate"},
+        ]),
         "reset": ("shapes", [
             {"op": "add_points", "frame": 0, "object": 1, "points": _pts((70, 90)), "labels": [1]},
             {"op": "propagate", "max_frames": 3},
@@ -131,6 +136,8 @@ def make_fixtures(root: str, log=print) -> dict:
         shutil.rmtree(os.path.join(root, sub), ignore_errors=True)
 
     masks = make_clips(os.path.join(root, "clips"))
+    # tests/fixtures/photos is committed (public-domain / CC0 photographs, see its README).
+    make_photo_clip(os.path.join(root, "clips"), os.path.join(root, "photos", "chelsea.png"))
     save_mask(os.path.join(root, "masks", "shapes_disk_f0.png"), masks["shapes"][0][0])
     save_mask(os.path.join(root, "masks", "crossing_square_f0.png"), masks["crossing"][0][0])
     save_mask(os.path.join(root, "masks", "empty.png"), np.zeros((HEIGHT, WIDTH), bool))

@@ -5,6 +5,7 @@
 //! test, a host's "validate model" button) without ONNX Runtime, and so that a broken copy is
 //! reported as a broken file rather than as whatever ONNX Runtime makes of truncated protobuf.
 
+pub mod device;
 pub(crate) mod io;
 pub mod manifest;
 pub mod runtime;
@@ -18,9 +19,10 @@ use ndarray::{Array1, Array2, Array3, Array4, ArrayD, Ix1, Ix2, Ix3, Ix4};
 use ndarray_npy::ReadNpyExt;
 use sha2::{Digest, Sha256};
 
+pub use self::device::{Device, Provider};
 pub use self::manifest::{GraphName, Manifest};
 pub use self::runtime::{Graph, Runtime};
-pub use self::shared::{Geometry, Model};
+pub use self::shared::{Geometry, GraphTime, GraphTimes, Model};
 use crate::error::{Error, Result};
 
 /// The manifest's file name inside a model directory.
@@ -66,6 +68,19 @@ impl ModelSessions {
             GraphName::MaskDecoder => &mut self.mask_decoder,
             GraphName::MemoryEncoder => &mut self.memory_encoder,
         }
+    }
+
+    /// The provider each graph prefers ([`Graph::provider`]), to show the user where the model runs.
+    pub fn providers(&self) -> Vec<(GraphName, Provider)> {
+        [
+            &self.image_encoder,
+            &self.memory_attention,
+            &self.mask_decoder,
+            &self.memory_encoder,
+        ]
+        .into_iter()
+        .map(|graph| (graph.name(), graph.provider()))
+        .collect()
     }
 }
 

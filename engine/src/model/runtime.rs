@@ -12,14 +12,44 @@
 //!    where `bundle/fetch-onnxruntime.sh` puts it in a checkout. The last is a compile-time path,
 //!    right for tests and tools run from the checkout; a shipped plugin passes the path of the
 //!    library inside its bundle to [`Runtime::load`] instead.
+//!
+//! # Devices
+//!
+//! [`Runtime::with_device`] picks where the graphs run (the CLI's `cpu` / `gpu` / `auto`):
+//! - [`Device::Cpu`], the default: ONNX Runtime's CPU provider only. Any library works.
+//! - [`Device::Gpu`]: the first GPU provider that starts, in the order of
+//!   [`Provider::GPU_ORDER`] (CUDA, DirectML, Core ML, WebGPU), among those this build has; an
+//!   error ([`Error::GpuUnavailable`]) that says why each failed if none does. TensorRT is never
+//!   picked this way: it spends minutes building an engine per graph on first use.
+//! - [`Device::Auto`]: the same, but when no GPU provider starts, the CPU, with the reasons logged
+//!   (`log::warn!` for a provider that was built in but failed, `log::info!` when there is none).
+//!
+//! [`Runtime::with_providers`] gives power users an exact, ordered list instead (TensorRT, a second
+//! GPU with `cuda:1`); every provider in it must register, and ONNX Runtime hands each node to
+//! the first one that supports it, the CPU behind them all.
+//!
+//! A GPU needs two things. The engine must be built with the provider's feature (`cargo build
+//! --release --features cuda`; also `tensorrt`, `webgpu`, and `directml` on Windows, `coreml` on
+//! macOS — without them this is a CPU-only build). And the ONNX Runtime library must be a build
+//! with that provider: for CUDA, the `libonnxruntime.so.1.*` of the PyPI wheel `onnxruntime-gpu`
+//! (the CUDA 13 build), with `libonnxruntime_providers_shared.so` and
+//! `libonnxruntime_providers_cuda.so` beside it, pointed at with `SAM2_ORT_DYLIB`, and the CUDA 13
+//! runtime and cuDNN 9 where the loader finds them (`LD_LIBRARY_PATH`). `ort`'s `load-dynamic`
+//! loads all of that at run time, so building with `--features cuda` needs no CUDA installed.
+//!
+//! Each [`Graph`] records which providers it was created with ([`Graph::provider`]): what was
+//! requested and registered, not a per-node account — ONNX Runtime may still run some nodes of a
+//! CUDA session on the CPU, which it only reports in its own verbose log.
 
 use std::path::{Path, PathBuf};
 
 use ndarray::ArrayD;
 use once_cell::sync::OnceCell;
 use ort::session::Session;
+use ort::session::builder::SessionBuilder;
 use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 
+use super::device::{Device, FailureReason, Provider, ProviderFailure};
 use super::manifest::{DType, Dim, GraphName, GraphSpec, ValueSpec, shape_string};
 use crate::error::{Error, Result};
 
@@ -65,12 +95,27 @@ struct Loaded {
 
 static LOADED: OnceCell<Loaded> = OnceCell::new();
 
+/// How the sessions of a [`Runtime`] choose their execution providers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Placement {
+    Device(Device),
+    Providers(Vec<Provider>),
+}
+
 /// A handle on the loaded ONNX Runtime; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Runtime {
     path: PathBuf,
     environment: ort::environment::Environment,
     intra_threads: Option<usize>,
+    placement: Placement,
+}
+
+/// A created session and the providers it got, before its interface is checked.
+struct Placed {
+    session: Session,
+    providers: Vec<Provider>,
+    skipped: Vec<ProviderFailure>,
 }
 
 impl Runtime {
@@ -117,6 +162,7 @@ impl Runtime {
             path: loaded.path.clone(),
             environment: loaded.environment.clone(),
             intra_threads: None,
+            placement: Placement::Device(Device::Cpu),
         })
     }
 
@@ -137,8 +183,57 @@ impl Runtime {
         self
     }
 
-    /// Creates a session for the graph file at `path` and checks its interface against `spec`.
+    /// Picks the device the sessions created from now on run on (see the module documentation);
+    /// replaces an earlier [`Runtime::with_providers`].
+    pub fn with_device(mut self, device: Device) -> Runtime {
+        self.placement = Placement::Device(device);
+        self
+    }
+
+    /// Registers exactly these providers, in this order of preference, on every session created
+    /// from now on; a provider that cannot be registered is an error, never skipped. The CPU is
+    /// always behind them, for the nodes they do not take. Replaces an earlier
+    /// [`Runtime::with_device`].
+    pub fn with_providers(mut self, providers: impl IntoIterator<Item = Provider>) -> Runtime {
+        self.placement = Placement::Providers(providers.into_iter().collect());
+        self
+    }
+
+    /// The device chosen with [`Runtime::with_device`]; `None` after [`Runtime::with_providers`].
+    pub fn device(&self) -> Option<Device> {
+        match self.placement {
+            Placement::Device(device) => Some(device),
+            Placement::Providers(_) => None,
+        }
+    }
+
+    /// Creates a session for the graph file at `path` on the chosen device and checks its
+    /// interface against `spec`.
     pub fn session(&self, name: GraphName, path: &Path, spec: &GraphSpec) -> Result<Graph> {
+        let placed = match &self.placement {
+            Placement::Device(Device::Cpu) => Placed {
+                session: self.commit(path, self.builder(path)?)?,
+                providers: vec![Provider::Cpu],
+                skipped: Vec::new(),
+            },
+            Placement::Device(device) => self.place_on_gpu(name, path, *device)?,
+            Placement::Providers(providers) => self.place_listed(name, path, providers)?,
+        };
+        let graph = Graph {
+            name,
+            path: path.to_path_buf(),
+            spec: spec.clone(),
+            session: placed.session,
+            providers: placed.providers,
+            skipped: placed.skipped,
+        };
+        graph.check_interface()?;
+        Ok(graph)
+    }
+
+    /// A session builder with this runtime's settings and no provider yet. A fresh one per try,
+    /// since a builder keeps every provider registered on it, failed tries included.
+    fn builder(&self, path: &Path) -> Result<SessionBuilder> {
         let session_error = |message: String| Error::Session {
             path: path.to_path_buf(),
             message,
@@ -150,17 +245,149 @@ impl Runtime {
                 .with_intra_threads(threads)
                 .map_err(|e| session_error(e.to_string()))?;
         }
-        let session = builder
-            .commit_from_file(path)
-            .map_err(|e| session_error(e.to_string()))?;
-        let graph = Graph {
-            name,
+        Ok(builder)
+    }
+
+    /// Creates the session; a failure is the graph's fault (no provider besides the CPU is on).
+    fn commit(&self, path: &Path, mut builder: SessionBuilder) -> Result<Session> {
+        builder.commit_from_file(path).map_err(|e| Error::Session {
             path: path.to_path_buf(),
-            spec: spec.clone(),
-            session,
+            message: e.to_string(),
+        })
+    }
+
+    /// Registers `provider` on `builder`, or says why it cannot be.
+    fn register(
+        &self,
+        builder: SessionBuilder,
+        provider: Provider,
+    ) -> std::result::Result<SessionBuilder, ProviderFailure> {
+        let failure = |reason: FailureReason| ProviderFailure { provider, reason };
+        let registration = |message: String| failure(FailureReason::Registration { message });
+        let Some(ort_provider) = provider.to_ort().map_err(failure)? else {
+            return Err(failure(FailureReason::NotInBuild));
         };
-        graph.check_interface()?;
-        Ok(graph)
+        // Asked first, because registering a provider the library lacks gives a message about
+        // the provider's own library that sends a user looking in the wrong place.
+        match (ort_provider.in_library)() {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(failure(FailureReason::NotInLibrary {
+                    library: self.path.clone(),
+                }));
+            }
+            Err(e) => return Err(registration(e.to_string())),
+        }
+        builder
+            .with_execution_providers([ort_provider.dispatch])
+            .map_err(|e| registration(e.to_string()))
+    }
+
+    /// Tries the GPU providers this build has, in [`Provider::GPU_ORDER`], and takes the first
+    /// whose session can be created: registering succeeds even without a device, so only
+    /// creating the session proves that the provider works. With [`Device::Auto`], falls back to
+    /// the CPU.
+    fn place_on_gpu(&self, name: GraphName, path: &Path, device: Device) -> Result<Placed> {
+        let mut skipped = Vec::new();
+        for provider in Provider::GPU_ORDER {
+            if !provider.is_compiled_in() {
+                continue;
+            }
+            let attempt = self
+                .register(self.builder(path)?, provider)
+                .and_then(|mut builder| {
+                    builder.commit_from_file(path).map_err(|e| ProviderFailure {
+                        provider,
+                        reason: FailureReason::Session {
+                            message: e.to_string(),
+                        },
+                    })
+                });
+            match attempt {
+                Ok(session) => {
+                    log::info!("{name}: running on {provider} (device {device})");
+                    return Ok(Placed {
+                        session,
+                        providers: vec![provider, Provider::Cpu],
+                        skipped,
+                    });
+                }
+                Err(failure) => {
+                    if device == Device::Auto {
+                        log::warn!("{name}: {failure}.");
+                    }
+                    skipped.push(failure);
+                }
+            }
+        }
+        if device != Device::Auto {
+            return Err(Error::GpuUnavailable {
+                path: path.to_path_buf(),
+                tried: skipped,
+            });
+        }
+        if skipped.is_empty() {
+            log::info!(
+                "{name}: running on the CPU (device auto): this build of the engine has no GPU support; rebuild it with --features cuda, directml, coreml or webgpu for one."
+            );
+        } else {
+            log::warn!(
+                "{name}: running on the CPU (device auto): none of the GPU providers {} could be used, for the reasons above.",
+                skipped
+                    .iter()
+                    .map(|f| f.provider.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        Ok(Placed {
+            session: self.commit(path, self.builder(path)?)?,
+            providers: vec![Provider::Cpu],
+            skipped,
+        })
+    }
+
+    /// Registers every listed provider, in order; any that cannot be is an error.
+    fn place_listed(&self, name: GraphName, path: &Path, listed: &[Provider]) -> Result<Placed> {
+        let unavailable = |failure: ProviderFailure| Error::ProviderUnavailable {
+            path: path.to_path_buf(),
+            failure,
+        };
+        let mut builder = self.builder(path)?;
+        for &provider in listed {
+            builder = self.register(builder, provider).map_err(unavailable)?;
+        }
+        let session = match listed.iter().find(|&&p| p != Provider::Cpu) {
+            // The CPU provider does not fail to start, so a failure is the graph's.
+            None => self.commit(path, builder)?,
+            // With several, ONNX Runtime's message names the one that failed; the first is blamed
+            // in the variant because it is the one the user asked for most.
+            Some(&first) => builder.commit_from_file(path).map_err(|e| {
+                unavailable(ProviderFailure {
+                    provider: first,
+                    reason: FailureReason::Session {
+                        message: e.to_string(),
+                    },
+                })
+            })?,
+        };
+        let mut providers = listed.to_vec();
+        if !providers.contains(&Provider::Cpu) {
+            providers.push(Provider::Cpu);
+        }
+        log::info!(
+            "{name}: running on {}",
+            providers
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", then ")
+        );
+        Ok(Placed {
+            session,
+            providers,
+            skipped: Vec::new(),
+        })
     }
 }
 
@@ -171,6 +398,10 @@ pub struct Graph {
     path: PathBuf,
     spec: GraphSpec,
     session: Session,
+    /// Registered providers in ONNX Runtime's order of preference, the CPU last.
+    providers: Vec<Provider>,
+    /// GPU providers tried before these, with why they were not used.
+    skipped: Vec<ProviderFailure>,
 }
 
 /// The element type ONNX Runtime reports for a manifest dtype.
@@ -290,6 +521,24 @@ impl Graph {
         &self.spec
     }
 
+    /// The provider this graph's session prefers: the GPU provider it got, or the CPU. ONNX
+    /// Runtime may still run single nodes that provider lacks on the CPU.
+    pub fn provider(&self) -> Provider {
+        self.providers.first().copied().unwrap_or(Provider::Cpu)
+    }
+
+    /// Every provider registered on the session, in ONNX Runtime's order of preference; the CPU,
+    /// which ONNX Runtime always keeps as the last resort, is last.
+    pub fn providers(&self) -> &[Provider] {
+        &self.providers
+    }
+
+    /// The GPU providers tried before [`Graph::provider`] and why each was not used (empty unless
+    /// the device is [`Device::Gpu`] or [`Device::Auto`] and something failed).
+    pub fn skipped(&self) -> &[ProviderFailure] {
+        &self.skipped
+    }
+
     /// The ONNX Runtime session, for the typed per-graph wrappers.
     pub fn session_mut(&mut self) -> &mut Session {
         &mut self.session
@@ -403,5 +652,230 @@ impl Graph {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Mutex, Once};
+
+    use super::*;
+    use crate::model::ModelDir;
+
+    /// Every log line of this test binary, so a test can check that a fallback says why.
+    static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    struct Capture;
+
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            LINES
+                .lock()
+                .unwrap()
+                .push(format!("{} {}", record.level(), record.args()));
+        }
+        fn flush(&self) {}
+    }
+
+    static CAPTURE: Capture = Capture;
+
+    fn capture_logs() {
+        static ONCE: Once = Once::new();
+        ONCE.call_once(|| {
+            log::set_logger(&CAPTURE).unwrap();
+            log::set_max_level(log::LevelFilter::Info);
+        });
+    }
+
+    fn fixture_model() -> ModelDir {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/test");
+        ModelDir::open(&dir).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn runtime(device: Device) -> Runtime {
+        Runtime::load_default()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_intra_threads(Some(1))
+            .with_device(device)
+    }
+
+    /// The GPU providers this build has, in the order they are tried.
+    fn compiled_in_gpus() -> Vec<Provider> {
+        Provider::GPU_ORDER
+            .into_iter()
+            .filter(|p| p.is_compiled_in())
+            .collect()
+    }
+
+    #[test]
+    fn the_default_device_is_the_cpu() {
+        let runtime = Runtime::load_default().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(runtime.device(), Some(Device::Cpu));
+        let listed = runtime.with_providers([Provider::Cpu]);
+        assert_eq!(listed.device(), None);
+        assert_eq!(
+            listed.with_device(Device::Auto).device(),
+            Some(Device::Auto)
+        );
+    }
+
+    #[test]
+    fn cpu_device_loads_the_fixture_model_on_the_cpu() {
+        let model = fixture_model();
+        let mut sessions = model
+            .load_sessions(&runtime(Device::Cpu))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            sessions.providers(),
+            GraphName::ALL.map(|name| (name, Provider::Cpu)).to_vec()
+        );
+        for name in GraphName::ALL {
+            let graph = sessions.get_mut(name);
+            assert_eq!(graph.providers(), [Provider::Cpu]);
+            assert!(graph.skipped().is_empty());
+            graph
+                .run_on_zeros()
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn auto_device_loads_the_fixture_model_on_the_cpu_and_logs_why() {
+        capture_logs();
+        let model = fixture_model();
+        let mut sessions = model
+            .load_sessions(&runtime(Device::Auto))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let gpus = compiled_in_gpus();
+        for name in GraphName::ALL {
+            let graph = sessions.get_mut(name);
+            if graph.provider() != Provider::Cpu {
+                // A machine with a working GPU provider: nothing to fall back from.
+                assert_eq!(graph.providers().last(), Some(&Provider::Cpu));
+                continue;
+            }
+            assert_eq!(graph.providers(), [Provider::Cpu]);
+            // Every GPU provider of this build was tried, and each says why it was not used.
+            let tried: Vec<Provider> = graph.skipped().iter().map(|f| f.provider).collect();
+            assert_eq!(tried, gpus, "{name}");
+            graph
+                .run_on_zeros()
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let lines = LINES.lock().unwrap();
+            let fallback = lines
+                .iter()
+                .find(|l| l.contains(&format!("{name}: running on the CPU (device auto)")))
+                .unwrap_or_else(|| panic!("{name}: no fallback logged in {lines:#?}"));
+            if gpus.is_empty() {
+                assert!(fallback.starts_with("INFO"), "{fallback}");
+                assert!(fallback.contains("no GPU support"), "{fallback}");
+                assert!(fallback.contains("--features cuda"), "{fallback}");
+            } else {
+                assert!(fallback.starts_with("WARN"), "{fallback}");
+                for failure in graph.skipped() {
+                    let reason = format!("WARN {name}: {failure}.");
+                    assert!(lines.contains(&reason), "{reason} not in {lines:#?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gpu_device_without_a_usable_gpu_provider_is_an_error_naming_them() {
+        let model = fixture_model();
+        let path = model.graph_path(GraphName::ImageEncoder);
+        let spec = model.manifest().graphs.get(GraphName::ImageEncoder);
+        let gpus = compiled_in_gpus();
+        let err = match runtime(Device::Gpu).session(GraphName::ImageEncoder, &path, spec) {
+            Ok(graph) if !gpus.is_empty() => {
+                // A machine where a GPU provider works.
+                assert_ne!(graph.provider(), Provider::Cpu);
+                return;
+            }
+            Ok(graph) => panic!("a build without GPU providers ran on {}", graph.provider()),
+            Err(err) => err,
+        };
+        let message = err.to_string();
+        let Error::GpuUnavailable { path: at, tried } = err else {
+            panic!("expected GpuUnavailable, got {err:?}");
+        };
+        assert_eq!(at, path);
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(message.ends_with('.'), "{message}");
+        assert_eq!(
+            tried.iter().map(|f| f.provider).collect::<Vec<_>>(),
+            gpus,
+            "{message}"
+        );
+        if gpus.is_empty() {
+            for missing in ["cuda", "directml", "coreml", "webgpu"] {
+                assert!(message.contains(missing), "{message}");
+            }
+            assert!(message.contains("--features cuda"), "{message}");
+        } else {
+            for provider in gpus {
+                assert!(message.contains(provider.name()), "{message}");
+            }
+        }
+        assert!(message.contains("device cpu or auto"), "{message}");
+    }
+
+    #[test]
+    fn listed_providers_are_registered_or_refused() {
+        let model = fixture_model();
+        let path = model.graph_path(GraphName::MaskDecoder);
+        let spec = model.manifest().graphs.get(GraphName::MaskDecoder);
+        let cpu = runtime(Device::Cpu).with_providers([Provider::Cpu]);
+        let mut graph = cpu
+            .session(GraphName::MaskDecoder, &path, spec)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(graph.providers(), [Provider::Cpu]);
+        graph.run_on_zeros().unwrap_or_else(|e| panic!("{e}"));
+
+        // DirectML exists on Windows only: on any other platform it is refused whatever the build.
+        if cfg!(windows) {
+            return;
+        }
+        let directml = Provider::DirectMl { device_id: 0 };
+        let err = runtime(Device::Cpu)
+            .with_providers([directml, Provider::Cpu])
+            .session(GraphName::MaskDecoder, &path, spec)
+            .map(|_| ())
+            .unwrap_err();
+        let message = err.to_string();
+        let Error::ProviderUnavailable { failure, .. } = err else {
+            panic!("expected ProviderUnavailable, got {err:?}");
+        };
+        assert_eq!(failure.provider, directml);
+        assert_eq!(failure.reason, FailureReason::NotInBuild);
+        assert!(message.contains("only on Windows"), "{message}");
+        assert!(message.contains(&path.display().to_string()), "{message}");
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn a_listed_provider_missing_from_the_build_says_which_feature_to_enable() {
+        let model = fixture_model();
+        let path = model.graph_path(GraphName::MemoryEncoder);
+        let spec = model.manifest().graphs.get(GraphName::MemoryEncoder);
+        let err = runtime(Device::Cpu)
+            .with_providers([Provider::Cuda { device_id: 1 }])
+            .session(GraphName::MemoryEncoder, &path, spec)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::ProviderUnavailable { failure, .. }
+                    if failure.reason == FailureReason::NotInBuild
+            ),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains("CUDA (device 1)"), "{message}");
+        assert!(message.contains("--features cuda"), "{message}");
     }
 }

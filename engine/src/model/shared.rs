@@ -3,8 +3,14 @@
 //! ONNX Runtime sessions are created once per model and shared (`Arc<Model>`); `ort` runs a session
 //! through `&mut`, so each graph sits behind its own mutex — two clip sessions can encode one frame
 //! while decoding another.
+//!
+//! Each graph also has a clock ([`Model::graph_times`]): how many times it ran and for how long,
+//! summed over every session of the model, so that a benchmark can tell the graphs' time from the
+//! engine's own. It costs two clock reads and two atomic adds per graph run.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -54,6 +60,7 @@ pub struct Model {
     pub(crate) mask_decoder: Mutex<Graph>,
     pub(crate) memory_encoder: Mutex<Graph>,
     pub(crate) memory_attention: Mutex<Graph>,
+    pub(crate) clocks: GraphClocks,
 }
 
 impl Model {
@@ -66,6 +73,7 @@ impl Model {
             mask_decoder: Mutex::new(sessions.mask_decoder),
             memory_encoder: Mutex::new(sessions.memory_encoder),
             memory_attention: Mutex::new(sessions.memory_attention),
+            clocks: GraphClocks::default(),
             dir,
         }))
     }
@@ -90,4 +98,86 @@ impl Model {
     pub fn geometry(&self) -> Geometry {
         self.geometry
     }
+
+    /// How often and how long each graph has run since the model was loaded.
+    pub fn graph_times(&self) -> GraphTimes {
+        GraphTimes {
+            image_encoder: self.clocks.image_encoder.read(),
+            mask_decoder: self.clocks.mask_decoder.read(),
+            memory_encoder: self.clocks.memory_encoder.read(),
+            memory_attention: self.clocks.memory_attention.read(),
+        }
+    }
+}
+
+/// Runs of one graph and the time spent inside ONNX Runtime for them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GraphTime {
+    pub runs: u64,
+    pub total: Duration,
+}
+
+/// [`GraphTime`] of each of the four graphs, from [`Model::graph_times`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GraphTimes {
+    pub image_encoder: GraphTime,
+    pub mask_decoder: GraphTime,
+    pub memory_encoder: GraphTime,
+    pub memory_attention: GraphTime,
+}
+
+impl GraphTimes {
+    /// Time spent in all four graphs.
+    pub fn total(&self) -> Duration {
+        self.image_encoder.total
+            + self.mask_decoder.total
+            + self.memory_encoder.total
+            + self.memory_attention.total
+    }
+
+    /// What ran between `earlier` (an older reading of the same model) and `self`.
+    pub fn since(&self, earlier: &GraphTimes) -> GraphTimes {
+        let diff = |now: GraphTime, then: GraphTime| GraphTime {
+            runs: now.runs.saturating_sub(then.runs),
+            total: now.total.saturating_sub(then.total),
+        };
+        GraphTimes {
+            image_encoder: diff(self.image_encoder, earlier.image_encoder),
+            mask_decoder: diff(self.mask_decoder, earlier.mask_decoder),
+            memory_encoder: diff(self.memory_encoder, earlier.memory_encoder),
+            memory_attention: diff(self.memory_attention, earlier.memory_attention),
+        }
+    }
+}
+
+/// One graph's run counter and nanosecond total.
+#[derive(Debug, Default)]
+pub(crate) struct GraphClock {
+    nanos: AtomicU64,
+    runs: AtomicU64,
+}
+
+impl GraphClock {
+    /// Counts one run that began at `started`.
+    pub(crate) fn record(&self, started: Instant) {
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.runs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn read(&self) -> GraphTime {
+        GraphTime {
+            runs: self.runs.load(Ordering::Relaxed),
+            total: Duration::from_nanos(self.nanos.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// The clocks of the four graphs.
+#[derive(Debug, Default)]
+pub(crate) struct GraphClocks {
+    pub(crate) image_encoder: GraphClock,
+    pub(crate) mask_decoder: GraphClock,
+    pub(crate) memory_encoder: GraphClock,
+    pub(crate) memory_attention: GraphClock,
 }

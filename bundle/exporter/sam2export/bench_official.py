@@ -1,0 +1,150 @@
+"""Time the official `SAM2VideoPredictor` (CPU) on the same weights, clips and thread count as the engine's benchmark.
+
+What is timed mirrors `engine/examples/bench` exactly, so that the two numbers divide:
+
+- per clip, one positive click at the centre of frame 0 (object 1), then `propagate_in_video` over the first
+  `--frames` frames. Frame 0 is re-yielded from storage and frame 1 is the warm-up (the first memory attention
+  run), so the intervals between the yields of frames 1→2, …, n−2→n−1 are timed: n − 2 frames per clip;
+- then click-to-mask latency: a new object (2) on the last propagated frame, whose features the predictor has
+  cached, one warm-up click and `--clicks` timed clicks (the decoder only), as the engine's benchmark does.
+
+The predictor is rebuilt from the model directory's manifest (as `reference` does), so only random-weight model
+directories work without `--checkpoint`. Writes a JSON summary to `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from .build import rebuild_from_manifest
+from .clip import load_frames
+from .errors import UserError, friendly_main
+from .official import patch_memory_dtype
+
+
+def click_points(width: int, height: int, count: int) -> list[list[float]]:
+    """The click positions of the latency test: a grid over the middle of the frame, the same as the engine's."""
+    points = []
+    for i in range(count):
+        fx = 0.25 + 0.5 * ((i % 5) / 4.0)
+        fy = 0.25 + 0.5 * (((i // 5) % 4) / 3.0)
+        points.append([width * fx, height * fy])
+    return points
+
+
+def bench_clip(predictor, clip_dir, manifest, max_frames, clicks, log):
+    import sam2.sam2_video_predictor as svp
+
+    images, video_h, video_w = load_frames(clip_dir, predictor.image_size, manifest["image_mean"], manifest["image_std"])
+    if max_frames:
+        images = images[:max_frames]
+    n = len(images)
+    if n < 3:
+        raise UserError(f"The clip {clip_dir} has {n} frames; the benchmark needs at least 3 (one prompted, one warm-up).")
+    original_loader = svp.load_video_frames
+    svp.load_video_frames = lambda **kw: (images.clone(), video_h, video_w)
+    try:
+        with torch.inference_mode():
+            state = predictor.init_state(video_path=clip_dir)
+    finally:
+        svp.load_video_frames = original_loader
+
+    centre = np.array([[video_w / 2.0, video_h / 2.0]], dtype=np.float32)
+    positive = np.array([1], dtype=np.int32)
+    stamps = []
+    with torch.inference_mode():
+        predictor.add_new_points_or_box(state, frame_idx=0, obj_id=1, points=centre, labels=positive)
+        for frame, _, _ in predictor.propagate_in_video(state, start_frame_idx=0, max_frame_num_to_track=n - 1):
+            stamps.append((frame, time.perf_counter()))
+    frames = [f for f, _ in stamps]
+    if frames != list(range(n)):
+        raise UserError(f"The official predictor yielded frames {frames} on {clip_dir}, not 0..{n - 1}.")
+    timed_s = stamps[-1][1] - stamps[1][1]
+    log(f"  {os.path.basename(os.path.normpath(clip_dir))}: {n} frames, {(n - 2) / timed_s:.3f} fps over frames 2..{n - 1}")
+
+    click_ms = []
+    if clicks > 0:
+        last = n - 1
+        points = click_points(video_w, video_h, clicks + 1)
+        with torch.inference_mode():
+            for i, p in enumerate(points):
+                start = time.perf_counter()
+                predictor.add_new_points_or_box(
+                    state, frame_idx=last, obj_id=2, points=np.array([p], dtype=np.float32), labels=positive,
+                    clear_old_points=True,
+                )
+                if i > 0:  # the first click is the warm-up
+                    click_ms.append((time.perf_counter() - start) * 1e3)
+    return {
+        "clip": os.path.realpath(clip_dir),
+        "frames": n,
+        "timed_frames": n - 2,
+        "timed_s": timed_s,
+        "click_ms": click_ms,
+    }
+
+
+def run(model_dir, clips, max_frames, threads, clicks, checkpoint=None, log=print):
+    manifest_path = os.path.join(model_dir, "manifest.json")
+    if not os.path.isfile(manifest_path):
+        raise UserError(f"The model directory {model_dir} has no manifest.json; export one with bundle/exporter first.")
+    with open(manifest_path) as f:
+        manifest = json.load(f)
+    torch.set_num_threads(threads)
+    predictor = rebuild_from_manifest(manifest, checkpoint).predictor
+    patch_memory_dtype(predictor)
+    log(f"official predictor, {manifest['size']} at {manifest['image_size']}, torch {torch.__version__}, {threads} threads")
+    per_clip = []
+    for i, clip in enumerate(clips):
+        # Clicks are timed on the first clip only, as in the engine's benchmark.
+        per_clip.append(bench_clip(predictor, clip, manifest, max_frames, clicks if i == 0 else 0, log))
+    timed_frames = sum(c["timed_frames"] for c in per_clip)
+    timed_s = sum(c["timed_s"] for c in per_clip)
+    click_ms = [ms for c in per_clip for ms in c["click_ms"]]
+    return {
+        "format": "sam2-rotoscope-bench-official",
+        "version": 1,
+        "model": os.path.realpath(model_dir),
+        "image_size": manifest["image_size"],
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "clips": per_clip,
+        "timed_frames": timed_frames,
+        "timed_s": timed_s,
+        "fps": timed_frames / timed_s,
+        "click_median_ms": statistics.median(click_ms) if click_ms else None,
+    }
+
+
+@friendly_main
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="model directory (made by export)")
+    p.add_argument("--clip", required=True, action="append", help="folder of frames (repeat for several clips)")
+    p.add_argument("--frames", type=int, default=0, help="use only the first N frames of each clip (0: all)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (the engine's benchmark uses the same)")
+    p.add_argument("--clicks", type=int, default=20, help="timed clicks for the click-to-mask latency (0: none)")
+    p.add_argument("--checkpoint", help="the checkpoint the model directory was exported from (real weights)")
+    p.add_argument("--out", required=True, help="JSON file to write")
+    a = p.parse_args(argv)
+    if a.threads < 1:
+        raise UserError(f"--threads must be at least 1, not {a.threads}.")
+    if a.frames != 0 and a.frames < 3:
+        raise UserError(f"--frames must be 0 (all) or at least 3, not {a.frames}.")
+    result = run(a.model, a.clip, a.frames, a.threads, a.clicks, checkpoint=a.checkpoint)
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump(result, f, indent=2, allow_nan=False)
+        f.write("\n")
+    print(f"{result['fps']:.3f} fps over {result['timed_frames']} frames; wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,590 @@
+//! The benchmark behind `./bench.sh`: propagation speed split by graph, the engine's own overhead,
+//! the speed ratio to the official PyTorch predictor, click-to-mask latency, peak memory over a
+//! long clip and matte upsampling, each against its target. Run it optimized, from the checkout:
+//!
+//! ```sh
+//! cargo run --release -p sam2-engine --example bench -- [options]
+//! ```
+//!
+//! Options (defaults in brackets):
+//!
+//! - `--threads N` [2]: ONNX Runtime intra-op threads per graph; the official run must use the same.
+//! - `--fixture-model DIR` [tests/fixtures/models/test] and `--clip DIR`, repeatable
+//!   [every folder in tests/fixtures/clips, by name]: the 256² model and the clips it tracks.
+//! - `--tiny-model DIR` and `--tiny-frames N` [8]: the 1024² model, run on the first N frames of the
+//!   first clip; `--tiny-skipped TEXT` says why there is none.
+//! - `--official-fixture FILE`, `--official-tiny FILE`: what `bundle/exporter/py bench_official`
+//!   measured on the same clips and frames; `--official-skipped TEXT` says why there is none.
+//! - `--clicks N` [20]: timed clicks for the click-to-mask latency.
+//! - `--rss-frames A,B` [50,500]: the short and long synthetic clips of the memory test.
+//! - `--report FILE`: also write the table there (Markdown).
+//!
+//! `bench rss --model DIR --frames N --threads N` is the memory test's child process.
+
+mod machine;
+mod memory;
+mod table;
+mod tracking;
+mod upsample;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sam2_engine::{Model, Runtime};
+
+use crate::machine::Machine;
+use crate::table::{Row, Section};
+use crate::tracking::{Tracking, median};
+
+pub type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// Engine overhead allowed, as a share of the graphs' time.
+const OVERHEAD_TARGET: f64 = 0.02;
+/// Engine fps / official fps required.
+const RATIO_TARGET: f64 = 1.6;
+/// Click-to-mask latency allowed on the 1024 model.
+const CLICK_TARGET_MS: f64 = 150.0;
+/// Growth of the peak resident set from the short to the long clip allowed.
+const RSS_GROWTH_TARGET: f64 = 0.10;
+/// 4K matte upsampling on the CPU allowed.
+const UPSAMPLE_4K_TARGET_MS: f64 = 20.0;
+/// Timed runs per upsampling measurement.
+const UPSAMPLE_RUNS: usize = 15;
+
+#[derive(Debug, Clone)]
+struct Options {
+    threads: usize,
+    fixture_model: PathBuf,
+    clips: Vec<PathBuf>,
+    tiny_model: Option<PathBuf>,
+    tiny_frames: usize,
+    tiny_skipped: Option<String>,
+    official_fixture: Option<PathBuf>,
+    official_tiny: Option<PathBuf>,
+    official_skipped: Option<String>,
+    clicks: usize,
+    rss_frames: (usize, usize),
+    report: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+enum Command {
+    Bench(Options),
+    Rss {
+        model: PathBuf,
+        frames: usize,
+        threads: usize,
+    },
+}
+
+fn checkout() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn number(flag: &str, value: &str) -> BoxResult<usize> {
+    value
+        .parse()
+        .map_err(|_| format!("{flag} takes a whole number, not \"{value}\".").into())
+}
+
+fn parse(args: &[String]) -> BoxResult<Command> {
+    let mut it = args.iter();
+    let mut value = |flag: &str, it: &mut std::slice::Iter<'_, String>| {
+        it.next()
+            .cloned()
+            .ok_or_else(|| format!("{flag} needs a value."))
+    };
+    if args.first().map(String::as_str) == Some("rss") {
+        it.next();
+        let (mut model, mut frames, mut threads) = (None, None, 2);
+        while let Some(flag) = it.next() {
+            match flag.as_str() {
+                "--model" => model = Some(PathBuf::from(value(flag, &mut it)?)),
+                "--frames" => frames = Some(number(flag, &value(flag, &mut it)?)?),
+                "--threads" => threads = number(flag, &value(flag, &mut it)?)?,
+                other => return Err(format!("bench rss does not know the option {other}.").into()),
+            }
+        }
+        return Ok(Command::Rss {
+            model: model.ok_or("bench rss needs --model.")?,
+            frames: frames.ok_or("bench rss needs --frames.")?,
+            threads,
+        });
+    }
+    let mut o = Options {
+        threads: 2,
+        fixture_model: checkout().join("tests/fixtures/models/test"),
+        clips: Vec::new(),
+        tiny_model: None,
+        tiny_frames: 8,
+        tiny_skipped: None,
+        official_fixture: None,
+        official_tiny: None,
+        official_skipped: None,
+        clicks: 20,
+        rss_frames: (50, 500),
+        report: None,
+    };
+    while let Some(flag) = it.next() {
+        let v = value(flag, &mut it)?;
+        match flag.as_str() {
+            "--threads" => o.threads = number(flag, &v)?,
+            "--fixture-model" => o.fixture_model = v.into(),
+            "--clip" => o.clips.push(v.into()),
+            "--tiny-model" => o.tiny_model = Some(v.into()),
+            "--tiny-frames" => o.tiny_frames = number(flag, &v)?,
+            "--tiny-skipped" => o.tiny_skipped = Some(v),
+            "--official-fixture" => o.official_fixture = Some(v.into()),
+            "--official-tiny" => o.official_tiny = Some(v.into()),
+            "--official-skipped" => o.official_skipped = Some(v),
+            "--clicks" => o.clicks = number(flag, &v)?,
+            "--rss-frames" => {
+                let (a, b) = v
+                    .split_once(',')
+                    .ok_or_else(|| format!("--rss-frames takes two counts like 50,500, not \"{v}\"."))?;
+                o.rss_frames = (number(flag, a)?, number(flag, b)?);
+            }
+            "--report" => o.report = Some(v.into()),
+            other => {
+                return Err(format!(
+                    "The benchmark does not know the option {other}; see engine/examples/bench/main.rs."
+                )
+                .into());
+            }
+        }
+    }
+    if o.threads == 0 {
+        return Err("--threads must be at least 1.".into());
+    }
+    if o.tiny_frames < 3 {
+        return Err("--tiny-frames must be at least 3 (one prompted frame, one warm-up).".into());
+    }
+    if o.clips.is_empty() {
+        let dir = checkout().join("tests/fixtures/clips");
+        let mut clips: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(|e| format!("The clips folder {} cannot be read ({e}).", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        clips.sort();
+        o.clips = clips;
+    }
+    if o.clips.is_empty() {
+        return Err("No clips to track; pass --clip DIR.".into());
+    }
+    Ok(Command::Bench(o))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = parse(&args).and_then(|command| match command {
+        Command::Rss {
+            model,
+            frames,
+            threads,
+        } => memory::child(&model, frames, threads),
+        Command::Bench(options) => bench(&options),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What `bench_official.py` wrote.
+#[derive(Debug, serde::Deserialize)]
+struct Official {
+    torch: String,
+    threads: usize,
+    clips: Vec<OfficialClip>,
+    timed_frames: usize,
+    timed_s: f64,
+    fps: f64,
+    click_median_ms: Option<f64>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct OfficialClip {
+    clip: PathBuf,
+    frames: usize,
+}
+
+/// Reads an official result and checks that it timed what the engine timed.
+fn official(
+    path: Option<&Path>,
+    skipped: Option<&str>,
+    ours: &Tracking,
+    threads: usize,
+) -> Result<Official, String> {
+    let Some(path) = path else {
+        return Err(skipped
+            .unwrap_or("no official result given (--official-fixture / --official-tiny)")
+            .to_string());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{} cannot be read ({e})", path.display()))?;
+    let official: Official = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not a bench_official result ({e})", path.display()))?;
+    let same_clips = official.clips.len() == ours.clips.len()
+        && official.clips.iter().zip(&ours.clips).all(|(o, e)| {
+            o.frames == e.frames && e.clip.canonicalize().is_ok_and(|p| p == o.clip)
+        });
+    if !same_clips || official.timed_frames != ours.timed_frames {
+        return Err(format!(
+            "{} timed other clips or frames than this run",
+            path.display()
+        ));
+    }
+    if official.threads != threads {
+        return Err(format!(
+            "{} ran with {} threads, this run with {threads}",
+            path.display(),
+            official.threads
+        ));
+    }
+    Ok(official)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Propagation, overhead, official ratio and clicks for one model.
+fn model_rows(
+    model: &Arc<Model>,
+    clips: &[PathBuf],
+    max_frames: Option<usize>,
+    options: &Options,
+    official_file: Option<&Path>,
+    click_target: bool,
+) -> BoxResult<Vec<Row>> {
+    let t = tracking::run(model, clips, max_frames, options.clicks, &mut |line| {
+        eprintln!("{line}")
+    })?;
+    let g = &t.graphs;
+    let per = |d: Duration| ms(t.per_frame(d));
+    let mut rows = Vec::new();
+    for (name, graph) in [
+        ("image encoder", g.image_encoder),
+        ("memory attention", g.memory_attention),
+        ("mask decoder", g.mask_decoder),
+        ("memory encoder", g.memory_encoder),
+    ] {
+        rows.push(Row::info(
+            format!("  {name}"),
+            format!(
+                "{:.2} ms/frame ({} runs)",
+                per(graph.total),
+                graph.runs
+            ),
+        ));
+    }
+    let graphs = g.total();
+    rows.push(Row::info(
+        "  all four graphs",
+        format!("{:.2} ms/frame", per(graphs)),
+    ));
+    rows.push(Row::info(
+        format!("propagation, {} timed frames", t.timed_frames),
+        format!("{:.2} ms/frame ({:.3} fps)", per(t.wall), t.fps()),
+    ));
+    let overhead = t.wall.saturating_sub(graphs);
+    let share = overhead.as_secs_f64() / graphs.as_secs_f64().max(1e-12);
+    rows.push(Row::target(
+        "engine overhead (wall − graphs)",
+        format!("{:.3} ms/frame = {:.2} %", per(overhead), share * 100.0),
+        format!("≤ {:.0} % of graph time", OVERHEAD_TARGET * 100.0),
+        share <= OVERHEAD_TARGET,
+    ));
+    let ratio_what = format!("engine fps / official fps ({} threads each)", options.threads);
+    let ratio_target = format!("≥ {RATIO_TARGET}×");
+    match official(
+        official_file,
+        options.official_skipped.as_deref(),
+        &t,
+        options.threads,
+    ) {
+        Ok(o) => {
+            rows.push(Row::info(
+                "official PyTorch predictor",
+                format!(
+                    "{:.2} ms/frame ({:.3} fps; torch {})",
+                    o.timed_s * 1e3 / o.timed_frames.max(1) as f64,
+                    o.fps,
+                    o.torch
+                ),
+            ));
+            let ratio = t.fps() / o.fps.max(1e-12);
+            rows.push(Row::target(
+                ratio_what,
+                format!("{ratio:.2}×"),
+                ratio_target,
+                ratio >= RATIO_TARGET,
+            ));
+            if let Some(c) = o.click_median_ms {
+                rows.push(Row::info(
+                    "official click-to-mask, median",
+                    format!("{c:.2} ms"),
+                ));
+            }
+        }
+        Err(why) => rows.push(Row::skipped(ratio_what, why, ratio_target)),
+    }
+    if !t.clicks.is_empty() {
+        let click = ms(median(&t.clicks));
+        let mut value = format!(
+            "{click:.2} ms (decoder graph {:.2} ms)",
+            ms(median(&t.click_decoder))
+        );
+        if t.click_other_runs > 0 {
+            value.push_str(&format!(
+                "; other graphs ran {} times",
+                t.click_other_runs
+            ));
+        }
+        let what = format!("click-to-mask on an encoded frame, median of {}", t.clicks.len());
+        rows.push(if click_target {
+            Row::target(
+                what,
+                value,
+                format!("≤ {CLICK_TARGET_MS:.0} ms"),
+                click <= CLICK_TARGET_MS,
+            )
+        } else {
+            Row::info(what, value)
+        });
+    }
+    Ok(rows)
+}
+
+fn load_model(dir: &Path, runtime: &Runtime) -> BoxResult<Arc<Model>> {
+    let start = Instant::now();
+    let model = Model::open(dir, runtime)?;
+    eprintln!(
+        "loaded {} in {:.1} s",
+        dir.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(model)
+}
+
+/// Share of CPU time that went to something other than idle over `span`, across all CPUs.
+fn cpu_busy(span: Duration) -> Option<f64> {
+    let sample = || -> Option<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+        let values: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        let idle = values.get(3)? + values.get(4).copied().unwrap_or(0);
+        Some((values.iter().sum(), idle))
+    };
+    let (total0, idle0) = sample()?;
+    std::thread::sleep(span);
+    let (total1, idle1) = sample()?;
+    let total = total1.saturating_sub(total0).max(1);
+    Some(1.0 - idle1.saturating_sub(idle0) as f64 / total as f64)
+}
+
+fn bench(o: &Options) -> BoxResult<()> {
+    let busy_before = cpu_busy(Duration::from_secs(1));
+    let runtime = Runtime::load_default()?.with_intra_threads(Some(o.threads));
+    let machine = Machine::describe(runtime.library_path());
+    let mut sections = Vec::new();
+
+    let names: Vec<String> = o.clips.iter().map(|c| tracking::name(c)).collect();
+    eprintln!("fixture model: propagating through {}", names.join(", "));
+    let fixture = load_model(&o.fixture_model, &runtime)?;
+    let m = fixture.manifest();
+    sections.push(Section {
+        title: format!(
+            "{} {} model at {}² ({}), clips {}",
+            m.family,
+            m.size,
+            m.image_size,
+            o.fixture_model.display(),
+            names.join(", ")
+        ),
+        rows: model_rows(
+            &fixture,
+            &o.clips,
+            None,
+            o,
+            o.official_fixture.as_deref(),
+            false,
+        )?,
+    });
+
+    let first_clip: Vec<PathBuf> = o.clips.iter().take(1).cloned().collect();
+    let first_name = names.first().cloned().unwrap_or_default();
+    match &o.tiny_model {
+        Some(dir) => {
+            eprintln!(
+                "tiny model: propagating through the first {} frames of {first_name}",
+                o.tiny_frames
+            );
+            let tiny = load_model(dir, &runtime)?;
+            let m = tiny.manifest();
+            let rows = model_rows(
+                &tiny,
+                &first_clip,
+                Some(o.tiny_frames),
+                o,
+                o.official_tiny.as_deref(),
+                true,
+            )?;
+            sections.push(Section {
+                title: format!(
+                    "{} {} model at {}² ({}), first {} frames of {first_name}",
+                    m.family,
+                    m.size,
+                    m.image_size,
+                    dir.display(),
+                    o.tiny_frames
+                ),
+                rows,
+            });
+        }
+        None => sections.push(Section {
+            title: "tiny model at 1024²".into(),
+            rows: vec![Row::skipped(
+                "propagation, overhead, official ratio, clicks",
+                o.tiny_skipped
+                    .clone()
+                    .unwrap_or_else(|| "no --tiny-model given".into()),
+                format!("≤ {CLICK_TARGET_MS:.0} ms click, ≥ {RATIO_TARGET}×, ≤ 2 % overhead"),
+            )],
+        }),
+    }
+
+    let (short, long) = o.rss_frames;
+    eprintln!("peak memory: {short} and {long} synthetic frames, each in its own process");
+    let a = memory::measure(&o.fixture_model, short, o.threads)?;
+    let b = memory::measure(&o.fixture_model, long, o.threads)?;
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let growth = b.after as f64 / a.after.max(1) as f64 - 1.0;
+    sections.push(Section {
+        title: format!(
+            "peak resident memory (VmHWM), {} model, synthetic 320×180 clip, one object",
+            m_size(&fixture)
+        ),
+        rows: vec![
+            Row::info(
+                "after loading and the first click",
+                format!("{:.1} MiB", mib(a.before)),
+            ),
+            Row::info(
+                format!("after propagating {short} frames"),
+                format!("{:.1} MiB", mib(a.after)),
+            ),
+            Row::target(
+                format!("after propagating {long} frames"),
+                format!(
+                    "{:.1} MiB ({:+.1} %, {:.1} KiB per extra frame)",
+                    mib(b.after),
+                    growth * 100.0,
+                    b.after.saturating_sub(a.after) as f64 / (long.saturating_sub(short).max(1)) as f64
+                ),
+                format!("within {:.0} % of {short} frames", RSS_GROWTH_TARGET * 100.0),
+                growth <= RSS_GROWTH_TARGET,
+            ),
+        ],
+    });
+
+    eprintln!("matte upsampling");
+    let up = upsample::run(UPSAMPLE_RUNS)?;
+    let mut rows = Vec::new();
+    for ((w, h), d) in &up.cpu {
+        let what = format!("CPU → {w}×{h} (MatteUpsampler, fresh buffer)");
+        let value = format!("{:.2} ms", ms(*d));
+        rows.push(if *w == 3840 {
+            Row::target(
+                what,
+                value,
+                format!("≤ {UPSAMPLE_4K_TARGET_MS:.0} ms"),
+                ms(*d) <= UPSAMPLE_4K_TARGET_MS,
+            )
+        } else {
+            Row::info(what, value)
+        });
+    }
+    for ((w, h), d) in &up.cpu_reused {
+        rows.push(Row::info(
+            format!("CPU → {w}×{h} (tables and buffer reused)"),
+            format!("{:.2} ms", ms(*d)),
+        ));
+    }
+    let gpu_label = match &up.gpu_name {
+        Some((name, true)) => format!("GPU {name}, a software rasterizer on the CPU"),
+        Some((name, false)) => format!("GPU {name}"),
+        None => "GPU".to_string(),
+    };
+    match &up.gpu {
+        Ok(times) => {
+            for ((w, h), d) in times {
+                rows.push(Row::info(
+                    format!("{gpu_label} → {w}×{h} (upload, shader, readback)"),
+                    format!("{:.2} ms", ms(*d)),
+                ));
+            }
+        }
+        Err(why) => rows.push(Row::skipped("GPU path", why.clone(), "")),
+    }
+    rows.push(Row::info(
+        "model input from a 3840×2160 frame (sam2_input → 1024²)",
+        format!("{:.2} ms", ms(up.input_4k)),
+    ));
+    sections.push(Section {
+        title: format!("matte upsampling, 256² logits, median of {UPSAMPLE_RUNS}, one thread"),
+        rows,
+    });
+
+    let busy_after = cpu_busy(Duration::from_secs(1));
+    let mut header = format!(
+        "Machine: {} logical CPUs, {} , {:.1} GiB RAM\n\
+         ONNX Runtime {} ({}), CPU provider, {} intra-op threads per graph; the official predictor with torch.set_num_threads({})\n",
+        machine.logical_cpus,
+        machine.cpu,
+        machine.memory_gib,
+        machine.ort_version,
+        machine.ort_path,
+        o.threads,
+        o.threads,
+    );
+    let busy = |b: Option<f64>| b.map_or("unknown".into(), |b| format!("{:.0} %", b * 100.0));
+    header.push_str(&format!(
+        "CPU busy with other work while the benchmark was idle: {} before, {} after",
+        busy(busy_before),
+        busy(busy_after)
+    ));
+    if busy_before.max(busy_after).is_some_and(|b| b > 0.15) {
+        header.push_str(" — other processes shared the CPU, so the timings are slower and noisier than on an idle machine");
+    }
+    header.push('\n');
+    let report = format!(
+        "{header}\n{}\n{}\n",
+        table::render(&sections),
+        table::summary(&sections)
+    );
+    println!("\n{report}");
+    if let Some(path) = &o.report {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, &report)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn m_size(model: &Model) -> String {
+    let m = model.manifest();
+    format!("{} at {}²", m.size, m.image_size)
+}

@@ -1,0 +1,939 @@
+//! Writing reference traces (docs/formats.md, "Reference trace") from a session's outputs: what
+//! the CLI's `track --trace` produces, so that anyone can compare the engine with a trace made by
+//! the official predictor (`bundle/exporter/py reference`) through the same reader and tolerances.
+//!
+//! Two properties matter beyond the format:
+//!
+//! - **All or nothing.** A trace is written into a staging folder next to the target and renamed
+//!   into place by [`TraceWriter::finish`]; a writer dropped before that (an error, a cancelled
+//!   run) removes the staging folder. A half-written trace would otherwise read as a complete,
+//!   shorter one. [`StagedDir`] does this for any output folder; the CLI's mattes use it too.
+//! - **Bounded memory.** A step's arrays are streamed into its `.npz` output by output, so a long
+//!   propagation over a 4K clip holds one frame's mask at a time rather than K of them
+//!   (ndarray-npy's `NpzWriter` wants each whole array in memory). The files are what
+//!   `np.savez_compressed` writes: a zip of deflated `.npy` files (format version 1.0), which
+//!   [`Trace::read_step`](crate::trace::Trace::read_step) and NumPy read alike.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Seek, Write};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, ZipWriter};
+
+use crate::masklet::FrameResult;
+use crate::model::Model;
+use crate::predictor::ClipSession;
+use crate::replay::StepResult;
+use crate::resample::BilinearResize;
+use crate::script::ObjectId;
+use crate::trace::{NO_OBJECT_LOGIT, TRACE_FILE, TRACE_FORMAT, TRACE_VERSION, TraceHeader, TraceStep};
+
+/// A failure to write an output folder. Messages are sentences; the CLI adds its own advice
+/// (`--force`) for [`WriteError::Exists`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    #[error("The folder {path} already exists, and replacing it was not asked for.")]
+    Exists { path: PathBuf },
+
+    #[error("{path} exists and is not a folder; it is never replaced.")]
+    NotAFolder { path: PathBuf },
+
+    #[error(
+        "The folder {path} is not replaced because it holds {entry}, which is not part of {what}; remove the folder yourself or write elsewhere."
+    )]
+    Foreign {
+        path: PathBuf,
+        entry: String,
+        what: &'static str,
+    },
+
+    #[error("The folder {parent}, in which {path} would be written, does not exist; create it first.")]
+    NoParent { path: PathBuf, parent: PathBuf },
+
+    #[error("{path} names no folder that can be written (it has no parent or no name).")]
+    NotAPath { path: PathBuf },
+
+    #[error("Could not {action} {path}: {source}.")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("Could not write the trace file {path}: {message}.")]
+    Npz { path: PathBuf, message: String },
+
+    #[error(
+        "The trace writer was given step {found} when step {expected} was due; steps are written in order, each once."
+    )]
+    StepOrder { expected: usize, found: usize },
+
+    #[error(
+        "Step {step} has {found} logits for object {object} on frame {frame}, but this trace's are {side}×{side}."
+    )]
+    LogitsSize {
+        step: usize,
+        frame: usize,
+        object: ObjectId,
+        found: usize,
+        side: usize,
+    },
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
+    move |source| WriteError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What [`StagedDir::create`] does with a target that already exists.
+#[derive(Debug, Clone, Copy)]
+pub enum Existing {
+    /// Refuse ([`WriteError::Exists`]).
+    Refuse,
+    /// Replace it at commit, but only a folder every entry of which passes `is_ours` (an empty
+    /// folder does): a mistyped `--out ~ --force` must not delete a home folder. `what` names
+    /// such output in the message when something else is found ("an earlier trace").
+    Replace {
+        is_ours: fn(&OsStr) -> bool,
+        what: &'static str,
+    },
+}
+
+/// A folder that appears complete or not at all: written under a hidden sibling name
+/// (`.NAME.partial-…`), renamed to its target by [`StagedDir::commit`], removed when dropped
+/// uncommitted.
+///
+/// The staging folder is a sibling so that the rename never crosses file systems. It is created
+/// with [`fs::create_dir`], which honours the user's umask, unlike a private temporary folder
+/// whose 0700 mode the finished output would keep.
+#[derive(Debug)]
+pub struct StagedDir {
+    target: PathBuf,
+    staging: PathBuf,
+    existing: Existing,
+    committed: bool,
+}
+
+/// Makes names unique within this process; the process id makes them unique across processes.
+static NEXT_NAME: AtomicU64 = AtomicU64::new(0);
+
+/// `PARENT/.NAME.TAG-PID-N`, for the first N that does not exist yet.
+fn sibling(parent: &Path, name: &OsStr, tag: &str) -> PathBuf {
+    loop {
+        let n = NEXT_NAME.fetch_add(1, Ordering::Relaxed);
+        let mut file = OsString::from(".");
+        file.push(name);
+        file.push(format!(".{tag}-{}-{n}", std::process::id()));
+        let path = parent.join(file);
+        if fs::symlink_metadata(&path).is_err() {
+            return path;
+        }
+    }
+}
+
+/// The absolute form of `path` (lexically; nothing needs to exist).
+fn absolute(path: &Path) -> Result<PathBuf, WriteError> {
+    std::path::absolute(path).map_err(io_error("resolve", path))
+}
+
+fn parent_and_name(target: &Path) -> Result<(&Path, &OsStr), WriteError> {
+    match (target.parent(), target.file_name()) {
+        (Some(parent), Some(name)) => Ok((parent, name)),
+        _ => Err(WriteError::NotAPath {
+            path: target.to_path_buf(),
+        }),
+    }
+}
+
+impl StagedDir {
+    /// Checks `target` (its parent folder must exist; an existing target is dealt with as
+    /// `existing` says) and creates the staging folder.
+    pub fn create(target: impl AsRef<Path>, existing: Existing) -> Result<StagedDir, WriteError> {
+        let target = absolute(target.as_ref())?;
+        let (parent, name) = parent_and_name(&target)?;
+        if !parent.is_dir() {
+            return Err(WriteError::NoParent {
+                path: target.clone(),
+                parent: parent.to_path_buf(),
+            });
+        }
+        check_existing(&target, existing)?;
+        let mut staging = sibling(parent, name, "partial");
+        // Another process may take the name between the check and the creation; take the next.
+        for _ in 0..16 {
+            match fs::create_dir(&staging) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    staging = sibling(parent, name, "partial");
+                }
+                other => {
+                    other.map_err(io_error("create the folder", &staging))?;
+                    break;
+                }
+            }
+        }
+        Ok(StagedDir {
+            target,
+            staging,
+            existing,
+            committed: false,
+        })
+    }
+
+    /// Where to write now.
+    pub fn path(&self) -> &Path {
+        &self.staging
+    }
+
+    /// Where the folder ends up (absolute).
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Renames the staging folder to the target, replacing an existing target if that is
+    /// allowed (checked again: it may have appeared since [`StagedDir::create`]). Returns the
+    /// target.
+    pub fn commit(mut self) -> Result<PathBuf, WriteError> {
+        check_existing(&self.target, self.existing)?;
+        let (parent, name) = parent_and_name(&self.target)?;
+        let old = match fs::symlink_metadata(&self.target) {
+            Ok(_) => {
+                // Moved aside first and deleted last, so that a failed rename can put it back.
+                let old = sibling(parent, name, "replaced");
+                fs::rename(&self.target, &old).map_err(io_error("move aside", &self.target))?;
+                Some(old)
+            }
+            Err(_) => None,
+        };
+        if let Err(source) = fs::rename(&self.staging, &self.target) {
+            if let Some(old) = &old
+                && let Err(e) = fs::rename(old, &self.target)
+            {
+                log::warn!(
+                    "The earlier {} could not be put back from {}: {e}.",
+                    self.target.display(),
+                    old.display()
+                );
+            }
+            return Err(WriteError::Io {
+                action: "rename into place the finished folder",
+                path: self.target.clone(),
+                source,
+            });
+        }
+        self.committed = true;
+        if let Some(old) = old
+            && let Err(e) = fs::remove_dir_all(&old)
+        {
+            log::warn!(
+                "The replaced folder was left at {}, because it could not be removed: {e}.",
+                old.display()
+            );
+        }
+        Ok(self.target.clone())
+    }
+}
+
+impl Drop for StagedDir {
+    fn drop(&mut self) {
+        if !self.committed {
+            // Best effort: there is nobody left to report a failure to.
+            let _ = fs::remove_dir_all(&self.staging);
+        }
+    }
+}
+
+/// `Ok` when `target` does not exist, or may be replaced.
+fn check_existing(target: &Path, existing: Existing) -> Result<(), WriteError> {
+    let Ok(meta) = fs::symlink_metadata(target) else {
+        return Ok(());
+    };
+    let Existing::Replace { is_ours, what } = existing else {
+        return Err(WriteError::Exists {
+            path: target.to_path_buf(),
+        });
+    };
+    if !meta.is_dir() {
+        return Err(WriteError::NotAFolder {
+            path: target.to_path_buf(),
+        });
+    }
+    for entry in fs::read_dir(target).map_err(io_error("list", target))? {
+        let name = entry.map_err(io_error("list", target))?.file_name();
+        if !is_ours(&name) {
+            return Err(WriteError::Foreign {
+                path: target.to_path_buf(),
+                entry: name.to_string_lossy().into_owned(),
+                what,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether a file name belongs in a trace folder (`trace.json`, `step_NNN.npz`).
+pub fn is_trace_entry(name: &OsStr) -> bool {
+    name.to_str().is_some_and(|name| {
+        name == TRACE_FILE
+            || name
+                .strip_prefix("step_")
+                .and_then(|rest| rest.strip_suffix(".npz"))
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+/// How to treat an existing trace folder: refused, or replaced when it holds only a trace.
+pub fn trace_existing(replace: bool) -> Existing {
+    if replace {
+        Existing::Replace {
+            is_ours: is_trace_entry,
+            what: "a reference trace",
+        }
+    } else {
+        Existing::Refuse
+    }
+}
+
+/// Everything in `trace.json` except the steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceInfo {
+    /// Who wrote the trace; [`producer`] for the engine.
+    pub producer: String,
+    pub model_manifest_sha256: String,
+    /// The clip folder, as a path usable from the current directory; the writer stores it
+    /// relative to the trace folder, as docs/formats.md asks.
+    pub clip: Option<PathBuf>,
+    /// The script, likewise.
+    pub script: Option<PathBuf>,
+    /// (width, height).
+    pub video_size: (u32, u32),
+    pub num_frames: usize,
+    /// S.
+    pub image_size: u32,
+    /// The predictor settings in effect, under the names the reference tool uses.
+    pub predictor: serde_json::Map<String, serde_json::Value>,
+}
+
+impl TraceInfo {
+    /// The trace of `session` so far: its model, clip size and settings; no clip or script.
+    pub fn for_session(session: &ClipSession) -> TraceInfo {
+        let model = session.model();
+        let settings = session.settings();
+        let mut predictor = serde_json::Map::new();
+        let mut set = |key: &str, value: serde_json::Value| {
+            predictor.insert(key.to_string(), value);
+        };
+        set(
+            "add_all_frames_to_correct_as_cond",
+            settings.add_all_frames_to_correct_as_cond.into(),
+        );
+        set("fill_hole_area", settings.fill_hole_area.into());
+        // The engine fills holes on every device (the official code only with its CUDA
+        // extension), so whether they were filled follows from the area alone.
+        set("fill_hole_applied", (settings.fill_hole_area > 0).into());
+        // What the engine implements; a script asking otherwise is refused before it runs.
+        set("non_overlap_masks", false.into());
+        set("clear_non_cond_mem_around_input", false.into());
+        TraceInfo {
+            producer: producer(model),
+            model_manifest_sha256: model.dir().manifest_sha256().to_string(),
+            clip: None,
+            script: None,
+            video_size: session.video_size(),
+            num_frames: session.num_frames(),
+            image_size: model.manifest().image_size,
+            predictor,
+        }
+    }
+}
+
+/// `"sam2-rotoscope engine <version> (ort <ONNX Runtime version> <provider>)"`: what a reader of
+/// a trace needs to reproduce it. The provider is the one the graphs prefer (`CPU`, `CUDA`, …;
+/// several joined by `+` when the graphs differ).
+pub fn producer(model: &Model) -> String {
+    let mut providers: Vec<String> = Vec::new();
+    for graph in [
+        &model.image_encoder,
+        &model.mask_decoder,
+        &model.memory_encoder,
+        &model.memory_attention,
+    ] {
+        let name = graph.lock().provider().to_string();
+        if !providers.contains(&name) {
+            providers.push(name);
+        }
+    }
+    format!(
+        "sam2-rotoscope engine {} (ort {} {})",
+        env!("CARGO_PKG_VERSION"),
+        onnx_runtime_version(),
+        providers.join("+")
+    )
+}
+
+/// The loaded ONNX Runtime's version, from its build information (`git-branch=rel-1.32.0, …`);
+/// the `ort` crate's own version where the library does not say.
+fn onnx_runtime_version() -> String {
+    version_from_build_info(ort::info())
+        .unwrap_or_else(|| format!("{} (crate)", env!("CARGO_PKG_VERSION_ort_placeholder_free")))
+}
+
+/// `1.32.0` from `"ORT Build Info: git-branch=rel-1.32.0, git-commit-id=…"`.
+fn version_from_build_info(info: &str) -> Option<String> {
+    info.split([',', ' '])
+        .find_map(|part| part.trim().strip_prefix("git-branch=rel-"))
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+/// `to` relative to the folder `from` (both absolute), or `to` itself where there is no relative
+/// path (another drive on Windows).
+fn relative(from: &Path, to: &Path) -> PathBuf {
+    let from: Vec<Component> = from.components().collect();
+    let to_parts: Vec<Component> = to.components().collect();
+    if from.first() != to_parts.first() {
+        return to.to_path_buf();
+    }
+    let common = from
+        .iter()
+        .zip(&to_parts)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let mut path = PathBuf::new();
+    for _ in common..from.len() {
+        path.push("..");
+    }
+    for part in to_parts.iter().skip(common) {
+        path.push(part);
+    }
+    if path.as_os_str().is_empty() {
+        path.push(".");
+    }
+    path
+}
+
+/// `path` with symbolic links and `..` resolved where it exists, else made absolute.
+fn resolved(path: &Path) -> Result<PathBuf, WriteError> {
+    match path.canonicalize() {
+        Ok(path) => Ok(path),
+        Err(_) => absolute(path),
+    }
+}
+
+/// Writes a trace folder step by step; see the module documentation.
+#[derive(Debug)]
+pub struct TraceWriter {
+    staged: StagedDir,
+    header: TraceHeader,
+    /// S/4.
+    side: usize,
+    resize: BilinearResize,
+    upsampled: Vec<f32>,
+    mask: Vec<u8>,
+}
+
+/// One output of a step, flattened.
+struct Output<'a> {
+    frame: usize,
+    object: ObjectId,
+    result: Option<&'a FrameResult>,
+}
+
+impl TraceWriter {
+    /// Starts a trace that will appear at `target` when finished.
+    pub fn create(
+        target: impl AsRef<Path>,
+        info: TraceInfo,
+        existing: Existing,
+    ) -> Result<TraceWriter, WriteError> {
+        let staged = StagedDir::create(target, existing)?;
+        // The target's parent exists (checked above), so it can be resolved like the clip and
+        // the script, and the relative paths survive symbolic links on either side.
+        let (parent, name) = parent_and_name(staged.target())?;
+        let trace_dir = resolved(parent)?.join(name);
+        let relative_to_trace = |path: &Option<PathBuf>| -> Result<Option<PathBuf>, WriteError> {
+            path.as_deref()
+                .map(|p| Ok(relative(&trace_dir, &resolved(p)?)))
+                .transpose()
+        };
+        let (w, h) = info.video_size;
+        let side = (info.image_size / 4) as usize;
+        let header = TraceHeader {
+            format: TRACE_FORMAT.to_string(),
+            version: TRACE_VERSION,
+            producer: info.producer,
+            model_manifest_sha256: info.model_manifest_sha256,
+            clip: relative_to_trace(&info.clip)?,
+            script: relative_to_trace(&info.script)?,
+            video_size: [w as usize, h as usize],
+            num_frames: info.num_frames,
+            image_size: Some(info.image_size),
+            predictor: info.predictor,
+            steps: Vec::new(),
+        };
+        let pixels = w as usize * h as usize;
+        Ok(TraceWriter {
+            staged,
+            header,
+            side,
+            resize: BilinearResize::new(side, side, w as usize, h as usize),
+            upsampled: vec![0.0; pixels],
+            mask: vec![0; pixels],
+        })
+    }
+
+    /// The staging folder, where files are being written until [`TraceWriter::finish`].
+    pub fn staging_path(&self) -> &Path {
+        self.staged.path()
+    }
+
+    /// Where the trace will be (absolute).
+    pub fn target(&self) -> &Path {
+        self.staged.target()
+    }
+
+    /// `trace.json` as it would be written now.
+    pub fn header(&self) -> &TraceHeader {
+        &self.header
+    }
+
+    /// Writes one step: its `.npz` file when it has outputs, its entry in `trace.json` always.
+    /// Steps must come in order, from 0.
+    pub fn write_step(&mut self, step: &StepResult) -> Result<(), WriteError> {
+        let expected = self.header.steps.len();
+        if step.step != expected {
+            return Err(WriteError::StepOrder {
+                expected,
+                found: step.step,
+            });
+        }
+        let outputs: Vec<Output> = step
+            .frames
+            .iter()
+            .flat_map(|frame| {
+                frame.objects.iter().map(|o| Output {
+                    frame: frame.frame,
+                    object: o.object,
+                    result: o.result.as_ref(),
+                })
+            })
+            .collect();
+        let side = self.side;
+        for o in &outputs {
+            if let Some(r) = o.result
+                && r.low_res_logits.len() != side * side
+            {
+                return Err(WriteError::LogitsSize {
+                    step: step.step,
+                    frame: o.frame,
+                    object: o.object,
+                    found: r.low_res_logits.len(),
+                    side,
+                });
+            }
+        }
+        let file = if outputs.is_empty() {
+            None
+        } else {
+            let file = format!("step_{:03}.npz", step.step);
+            let path = self.staged.path().join(&file);
+            self.write_npz(&path, &outputs).map_err(|e| match e {
+                NpzFailure::Io(source) => WriteError::Io {
+                    action: "write",
+                    path: path.clone(),
+                    source,
+                },
+                NpzFailure::Zip(e) => WriteError::Npz {
+                    path: path.clone(),
+                    message: e.to_string(),
+                },
+            })?;
+            Some(file)
+        };
+        self.header.steps.push(TraceStep {
+            step: step.step,
+            op: step.op,
+            file,
+            outputs: outputs.len(),
+        });
+        Ok(())
+    }
+
+    fn write_npz(&mut self, path: &Path, outputs: &[Output]) -> Result<(), NpzFailure> {
+        let k = outputs.len();
+        let (side, (w, h)) = (self.side, self.resize.output_size());
+        let mut zip = ZipWriter::new(BufWriter::new(File::create(path)?));
+        write_npy(&mut zip, "frame", "<i8", &[k], |out| {
+            outputs
+                .iter()
+                .try_for_each(|o| out.write_all(&(o.frame as i64).to_le_bytes()))
+        })?;
+        write_npy(&mut zip, "object", "<i8", &[k], |out| {
+            outputs
+                .iter()
+                .try_for_each(|o| out.write_all(&(o.object.0 as i64).to_le_bytes()))
+        })?;
+        let absent = vec![NO_OBJECT_LOGIT; side * side];
+        write_npy(&mut zip, "low_res_logits", "<f4", &[k, side, side], |out| {
+            let mut bytes = Vec::with_capacity(side * side * 4);
+            for o in outputs {
+                let logits = o.result.map_or(&absent[..], |r| &r.low_res_logits[..]);
+                bytes.clear();
+                bytes.extend(logits.iter().flat_map(|v| v.to_le_bytes()));
+                out.write_all(&bytes)?;
+            }
+            Ok(())
+        })?;
+        write_npy(&mut zip, "object_score_logits", "<f4", &[k], |out| {
+            outputs.iter().try_for_each(|o| {
+                let score = o.result.map_or(f32::NAN, |r| r.object_score);
+                out.write_all(&score.to_le_bytes())
+            })
+        })?;
+        let (resize, upsampled, mask) = (&self.resize, &mut self.upsampled, &mut self.mask);
+        write_npy(&mut zip, "mask", "|b1", &[k, h, w], |out| {
+            for o in outputs {
+                match o.result {
+                    // The mask the official predictor returns: logits upsampled as
+                    // `F.interpolate` does, > 0.
+                    Some(r) => {
+                        resize.apply_into(&r.low_res_logits, upsampled);
+                        for (m, &v) in mask.iter_mut().zip(upsampled.iter()) {
+                            *m = u8::from(v > 0.0);
+                        }
+                    }
+                    None => mask.fill(0),
+                }
+                out.write_all(mask)?;
+            }
+            Ok(())
+        })?;
+        zip.finish()?.flush()?;
+        Ok(())
+    }
+
+    /// Writes `trace.json` and moves the folder into place; returns its path.
+    pub fn finish(self) -> Result<PathBuf, WriteError> {
+        let path = self.staged.path().join(TRACE_FILE);
+        let mut json = serde_json::to_vec_pretty(&self.header).map_err(|e| WriteError::Npz {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        json.push(b'\n');
+        fs::write(&path, json).map_err(io_error("write", &path))?;
+        self.staged.commit()
+    }
+}
+
+/// Why writing an `.npz` failed, before the path is attached.
+enum NpzFailure {
+    Io(io::Error),
+    Zip(zip::result::ZipError),
+}
+
+impl From<io::Error> for NpzFailure {
+    fn from(e: io::Error) -> Self {
+        NpzFailure::Io(e)
+    }
+}
+
+impl From<zip::result::ZipError> for NpzFailure {
+    fn from(e: zip::result::ZipError) -> Self {
+        match e {
+            zip::result::ZipError::Io(e) => NpzFailure::Io(e),
+            other => NpzFailure::Zip(other),
+        }
+    }
+}
+
+/// The `.npy` header (format 1.0) of a C-ordered array; padded so that the data starts at a
+/// multiple of 64 bytes, as NumPy pads it.
+fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(ToString::to_string).collect();
+    let shape = match dims.as_slice() {
+        [one] => format!("({one},)"),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    const PREAMBLE: usize = 10; // magic (6), version (2), header length (2)
+    let pad = (64 - (PREAMBLE + dict.len() + 1) % 64) % 64;
+    dict.extend(std::iter::repeat_n(' ', pad));
+    dict.push('\n');
+    // At most a few hundred bytes for any shape of three dimensions.
+    let len = u16::try_from(dict.len()).unwrap_or(u16::MAX);
+    let mut header = b"\x93NUMPY\x01\x00".to_vec();
+    header.extend(len.to_le_bytes());
+    header.extend(dict.bytes());
+    header
+}
+
+/// Adds `NAME.npy` to the archive: the header, then what `body` writes (which must be exactly
+/// the array's bytes in C order).
+fn write_npy<W: Write + Seek>(
+    zip: &mut ZipWriter<W>,
+    name: &str,
+    descr: &str,
+    shape: &[usize],
+    body: impl FnOnce(&mut ZipWriter<W>) -> io::Result<()>,
+) -> Result<(), NpzFailure> {
+    let item: u64 = match descr {
+        "<i8" => 8,
+        "<f4" => 4,
+        _ => 1,
+    };
+    let bytes = shape
+        .iter()
+        .fold(item, |n, &d| n.saturating_mul(d as u64));
+    // Zip64 only where the entry needs it; NumPy reads both.
+    let options = SimpleFileOptions::default()
+        .compression_method(CompressionMethod::Deflated)
+        .large_file(bytes >= u64::from(u32::MAX) - 1024);
+    zip.start_file(format!("{name}.npy"), options)?;
+    zip.write_all(&npy_header(descr, shape))?;
+    body(zip)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::masklet::MemorySource;
+    use crate::predictor::{FrameMasks, ObjectOutput};
+    use crate::script::Op;
+    use crate::trace::Trace;
+
+    const SIDE: usize = 8;
+
+    fn result(value: f32, score: f32) -> FrameResult {
+        FrameResult {
+            low_res_logits: (0..SIDE * SIDE)
+                .map(|i| if i % 3 == 0 { value } else { -value })
+                .collect::<Vec<_>>()
+                .into(),
+            object_pointer: Arc::from(vec![0.0f32; 4]),
+            object_score: score,
+            memory: None,
+            memory_source: MemorySource::default(),
+            candidates: None,
+        }
+    }
+
+    fn info(dir: &Path) -> TraceInfo {
+        TraceInfo {
+            producer: "unit test".into(),
+            model_manifest_sha256: "0".repeat(64),
+            clip: Some(dir.join("clip")),
+            script: Some(dir.join("scripts").join("s.json")),
+            video_size: (12, 6),
+            num_frames: 3,
+            image_size: (SIDE * 4) as u32,
+            predictor: serde_json::Map::new(),
+        }
+    }
+
+    fn step(step: usize, op: Op, frames: Vec<(usize, Vec<(u64, Option<FrameResult>)>)>) -> StepResult {
+        StepResult {
+            step,
+            op,
+            frames: frames
+                .into_iter()
+                .map(|(frame, objects)| FrameMasks {
+                    frame,
+                    objects: objects
+                        .into_iter()
+                        .map(|(id, result)| ObjectOutput {
+                            object: ObjectId(id),
+                            result,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_written_trace_reads_back_with_the_trace_reader() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("out").join("trace");
+        fs::create_dir(tmp.path().join("out")).unwrap();
+        let mut writer = TraceWriter::create(&target, info(tmp.path()), Existing::Refuse).unwrap();
+        assert!(!target.exists(), "nothing appears before finish");
+        writer
+            .write_step(&step(
+                0,
+                Op::AddPoints,
+                vec![(1, vec![(7, Some(result(5.0, 2.5)))])],
+            ))
+            .unwrap();
+        writer
+            .write_step(&step(
+                1,
+                Op::Propagate,
+                vec![
+                    (1, vec![(7, Some(result(5.0, 2.5))), (9, None)]),
+                    (2, vec![(7, Some(result(-3.0, -1.0))), (9, None)]),
+                ],
+            ))
+            .unwrap();
+        writer.write_step(&step(2, Op::Reset, vec![])).unwrap();
+        let staging = writer.staging_path().to_path_buf();
+        assert_eq!(writer.finish().unwrap(), target);
+        assert!(!staging.exists());
+
+        let trace = Trace::open(&target).unwrap();
+        let h = trace.header();
+        assert_eq!(h.producer, "unit test");
+        assert_eq!(h.video_size, [12, 6]);
+        assert_eq!(h.image_size, Some(32));
+        assert_eq!(h.clip.as_deref(), Some(Path::new("../../clip")));
+        assert_eq!(h.script.as_deref(), Some(Path::new("../../scripts/s.json")));
+        let ops: Vec<(Op, Option<&str>, usize)> = h
+            .steps
+            .iter()
+            .map(|s| (s.op, s.file.as_deref(), s.outputs))
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                (Op::AddPoints, Some("step_000.npz"), 1),
+                (Op::Propagate, Some("step_001.npz"), 4),
+                (Op::Reset, None, 0)
+            ]
+        );
+        let s = trace.read_step(1).unwrap();
+        assert_eq!(s.frame.to_vec(), [1, 1, 2, 2]);
+        assert_eq!(s.object.to_vec(), [7, 9, 7, 9]);
+        assert_eq!(s.object_score_logits[0], 2.5);
+        assert!(s.object_score_logits[1].is_nan());
+        assert_eq!(s.low_res_size(), SIDE);
+        let first: Vec<f32> = s.low_res_logits.index_axis(ndarray::Axis(0), 0).iter().copied().collect();
+        assert_eq!(first, *result(5.0, 2.5).low_res_logits);
+        assert!(
+            s.low_res_logits
+                .index_axis(ndarray::Axis(0), 1)
+                .iter()
+                .all(|&v| v == NO_OBJECT_LOGIT)
+        );
+        let want = crate::resample::upsample_bilinear(&result(-3.0, -1.0).low_res_logits, SIDE, SIDE, 12, 6);
+        let got: Vec<bool> = s.mask.index_axis(ndarray::Axis(0), 2).iter().copied().collect();
+        assert_eq!(got, want.iter().map(|&v| v > 0.0).collect::<Vec<_>>());
+        assert!(got.iter().any(|&m| m) && got.iter().any(|&m| !m));
+        assert!(s.mask.index_axis(ndarray::Axis(0), 3).iter().all(|&m| !m));
+    }
+
+    #[test]
+    fn steps_must_come_in_order_and_logits_must_fit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut writer =
+            TraceWriter::create(tmp.path().join("t"), info(tmp.path()), Existing::Refuse).unwrap();
+        let err = writer.write_step(&step(1, Op::Reset, vec![])).unwrap_err();
+        assert!(matches!(err, WriteError::StepOrder { expected: 0, found: 1 }), "{err}");
+        let mut bad = result(1.0, 1.0);
+        bad.low_res_logits = Arc::from(vec![0.0f32; 5]);
+        let err = writer
+            .write_step(&step(0, Op::AddPoints, vec![(0, vec![(1, Some(bad))])]))
+            .unwrap_err();
+        assert!(err.to_string().contains("has 5 logits for object 1 on frame 0"), "{err}");
+    }
+
+    #[test]
+    fn a_dropped_writer_leaves_nothing_behind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("t");
+        let mut writer = TraceWriter::create(&target, info(tmp.path()), Existing::Refuse).unwrap();
+        writer
+            .write_step(&step(0, Op::AddPoints, vec![(0, vec![(1, Some(result(1.0, 1.0)))])]))
+            .unwrap();
+        assert!(writer.staging_path().join("step_000.npz").is_file());
+        drop(writer);
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn an_existing_target_is_refused_or_replaced_only_when_it_is_ours() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("t");
+        fs::create_dir(&target).unwrap();
+        fs::write(target.join("step_000.npz"), b"old").unwrap();
+        let err = StagedDir::create(&target, Existing::Refuse).unwrap_err();
+        assert!(matches!(err, WriteError::Exists { .. }), "{err}");
+
+        let staged = StagedDir::create(&target, trace_existing(true)).unwrap();
+        fs::write(staged.path().join(TRACE_FILE), b"new").unwrap();
+        staged.commit().unwrap();
+        assert_eq!(fs::read(target.join(TRACE_FILE)).unwrap(), b"new");
+        assert!(!target.join("step_000.npz").exists());
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1, "no staging or replaced folder left");
+
+        fs::write(target.join("notes.txt"), b"mine").unwrap();
+        let err = StagedDir::create(&target, trace_existing(true)).unwrap_err();
+        assert!(err.to_string().contains("holds notes.txt"), "{err}");
+
+        let file = tmp.path().join("file");
+        fs::write(&file, b"").unwrap();
+        let err = StagedDir::create(&file, trace_existing(true)).unwrap_err();
+        assert!(matches!(err, WriteError::NotAFolder { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_target_that_appears_meanwhile_is_not_overwritten() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("t");
+        let staged = StagedDir::create(&target, Existing::Refuse).unwrap();
+        fs::create_dir(&target).unwrap();
+        let err = staged.commit().unwrap_err();
+        assert!(matches!(err, WriteError::Exists { .. }), "{err}");
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1, "the staging folder is gone");
+    }
+
+    #[test]
+    fn a_missing_parent_is_a_sentence() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = StagedDir::create(tmp.path().join("a").join("b"), Existing::Refuse).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("does not exist; create it first."), "{text}");
+    }
+
+    #[test]
+    fn npy_headers_are_numpy_s() {
+        let header = npy_header("<f4", &[2, 3, 4]);
+        assert_eq!(header.len() % 64, 0);
+        assert_eq!(&header[..8], b"\x93NUMPY\x01\x00");
+        let text = std::str::from_utf8(&header[10..]).unwrap();
+        assert!(text.starts_with("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 4), }"));
+        assert!(text.ends_with(" \n"));
+        let one = npy_header("<i8", &[5]);
+        assert!(std::str::from_utf8(&one[10..]).unwrap().contains("'shape': (5,)"));
+    }
+
+    #[test]
+    fn build_info_gives_the_version() {
+        assert_eq!(
+            version_from_build_info(
+                "ORT Build Info: git-branch=rel-1.32.0, git-commit-id=abc, build type=Release"
+            )
+            .as_deref(),
+            Some("1.32.0")
+        );
+        assert_eq!(version_from_build_info("nothing useful"), None);
+    }
+
+    #[test]
+    fn relative_paths_climb_to_the_common_folder() {
+        assert_eq!(
+            relative(Path::new("/a/b/trace"), Path::new("/a/clips/c")),
+            Path::new("../../clips/c")
+        );
+        assert_eq!(relative(Path::new("/a"), Path::new("/a")), Path::new("."));
+        assert_eq!(relative(Path::new("/a"), Path::new("/a/x")), Path::new("x"));
+    }
+}

@@ -1,0 +1,417 @@
+//! The clip session's behaviour beyond parity: corrections that stick, what a prompt invalidates,
+//! the bounded memory bank, the frame cache, image mode, and bad input as sentences.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sam2_engine::predictor::{ClipSession, Propagation, PropagationEnd, SessionSettings};
+use sam2_engine::script::{Label, ObjectId};
+use sam2_engine::{Error, FolderSource, FrameSource, Model, RgbFrame, Runtime};
+use sam2_rotoscope_tests::fixtures_dir;
+
+fn model() -> Arc<Model> {
+    let runtime = Runtime::load_default().unwrap().with_intra_threads(Some(1));
+    Model::open(fixtures_dir().join("models/test"), &runtime).unwrap()
+}
+
+fn clip(name: &str) -> Box<dyn FrameSource> {
+    Box::new(FolderSource::open(fixtures_dir().join("clips").join(name)).unwrap())
+}
+
+fn session(name: &str, settings: impl FnOnce(&mut SessionSettings)) -> ClipSession {
+    let model = model();
+    let mut s = SessionSettings::for_model(&model);
+    settings(&mut s);
+    ClipSession::new(model, clip(name), s).unwrap()
+}
+
+fn propagate(session: &mut ClipSession, request: Propagation) -> usize {
+    let mut frames = 0;
+    let end = session
+        .propagate(request, |_| {
+            frames += 1;
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_eq!(end, PropagationEnd::Completed { frames });
+    frames
+}
+
+fn logits(session: &ClipSession, frame: usize, object: u64) -> Vec<f32> {
+    session
+        .result(frame, ObjectId(object))
+        .unwrap()
+        .low_res_logits
+        .to_vec()
+}
+
+const OBJ: ObjectId = ObjectId(1);
+
+/// A procedural clip: a disk moving right over a gradient, any length.
+struct Moving {
+    frames: usize,
+    fail_at: Option<usize>,
+    wrong_size_at: Option<usize>,
+}
+
+impl FrameSource for Moving {
+    fn num_frames(&self) -> usize {
+        self.frames
+    }
+    fn video_size(&self) -> (u32, u32) {
+        (160, 90)
+    }
+    fn frame(&mut self, index: usize) -> sam2_engine::Result<RgbFrame> {
+        if self.fail_at == Some(index) {
+            return Err(Error::FrameSource {
+                frame: index,
+                message: "the host could not render the source at that time".into(),
+            });
+        }
+        let (w, h) = if self.wrong_size_at == Some(index) {
+            (80, 45)
+        } else {
+            (160, 90)
+        };
+        let cx = 20.0 + (index % 100) as f32 * 1.2;
+        let mut data = Vec::with_capacity(w * h * 3);
+        for y in 0..h {
+            for x in 0..w {
+                let inside = (x as f32 - cx).powi(2) + (y as f32 - 45.0).powi(2) < 300.0;
+                let v = if inside {
+                    [220, 60, 40]
+                } else {
+                    [(x * 255 / w) as u8, 100, (y * 255 / h) as u8]
+                };
+                data.extend_from_slice(&v);
+            }
+        }
+        Ok(RgbFrame {
+            width: w as u32,
+            height: h as u32,
+            data,
+        })
+    }
+}
+
+#[test]
+fn a_correction_sticks_through_the_next_propagation_by_default() {
+    let correction = |s: &mut ClipSession| {
+        s.add_points(0, OBJ, &[[60.0, 80.0]], &[Label::Positive], true)
+            .unwrap();
+        propagate(s, Propagation::default());
+        let after_click = s
+            .add_points(
+                6,
+                OBJ,
+                &[[180.0, 80.0], [150.0, 95.0]],
+                &[Label::Positive, Label::Negative],
+                true,
+            )
+            .unwrap();
+        let clicked = after_click.objects[0]
+            .result
+            .as_ref()
+            .unwrap()
+            .low_res_logits
+            .to_vec();
+        propagate(s, Propagation::default());
+        clicked
+    };
+    let mut ours = session("crossing", |_| {});
+    let clicked = correction(&mut ours);
+    assert_eq!(
+        logits(&ours, 6, 1),
+        clicked,
+        "our default keeps the corrected frame as the artist left it"
+    );
+
+    let mut official = session("crossing", |s| s.add_all_frames_to_correct_as_cond = false);
+    let clicked = correction(&mut official);
+    let recomputed = logits(&official, 6, 1);
+    let diff = recomputed
+        .iter()
+        .zip(&clicked)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        diff > 1e-2,
+        "the official default recomputes frame 6 without the correction (diff {diff})"
+    );
+}
+
+#[test]
+fn a_prompt_invalidates_only_later_tracked_frames_and_keeps_other_prompts() {
+    let mut s = session("shapes", |_| {});
+    s.add_points(0, OBJ, &[[70.0, 90.0]], &[Label::Positive], true)
+        .unwrap();
+    s.add_points(8, OBJ, &[[166.0, 88.0]], &[Label::Positive], true)
+        .unwrap();
+    propagate(&mut s, Propagation::default());
+    assert!((0..10).all(|f| !s.is_stale(f, OBJ)));
+    let before: Vec<Vec<f32>> = (0..10).map(|f| logits(&s, f, 1)).collect();
+
+    s.add_points(4, OBJ, &[[118.0, 92.0]], &[Label::Positive], true)
+        .unwrap();
+    let stale: Vec<usize> = (0..10).filter(|&f| s.is_stale(f, OBJ)).collect();
+    assert_eq!(stale, vec![5, 6, 7, 8, 9]);
+    let masklet = s.masklet(OBJ).unwrap();
+    assert_eq!(
+        masklet.prompted_frames(),
+        vec![0, 4, 8],
+        "the other frames' prompts are kept"
+    );
+    for f in [0, 1, 2, 3, 5, 9] {
+        assert_eq!(
+            logits(&s, f, 1),
+            before[f],
+            "frame {f} still shows its result until re-tracked"
+        );
+    }
+    propagate(
+        &mut s,
+        Propagation {
+            start_frame: Some(4),
+            ..Default::default()
+        },
+    );
+    assert!((0..10).all(|f| !s.is_stale(f, OBJ)));
+}
+
+#[test]
+fn the_memory_bank_stays_bounded_and_dropped_memories_are_rebuilt_exactly() {
+    let model = model();
+    let settings = SessionSettings::for_model(&model);
+    let source = Moving {
+        frames: 60,
+        fail_at: None,
+        wrong_size_at: None,
+    };
+    let mut s = ClipSession::new(Arc::clone(&model), Box::new(source), settings.clone()).unwrap();
+    s.add_points(0, OBJ, &[[20.0, 45.0]], &[Label::Positive], true)
+        .unwrap();
+    propagate(&mut s, Propagation::default());
+    let held = s.masklet(OBJ).unwrap().memories_held();
+    let reach = model.manifest().memory.num_maskmem as usize;
+    assert!(
+        held <= 1 + reach + 1,
+        "{held} memories held after 60 frames"
+    );
+    assert!(
+        s.frame_cache().len() <= 10,
+        "{} frames cached after a propagation",
+        s.frame_cache().len()
+    );
+
+    // Re-track 20..30 in reverse: frames 21..26 lost their memories and must be rebuilt, giving
+    // exactly what a session that never dropped them gives (same inputs, same graphs).
+    let rebuilt_before = s.stats().memories_rebuilt;
+    propagate(
+        &mut s,
+        Propagation {
+            start_frame: Some(30),
+            reverse: true,
+            max_frames: Some(10),
+        },
+    );
+    assert!(s.stats().memories_rebuilt > rebuilt_before);
+    let reference = {
+        let mut keep = settings;
+        keep.keep_all_memories = true;
+        let source = Moving {
+            frames: 60,
+            fail_at: None,
+            wrong_size_at: None,
+        };
+        let mut r = ClipSession::new(model, Box::new(source), keep).unwrap();
+        r.add_points(0, OBJ, &[[20.0, 45.0]], &[Label::Positive], true)
+            .unwrap();
+        propagate(&mut r, Propagation::default());
+        assert_eq!(r.masklet(OBJ).unwrap().memories_held(), 60);
+        propagate(
+            &mut r,
+            Propagation {
+                start_frame: Some(30),
+                reverse: true,
+                max_frames: Some(10),
+            },
+        );
+        assert_eq!(r.stats().memories_rebuilt, 0);
+        r
+    };
+    for f in 20..=30 {
+        let (a, b) = (logits(&s, f, 1), logits(&reference, f, 1));
+        let diff = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert_eq!(
+            diff, 0.0,
+            "frame {f}: a rebuilt memory changed the result by {diff}"
+        );
+    }
+}
+
+#[test]
+fn clicks_on_an_encoded_frame_and_revisits_cost_no_encoder_run() {
+    let mut s = session("shapes", |_| {});
+    s.prepare_frame(3).unwrap();
+    let encoded = s.stats().image_encoder_runs;
+    s.add_points(3, OBJ, &[[106.0, 92.0]], &[Label::Positive], true)
+        .unwrap();
+    s.add_points(3, OBJ, &[[150.0, 140.0]], &[Label::Negative], false)
+        .unwrap();
+    assert_eq!(s.stats().image_encoder_runs, encoded);
+    assert_eq!(s.stats().mask_decoder_runs, 2);
+    propagate(&mut s, Propagation::default());
+    let after = s.stats();
+    for f in 3..10 {
+        assert!(s.result(f, OBJ).is_some());
+    }
+    assert_eq!(s.stats(), after, "reading tracked frames runs nothing");
+}
+
+#[test]
+fn image_mode_gives_three_candidates_and_picks_the_best_predicted_iou() {
+    let mut s = session("shapes", |_| {});
+    let out = s
+        .add_points(2, OBJ, &[[94.0, 93.0]], &[Label::Positive], true)
+        .unwrap();
+    let result = out.objects[0].result.as_ref().unwrap();
+    let candidates = result
+        .candidates
+        .as_ref()
+        .expect("a clicked frame carries its candidates");
+    assert_eq!(candidates.logits.shape(), &[3, 64, 64]);
+    let best = (0..3)
+        .max_by(|&a, &b| candidates.ious[a].total_cmp(&candidates.ious[b]))
+        .unwrap();
+    assert_eq!(
+        candidates.chosen_iou, candidates.ious[best],
+        "one click: multimask, best predicted IoU"
+    );
+    let chosen: Vec<f32> = candidates
+        .logits
+        .index_axis(ndarray::Axis(0), best)
+        .iter()
+        .copied()
+        .collect();
+    assert_eq!(result.low_res_logits.to_vec(), chosen);
+}
+
+#[test]
+fn bad_input_is_a_sentence_not_a_panic() {
+    let mut s = session("shapes", |_| {});
+    let e = s
+        .add_points(10, OBJ, &[[5.0, 5.0]], &[Label::Positive], true)
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Frame 10 is outside the clip, which has 10 frames (0–9)."
+    );
+    let e = s
+        .add_points(0, OBJ, &[[400.0, 5.0]], &[Label::Positive], true)
+        .unwrap_err();
+    assert!(e.to_string().contains("outside the 320×180 image"), "{e}");
+    let e = s.add_points(0, OBJ, &[[5.0, 5.0]], &[], true).unwrap_err();
+    assert!(e.to_string().contains("one label per point"), "{e}");
+    let e = s.add_mask(0, OBJ, &[true; 10]).unwrap_err();
+    assert!(e.to_string().contains("the mask has 10 pixels"), "{e}");
+    let e = s
+        .propagate(Propagation::default(), |_| ControlFlow::Continue(()))
+        .unwrap_err();
+    assert!(e.to_string().starts_with("Nothing to track yet"), "{e}");
+    let e = s.remove_object(ObjectId(42)).unwrap_err();
+    assert_eq!(e.to_string(), "There is no object 42 in this session.");
+    let e = s
+        .propagate(
+            Propagation {
+                start_frame: Some(99),
+                ..Default::default()
+            },
+            |_| ControlFlow::Continue(()),
+        )
+        .unwrap_err();
+    assert!(matches!(e, Error::FrameOutOfRange { frame: 99, .. }));
+
+    // A frame source that fails, or hands over a frame of another size.
+    let model = model();
+    let settings = SessionSettings::for_model(&model);
+    let mut failing = ClipSession::new(
+        Arc::clone(&model),
+        Box::new(Moving {
+            frames: 5,
+            fail_at: Some(2),
+            wrong_size_at: Some(3),
+        }),
+        settings.clone(),
+    )
+    .unwrap();
+    failing
+        .add_points(0, OBJ, &[[20.0, 45.0]], &[Label::Positive], true)
+        .unwrap();
+    let e = failing
+        .propagate(Propagation::default(), |_| ControlFlow::Continue(()))
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Frame 2 could not be read: the host could not render the source at that time."
+    );
+    let e = failing
+        .add_points(3, OBJ, &[[20.0, 45.0]], &[Label::Positive], true)
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("Frame 3 could not be read: it is 80×45"),
+        "{e}"
+    );
+    // The prompt on frame 0 survived both failures.
+    assert_eq!(failing.masklet(OBJ).unwrap().prompted_frames(), vec![0, 3]);
+
+    let e = ClipSession::new(
+        model,
+        Box::new(Moving {
+            frames: 0,
+            fail_at: None,
+            wrong_size_at: None,
+        }),
+        settings,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "The clip has no frames; there is nothing to track."
+    );
+    let e = FolderSource::open(PathBuf::from("/nonexistent/clip")).unwrap_err();
+    assert!(e.to_string().contains("/nonexistent/clip"), "{e}");
+}
+
+#[test]
+fn a_propagation_can_be_cancelled_and_resumed() {
+    let mut s = session("shapes", |_| {});
+    s.add_points(0, OBJ, &[[70.0, 90.0]], &[Label::Positive], true)
+        .unwrap();
+    let mut seen = 0;
+    let end = s
+        .propagate(Propagation::default(), |_| {
+            seen += 1;
+            if seen == 4 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+    assert_eq!(end, PropagationEnd::Cancelled { frames: 4 });
+    assert!(s.result(3, OBJ).is_some() && s.result(4, OBJ).is_none());
+    propagate(
+        &mut s,
+        Propagation {
+            start_frame: Some(3),
+            ..Default::default()
+        },
+    );
+    assert!(s.result(9, OBJ).is_some());
+}
