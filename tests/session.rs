@@ -415,3 +415,11 @@ fn a_propagation_can_be_cancelled_and_resumed() {
     );
     assert!(s.result(9, OBJ).is_some());
 }
+
+#[test]
+fn a_session_can_move_to_a_render_thread_and_a_model_is_shared() {
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+    send::<ClipSession>();
+    send_sync::<Model>();
+}

@@ -25,6 +25,7 @@ pub mod replay;
 pub mod resample;
 pub mod script;
 pub mod trace;
+pub mod trace_writer;
 
 pub use clip::Clip;
 pub use error::{Error, FileKind, Result};

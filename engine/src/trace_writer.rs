@@ -24,12 +24,14 @@ use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
 use crate::masklet::FrameResult;
-use crate::model::Model;
+use crate::model::{Model, Runtime};
 use crate::predictor::ClipSession;
 use crate::replay::StepResult;
 use crate::resample::BilinearResize;
 use crate::script::ObjectId;
-use crate::trace::{NO_OBJECT_LOGIT, TRACE_FILE, TRACE_FORMAT, TRACE_VERSION, TraceHeader, TraceStep};
+use crate::trace::{
+    NO_OBJECT_LOGIT, TRACE_FILE, TRACE_FORMAT, TRACE_VERSION, TraceHeader, TraceStep,
+};
 
 /// A failure to write an output folder. Messages are sentences; the CLI adds its own advice
 /// (`--force`) for [`WriteError::Exists`].
@@ -51,7 +53,9 @@ pub enum WriteError {
         what: &'static str,
     },
 
-    #[error("The folder {parent}, in which {path} would be written, does not exist; create it first.")]
+    #[error(
+        "The folder {parent}, in which {path} would be written, does not exist; create it first."
+    )]
     NoParent { path: PathBuf, parent: PathBuf },
 
     #[error("{path} names no folder that can be written (it has no parent or no name).")]
@@ -85,7 +89,7 @@ pub enum WriteError {
     },
 }
 
-fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
+fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> WriteError + 'a {
     move |source| WriteError::Io {
         action,
         path: path.to_path_buf(),
@@ -158,33 +162,41 @@ impl StagedDir {
     /// `existing` says) and creates the staging folder.
     pub fn create(target: impl AsRef<Path>, existing: Existing) -> Result<StagedDir, WriteError> {
         let target = absolute(target.as_ref())?;
+        StagedDir::check(&target, existing)?;
         let (parent, name) = parent_and_name(&target)?;
-        if !parent.is_dir() {
-            return Err(WriteError::NoParent {
-                path: target.clone(),
-                parent: parent.to_path_buf(),
-            });
-        }
-        check_existing(&target, existing)?;
-        let mut staging = sibling(parent, name, "partial");
-        // Another process may take the name between the check and the creation; take the next.
-        for _ in 0..16 {
-            match fs::create_dir(&staging) {
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    staging = sibling(parent, name, "partial");
+        // Another process may take a name between the check and the creation; take the next.
+        let mut attempts = 0;
+        let staging = loop {
+            let candidate = sibling(parent, name, "partial");
+            match fs::create_dir(&candidate) {
+                Ok(()) => break candidate,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 16 => {
+                    attempts += 1;
                 }
-                other => {
-                    other.map_err(io_error("create the folder", &staging))?;
-                    break;
-                }
+                Err(e) => return Err(io_error("create the folder", &candidate)(e)),
             }
-        }
+        };
         Ok(StagedDir {
             target,
             staging,
             existing,
             committed: false,
         })
+    }
+
+    /// Checks, creating nothing, what [`StagedDir::create`] checks: that the parent folder exists
+    /// and what `existing` says about an existing target. Lets a caller refuse early, before
+    /// expensive work.
+    pub fn check(target: impl AsRef<Path>, existing: Existing) -> Result<(), WriteError> {
+        let target = absolute(target.as_ref())?;
+        let (parent, _) = parent_and_name(&target)?;
+        if !parent.is_dir() {
+            return Err(WriteError::NoParent {
+                path: target.clone(),
+                parent: parent.to_path_buf(),
+            });
+        }
+        check_existing(&target, existing)
     }
 
     /// Where to write now.
@@ -322,8 +334,9 @@ pub struct TraceInfo {
 }
 
 impl TraceInfo {
-    /// The trace of `session` so far: its model, clip size and settings; no clip or script.
-    pub fn for_session(session: &ClipSession) -> TraceInfo {
+    /// The trace of `session`, whose model was loaded with `runtime`: its model, clip size and
+    /// settings; no clip or script.
+    pub fn for_session(session: &ClipSession, runtime: &Runtime) -> TraceInfo {
         let model = session.model();
         let settings = session.settings();
         let mut predictor = serde_json::Map::new();
@@ -342,7 +355,7 @@ impl TraceInfo {
         set("non_overlap_masks", false.into());
         set("clear_non_cond_mem_around_input", false.into());
         TraceInfo {
-            producer: producer(model),
+            producer: producer(model, runtime),
             model_manifest_sha256: model.dir().manifest_sha256().to_string(),
             clip: None,
             script: None,
@@ -357,7 +370,7 @@ impl TraceInfo {
 /// `"sam2-rotoscope engine <version> (ort <ONNX Runtime version> <provider>)"`: what a reader of
 /// a trace needs to reproduce it. The provider is the one the graphs prefer (`CPU`, `CUDA`, …;
 /// several joined by `+` when the graphs differ).
-pub fn producer(model: &Model) -> String {
+pub fn producer(model: &Model, runtime: &Runtime) -> String {
     let mut providers: Vec<String> = Vec::new();
     for graph in [
         &model.image_encoder,
@@ -373,16 +386,32 @@ pub fn producer(model: &Model) -> String {
     format!(
         "sam2-rotoscope engine {} (ort {} {})",
         env!("CARGO_PKG_VERSION"),
-        onnx_runtime_version(),
+        onnx_runtime_version(runtime).unwrap_or_else(|| "of unknown version".to_string()),
         providers.join("+")
     )
 }
 
-/// The loaded ONNX Runtime's version, from its build information (`git-branch=rel-1.32.0, …`);
-/// the `ort` crate's own version where the library does not say.
-fn onnx_runtime_version() -> String {
-    version_from_build_info(ort::info())
-        .unwrap_or_else(|| format!("{} (crate)", env!("CARGO_PKG_VERSION_ort_placeholder_free")))
+/// The loaded ONNX Runtime's version. `ort` does not expose the library's version call, so it
+/// is read from the library's file name (`libonnxruntime.so.1.32.0`, `libonnxruntime.1.32.0.dylib`;
+/// [`Runtime::library_path`] has symbolic links resolved), else from the build information where
+/// a release build names its branch (`git-branch=rel-1.32.0`).
+pub fn onnx_runtime_version(runtime: &Runtime) -> Option<String> {
+    runtime
+        .library_path()
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(version_from_file_name)
+        .or_else(|| version_from_build_info(ort::info()))
+}
+
+/// `1.32.0` from `libonnxruntime.so.1.32.0` or `libonnxruntime.1.32.0.dylib`.
+fn version_from_file_name(name: &str) -> Option<String> {
+    let (_, rest) = name.split_once("onnxruntime")?;
+    let parts: Vec<&str> = rest
+        .split('.')
+        .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("."))
 }
 
 /// `1.32.0` from `"ORT Build Info: git-branch=rel-1.32.0, git-commit-id=…"`.
@@ -621,6 +650,12 @@ impl TraceWriter {
 
     /// Writes `trace.json` and moves the folder into place; returns its path.
     pub fn finish(self) -> Result<PathBuf, WriteError> {
+        self.seal()?.commit()
+    }
+
+    /// Writes `trace.json` and returns the complete folder, still staged: for a caller that
+    /// commits several outputs together and wants nothing but renames left at that point.
+    pub fn seal(self) -> Result<StagedDir, WriteError> {
         let path = self.staged.path().join(TRACE_FILE);
         let mut json = serde_json::to_vec_pretty(&self.header).map_err(|e| WriteError::Npz {
             path: path.clone(),
@@ -628,7 +663,7 @@ impl TraceWriter {
         })?;
         json.push(b'\n');
         fs::write(&path, json).map_err(io_error("write", &path))?;
-        self.staged.commit()
+        Ok(self.staged)
     }
 }
 
@@ -688,9 +723,7 @@ fn write_npy<W: Write + Seek>(
         "<f4" => 4,
         _ => 1,
     };
-    let bytes = shape
-        .iter()
-        .fold(item, |n, &d| n.saturating_mul(d as u64));
+    let bytes = shape.iter().fold(item, |n, &d| n.saturating_mul(d as u64));
     // Zip64 only where the entry needs it; NumPy reads both.
     let options = SimpleFileOptions::default()
         .compression_method(CompressionMethod::Deflated)
@@ -712,6 +745,9 @@ mod tests {
     use crate::trace::Trace;
 
     const SIDE: usize = 8;
+
+    /// (object id, result) on one frame.
+    type ObjectOutputs = Vec<(u64, Option<FrameResult>)>;
 
     fn result(value: f32, score: f32) -> FrameResult {
         FrameResult {
@@ -740,7 +776,7 @@ mod tests {
         }
     }
 
-    fn step(step: usize, op: Op, frames: Vec<(usize, Vec<(u64, Option<FrameResult>)>)>) -> StepResult {
+    fn step(step: usize, op: Op, frames: Vec<(usize, ObjectOutputs)>) -> StepResult {
         StepResult {
             step,
             op,
@@ -815,7 +851,12 @@ mod tests {
         assert_eq!(s.object_score_logits[0], 2.5);
         assert!(s.object_score_logits[1].is_nan());
         assert_eq!(s.low_res_size(), SIDE);
-        let first: Vec<f32> = s.low_res_logits.index_axis(ndarray::Axis(0), 0).iter().copied().collect();
+        let first: Vec<f32> = s
+            .low_res_logits
+            .index_axis(ndarray::Axis(0), 0)
+            .iter()
+            .copied()
+            .collect();
         assert_eq!(first, *result(5.0, 2.5).low_res_logits);
         assert!(
             s.low_res_logits
@@ -823,8 +864,19 @@ mod tests {
                 .iter()
                 .all(|&v| v == NO_OBJECT_LOGIT)
         );
-        let want = crate::resample::upsample_bilinear(&result(-3.0, -1.0).low_res_logits, SIDE, SIDE, 12, 6);
-        let got: Vec<bool> = s.mask.index_axis(ndarray::Axis(0), 2).iter().copied().collect();
+        let want = crate::resample::upsample_bilinear(
+            &result(-3.0, -1.0).low_res_logits,
+            SIDE,
+            SIDE,
+            12,
+            6,
+        );
+        let got: Vec<bool> = s
+            .mask
+            .index_axis(ndarray::Axis(0), 2)
+            .iter()
+            .copied()
+            .collect();
         assert_eq!(got, want.iter().map(|&v| v > 0.0).collect::<Vec<_>>());
         assert!(got.iter().any(|&m| m) && got.iter().any(|&m| !m));
         assert!(s.mask.index_axis(ndarray::Axis(0), 3).iter().all(|&m| !m));
@@ -836,13 +888,26 @@ mod tests {
         let mut writer =
             TraceWriter::create(tmp.path().join("t"), info(tmp.path()), Existing::Refuse).unwrap();
         let err = writer.write_step(&step(1, Op::Reset, vec![])).unwrap_err();
-        assert!(matches!(err, WriteError::StepOrder { expected: 0, found: 1 }), "{err}");
+        assert!(
+            matches!(
+                err,
+                WriteError::StepOrder {
+                    expected: 0,
+                    found: 1
+                }
+            ),
+            "{err}"
+        );
         let mut bad = result(1.0, 1.0);
         bad.low_res_logits = Arc::from(vec![0.0f32; 5]);
         let err = writer
             .write_step(&step(0, Op::AddPoints, vec![(0, vec![(1, Some(bad))])]))
             .unwrap_err();
-        assert!(err.to_string().contains("has 5 logits for object 1 on frame 0"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("has 5 logits for object 1 on frame 0"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -851,7 +916,11 @@ mod tests {
         let target = tmp.path().join("t");
         let mut writer = TraceWriter::create(&target, info(tmp.path()), Existing::Refuse).unwrap();
         writer
-            .write_step(&step(0, Op::AddPoints, vec![(0, vec![(1, Some(result(1.0, 1.0)))])]))
+            .write_step(&step(
+                0,
+                Op::AddPoints,
+                vec![(0, vec![(1, Some(result(1.0, 1.0)))])],
+            ))
             .unwrap();
         assert!(writer.staging_path().join("step_000.npz").is_file());
         drop(writer);
@@ -872,7 +941,11 @@ mod tests {
         staged.commit().unwrap();
         assert_eq!(fs::read(target.join(TRACE_FILE)).unwrap(), b"new");
         assert!(!target.join("step_000.npz").exists());
-        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1, "no staging or replaced folder left");
+        assert_eq!(
+            fs::read_dir(tmp.path()).unwrap().count(),
+            1,
+            "no staging or replaced folder left"
+        );
 
         fs::write(target.join("notes.txt"), b"mine").unwrap();
         let err = StagedDir::create(&target, trace_existing(true)).unwrap_err();
@@ -892,7 +965,11 @@ mod tests {
         fs::create_dir(&target).unwrap();
         let err = staged.commit().unwrap_err();
         assert!(matches!(err, WriteError::Exists { .. }), "{err}");
-        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1, "the staging folder is gone");
+        assert_eq!(
+            fs::read_dir(tmp.path()).unwrap().count(),
+            1,
+            "the staging folder is gone"
+        );
     }
 
     #[test]
@@ -912,11 +989,15 @@ mod tests {
         assert!(text.starts_with("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 4), }"));
         assert!(text.ends_with(" \n"));
         let one = npy_header("<i8", &[5]);
-        assert!(std::str::from_utf8(&one[10..]).unwrap().contains("'shape': (5,)"));
+        assert!(
+            std::str::from_utf8(&one[10..])
+                .unwrap()
+                .contains("'shape': (5,)")
+        );
     }
 
     #[test]
-    fn build_info_gives_the_version() {
+    fn the_library_s_name_or_build_info_gives_the_version() {
         assert_eq!(
             version_from_build_info(
                 "ORT Build Info: git-branch=rel-1.32.0, git-commit-id=abc, build type=Release"
@@ -925,6 +1006,15 @@ mod tests {
             Some("1.32.0")
         );
         assert_eq!(version_from_build_info("nothing useful"), None);
+        assert_eq!(
+            version_from_file_name("libonnxruntime.so.1.32.0").as_deref(),
+            Some("1.32.0")
+        );
+        assert_eq!(
+            version_from_file_name("libonnxruntime.1.22.1.dylib").as_deref(),
+            Some("1.22.1")
+        );
+        assert_eq!(version_from_file_name("onnxruntime.dll"), None);
     }
 
     #[test]

@@ -29,6 +29,21 @@ from .errors import UserError, friendly_main
 from .official import patch_memory_dtype
 
 
+def cpu_sample():
+    """(ticks on all CPUs, idle ticks, this process's ticks): to tell how much other work shared the machine."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    t = os.times()
+    return sum(values), values[3] + values[4], round((t.user + t.system) * os.sysconf("SC_CLK_TCK"))
+
+
+def others_since(start, end):
+    """(ticks other processes kept the CPUs busy, ticks elapsed on all CPUs) between two `cpu_sample`s."""
+    total = end[0] - start[0]
+    busy = total - (end[1] - start[1])
+    return max(0, busy - (end[2] - start[2])), total
+
+
 def click_points(width: int, height: int, count: int) -> list[list[float]]:
     """The click positions of the latency test: a grid over the middle of the frame, the same as the engine's."""
     points = []
@@ -59,10 +74,13 @@ def bench_clip(predictor, clip_dir, manifest, max_frames, clicks, log):
     centre = np.array([[video_w / 2.0, video_h / 2.0]], dtype=np.float32)
     positive = np.array([1], dtype=np.int32)
     stamps = []
+    cpu = {}
     with torch.inference_mode():
         predictor.add_new_points_or_box(state, frame_idx=0, obj_id=1, points=centre, labels=positive)
         for frame, _, _ in predictor.propagate_in_video(state, start_frame_idx=0, max_frame_num_to_track=n - 1):
             stamps.append((frame, time.perf_counter()))
+            if frame in (1, n - 1):
+                cpu[frame] = cpu_sample()
     frames = [f for f, _ in stamps]
     if frames != list(range(n)):
         raise UserError(f"The official predictor yielded frames {frames} on {clip_dir}, not 0..{n - 1}.")
@@ -82,12 +100,15 @@ def bench_clip(predictor, clip_dir, manifest, max_frames, clicks, log):
                 )
                 if i > 0:  # the first click is the warm-up
                     click_ms.append((time.perf_counter() - start) * 1e3)
+    others, ticks = others_since(cpu[1], cpu[n - 1])
     return {
         "clip": os.path.realpath(clip_dir),
         "frames": n,
         "timed_frames": n - 2,
         "timed_s": timed_s,
         "click_ms": click_ms,
+        "others_ticks": others,
+        "ticks": ticks,
     }
 
 
@@ -120,6 +141,8 @@ def run(model_dir, clips, max_frames, threads, clicks, checkpoint=None, log=prin
         "timed_s": timed_s,
         "fps": timed_frames / timed_s,
         "click_median_ms": statistics.median(click_ms) if click_ms else None,
+        # Share of all CPUs that other processes used while frames were timed.
+        "others_cpu_share": sum(c["others_ticks"] for c in per_clip) / max(1, sum(c["ticks"] for c in per_clip)),
     }
 
 

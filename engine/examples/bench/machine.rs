@@ -1,6 +1,7 @@
 //! What the numbers were measured on.
 
 use std::path::Path;
+use std::time::Duration;
 
 /// The machine and runtime, for the report's header.
 #[derive(Debug, Clone)]
@@ -55,14 +56,51 @@ impl Machine {
     }
 }
 
-/// The 1-minute load average, to warn when other work shares the CPU.
-pub fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+/// CPU time counters, in clock ticks: all CPUs together (`/proc/stat`) and this process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuSample {
+    total: u64,
+    idle: u64,
+    own: u64,
+}
+
+impl CpuSample {
+    pub fn now() -> Option<CpuSample> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+        let values: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        let idle = values.get(3)? + values.get(4).copied().unwrap_or(0);
+        // After the command name in parentheses: state is field 3, utime 14, stime 15.
+        let own_stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let (_, rest) = own_stat.rsplit_once(')')?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let own = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(CpuSample {
+            total: values.iter().sum(),
+            idle,
+            own,
+        })
+    }
+
+    /// (ticks other processes kept the CPUs busy, ticks elapsed on all CPUs) since `earlier`.
+    pub fn others_since(&self, earlier: &CpuSample) -> (u64, u64) {
+        let total = self.total.saturating_sub(earlier.total);
+        let busy = total.saturating_sub(self.idle.saturating_sub(earlier.idle));
+        let own = self.own.saturating_sub(earlier.own);
+        (busy.saturating_sub(own), total)
+    }
+}
+
+/// Share of all CPUs that other processes used over `span`, while this one waits.
+pub fn others_busy(span: Duration) -> Option<f64> {
+    let before = CpuSample::now()?;
+    std::thread::sleep(span);
+    let (others, total) = CpuSample::now()?.others_since(&before);
+    Some(others as f64 / total.max(1) as f64)
 }
 
 /// `VmHWM` (peak resident set) and `VmRSS` of this process, in KiB.

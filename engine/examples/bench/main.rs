@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use sam2_engine::{Model, Runtime};
 
-use crate::machine::Machine;
+use crate::machine::{Machine, others_busy};
 use crate::table::{Row, Section};
 use crate::tracking::{Tracking, median};
 
@@ -50,6 +50,8 @@ const CLICK_TARGET_MS: f64 = 150.0;
 const RSS_GROWTH_TARGET: f64 = 0.10;
 /// 4K matte upsampling on the CPU allowed.
 const UPSAMPLE_4K_TARGET_MS: f64 = 20.0;
+/// Share of the CPUs used by other processes above which the report warns.
+const CONTENTION_WARNING: f64 = 0.05;
 /// Timed runs per upsampling measurement.
 const UPSAMPLE_RUNS: usize = 15;
 
@@ -80,7 +82,8 @@ enum Command {
 }
 
 fn checkout() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    path.canonicalize().unwrap_or(path)
 }
 
 fn number(flag: &str, value: &str) -> BoxResult<usize> {
@@ -91,7 +94,7 @@ fn number(flag: &str, value: &str) -> BoxResult<usize> {
 
 fn parse(args: &[String]) -> BoxResult<Command> {
     let mut it = args.iter();
-    let mut value = |flag: &str, it: &mut std::slice::Iter<'_, String>| {
+    let value = |flag: &str, it: &mut std::slice::Iter<'_, String>| {
         it.next()
             .cloned()
             .ok_or_else(|| format!("{flag} needs a value."))
@@ -141,9 +144,9 @@ fn parse(args: &[String]) -> BoxResult<Command> {
             "--official-skipped" => o.official_skipped = Some(v),
             "--clicks" => o.clicks = number(flag, &v)?,
             "--rss-frames" => {
-                let (a, b) = v
-                    .split_once(',')
-                    .ok_or_else(|| format!("--rss-frames takes two counts like 50,500, not \"{v}\"."))?;
+                let (a, b) = v.split_once(',').ok_or_else(|| {
+                    format!("--rss-frames takes two counts like 50,500, not \"{v}\".")
+                })?;
                 o.rss_frames = (number(flag, a)?, number(flag, b)?);
             }
             "--report" => o.report = Some(v.into()),
@@ -206,6 +209,7 @@ struct Official {
     timed_s: f64,
     fps: f64,
     click_median_ms: Option<f64>,
+    others_cpu_share: Option<f64>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -230,10 +234,11 @@ fn official(
         .map_err(|e| format!("{} cannot be read ({e})", path.display()))?;
     let official: Official = serde_json::from_str(&text)
         .map_err(|e| format!("{} is not a bench_official result ({e})", path.display()))?;
-    let same_clips = official.clips.len() == ours.clips.len()
-        && official.clips.iter().zip(&ours.clips).all(|(o, e)| {
-            o.frames == e.frames && e.clip.canonicalize().is_ok_and(|p| p == o.clip)
-        });
+    let same_clips =
+        official.clips.len() == ours.clips.len()
+            && official.clips.iter().zip(&ours.clips).all(|(o, e)| {
+                o.frames == e.frames && e.clip.canonicalize().is_ok_and(|p| p == o.clip)
+            });
     if !same_clips || official.timed_frames != ours.timed_frames {
         return Err(format!(
             "{} timed other clips or frames than this run",
@@ -262,10 +267,13 @@ fn model_rows(
     options: &Options,
     official_file: Option<&Path>,
     click_target: bool,
+    contention: &mut Vec<(String, f64)>,
 ) -> BoxResult<Vec<Row>> {
     let t = tracking::run(model, clips, max_frames, options.clicks, &mut |line| {
         eprintln!("{line}")
     })?;
+    let label = format!("{} engine", model.manifest().size);
+    contention.push((label, t.others_share()));
     let g = &t.graphs;
     let per = |d: Duration| ms(t.per_frame(d));
     let mut rows = Vec::new();
@@ -277,11 +285,7 @@ fn model_rows(
     ] {
         rows.push(Row::info(
             format!("  {name}"),
-            format!(
-                "{:.2} ms/frame ({} runs)",
-                per(graph.total),
-                graph.runs
-            ),
+            format!("{:.2} ms/frame ({} runs)", per(graph.total), graph.runs),
         ));
     }
     let graphs = g.total();
@@ -301,7 +305,18 @@ fn model_rows(
         format!("≤ {:.0} % of graph time", OVERHEAD_TARGET * 100.0),
         share <= OVERHEAD_TARGET,
     ));
-    let ratio_what = format!("engine fps / official fps ({} threads each)", options.threads);
+    rows.push(Row::info(
+        "  of which reading + preprocessing frames",
+        format!(
+            "{:.3} ms/frame (PNG decode and resize to {}², timed apart)",
+            per(t.input),
+            model.manifest().image_size
+        ),
+    ));
+    let ratio_what = format!(
+        "engine fps / official fps ({} threads each)",
+        options.threads
+    );
     let ratio_target = format!("≥ {RATIO_TARGET}×");
     match official(
         official_file,
@@ -310,6 +325,9 @@ fn model_rows(
         options.threads,
     ) {
         Ok(o) => {
+            if let Some(share) = o.others_cpu_share {
+                contention.push((format!("{} official", model.manifest().size), share));
+            }
             rows.push(Row::info(
                 "official PyTorch predictor",
                 format!(
@@ -342,12 +360,12 @@ fn model_rows(
             ms(median(&t.click_decoder))
         );
         if t.click_other_runs > 0 {
-            value.push_str(&format!(
-                "; other graphs ran {} times",
-                t.click_other_runs
-            ));
+            value.push_str(&format!("; other graphs ran {} times", t.click_other_runs));
         }
-        let what = format!("click-to-mask on an encoded frame, median of {}", t.clicks.len());
+        let what = format!(
+            "click-to-mask on an encoded frame, median of {}",
+            t.clicks.len()
+        );
         rows.push(if click_target {
             Row::target(
                 what,
@@ -373,31 +391,15 @@ fn load_model(dir: &Path, runtime: &Runtime) -> BoxResult<Arc<Model>> {
     Ok(model)
 }
 
-/// Share of CPU time that went to something other than idle over `span`, across all CPUs.
-fn cpu_busy(span: Duration) -> Option<f64> {
-    let sample = || -> Option<(u64, u64)> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-        let values: Vec<u64> = line
-            .split_whitespace()
-            .skip(1)
-            .filter_map(|v| v.parse().ok())
-            .collect();
-        let idle = values.get(3)? + values.get(4).copied().unwrap_or(0);
-        Some((values.iter().sum(), idle))
-    };
-    let (total0, idle0) = sample()?;
-    std::thread::sleep(span);
-    let (total1, idle1) = sample()?;
-    let total = total1.saturating_sub(total0).max(1);
-    Some(1.0 - idle1.saturating_sub(idle0) as f64 / total as f64)
-}
-
 fn bench(o: &Options) -> BoxResult<()> {
-    let busy_before = cpu_busy(Duration::from_secs(1));
+    let busy_before = others_busy(Duration::from_secs(1));
     let runtime = Runtime::load_default()?.with_intra_threads(Some(o.threads));
     let machine = Machine::describe(runtime.library_path());
     let mut sections = Vec::new();
+    let mut contention: Vec<(String, f64)> = Vec::new();
+    if let Some(share) = busy_before {
+        contention.push(("before".into(), share));
+    }
 
     let names: Vec<String> = o.clips.iter().map(|c| tracking::name(c)).collect();
     eprintln!("fixture model: propagating through {}", names.join(", "));
@@ -419,6 +421,7 @@ fn bench(o: &Options) -> BoxResult<()> {
             o,
             o.official_fixture.as_deref(),
             false,
+            &mut contention,
         )?,
     });
 
@@ -439,6 +442,7 @@ fn bench(o: &Options) -> BoxResult<()> {
                 o,
                 o.official_tiny.as_deref(),
                 true,
+                &mut contention,
             )?;
             sections.push(Section {
                 title: format!(
@@ -490,9 +494,13 @@ fn bench(o: &Options) -> BoxResult<()> {
                     "{:.1} MiB ({:+.1} %, {:.1} KiB per extra frame)",
                     mib(b.after),
                     growth * 100.0,
-                    b.after.saturating_sub(a.after) as f64 / (long.saturating_sub(short).max(1)) as f64
+                    b.after.saturating_sub(a.after) as f64
+                        / (long.saturating_sub(short).max(1)) as f64
                 ),
-                format!("within {:.0} % of {short} frames", RSS_GROWTH_TARGET * 100.0),
+                format!(
+                    "within {:.0} % of {short} frames",
+                    RSS_GROWTH_TARGET * 100.0
+                ),
                 growth <= RSS_GROWTH_TARGET,
             ),
         ],
@@ -521,16 +529,21 @@ fn bench(o: &Options) -> BoxResult<()> {
             format!("{:.2} ms", ms(*d)),
         ));
     }
-    let gpu_label = match &up.gpu_name {
-        Some((name, true)) => format!("GPU {name}, a software rasterizer on the CPU"),
-        Some((name, false)) => format!("GPU {name}"),
-        None => "GPU".to_string(),
-    };
+    if let Some((name, software)) = &up.gpu_name {
+        rows.push(Row::info(
+            "GPU adapter",
+            if *software {
+                format!("{name}: a software rasterizer running on the CPU, not a GPU")
+            } else {
+                name.clone()
+            },
+        ));
+    }
     match &up.gpu {
         Ok(times) => {
             for ((w, h), d) in times {
                 rows.push(Row::info(
-                    format!("{gpu_label} → {w}×{h} (upload, shader, readback)"),
+                    format!("GPU → {w}×{h} (upload, shader, readback)"),
                     format!("{:.2} ms", ms(*d)),
                 ));
             }
@@ -546,9 +559,9 @@ fn bench(o: &Options) -> BoxResult<()> {
         rows,
     });
 
-    let busy_after = cpu_busy(Duration::from_secs(1));
+    let busy_after = others_busy(Duration::from_secs(1));
     let mut header = format!(
-        "Machine: {} logical CPUs, {} , {:.1} GiB RAM\n\
+        "Machine: {} logical CPUs, {}, {:.1} GiB RAM\n\
          ONNX Runtime {} ({}), CPU provider, {} intra-op threads per graph; the official predictor with torch.set_num_threads({})\n",
         machine.logical_cpus,
         machine.cpu,
@@ -558,14 +571,24 @@ fn bench(o: &Options) -> BoxResult<()> {
         o.threads,
         o.threads,
     );
-    let busy = |b: Option<f64>| b.map_or("unknown".into(), |b| format!("{:.0} %", b * 100.0));
+    if let Some(share) = busy_after {
+        contention.push(("after".into(), share));
+    }
     header.push_str(&format!(
-        "CPU busy with other work while the benchmark was idle: {} before, {} after",
-        busy(busy_before),
-        busy(busy_after)
+        "CPU used by other processes: {}",
+        contention
+            .iter()
+            .map(|(when, share)| format!("{:.0} % {when}", share * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
-    if busy_before.max(busy_after).is_some_and(|b| b > 0.15) {
-        header.push_str(" — other processes shared the CPU, so the timings are slower and noisier than on an idle machine");
+    if contention
+        .iter()
+        .any(|(_, share)| *share > CONTENTION_WARNING)
+    {
+        header.push_str(
+            "\nWARNING: other processes shared the CPU, so these timings are slower and noisier than on an idle machine; run again when it is idle.",
+        );
     }
     header.push('\n');
     let report = format!(

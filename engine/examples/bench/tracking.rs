@@ -14,13 +14,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sam2_engine::model::{GraphTime, GraphTimes};
+use sam2_engine::predictor::SessionStats;
+use sam2_engine::resample::sam2_input;
 use sam2_engine::script::{Label, ObjectId};
 use sam2_engine::{
     ClipSession, FolderSource, FrameSource, Model, Propagation, RgbFrame, SessionSettings,
-    SessionStats,
 };
 
 use crate::BoxResult;
+use crate::machine::CpuSample;
 
 /// The first `frames` frames of a clip folder.
 struct Prefix {
@@ -59,12 +61,17 @@ pub struct Tracking {
     pub wall: Duration,
     /// Graph time inside the timed windows.
     pub graphs: GraphTimes,
+    /// Reading and preprocessing the timed frames again, apart from the propagation: the share of
+    /// the engine's overhead that is the input pipeline.
+    pub input: Duration,
     /// Wall time of each timed click.
     pub clicks: Vec<Duration>,
     /// Mask-decoder graph time of each timed click.
     pub click_decoder: Vec<Duration>,
     /// Graph runs during the timed clicks other than the decoder's (should stay 0).
     pub click_other_runs: u64,
+    /// CPU ticks other processes used during the timed windows, and ticks elapsed (all CPUs).
+    pub others: (u64, u64),
 }
 
 impl Tracking {
@@ -74,6 +81,11 @@ impl Tracking {
 
     pub fn fps(&self) -> f64 {
         self.timed_frames as f64 / self.wall.as_secs_f64().max(1e-12)
+    }
+
+    /// Share of the CPUs that other processes used while frames were timed.
+    pub fn others_share(&self) -> f64 {
+        self.others.0 as f64 / self.others.1.max(1) as f64
     }
 }
 
@@ -141,6 +153,7 @@ pub fn run(
         let centre = [f64::from(w) / 2.0, f64::from(h) / 2.0];
         session.add_points(0, ObjectId(1), &[centre], &[Label::Positive], true)?;
         let mut stamps: Vec<(usize, Instant, GraphTimes)> = Vec::with_capacity(frames);
+        let mut cpu = (None, None);
         session.propagate(
             Propagation {
                 start_frame: Some(0),
@@ -149,9 +162,20 @@ pub fn run(
             },
             |masks| {
                 stamps.push((masks.frame, Instant::now(), model.graph_times()));
+                // Only at the ends of the timed window, to stay out of the engine's time.
+                if masks.frame == 1 {
+                    cpu.0 = CpuSample::now();
+                } else if masks.frame + 1 == frames {
+                    cpu.1 = CpuSample::now();
+                }
                 ControlFlow::Continue(())
             },
         )?;
+        if let (Some(start), Some(end)) = cpu {
+            let (others, total) = end.others_since(&start);
+            out.others.0 += others;
+            out.others.1 += total;
+        }
         let order: Vec<usize> = stamps.iter().map(|s| s.0).collect();
         if order != (0..frames).collect::<Vec<_>>() {
             return Err(format!(
@@ -178,6 +202,22 @@ pub fn run(
             (frames - 2) as f64 / wall.as_secs_f64().max(1e-12),
             frames - 1
         ));
+
+        let mut reader = FolderSource::open(clip)?;
+        let m = model.manifest();
+        let start = Instant::now();
+        for frame in 2..frames {
+            let image = reader.frame(frame)?;
+            std::hint::black_box(sam2_input(
+                &image.data,
+                image.width,
+                image.height,
+                m.image_size,
+                m.image_mean,
+                m.image_std,
+            ));
+        }
+        out.input += start.elapsed();
 
         if index == 0 && clicks > 0 {
             let frame = frames - 1;
@@ -228,8 +268,11 @@ pub fn median(values: &[Duration]) -> Duration {
     sorted.sort();
     let n = sorted.len();
     let upper = sorted.get(n / 2).copied().unwrap_or_default();
-    if n % 2 == 0 {
-        let lower = sorted.get((n / 2).wrapping_sub(1)).copied().unwrap_or(upper);
+    if n.is_multiple_of(2) {
+        let lower = sorted
+            .get((n / 2).wrapping_sub(1))
+            .copied()
+            .unwrap_or(upper);
         (lower + upper) / 2
     } else {
         upper

@@ -35,14 +35,17 @@ fn logits() -> Vec<f32> {
         .collect()
 }
 
+/// A median time per output size `(width, height)`.
+pub type Timings = Vec<((usize, usize), Duration)>;
+
 #[derive(Debug, Clone)]
 pub struct Upsampling {
     /// Per output size: the engine's CPU path (`MatteUpsampler`, a fresh buffer per frame).
-    pub cpu: Vec<((usize, usize), Duration)>,
+    pub cpu: Timings,
     /// Per output size: the CPU kernel with its tables and output buffer reused.
-    pub cpu_reused: Vec<((usize, usize), Duration)>,
+    pub cpu_reused: Timings,
     /// Per output size: the GPU path (upload, shader, readback), or why there is none.
-    pub gpu: Result<Vec<((usize, usize), Duration)>, String>,
+    pub gpu: Result<Timings, String>,
     /// The GPU adapter, and whether it is a software renderer.
     pub gpu_name: Option<(String, bool)>,
     /// `sam2_input` of a 3840×2160 frame to 1024².
@@ -55,7 +58,10 @@ pub fn run(runs: usize) -> BoxResult<Upsampling> {
     let mut cpu = Vec::new();
     let mut cpu_reused = Vec::new();
     for (w, h) in SIZES {
-        cpu.push(((w, h), median_of(runs, || cpu_path.upsample(&src, IN, IN, w, h))));
+        cpu.push((
+            (w, h),
+            median_of(runs, || cpu_path.upsample(&src, IN, IN, w, h)),
+        ));
         let plan = BilinearResize::new(IN, IN, w, h);
         let mut out = vec![0.0f32; w * h];
         cpu_reused.push(((w, h), median_of(runs, || plan.apply_into(&src, &mut out))));

@@ -150,7 +150,7 @@ impl Provider {
     fn start_hint(self) -> &'static str {
         match self {
             Provider::Cuda { .. } => {
-                "check that the CUDA 13 runtime and cuDNN 9 libraries are installed where the loader finds them (LD_LIBRARY_PATH on Linux, PATH on Windows) and that libonnxruntime_providers_cuda lies next to the ONNX Runtime library"
+                "check that the CUDA 13 libraries (cudart, cuBLAS, cuFFT, cuRAND) and cuDNN 9 are installed where the loader finds them (LD_LIBRARY_PATH on Linux, PATH on Windows) and that libonnxruntime_providers_cuda lies next to the ONNX Runtime library"
             }
             Provider::TensorRt { .. } => {
                 "check that TensorRT 10 and the CUDA 13 libraries are installed where the loader finds them and that libonnxruntime_providers_tensorrt lies next to the ONNX Runtime library"
@@ -310,6 +310,21 @@ pub enum FailureReason {
 pub struct ProviderFailure {
     pub provider: Provider,
     pub reason: FailureReason,
+}
+
+/// ONNX Runtime's message without the source location and status code it starts with
+/// (`/onnxruntime_src/…/provider_bridge_ort.cc:2043 … [ONNXRuntimeError] : 1 : FAIL : Failed to
+/// load library …`): the rest is what a user can act on.
+pub(crate) fn ort_message(error: &impl fmt::Display) -> String {
+    const MARKER: &str = "[ONNXRuntimeError] : ";
+    let full = error.to_string();
+    let stripped = full.find(MARKER).and_then(|at| {
+        let after = full.get(at + MARKER.len()..)?;
+        let (_code, rest) = after.split_once(" : ")?;
+        let (_name, message) = rest.split_once(" : ")?;
+        Some(message.to_string())
+    });
+    stripped.unwrap_or(full)
 }
 
 /// ONNX Runtime's messages end in a period or a newline about half the time; ours add their own.
@@ -495,6 +510,13 @@ mod tests {
             no_start.contains("file; check that the CUDA 13"),
             "{no_start}"
         );
+        assert_eq!(
+            ort_message(
+                &"/src/provider_bridge_ort.cc:2043 onnxruntime::ProviderLibrary::Get() [ONNXRuntimeError] : 1 : FAIL : Failed to load library x.so with error: libcublasLt.so.13: cannot open shared object file"
+            ),
+            "Failed to load library x.so with error: libcublasLt.so.13: cannot open shared object file"
+        );
+        assert_eq!(ort_message(&"no marker : here"), "no marker : here");
         let message = gpu_unavailable_message(Path::new("g.onnx"), &[]);
         for feature in ["cuda", "directml", "coreml", "webgpu"] {
             assert!(message.contains(feature), "{message}");

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# README: ./bench.sh — measures the engine against its targets and prints a table (what, value, target, met?).
+#
+#   - the shrunk fixture model (tests/fixtures/models/test, 256²) on every clip in tests/fixtures/clips;
+#   - the tiny architecture with seeded random weights at 1024² (.local/models/sam2.1-tiny-random, exported
+#     here the first time when the exporter venv exists) on the first BENCH_TINY_FRAMES frames of the first clip;
+#   - the official PyTorch predictor on the same weights, clips, frames and thread count, when the exporter
+#     venv exists (bundle/exporter/setup-venv.sh); without it those rows say "skipped".
+#
+# Release build; ONNX Runtime and PyTorch both get BENCH_THREADS threads (default 2). About 5 minutes on 2 cores
+# with the venv (most of it the 1024² runs), well under one without. The table is also written to
+# target/bench/report.md. Timings are only meaningful on an otherwise idle machine; the header says how busy
+# the CPU was.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+threads="${BENCH_THREADS:-2}"
+tiny_frames="${BENCH_TINY_FRAMES:-8}"
+clicks="${BENCH_CLICKS:-20}"
+out=target/bench
+fixture=tests/fixtures/models/test
+tiny=.local/models/sam2.1-tiny-random
+
+bundle/setup-system.sh
+bundle/fetch-onnxruntime.sh
+cargo build --release -p sam2-engine --example bench
+
+mkdir -p "$out"
+rm -f "$out"/official-*.json "$out/report.md"
+clips=()
+for c in tests/fixtures/clips/*/; do clips+=("${c%/}"); done
+clip_args=()
+for c in "${clips[@]}"; do clip_args+=(--clip "$c"); done
+args=(--threads "$threads" --clicks "$clicks" --fixture-model "$fixture" "${clip_args[@]}" --report "$out/report.md")
+
+have_venv=false
+[ -x bundle/exporter/.venv/bin/python ] && have_venv=true
+
+if [ ! -f "$tiny/manifest.json" ] && $have_venv; then
+  echo "bench: exporting the tiny random set to $tiny (once; a few minutes)" >&2
+  bundle/exporter/py export --size tiny --random-weights --seed 0 --out "$tiny"
+fi
+if [ -f "$tiny/manifest.json" ]; then
+  args+=(--tiny-model "$tiny" --tiny-frames "$tiny_frames")
+else
+  echo "bench: skipping the 1024² runs: $tiny is missing and there is no exporter venv to make it (bundle/exporter/setup-venv.sh)" >&2
+  args+=(--tiny-skipped "no $tiny, and no exporter venv to make it (bundle/exporter/setup-venv.sh)")
+fi
+
+if $have_venv; then
+  echo "bench: official predictor, fixture model" >&2
+  bundle/exporter/py bench_official --model "$fixture" "${clip_args[@]}" --threads "$threads" --clicks "$clicks" \
+    --out "$out/official-fixture.json" >&2
+  args+=(--official-fixture "$out/official-fixture.json")
+  if [ -f "$tiny/manifest.json" ]; then
+    echo "bench: official predictor, tiny model at 1024² (about 10 s per frame)" >&2
+    bundle/exporter/py bench_official --model "$tiny" --clip "${clips[0]}" --frames "$tiny_frames" \
+      --threads "$threads" --clicks "$clicks" --out "$out/official-tiny.json" >&2
+    args+=(--official-tiny "$out/official-tiny.json")
+  fi
+else
+  echo "bench: skipping the official predictor: no exporter venv (bundle/exporter/setup-venv.sh)" >&2
+  args+=(--official-skipped "no exporter venv, so no official predictor (bundle/exporter/setup-venv.sh)")
+fi
+
+echo "bench: engine" >&2
+exec target/release/examples/bench "${args[@]}"

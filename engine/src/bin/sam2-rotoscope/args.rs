@@ -1,0 +1,209 @@
+//! The command line's grammar (clap derive). Doc comments here are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sam2_engine::matte::{MatteDevice, MatteSettings};
+use sam2_engine::model::Device;
+
+/// SAM 2 video object tracking: a matte per object and frame from a few clicks.
+///
+/// ONNX Runtime is loaded from $SAM2_ORT_DYLIB, else $ORT_DYLIB_PATH, else the checkout's
+/// .local/onnxruntime/libonnxruntime.so (put there by bundle/fetch-onnxruntime.sh).
+#[derive(Debug, Parser)]
+#[command(name = "sam2-rotoscope", version)]
+pub struct Cli {
+    /// Also print what the engine decides on the way (devices, fallbacks) to stderr.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Verify a model directory: manifest, hashes, tensors, ONNX sessions, one run per graph.
+    CheckModel(CheckModelArgs),
+    /// Run an interaction script on a clip; write a matte sequence per object.
+    ///
+    /// Writes OUT_DIR/object_<id>/<frame>.png (grayscale, frame = 0-based index in the clip,
+    /// five digits) for every object the session holds at the end of the script and for every
+    /// frame of the clip: a frame the object has no result on gets an empty matte, so that a
+    /// compositor reads a complete sequence. The folder appears complete or not at all (it is
+    /// written under a hidden name next to OUT_DIR and renamed at the end; an error or Ctrl-C
+    /// removes it).
+    Track(TrackArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckModelArgs {
+    /// The model directory (written by bundle/exporter; holds manifest.json).
+    #[arg(value_name = "MODEL_DIR")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct TrackArgs {
+    /// The model directory (written by bundle/exporter; holds manifest.json).
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+
+    /// The clip: a folder of frames named by number (0.png, 00001.jpg, …). Default: the clip
+    /// the script names.
+    #[arg(long, value_name = "FRAMES_DIR")]
+    pub clip: Option<PathBuf>,
+
+    /// The interaction script (docs/formats.md).
+    #[arg(long, value_name = "SCRIPT.json")]
+    pub script: PathBuf,
+
+    /// Where the mattes go; must not exist unless --force is given.
+    #[arg(long, value_name = "OUT_DIR")]
+    pub out: PathBuf,
+
+    /// Also write every step's outputs as a reference trace (docs/formats.md), to compare with
+    /// one made by `bundle/exporter/py reference`.
+    #[arg(long, value_name = "TRACE_DIR")]
+    pub trace: Option<PathBuf>,
+
+    /// Replace OUT_DIR (and TRACE_DIR) if they exist and hold nothing but earlier output.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Bits per matte pixel.
+    #[arg(long, value_enum, default_value_t = Bits::Eight)]
+    pub bits: Bits,
+
+    /// Where the model and the matte upsampling run. auto: a GPU where one works, else the CPU;
+    /// gpu: a GPU or an error.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+
+    /// Drop correction clicks at the next propagation, as the official predictor does by default
+    /// (add_all_frames_to_correct_as_cond = false); without it corrections stick. Wins over the
+    /// script's own "predictor" setting.
+    #[arg(long)]
+    pub official_corrections: bool,
+
+    /// Fill background holes of at most N low-resolution pixels in each mask (0: off). Default:
+    /// the script's "predictor" setting, else the model's (8). Traces made on a CPU need 0.
+    #[arg(long, value_name = "N")]
+    pub fill_hole_area: Option<u32>,
+
+    /// Threads per ONNX Runtime operator (default: ONNX Runtime's choice). 1 makes runs repeat
+    /// bit for bit.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+
+    #[command(flatten)]
+    pub matte: MatteArgs,
+}
+
+/// The finishing of each matte (the plugin's matte settings).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Matte")]
+pub struct MatteArgs {
+    /// The logit above which a pixel is foreground; 0 is SAM 2's own mask, positive tightens,
+    /// negative loosens.
+    #[arg(
+        long,
+        value_name = "LOGIT",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub threshold: f32,
+
+    /// Edge softness in logits: 0 a hard matte, 1 the model's own probability.
+    // Negative numbers parse, so that the matte's own check says what is allowed.
+    #[arg(
+        long,
+        value_name = "LOGITS",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub softness: f32,
+
+    /// Feather radius in pixels (a Gaussian blur of the edge).
+    #[arg(
+        long,
+        value_name = "PIXELS",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub feather: f32,
+
+    /// Grow the matte by this many pixels, or choke it when negative.
+    #[arg(
+        long,
+        value_name = "PIXELS",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub expand: i32,
+
+    /// Remove islands of matte smaller than this many pixels.
+    #[arg(long, value_name = "PIXELS", default_value_t = 0)]
+    pub remove_specks: u32,
+
+    /// Fill holes in the matte smaller than this many pixels.
+    #[arg(long, value_name = "PIXELS", default_value_t = 0)]
+    pub fill_holes: u32,
+}
+
+impl MatteArgs {
+    pub fn settings(&self) -> MatteSettings {
+        MatteSettings {
+            threshold: self.threshold,
+            softness: self.softness,
+            fill_holes_below: self.fill_holes,
+            remove_specks_below: self.remove_specks,
+            expand: self.expand,
+            feather: self.feather,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Bits {
+    #[value(name = "8")]
+    Eight,
+    #[value(name = "16")]
+    Sixteen,
+}
+
+impl Bits {
+    pub fn count(self) -> u32 {
+        match self {
+            Bits::Eight => 8,
+            Bits::Sixteen => 16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    Cpu,
+    Gpu,
+    Auto,
+}
+
+impl DeviceArg {
+    /// Where ONNX Runtime runs the graphs.
+    pub fn model(self) -> Device {
+        match self {
+            DeviceArg::Cpu => Device::Cpu,
+            DeviceArg::Gpu => Device::Gpu,
+            DeviceArg::Auto => Device::Auto,
+        }
+    }
+
+    /// Where the mattes are upsampled.
+    pub fn matte(self) -> MatteDevice {
+        match self {
+            DeviceArg::Cpu => MatteDevice::Cpu,
+            DeviceArg::Gpu => MatteDevice::Gpu,
+            DeviceArg::Auto => MatteDevice::Auto,
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! What the command line reports: the engine's errors as they are (each already a sentence), and
+//! the few mistakes only the command line can make.
+
+use std::path::PathBuf;
+
+use sam2_engine::matte::MatteError;
+use sam2_engine::trace_writer::WriteError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Engine(#[from] sam2_engine::Error),
+
+    #[error(transparent)]
+    Matte(#[from] MatteError),
+
+    #[error(transparent)]
+    Write(#[from] WriteError),
+
+    #[error(
+        "The {what} {path} already exists; pass --force to replace it, or choose another folder."
+    )]
+    OutputExists { what: &'static str, path: PathBuf },
+
+    #[error(
+        "The trace folder {trace} and the output folder {out} overlap; give two separate folders."
+    )]
+    OutputsOverlap { out: PathBuf, trace: PathBuf },
+
+    #[error(
+        "The model directory {path} does not exist; --model takes the folder that bundle/exporter wrote (it holds manifest.json)."
+    )]
+    ModelMissing { path: PathBuf },
+
+    #[error(
+        "The clip folder {path} does not exist; --clip takes a folder of frames named by number (0.png, 00001.jpg, …)."
+    )]
+    ClipMissing { path: PathBuf },
+
+    #[error("The interaction script {path} does not exist.")]
+    ScriptMissing { path: PathBuf },
+
+    #[error(
+        "No clip was given and the interaction script {script} names none; pass --clip FRAMES_DIR."
+    )]
+    NoClip { script: PathBuf },
+
+    #[error(
+        "The interaction script {script} asks for non_overlap_masks, which this engine does not implement; remove that setting."
+    )]
+    NonOverlapMasks { script: PathBuf },
+
+    #[error("Could not write the matte {path}: {message}.")]
+    Png { path: PathBuf, message: String },
+
+    #[error(
+        "Ctrl-C could not be caught ({message}), so an interrupted run could leave a half-written folder behind; run without a terminal that sends it, or report this."
+    )]
+    SignalHandler { message: String },
+}
+
+impl CliError {
+    /// [`WriteError::Exists`] with the command line's advice (`--force`).
+    pub fn from_write(what: &'static str, error: WriteError) -> CliError {
+        match error {
+            WriteError::Exists { path } => CliError::OutputExists { what, path },
+            other => CliError::Write(other),
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! `track`: an interaction script on a clip → a matte sequence per object, and optionally the
+//! reference-trace record of every step.
+//!
+//! Everything that can be checked without ONNX Runtime is checked first (paths, the script against
+//! the clip, the output folders, the model's hashes), so that a typo costs no model load and
+//! leaves nothing behind.
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sam2_engine::matte::MatteUpsampler;
+use sam2_engine::model::{ModelDir, Runtime};
+use sam2_engine::replay::run_script;
+use sam2_engine::script::{Interaction, ObjectId, Op};
+use sam2_engine::trace_writer::{StagedDir, TraceInfo, TraceWriter, trace_existing};
+use sam2_engine::{ClipSession, FolderSource, FrameSource, Model, Script, SessionSettings};
+
+use crate::args::TrackArgs;
+use crate::error::CliError;
+use crate::{interrupt, mattes, progress};
+
+const OUT_FOLDER: &str = "output folder";
+const TRACE_FOLDER: &str = "trace folder";
+
+pub fn run(args: &TrackArgs) -> Result<(), CliError> {
+    let matte_settings = args.matte.settings();
+    matte_settings.validate()?;
+    if !args.model.exists() {
+        return Err(CliError::ModelMissing {
+            path: args.model.clone(),
+        });
+    }
+    if !args.script.exists() {
+        return Err(CliError::ScriptMissing {
+            path: args.script.clone(),
+        });
+    }
+    let script = Script::read(&args.script)?;
+    if script.predictor.non_overlap_masks == Some(true) {
+        return Err(CliError::NonOverlapMasks {
+            script: args.script.clone(),
+        });
+    }
+    let clip_path = args
+        .clip
+        .clone()
+        .or_else(|| script.clip_path())
+        .ok_or_else(|| CliError::NoClip {
+            script: args.script.clone(),
+        })?;
+    if !clip_path.exists() {
+        return Err(CliError::ClipMissing { path: clip_path });
+    }
+    let source = FolderSource::open(&clip_path)?;
+    script.check_frames(&args.script, source.num_frames())?;
+    check_apart(&args.out, args.trace.as_deref())?;
+    StagedDir::check(&args.out, mattes::existing(args.force))
+        .map_err(|e| CliError::from_write(OUT_FOLDER, e))?;
+    if let Some(trace) = &args.trace {
+        StagedDir::check(trace, trace_existing(args.force))
+            .map_err(|e| CliError::from_write(TRACE_FOLDER, e))?;
+    }
+    let model_dir = ModelDir::open(&args.model)?;
+
+    let runtime = Runtime::load_default()?
+        .with_device(args.device.model())
+        .with_intra_threads(args.threads.map(usize::from));
+    let model = Model::load(model_dir, &runtime)?;
+    let mut upsampler = MatteUpsampler::new(args.device.matte())?;
+    let settings = session_settings(&model, &script, args);
+    let mut session = ClipSession::new(model, Box::new(source), settings)?;
+
+    let out = StagedDir::create(&args.out, mattes::existing(args.force))
+        .map_err(|e| CliError::from_write(OUT_FOLDER, e))?;
+    interrupt::register(out.path());
+    let mut trace = match &args.trace {
+        Some(target) => {
+            let mut info = TraceInfo::for_session(&session, &runtime);
+            info.clip = Some(clip_path.clone());
+            info.script = Some(args.script.clone());
+            let writer = TraceWriter::create(target, info, trace_existing(args.force))
+                .map_err(|e| CliError::from_write(TRACE_FOLDER, e))?;
+            interrupt::register(writer.staging_path());
+            Some(writer)
+        }
+        None => None,
+    };
+
+    // Tracking. Time spent writing the trace is not tracking time.
+    let planned = planned_updates(&script, session.num_frames());
+    let bar = progress::start(planned);
+    bar.set_message("tracking");
+    let updates = Cell::new(0u64);
+    let count = |n: u64| {
+        updates.set(updates.get() + n);
+        if updates.get() > bar.length().unwrap_or(0) {
+            bar.set_length(updates.get());
+        }
+        bar.inc(n);
+    };
+    let mut trace_time = Duration::ZERO;
+    let mut trace_error = None;
+    let started = Instant::now();
+    let ran = run_script(
+        &mut session,
+        &script,
+        |_, _| count(1),
+        |step| {
+            if step.op != Op::Propagate {
+                count(step.frames.len() as u64);
+            }
+            if let Some(writer) = trace.as_mut() {
+                let t = Instant::now();
+                if let Err(e) = writer.write_step(step) {
+                    trace_error = Some(e);
+                    return ControlFlow::Break(());
+                }
+                trace_time += t.elapsed();
+            }
+            ControlFlow::Continue(())
+        },
+    );
+    progress::finish();
+    ran?;
+    if let Some(e) = trace_error {
+        return Err(e.into());
+    }
+    let tracking = started.elapsed().saturating_sub(trace_time);
+
+    // Mattes.
+    let objects = session.object_ids().len();
+    let frames = session.num_frames();
+    let started = Instant::now();
+    let bar = progress::start((objects * frames) as u64);
+    bar.set_message("mattes");
+    let written = mattes::write_all(
+        &session,
+        out.path(),
+        &mut upsampler,
+        &matte_settings,
+        args.bits,
+        &bar,
+    );
+    progress::finish();
+    let written = written?;
+    let matte_time = started.elapsed();
+
+    // Only renames are left once the trace is sealed, so that a failure between the two outputs
+    // is as unlikely as it can be.
+    let trace = trace
+        .map(TraceWriter::seal)
+        .transpose()
+        .map_err(|e| CliError::from_write(TRACE_FOLDER, e))?;
+    let (out_path, trace_path) = interrupt::commit(|| {
+        let out_path = out
+            .commit()
+            .map_err(|e| CliError::from_write(OUT_FOLDER, e))?;
+        let trace_path = trace
+            .map(StagedDir::commit)
+            .transpose()
+            .map_err(|e| CliError::from_write(TRACE_FOLDER, e))?;
+        Ok::<_, CliError>((out_path, trace_path))
+    })?;
+
+    let seconds = tracking.as_secs_f64();
+    let stats = session.stats();
+    let trace_note = trace_path
+        .map(|p| format!("; trace in {}", p.display()))
+        .unwrap_or_default();
+    println!(
+        "{frames} frames, {objects} object{}: {} frame updates in {seconds:.2} s ({:.1} frames/s); \
+         model runs: image encoder {}, mask decoder {}, memory attention {}, memory encoder {}, \
+         memories rebuilt {}; {written} {}-bit mattes in {} ({:.2} s){trace_note}",
+        if objects == 1 { "" } else { "s" },
+        updates.get(),
+        updates.get() as f64 / seconds.max(1e-9),
+        stats.image_encoder_runs,
+        stats.mask_decoder_runs,
+        stats.memory_attention_runs,
+        stats.memory_encoder_runs,
+        stats.memories_rebuilt,
+        args.bits.count(),
+        out_path.display(),
+        matte_time.as_secs_f64(),
+    );
+    Ok(())
+}
+
+/// Our defaults (corrections stick), then the script's `predictor` settings, then the flags.
+fn session_settings(model: &Model, script: &Script, args: &TrackArgs) -> SessionSettings {
+    let mut settings = SessionSettings::for_model(model);
+    let overrides = &script.predictor;
+    if let Some(keep) = overrides.add_all_frames_to_correct_as_cond {
+        settings.add_all_frames_to_correct_as_cond = keep;
+    }
+    if let Some(area) = overrides.fill_hole_area {
+        settings.fill_hole_area = area;
+    }
+    if args.official_corrections {
+        settings.add_all_frames_to_correct_as_cond =
+            SessionSettings::official(model).add_all_frames_to_correct_as_cond;
+    }
+    if let Some(area) = args.fill_hole_area {
+        settings.fill_hole_area = area;
+    }
+    settings
+}
+
+/// The trace must not be written into the matte folder or the other way round: one rename would
+/// carry off or clobber the other.
+fn check_apart(out: &Path, trace: Option<&Path>) -> Result<(), CliError> {
+    let Some(trace) = trace else {
+        return Ok(());
+    };
+    let (a, b) = match (std::path::absolute(out), std::path::absolute(trace)) {
+        (Ok(a), Ok(b)) => (a, b),
+        _ => return Ok(()), // StagedDir reports unusable paths
+    };
+    if a.starts_with(&b) || b.starts_with(&a) {
+        return Err(CliError::OutputsOverlap {
+            out: out.to_path_buf(),
+            trace: trace.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// How many frame updates the script will make (prompted frames, propagated frames), for the
+/// progress bar. Exact for scripts whose propagations start where the script says or at the
+/// earliest prompt; the bar grows if a run makes more.
+fn planned_updates(script: &Script, num_frames: usize) -> u64 {
+    let mut prompted: BTreeMap<ObjectId, BTreeSet<usize>> = BTreeMap::new();
+    let mut total = 0usize;
+    for interaction in &script.interactions {
+        match interaction {
+            Interaction::AddPoints { frame, object, .. }
+            | Interaction::AddBox { frame, object, .. }
+            | Interaction::AddMask { frame, object, .. } => {
+                prompted.entry(*object).or_default().insert(*frame);
+                total += 1;
+            }
+            Interaction::Propagate {
+                start_frame,
+                reverse,
+                max_frames,
+            } => {
+                let earliest = prompted.values().flatten().min().copied();
+                let Some(start) = start_frame.or(earliest) else {
+                    continue;
+                };
+                let span = match (*reverse, start) {
+                    (true, 0) => 0,
+                    (true, _) => start + 1,
+                    (false, _) => num_frames.saturating_sub(start),
+                };
+                total += max_frames.map_or(span, |m| span.min(m.saturating_add(1)));
+            }
+            Interaction::RemoveObject { object } => {
+                total += prompted.remove(object).map_or(0, |frames| frames.len());
+            }
+            Interaction::Reset => prompted.clear(),
+        }
+    }
+    total as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn script(json: &str) -> Script {
+        let text = format!(
+            r#"{{"format": "sam2-rotoscope-script", "version": 1, "interactions": {json}}}"#
+        );
+        Script::parse(Path::new("s.json"), text.as_bytes(), PathBuf::new()).unwrap()
+    }
+
+    #[test]
+    fn planned_updates_follow_the_official_counting() {
+        let click = |frame: usize, object: u64| {
+            format!(
+                r#"{{"op": "add_points", "frame": {frame}, "object": {object}, "points": [[1, 1]], "labels": [1]}}"#
+            )
+        };
+        let s = script(&format!("[{}, {{\"op\": \"propagate\"}}]", click(3, 1)));
+        assert_eq!(planned_updates(&s, 10), 1 + 7);
+        let s = script(&format!(
+            "[{}, {}, {{\"op\": \"propagate\", \"reverse\": true, \"max_frames\": 2}}]",
+            click(5, 1),
+            click(4, 2)
+        ));
+        assert_eq!(planned_updates(&s, 10), 2 + 3);
+        let s = script(&format!(
+            "[{}, {{\"op\": \"propagate\", \"start_frame\": 0, \"reverse\": true}}, {{\"op\": \"remove_object\", \"object\": 1}}, {{\"op\": \"reset\"}}, {{\"op\": \"propagate\"}}]",
+            click(0, 1)
+        ));
+        assert_eq!(planned_updates(&s, 10), 1 + 1);
+    }
+
+    #[test]
+    fn outputs_must_not_nest() {
+        let out = Path::new("/x/out");
+        assert!(check_apart(out, Some(Path::new("/x/out/trace"))).is_err());
+        assert!(check_apart(out, Some(Path::new("/x"))).is_err());
+        assert!(check_apart(out, Some(out)).is_err());
+        assert!(check_apart(out, Some(Path::new("/x/trace"))).is_ok());
+        assert!(check_apart(out, None).is_ok());
+    }
+}

@@ -1,0 +1,596 @@
+//! The `sam2-rotoscope` binary, run as a user runs it.
+//!
+//! The main claim: the CLI reproduces a reference trace on a clip and script it has never seen,
+//! given only the model directory and the files. Every committed reference trace is replayed by
+//! `track --trace` and the written trace compared with the reference at the parity tolerances;
+//! the mattes of the same runs are checked against the written logits. Then the failures a user
+//! meets: a frame outside the clip, a missing model, clip or ONNX Runtime, a broken model, an
+//! existing output folder, a usage error, Ctrl-C — each one sentence, and no output left behind.
+//!
+//! `CARGO_BIN_EXE_sam2-rotoscope` is why this file lives in the engine crate: cargo builds the
+//! binary before these tests and tells them where it is.
+
+// Test code unwraps, panics and indexes on purpose (clippy.toml allows it inside #[test] functions;
+// the helpers here are test code too).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{
+    compare_traces, final_outputs, fixtures_dir, model_for, reference_settings, trace_dirs,
+    upsampled,
+};
+use sam2_engine::{Script, Trace};
+
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sam2-rotoscope"));
+    // A terminal's settings must not change what the tests see.
+    command.env_remove("RUST_LOG");
+    command
+}
+
+fn run(args: &[OsString]) -> Output {
+    binary().args(args).output().unwrap()
+}
+
+fn os(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
+    args.iter().map(|a| a.as_ref().to_os_string()).collect()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The flags that make a run reproduce `reference`: its correction setting and its hole filling
+/// (none on a CPU), one thread per operator, the CPU.
+fn reproducing_flags(reference: &Trace) -> Vec<OsString> {
+    let settings = reference_settings(reference);
+    let mut flags = os(&[&"--device", &"cpu", &"--threads", &"1"]);
+    if settings.keep_corrections == Some(false) {
+        flags.push("--official-corrections".into());
+    }
+    if !settings.fill_hole_applied {
+        flags.extend(os(&[&"--fill-hole-area", &"0"]));
+    }
+    flags
+}
+
+/// `track` on the reference's clip and script, into `dir/out` (and `dir/trace`).
+fn track_like(reference: &Trace, dir: &Path, extra: &[&str]) -> Output {
+    let header = reference.header();
+    let mut args = os(&[
+        &"track",
+        &"--model",
+        &model_for(&header.model_manifest_sha256),
+        &"--clip",
+        &reference.clip_path().unwrap(),
+        &"--script",
+        &reference.script_path().unwrap(),
+        &"--out",
+        &dir.join("out"),
+    ]);
+    args.extend(reproducing_flags(reference));
+    args.extend(extra.iter().map(OsString::from));
+    run(&args)
+}
+
+fn assert_ok(output: &Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what}: exit {:?}\nstderr: {}",
+        output.status.code(),
+        stderr(output)
+    );
+}
+
+/// The names in `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Checks the mattes written for `reference`'s script against the trace of the same run: one
+/// folder per object the session holds at the end, one PNG of the clip size per frame, and each
+/// pixel `max` where the upsampled logits are > 0 (a hard matte), else 0.
+fn check_hard_mattes(out: &Path, trace: &Trace, script: &Script, bits: u8) -> usize {
+    let header = trace.header();
+    let [w, h] = header.video_size;
+    let latest = final_outputs(trace, script);
+    let mut objects: Vec<u64> = latest.keys().map(|&(_, o)| o).collect();
+    objects.sort_unstable();
+    objects.dedup();
+    let folders: Vec<String> = objects.iter().map(|o| format!("object_{o}")).collect();
+    let mut listed = names(out);
+    listed.sort_by_key(|n| {
+        n.trim_start_matches("object_")
+            .parse::<u64>()
+            .unwrap_or(u64::MAX)
+    });
+    assert_eq!(listed, folders, "{}", out.display());
+    let max = if bits == 8 { 255u16 } else { 65535 };
+    let mut steps = std::collections::HashMap::new();
+    let mut count = 0;
+    for &object in &objects {
+        let folder = out.join(format!("object_{object}"));
+        let expected: Vec<String> = (0..header.num_frames)
+            .map(|f| format!("{f:05}.png"))
+            .collect();
+        assert_eq!(names(&folder), expected, "{}", folder.display());
+        for frame in 0..header.num_frames {
+            let path = folder.join(format!("{frame:05}.png"));
+            let image = image::open(&path).unwrap();
+            assert_eq!(
+                (image.width() as usize, image.height() as usize),
+                (w, h),
+                "{}",
+                path.display()
+            );
+            let pixels: Vec<u16> = match bits {
+                8 => {
+                    assert!(
+                        matches!(image, image::DynamicImage::ImageLuma8(_)),
+                        "{}",
+                        path.display()
+                    );
+                    image
+                        .to_luma8()
+                        .into_raw()
+                        .into_iter()
+                        .map(u16::from)
+                        .collect()
+                }
+                _ => {
+                    assert!(
+                        matches!(image, image::DynamicImage::ImageLuma16(_)),
+                        "{}",
+                        path.display()
+                    );
+                    image.to_luma16().into_raw()
+                }
+            };
+            let expected: Vec<u16> = match latest.get(&(frame, object)) {
+                Some(&(step, k)) => {
+                    let outputs = steps
+                        .entry(step)
+                        .or_insert_with(|| trace.read_step(step).unwrap());
+                    upsampled(outputs, k, header.video_size)
+                        .iter()
+                        .map(|&v| if v > 0.0 { max } else { 0 })
+                        .collect()
+                }
+                None => vec![0; w * h],
+            };
+            assert!(
+                pixels == expected,
+                "{}: not the hard matte of the logits",
+                path.display()
+            );
+            count += 1;
+        }
+    }
+    count
+}
+
+/// One reference trace: `track --trace` into a fresh folder, the written trace compared with
+/// the reference, the mattes with the written logits. Returns a line for the log.
+fn reproduce(dir: &Path) -> String {
+    let reference = Trace::open(dir).unwrap();
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let tmp = tempfile::tempdir().unwrap();
+    let trace_dir = tmp.path().join("trace");
+    let output = track_like(
+        &reference,
+        tmp.path(),
+        &["--trace", trace_dir.to_str().unwrap()],
+    );
+    assert_ok(&output, &name);
+    let summary = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        summary.contains("frames/s") && summary.contains("image encoder"),
+        "{summary}"
+    );
+    assert_eq!(
+        names(tmp.path()),
+        ["out", "trace"],
+        "{name}: nothing else is left behind"
+    );
+
+    let ours = Trace::open(&trace_dir).unwrap();
+    let compared = compare_traces(&ours, &reference);
+    assert!(compared.masks_checked > 0, "{name}");
+    let script = Script::read(reference.script_path().unwrap()).unwrap();
+    let mattes = check_hard_mattes(&tmp.path().join("out"), &ours, &script, 8);
+    format!(
+        "{name:<20} {:3} outputs, max |Δlogit| {:.2e}; {mattes} mattes; {}",
+        compared.outputs,
+        compared.worst_logit,
+        summary.trim()
+    )
+}
+
+#[test]
+fn track_reproduces_every_reference_trace_and_writes_its_mattes() {
+    let traces = trace_dirs();
+    assert!(
+        !traces.is_empty(),
+        "no reference traces under {}",
+        fixtures_dir().display()
+    );
+    // A few at a time: each run is a process of its own, and most of a run is single-threaded.
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(4);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(dir) = traces.get(i) else { break };
+                    eprintln!("{}", reproduce(dir));
+                }
+            });
+        }
+    });
+}
+
+fn reference(name: &str) -> Trace {
+    Trace::open(fixtures_dir().join("traces").join(name)).unwrap()
+}
+
+#[test]
+fn sixteen_bit_mattes_cover_every_object_and_frame() {
+    let reference = reference("two_objects");
+    let tmp = tempfile::tempdir().unwrap();
+    let trace_dir = tmp.path().join("trace");
+    let output = track_like(
+        &reference,
+        tmp.path(),
+        &["--bits", "16", "--trace", trace_dir.to_str().unwrap()],
+    );
+    assert_ok(&output, "16 bit");
+    let ours = Trace::open(&trace_dir).unwrap();
+    let script = Script::read(reference.script_path().unwrap()).unwrap();
+    let count = check_hard_mattes(&tmp.path().join("out"), &ours, &script, 16);
+    assert_eq!(count, 2 * reference.header().num_frames);
+}
+
+#[test]
+fn a_soft_matte_is_the_model_s_probability() {
+    let reference = reference("one_click");
+    let tmp = tempfile::tempdir().unwrap();
+    let trace_dir = tmp.path().join("trace");
+    let output = track_like(
+        &reference,
+        tmp.path(),
+        &["--softness", "1", "--trace", trace_dir.to_str().unwrap()],
+    );
+    assert_ok(&output, "soft");
+    let ours = Trace::open(&trace_dir).unwrap();
+    let step = ours.header().steps.len() - 1;
+    let outputs = ours.read_step(step).unwrap();
+    let k = outputs.len() - 1;
+    let frame = outputs.frame[k] as usize;
+    let path = tmp.path().join(format!("out/object_1/{frame:05}.png"));
+    let matte = image::open(&path).unwrap().to_luma8().into_raw();
+    let mut partial = 0;
+    for (&v, &logit) in matte
+        .iter()
+        .zip(&upsampled(&outputs, k, ours.header().video_size))
+    {
+        let p = 255.0 / (1.0 + (-logit).exp());
+        assert!(
+            (f32::from(v) - p).abs() <= 1.0,
+            "{v} vs {p} at logit {logit}"
+        );
+        partial += usize::from(v > 0 && v < 255);
+    }
+    assert!(
+        partial > 0,
+        "a soft matte has edge pixels between 0 and 255"
+    );
+}
+
+/// A run that must fail: exit code 1, one `error: <sentence>` line on stderr, and no output
+/// folder (nor a staging folder) left in `dir`, whose entries before the run are `before`.
+fn assert_refused(output: &Output, dir: &Path, before: &[&str]) -> String {
+    let text = stderr(output);
+    assert_eq!(output.status.code(), Some(1), "stderr: {text}");
+    let line = text.trim_end();
+    assert!(!line.contains('\n'), "one line, not: {text}");
+    assert!(line.starts_with("error: ") && line.ends_with('.'), "{line}");
+    assert!(
+        line["error: ".len()..].starts_with(char::is_uppercase),
+        "{line}"
+    );
+    assert_eq!(names(dir), before, "nothing is left behind");
+    line.to_string()
+}
+
+/// A script on the shapes clip (10 frames) with a click on `frame`.
+fn click_script(dir: &Path, frame: usize) -> PathBuf {
+    let path = dir.join("script.json");
+    let clip = fixtures_dir().join("clips/shapes").canonicalize().unwrap();
+    let json = serde_json::json!({
+        "format": "sam2-rotoscope-script", "version": 1, "clip": clip,
+        "interactions": [
+            {"op": "add_points", "frame": frame, "object": 1, "points": [[70.0, 90.0]], "labels": [1]},
+            {"op": "propagate"}
+        ]
+    });
+    std::fs::write(&path, json.to_string()).unwrap();
+    path
+}
+
+fn test_model() -> PathBuf {
+    fixtures_dir().join("models/test")
+}
+
+fn track_args(model: &Path, script: &Path, out: &Path) -> Vec<OsString> {
+    os(&[
+        &"track",
+        &"--model",
+        &model,
+        &"--script",
+        &script,
+        &"--out",
+        &out,
+        &"--device",
+        &"cpu",
+    ])
+}
+
+#[test]
+fn a_frame_outside_the_clip_is_one_sentence_and_creates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = click_script(tmp.path(), 12);
+    let output = run(&track_args(&test_model(), &script, &tmp.path().join("out")));
+    let line = assert_refused(&output, tmp.path(), &["script.json"]);
+    assert!(
+        line.contains("frame 12") && line.contains("10 frames"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_missing_model_clip_or_script_is_one_sentence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = click_script(tmp.path(), 0);
+    let out = tmp.path().join("out");
+    let missing = tmp.path().join("nowhere");
+    let line = assert_refused(
+        &run(&track_args(&missing, &script, &out)),
+        tmp.path(),
+        &["script.json"],
+    );
+    assert!(
+        line.contains("model directory") && line.contains("nowhere"),
+        "{line}"
+    );
+    let mut args = track_args(&test_model(), &script, &out);
+    args.extend(os(&[&"--clip", &missing]));
+    let line = assert_refused(&run(&args), tmp.path(), &["script.json"]);
+    assert!(
+        line.contains("clip folder") && line.contains("nowhere"),
+        "{line}"
+    );
+    let line = assert_refused(
+        &run(&track_args(&test_model(), &missing, &out)),
+        tmp.path(),
+        &["script.json"],
+    );
+    assert!(
+        line.contains("script") && line.contains("nowhere"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_missing_onnx_runtime_is_one_sentence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = click_script(tmp.path(), 0);
+    let library = tmp.path().join("libonnxruntime.so");
+    let output = binary()
+        .args(track_args(&test_model(), &script, &tmp.path().join("out")))
+        .env("SAM2_ORT_DYLIB", &library)
+        .output()
+        .unwrap();
+    let line = assert_refused(&output, tmp.path(), &["script.json"]);
+    assert!(
+        line.contains("ONNX Runtime") && line.contains("libonnxruntime.so"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_broken_model_is_one_sentence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = click_script(tmp.path(), 0);
+    let model = tmp.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    for entry in std::fs::read_dir(test_model()).unwrap() {
+        let entry = entry.unwrap();
+        let target = model.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir(&target).unwrap();
+            for file in std::fs::read_dir(entry.path()).unwrap() {
+                let file = file.unwrap();
+                std::fs::copy(file.path(), target.join(file.file_name())).unwrap();
+            }
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+    // Same size, other bytes: only the hash can tell.
+    let tensor = model.join("tensors/no_obj_ptr.npy");
+    let mut bytes = std::fs::read(&tensor).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&tensor, bytes).unwrap();
+    let output = run(&track_args(&model, &script, &tmp.path().join("out")));
+    let line = assert_refused(&output, tmp.path(), &["model", "script.json"]);
+    assert!(
+        line.contains("no_obj_ptr.npy") && line.contains("SHA-256"),
+        "{line}"
+    );
+}
+
+#[test]
+fn an_existing_output_folder_is_replaced_only_with_force_and_only_if_it_is_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = click_script(tmp.path(), 0);
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(out.join("object_7")).unwrap();
+    std::fs::write(out.join("object_7/00000.png"), b"old").unwrap();
+    let line = assert_refused(
+        &run(&track_args(&test_model(), &script, &out)),
+        tmp.path(),
+        &["out", "script.json"],
+    );
+    assert!(line.contains("--force") && line.contains("out"), "{line}");
+    assert!(out.join("object_7/00000.png").is_file(), "left as it was");
+
+    let mut forced = track_args(&test_model(), &script, &out);
+    forced.push("--force".into());
+    assert_ok(&run(&forced), "--force");
+    assert_eq!(names(&out), ["object_1"], "the old output is gone");
+    assert_eq!(names(&out.join("object_1")).len(), 10);
+    assert_eq!(
+        names(tmp.path()),
+        ["out", "script.json"],
+        "no staging or replaced folder left"
+    );
+
+    // A folder that holds anything else is never replaced.
+    std::fs::write(out.join("notes.txt"), b"mine").unwrap();
+    let line = assert_refused(&run(&forced), tmp.path(), &["out", "script.json"]);
+    assert!(line.contains("notes.txt"), "{line}");
+    assert!(out.join("notes.txt").is_file());
+}
+
+#[test]
+fn an_impossible_matte_setting_is_one_sentence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = click_script(tmp.path(), 0);
+    let mut args = track_args(&test_model(), &script, &tmp.path().join("out"));
+    args.extend(os(&[&"--feather", &"-1"]));
+    let line = assert_refused(&run(&args), tmp.path(), &["script.json"]);
+    assert!(
+        line.contains("feather") && line.contains("0 or more"),
+        "{line}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_with_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = click_script(tmp.path(), 0);
+    let mut args = track_args(&test_model(), &script, &tmp.path().join("out"));
+    args.extend(os(&[&"--bits", &"12"]));
+    let output = run(&args);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--bits"));
+    let output = run(&os(&[&"track"]));
+    assert_eq!(output.status.code(), Some(2));
+    let output = run(&os(&[&"--help"]));
+    assert_ok(&output, "--help");
+    let help = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        help.contains("track") && help.contains("check-model"),
+        "{help}"
+    );
+    assert_eq!(names(tmp.path()), ["script.json"]);
+}
+
+#[test]
+fn check_model_accepts_the_fixture_model() {
+    let output = run(&os(&[&"check-model", &test_model()]));
+    assert_ok(&output, "check-model");
+    assert!(
+        String::from_utf8_lossy(&output.stdout)
+            .trim_end()
+            .ends_with("ok")
+    );
+}
+
+/// Ctrl-C during a run: exit 130 and nothing left behind. The signal is sent as soon as the
+/// staging folder appears; a run that finishes first is retried.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_leaves_no_output() {
+    use std::time::{Duration, Instant};
+    let reference = reference("three_objects");
+    for _attempt in 0..5 {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut args = os(&[
+            &"track",
+            &"--model",
+            &test_model(),
+            &"--script",
+            &reference.script_path().unwrap(),
+            &"--out",
+            &tmp.path().join("out"),
+            &"--device",
+            &"cpu",
+            &"--trace",
+            &tmp.path().join("trace"),
+        ]);
+        args.extend(os(&[&"--threads", &"1"]));
+        let mut child = binary()
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let staged = loop {
+            let partial = names(tmp.path()).iter().any(|n| n.contains(".partial-"));
+            if partial || started.elapsed() > Duration::from_secs(30) {
+                break partial;
+            }
+            if child.try_wait().unwrap().is_some() {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        if !staged {
+            child.wait().unwrap();
+            continue;
+        }
+        let status = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let output = child.wait_with_output().unwrap();
+        if output.status.success() {
+            continue; // it finished before the signal arrived
+        }
+        assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains("error: Interrupted"),
+            "{}",
+            stderr(&output)
+        );
+        assert!(
+            names(tmp.path()).is_empty(),
+            "left behind: {:?}",
+            names(tmp.path())
+        );
+        return;
+    }
+    panic!("no run could be interrupted in 5 attempts");
+}
