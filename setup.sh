@@ -19,10 +19,17 @@ cargo build --workspace --release --quiet || die "the Rust build failed (see the
 step "4/5 exporter environment (PyTorch, official sam2, ONNX; a few minutes the first time)"
 bundle/exporter/setup-venv.sh || die "the exporter environment could not be created (see above)."
 
-step "5/5 demo: export the shrunk SAM 2.1 test model, verify it against PyTorch, load it in the engine"
+step "5/5 demo: export the shrunk SAM 2.1 test model, verify it against PyTorch, load it, track a clip"
 bundle/exporter/py export --size test --random-weights --seed 3 --noise-std 0.1 --out .local/models/test \
   || die "the export or its self-check failed (see above)."
 target/release/sam2-rotoscope check-model .local/models/test \
   || die "the engine could not load the exported model (see above)."
+# Two objects crossing: clicks on frame 0, tracked through the clip, one matte per object and frame,
+# plus the trace of every step (the reference-trace format).
+mkdir -p out/demo
+target/release/sam2-rotoscope track --model .local/models/test --script tests/fixtures/scripts/two_objects.json \
+  --out out/demo/mattes --trace out/demo/trace --force --device cpu \
+  || die "tracking the demo clip failed (see above)."
 echo
-echo "Done. Tests: ./test.sh   Tiny 1024 benchmark set: bundle/exporter/py export --size tiny --random-weights --seed 0 --out .local/models/sam2.1-tiny-random"
+echo "Done: mattes in out/demo/mattes/object_<id>/, trace in out/demo/trace."
+echo "Tests: ./test.sh   Benchmarks: ./bench.sh"
