@@ -7,10 +7,10 @@
 #   - the official PyTorch predictor on the same weights, clips, frames and thread count, when the exporter
 #     venv exists (bundle/exporter/setup-venv.sh); without it those rows say "skipped".
 #
-# Release build; ONNX Runtime and PyTorch both get BENCH_THREADS threads (default 2). About 5 minutes on 2 cores
-# with the venv (most of it the 1024² runs), well under one without. The table is also written to
-# target/bench/report.md. Timings are only meaningful on an otherwise idle machine; the header says how busy
-# the CPU was.
+# Release build; ONNX Runtime and PyTorch both get BENCH_THREADS threads (default 2). About 3 minutes on 2 cores
+# with the venv (most of it the 1024² runs; the first run also exports the 1024² set), under one without. The
+# table is also written to target/bench/report.md. Timings are only meaningful on an otherwise idle machine: the
+# header says how much CPU other processes took during each timed part, and warns.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 threads="${BENCH_THREADS:-2}"
@@ -52,7 +52,7 @@ if $have_venv; then
     --out "$out/official-fixture.json" >&2
   args+=(--official-fixture "$out/official-fixture.json")
   if [ -f "$tiny/manifest.json" ]; then
-    echo "bench: official predictor, tiny model at 1024² (about 10 s per frame)" >&2
+    echo "bench: official predictor, tiny model at 1024² (seconds per frame)" >&2
     bundle/exporter/py bench_official --model "$tiny" --clip "${clips[0]}" --frames "$tiny_frames" \
       --threads "$threads" --clicks "$clicks" --out "$out/official-tiny.json" >&2
     args+=(--official-tiny "$out/official-tiny.json")
@@ -62,5 +62,11 @@ else
   args+=(--official-skipped "no exporter venv, so no official predictor (bundle/exporter/setup-venv.sh)")
 fi
 
+# Mesa's Vulkan driver (the GPU-path rows) complains on stderr without a runtime directory.
+if [ -z "${XDG_RUNTIME_DIR:-}" ]; then
+  XDG_RUNTIME_DIR="$(mktemp -d)"
+  export XDG_RUNTIME_DIR
+  trap 'rm -rf "$XDG_RUNTIME_DIR"' EXIT
+fi
 echo "bench: engine" >&2
-exec target/release/examples/bench "${args[@]}"
+target/release/examples/bench "${args[@]}"

@@ -44,6 +44,9 @@ pub struct MemorySource {
     /// the encoder's input is the stored logits with these put back. Empty when nothing changed
     /// (a handful of pixels otherwise).
     pub unfilled: Arc<[(u32, f32)]>,
+    /// The memory is kept for good: rebuilding it would need more bytes (`unfilled`) than it
+    /// takes itself, so `unfilled` was let go instead.
+    pub pinned: bool,
 }
 
 impl MemorySource {

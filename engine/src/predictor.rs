@@ -705,6 +705,7 @@ impl ClipSession {
                 from_points,
                 // A memory encoded later (at preflight) reads the stored logits as they are.
                 unfilled: unfilled.into(),
+                pinned: false,
             },
             candidates,
         })
@@ -829,8 +830,20 @@ impl ClipSession {
         let reach = (m.num_maskmem as usize) * (m.memory_temporal_stride_for_eval.max(1) as usize);
         for masklet in self.objects.values_mut() {
             for (&t, result) in masklet.non_cond.iter_mut() {
-                if t.abs_diff(frame) > reach {
+                let Some(memory) = &result.memory else {
+                    continue;
+                };
+                if t.abs_diff(frame) <= reach || result.memory_source.pinned {
+                    continue;
+                }
+                // Whichever is smaller stays: the memory itself, or what rebuilding it needs
+                // beyond the stored logits (the pixels hole filling changed; none for most masks).
+                let rebuild_bytes = result.memory_source.unfilled.len() * size_of::<(u32, f32)>();
+                if rebuild_bytes < memory.bytes() {
                     result.memory = None;
+                } else {
+                    result.memory_source.unfilled = Arc::from(Vec::new());
+                    result.memory_source.pinned = true;
                 }
             }
         }
@@ -852,6 +865,7 @@ impl ClipSession {
                         result.memory_source = MemorySource {
                             from_points: true,
                             unfilled: Arc::from(Vec::new()),
+                            pinned: false,
                         };
                         result.memory = Some(frames.encode_memory(
                             frame,

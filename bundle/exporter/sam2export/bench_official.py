@@ -85,7 +85,11 @@ def bench_clip(predictor, clip_dir, manifest, max_frames, clicks, log):
     if frames != list(range(n)):
         raise UserError(f"The official predictor yielded frames {frames} on {clip_dir}, not 0..{n - 1}.")
     timed_s = stamps[-1][1] - stamps[1][1]
-    log(f"  {os.path.basename(os.path.normpath(clip_dir))}: {n} frames, {(n - 2) / timed_s:.3f} fps over frames 2..{n - 1}")
+    others, ticks = others_since(cpu[1], cpu[n - 1])
+    log(
+        f"  {os.path.basename(os.path.normpath(clip_dir))}: {n} frames, {(n - 2) / timed_s:.3f} fps over frames 2..{n - 1}"
+        f" (other processes used {others / max(1, ticks):.0%} of the CPU)"
+    )
 
     click_ms = []
     if clicks > 0:
@@ -100,7 +104,6 @@ def bench_clip(predictor, clip_dir, manifest, max_frames, clicks, log):
                 )
                 if i > 0:  # the first click is the warm-up
                     click_ms.append((time.perf_counter() - start) * 1e3)
-    others, ticks = others_since(cpu[1], cpu[n - 1])
     return {
         "clip": os.path.realpath(clip_dir),
         "frames": n,

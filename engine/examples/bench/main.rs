@@ -476,7 +476,7 @@ fn bench(o: &Options) -> BoxResult<()> {
     let growth = b.after as f64 / a.after.max(1) as f64 - 1.0;
     sections.push(Section {
         title: format!(
-            "peak resident memory (VmHWM), {} model, synthetic 320×180 clip, one object",
+            "peak resident memory (VmHWM), {}, synthetic 320×180 clip, one object",
             m_size(&fixture)
         ),
         rows: vec![
@@ -609,5 +609,5 @@ fn bench(o: &Options) -> BoxResult<()> {
 
 fn m_size(model: &Model) -> String {
     let m = model.manifest();
-    format!("{} at {}²", m.size, m.image_size)
+    format!("the {} model at {}²", m.size, m.image_size)
 }

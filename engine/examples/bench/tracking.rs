@@ -171,11 +171,12 @@ pub fn run(
                 ControlFlow::Continue(())
             },
         )?;
-        if let (Some(start), Some(end)) = cpu {
-            let (others, total) = end.others_since(&start);
-            out.others.0 += others;
-            out.others.1 += total;
-        }
+        let (others, ticks) = match cpu {
+            (Some(start), Some(end)) => end.others_since(&start),
+            _ => (0, 0),
+        };
+        out.others.0 += others;
+        out.others.1 += ticks;
         let order: Vec<usize> = stamps.iter().map(|s| s.0).collect();
         if order != (0..frames).collect::<Vec<_>>() {
             return Err(format!(
@@ -197,10 +198,11 @@ pub fn run(
             frames,
         });
         log(format!(
-            "  {}: {frames} frames, {:.3} fps over frames 2..{}",
+            "  {}: {frames} frames, {:.3} fps over frames 2..{} (other processes used {:.0} % of the CPU)",
             name(clip),
             (frames - 2) as f64 / wall.as_secs_f64().max(1e-12),
-            frames - 1
+            frames - 1,
+            others as f64 / ticks.max(1) as f64 * 100.0
         ));
 
         let mut reader = FolderSource::open(clip)?;

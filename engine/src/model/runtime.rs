@@ -244,8 +244,14 @@ impl Runtime {
             path: path.to_path_buf(),
             message,
         };
-        let mut builder =
-            Session::builder(&self.environment).map_err(|e| session_error(e.to_string()))?;
+        // The four graphs run one after another, each with its own thread pool; workers that spin
+        // while idle steal the cores from the next graph (measured: 256 model 44 → 19 ms/frame).
+        let mut builder = Session::builder(&self.environment)
+            .map_err(|e| session_error(e.to_string()))?
+            .with_intra_op_spinning(false)
+            .map_err(|e| session_error(e.to_string()))?
+            .with_inter_op_spinning(false)
+            .map_err(|e| session_error(e.to_string()))?;
         if let Some(threads) = self.intra_threads {
             builder = builder
                 .with_intra_threads(threads)

@@ -181,3 +181,32 @@ pub(crate) struct GraphClocks {
     pub(crate) memory_encoder: GraphClock,
     pub(crate) memory_attention: GraphClock,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clocks_count_runs_and_differences_subtract() {
+        let clocks = GraphClocks::default();
+        let read = |c: &GraphClocks| GraphTimes {
+            image_encoder: c.image_encoder.read(),
+            mask_decoder: c.mask_decoder.read(),
+            memory_encoder: c.memory_encoder.read(),
+            memory_attention: c.memory_attention.read(),
+        };
+        let start = read(&clocks);
+        clocks.mask_decoder.record(Instant::now());
+        clocks.mask_decoder.record(Instant::now());
+        clocks.image_encoder.record(Instant::now());
+        let now = read(&clocks);
+        let spent = now.since(&start);
+        assert_eq!(spent.mask_decoder.runs, 2);
+        assert_eq!(spent.image_encoder.runs, 1);
+        assert_eq!(spent.memory_encoder, GraphTime::default());
+        assert_eq!(spent.memory_attention, GraphTime::default());
+        assert_eq!(spent.total(), now.total());
+        // An older reading minus a newer one saturates at zero instead of wrapping.
+        assert_eq!(start.since(&now), GraphTimes::default());
+    }
+}
