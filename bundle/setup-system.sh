@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # System packages the project needs on a Debian machine, installed only when missing:
 #   mesa-vulkan-drivers libvulkan1  — lavapipe, the Vulkan software driver for the wgpu (GPU-path) tests
-#   libexpat1-dev                  — the OpenFX HostSupport library used by the host test harness
+#   libexpat1-dev g++ make         — building the OpenFX HostSupport library and the test host (tests/host)
 set -euo pipefail
-pkgs=(mesa-vulkan-drivers libvulkan1 libexpat1-dev)
+pkgs=(mesa-vulkan-drivers libvulkan1 libexpat1-dev g++ make)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
