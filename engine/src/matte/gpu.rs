@@ -86,7 +86,7 @@ impl GpuUpsampler {
 
     /// Like [`GpuUpsampler::new`], but refuses a software renderer with
     /// [`MatteError::SoftwareAdapter`]: on a machine without a real GPU, the CPU path is faster
-    /// than a Vulkan driver that runs on the CPU (see `engine/examples/matte_speed.rs`).
+    /// than a Vulkan driver that runs on the CPU (see the GPU rows of `./bench.sh`).
     pub fn new_hardware() -> Result<Self, MatteError> {
         let adapter = request_adapter()?;
         let info = adapter.get_info();
