@@ -32,8 +32,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use openfx::sys::generic::core::{
     OfxStatus, kOfxActionCreateInstance, kOfxActionDescribe, kOfxActionDestroyInstance,
-    kOfxActionInstanceChanged, kOfxActionLoad, kOfxActionUnload, kOfxStatErrMissingHostFeature,
-    kOfxStatFailed, kOfxStatOK, kOfxStatReplyDefault,
+    kOfxActionInstanceChanged, kOfxActionLoad, kOfxActionPurgeCaches, kOfxActionUnload,
+    kOfxStatErrMissingHostFeature, kOfxStatFailed, kOfxStatOK, kOfxStatReplyDefault,
 };
 use openfx::sys::image_effect_v1::image_effect::{
     kOfxImageEffectActionDescribeInContext, kOfxImageEffectActionGetClipPreferences,
@@ -137,6 +137,9 @@ fn dispatch(
     if action == kOfxActionDestroyInstance {
         drop(effect.take_instance());
         return kOfxStatOK;
+    }
+    if action == kOfxActionPurgeCaches {
+        return with_instance(Some(effect), Instance::purge_caches);
     }
     match (in_args, out_args) {
         (Some(args), _) if action == kOfxImageEffectActionRender => {

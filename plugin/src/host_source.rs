@@ -1,0 +1,90 @@
+//! The engine's frames from the host: a [`FrameSource`] over the Source clip, fetching a frame
+//! by time (`clipGetImage`, with temporal clip access) only when a model call needs it.
+//!
+//! A frame is fetched at whatever render scale the current action has; a proxy-scale frame is
+//! resampled to the session's full-resolution size, so the session stays one size (SAM 2 resizes
+//! every frame to its own square input anyway). Each frame's fingerprint is kept so that a render
+//! can tell that the source changed under an encoded frame.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use sam2_engine::{Error, FrameSource, RgbFrame};
+
+use crate::ffi::images::{Clip, ImageError};
+use crate::render::{Rows, fingerprint, model_frame};
+use crate::tracker::ClipInfo;
+
+/// Fingerprints of the frames the session encoded at full resolution, by clip index.
+pub type Fingerprints = Arc<Mutex<HashMap<usize, u64>>>;
+
+/// The Source clip as the engine sees it.
+#[derive(Debug)]
+pub struct HostSource {
+    clip: Clip,
+    info: ClipInfo,
+    fingerprints: Fingerprints,
+}
+
+impl HostSource {
+    pub fn new(clip: Clip, info: ClipInfo, fingerprints: Fingerprints) -> HostSource {
+        HostSource {
+            clip,
+            info,
+            fingerprints,
+        }
+    }
+}
+
+/// Why a frame could not be had, as the end of a sentence.
+pub fn image_problem(error: &ImageError) -> String {
+    match error {
+        ImageError::Unavailable(status) => format!(
+            "the host did not hand it over (OpenFX status {status}); in a host that only gives the frame being rendered, render the clip in order instead of pressing Track"
+        ),
+        ImageError::Unsupported(what) => format!("it is in a {what}, which is not read"),
+        ImageError::Malformed(what) => format!("the host described it inconsistently ({what})"),
+    }
+}
+
+impl FrameSource for HostSource {
+    fn num_frames(&self) -> usize {
+        self.info.num_frames
+    }
+
+    fn video_size(&self) -> (u32, u32) {
+        self.info.video_size
+    }
+
+    fn frame(&mut self, index: usize) -> sam2_engine::Result<RgbFrame> {
+        let time = self.info.frame(index) as f64;
+        let image = self.clip.image(time).map_err(|e| Error::FrameSource {
+            frame: index,
+            message: image_problem(&e),
+        })?;
+        let region = image
+            .region_of_definition()
+            .unwrap_or_else(|| image.bounds());
+        let rgb = model_frame(&image, region, self.info.video_size, self.info.linear_light);
+        let full_size = (region.width(), region.height())
+            == (
+                self.info.video_size.0 as usize,
+                self.info.video_size.1 as usize,
+            );
+        // Only full-resolution frames can be compared with a later full-resolution render.
+        let print = full_size.then(|| fingerprint(&image, region));
+        let mut fingerprints = self.fingerprints.lock();
+        match print {
+            Some(print) => fingerprints.insert(index, print),
+            None => fingerprints.remove(&index),
+        };
+        drop(fingerprints);
+        let (width, height) = self.info.video_size;
+        Ok(RgbFrame {
+            width,
+            height,
+            data: rgb,
+        })
+    }
+}

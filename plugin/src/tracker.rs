@@ -1,0 +1,890 @@
+//! One effect instance's tracking state: an engine [`ClipSession`] over the host's clip (the
+//! per-clip memory bank that outlives render calls), kept in step with the prompts stored in the
+//! parameters. No OpenFX here: the instance hands in the prompts, a frame source and a model.
+//!
+//! **Prompts → session.** The parameters are the truth; [`Tracker::sync`] compares them with what
+//! the session was given and sends only the difference: clicks appended on a frame go in as those
+//! clicks (the engine's `clear_old_points = false`, as if clicked now); any other change to a
+//! frame's prompt replaces it (`add_box`, or `add_points` with the frame's clicks); a frame whose
+//! prompts were all removed, or a whole object, is taken out by rebuilding that object from its
+//! remaining prompts (the engine has no "remove one frame's prompt"). The engine then marks what
+//! each prompt made out of date ([`ClipSession::is_stale`]).
+//!
+//! **What a frame shows.** An object's result on a frame is *current* when the frame is prompted
+//! for it, or when it was tracked, no later prompt made it stale, and the artist did not clear it
+//! ([`Tracker::clear_after`]). A frame is ready when every object is current there.
+//! [`Tracker::ensure_frame`] makes a frame ready by propagating from the nearest ready frame when
+//! that is at most `reach` frames away — one frame at a time, in order, exactly what
+//! [`ClipSession::propagate`] does, so a host that renders a clip in order advances the track
+//! through the memory bank and gets the same mattes as a Track button.
+//!
+//! Object ids in the session are the objects' slot numbers (1–8).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use sam2_engine::script::{Label, ObjectId};
+use sam2_engine::{ClipSession, FrameSource, Model, Propagation, PropagationEnd, SessionSettings};
+
+use crate::error::Result;
+use crate::prompts::{FramePrompt, ObjectPrompts, Point};
+
+/// Objects an effect instance offers.
+pub const MAX_OBJECTS: u32 = 8;
+
+/// Default of how far a render propagates on its own (frames); the "Track on render" parameter.
+pub const DEFAULT_RENDER_REACH: usize = 8;
+
+/// The clip as the session sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClipInfo {
+    /// Host frame number of clip index 0.
+    pub first_frame: i64,
+    pub num_frames: usize,
+    /// Full-resolution (width, height) of the source.
+    pub video_size: (u32, u32),
+    /// Frames are encoded from linear light to sRGB before the model sees them.
+    pub linear_light: bool,
+}
+
+impl ClipInfo {
+    /// The clip index of a host frame, if inside the clip.
+    pub fn index(&self, frame: i64) -> Option<usize> {
+        let index = usize::try_from(frame.checked_sub(self.first_frame)?).ok()?;
+        (index < self.num_frames).then_some(index)
+    }
+
+    pub fn frame(&self, index: usize) -> i64 {
+        self.first_frame
+            .saturating_add(i64::try_from(index).unwrap_or(i64::MAX))
+    }
+
+    pub fn last_frame(&self) -> i64 {
+        self.frame(self.num_frames.saturating_sub(1))
+    }
+}
+
+/// Where a frame stands after [`Tracker::ensure_frame`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameState {
+    /// Every object has a current result here.
+    Ready,
+    /// No object has prompts: there is nothing to matte.
+    NoObjects,
+    /// Not tracked yet for the objects `missing` (slots), and no ready frame within reach; the
+    /// nearest ready frame (clip index), if any. The other objects are current here.
+    NotTracked {
+        nearest: Option<usize>,
+        missing: Vec<u32>,
+    },
+}
+
+/// Which way a Track button goes from the current frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackDirection {
+    Forward,
+    Backward,
+    Both,
+}
+
+/// How a Track button's work ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrackOutcome {
+    /// Frames visited.
+    pub frames: usize,
+    pub cancelled: bool,
+}
+
+/// What [`Tracker::sync`] did.
+#[derive(Debug, Default)]
+pub struct SyncReport {
+    /// Clip indices of the frames whose prompts changed.
+    pub changed: Vec<usize>,
+    /// Objects left out of the session, and why.
+    pub failed: Vec<(u32, crate::error::PluginError)>,
+}
+
+/// What the status line shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackerStatus {
+    pub objects: usize,
+    pub ready_frames: usize,
+    pub num_frames: usize,
+    pub cache_bytes: usize,
+    pub cache_budget: usize,
+}
+
+/// The session and what it was given.
+#[derive(Debug)]
+struct Live {
+    info: ClipInfo,
+    session: ClipSession,
+    /// The prompts the session holds, by slot, as clamped into the clip.
+    applied: BTreeMap<u32, ObjectPrompts>,
+    /// Frames whose tracked results the artist cleared, until a propagation visits them again.
+    cleared: BTreeSet<usize>,
+}
+
+/// One instance's tracking state.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    live: Option<Live>,
+}
+
+fn object_id(slot: u32) -> ObjectId {
+    ObjectId(u64::from(slot))
+}
+
+impl Tracker {
+    /// Makes sure there is a session for `model` over a clip like `info`, creating it (with a
+    /// source from `source`) when there is none, or when the model or the clip changed — a new
+    /// session starts empty and [`Tracker::sync`] gives it the prompts again.
+    pub fn ensure_session(
+        &mut self,
+        model: &Arc<Model>,
+        info: ClipInfo,
+        cache_bytes: usize,
+        source: impl FnOnce() -> Box<dyn FrameSource>,
+    ) -> Result<()> {
+        if let Some(live) = &self.live
+            && live.info == info
+            && Arc::ptr_eq(live.session.model(), model)
+        {
+            return Ok(());
+        }
+        self.live = None;
+        let settings = SessionSettings {
+            frame_cache_bytes: cache_bytes,
+            ..SessionSettings::for_model(model)
+        };
+        let session = ClipSession::new(Arc::clone(model), source(), settings)?;
+        self.live = Some(Live {
+            info,
+            session,
+            applied: BTreeMap::new(),
+            cleared: BTreeSet::new(),
+        });
+        Ok(())
+    }
+
+    /// Drops the session (a changed source or model): everything it computed goes.
+    pub fn drop_session(&mut self) {
+        self.live = None;
+    }
+
+    pub fn has_session(&self) -> bool {
+        self.live.is_some()
+    }
+
+    pub fn clip(&self) -> Option<ClipInfo> {
+        self.live.as_ref().map(|l| l.info)
+    }
+
+    /// The session, for tests and the status line.
+    pub fn session(&self) -> Option<&ClipSession> {
+        self.live.as_ref().map(|l| &l.session)
+    }
+
+    /// Brings the session in step with `objects`: the enabled objects' prompts by slot. An object
+    /// whose prompts the engine refuses (a frame the host cannot hand over) is left out, and the
+    /// others go on; the report says which frames changed and which objects failed.
+    pub fn sync(&mut self, objects: &BTreeMap<u32, ObjectPrompts>) -> Result<SyncReport> {
+        let mut report = SyncReport::default();
+        let Some(live) = self.live.as_mut() else {
+            return Ok(report);
+        };
+        let changed = &mut report.changed;
+        let wanted: BTreeMap<u32, ObjectPrompts> = objects
+            .iter()
+            .filter(|(slot, _)| (1..=MAX_OBJECTS).contains(*slot))
+            .map(|(&slot, p)| (slot, clamp_to_clip(p, &live.info)))
+            .filter(|(_, p)| !p.is_empty())
+            .collect();
+        let gone: Vec<u32> = live
+            .applied
+            .keys()
+            .filter(|slot| !wanted.contains_key(slot))
+            .copied()
+            .collect();
+        for slot in gone {
+            if let Some(old) = live.applied.remove(&slot) {
+                changed.extend(old.frames.keys().filter_map(|&f| live.info.index(f)));
+            }
+            live.remove_object(slot)?;
+        }
+        for (slot, new) in &wanted {
+            if let Err(e) = live.sync_object(*slot, new, changed) {
+                report.failed.push((*slot, e));
+            }
+        }
+        changed.sort_unstable();
+        changed.dedup();
+        Ok(report)
+    }
+
+    /// Whether every object has a current result on clip index `index`.
+    pub fn is_ready(&self, index: usize) -> bool {
+        self.live.as_ref().is_some_and(|l| l.is_ready(index))
+    }
+
+    /// Makes clip index `index` ready if a ready frame lies within `reach` frames (the past
+    /// first), propagating from there; `stop` is asked after each frame (a host's abort).
+    pub fn ensure_frame(
+        &mut self,
+        index: usize,
+        reach: usize,
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<FrameState> {
+        let Some(live) = self.live.as_mut() else {
+            return Ok(FrameState::NoObjects);
+        };
+        if live.session.object_ids().is_empty() {
+            return Ok(FrameState::NoObjects);
+        }
+        if live.is_ready(index) {
+            return Ok(FrameState::Ready);
+        }
+        let n = live.info.num_frames;
+        // A frame whose track the artist cleared waits for a Track button.
+        let reach = if live.cleared.contains(&index) {
+            0
+        } else {
+            reach
+        };
+        let from = (1..=reach).find_map(|d| {
+            let before = index.checked_sub(d).filter(|&s| live.is_ready(s));
+            let after = index.checked_add(d).filter(|&s| s < n && live.is_ready(s));
+            before.or(after)
+        });
+        if let Some(s) = from {
+            let request = if s < index {
+                Propagation {
+                    start_frame: Some(s + 1),
+                    reverse: false,
+                    max_frames: Some(index - s - 1),
+                }
+            } else {
+                Propagation {
+                    start_frame: Some(s - 1),
+                    reverse: true,
+                    max_frames: Some(s - 1 - index),
+                }
+            };
+            live.propagate(request, &mut |_| {
+                if stop() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })?;
+            if live.is_ready(index) {
+                return Ok(FrameState::Ready);
+            }
+        }
+        let nearest = (0..n)
+            .filter(|&s| live.is_ready(s))
+            .min_by_key(|&s| s.abs_diff(index));
+        let missing = live
+            .session
+            .object_ids()
+            .into_iter()
+            .filter(|&id| !live.is_current(index, id))
+            .filter_map(|id| u32::try_from(id.0).ok())
+            .collect();
+        Ok(FrameState::NotTracked { nearest, missing })
+    }
+
+    /// The Track buttons: propagates from clip index `from` through the clip. `progress` sees
+    /// (frames done, frames to do) after each frame and may stop the work.
+    pub fn track(
+        &mut self,
+        from: usize,
+        direction: TrackDirection,
+        progress: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
+    ) -> Result<TrackOutcome> {
+        let Some(live) = self.live.as_mut() else {
+            return Ok(TrackOutcome {
+                frames: 0,
+                cancelled: false,
+            });
+        };
+        let n = live.info.num_frames;
+        let from = from.min(n.saturating_sub(1));
+        let forward = Propagation {
+            start_frame: Some(from),
+            reverse: false,
+            max_frames: None,
+        };
+        let backward = Propagation {
+            reverse: true,
+            ..forward
+        };
+        // The engine visits from..n forwards and 0..=from backwards (nothing from frame 0).
+        let backward_frames = if from > 0 { from + 1 } else { 0 };
+        let passes: Vec<(Propagation, usize)> = match direction {
+            TrackDirection::Forward => vec![(forward, n - from)],
+            TrackDirection::Backward => vec![(backward, backward_frames)],
+            TrackDirection::Both => vec![(forward, n - from), (backward, backward_frames)],
+        };
+        let total: usize = passes.iter().map(|(_, k)| k).sum();
+        let mut done = 0;
+        for (request, _) in passes {
+            let end = live.propagate(request, &mut |_| {
+                done += 1;
+                progress(done, total)
+            })?;
+            if matches!(end, PropagationEnd::Cancelled { .. }) {
+                return Ok(TrackOutcome {
+                    frames: done,
+                    cancelled: true,
+                });
+            }
+        }
+        Ok(TrackOutcome {
+            frames: done,
+            cancelled: false,
+        })
+    }
+
+    /// "Clear track after the current frame": tracked results after clip index `index` are no
+    /// longer shown until tracked again (prompted frames keep their own masks).
+    pub fn clear_after(&mut self, index: usize) {
+        if let Some(live) = self.live.as_mut() {
+            live.cleared
+                .extend(index.saturating_add(1)..live.info.num_frames);
+        }
+    }
+
+    /// Forgets every object and result; the encoder cache stays (the frames did not change).
+    pub fn reset(&mut self) {
+        if let Some(live) = self.live.as_mut() {
+            live.session.reset();
+            live.applied.clear();
+            live.cleared.clear();
+        }
+    }
+
+    /// The low-resolution logits (`S/4 × S/4`) of every object with a current result on clip
+    /// index `index`, by slot.
+    pub fn logits(&self, index: usize) -> Vec<(u32, Arc<[f32]>)> {
+        let Some(live) = &self.live else {
+            return Vec::new();
+        };
+        live.session
+            .object_ids()
+            .into_iter()
+            .filter(|&id| live.is_current(index, id))
+            .filter_map(|id| {
+                let slot = u32::try_from(id.0).ok()?;
+                let result = live.session.result(index, id)?;
+                Some((slot, Arc::clone(&result.low_res_logits)))
+            })
+            .collect()
+    }
+
+    /// Side of the low-resolution logits, when there is a session.
+    pub fn low_res_side(&self) -> Option<usize> {
+        self.live
+            .as_ref()
+            .map(|l| l.session.model().geometry().low_res)
+    }
+
+    pub fn status(&self) -> Option<TrackerStatus> {
+        let live = self.live.as_ref()?;
+        let cache = live.session.frame_cache();
+        Some(TrackerStatus {
+            objects: live.session.object_ids().len(),
+            ready_frames: (0..live.info.num_frames)
+                .filter(|&i| live.is_ready(i))
+                .count(),
+            num_frames: live.info.num_frames,
+            cache_bytes: cache.bytes(),
+            cache_budget: cache.budget(),
+        })
+    }
+}
+
+impl Live {
+    fn is_current(&self, index: usize, id: ObjectId) -> bool {
+        let Some(masklet) = self.session.masklet(id) else {
+            return false;
+        };
+        if masklet.result(index).is_none() {
+            return false;
+        }
+        masklet.prompt(index).is_some()
+            || (masklet.is_tracked(index)
+                && !masklet.is_stale(index)
+                && !self.cleared.contains(&index))
+    }
+
+    fn is_ready(&self, index: usize) -> bool {
+        let ids = self.session.object_ids();
+        !ids.is_empty() && ids.into_iter().all(|id| self.is_current(index, id))
+    }
+
+    fn propagate(
+        &mut self,
+        request: Propagation,
+        on_frame: &mut dyn FnMut(usize) -> ControlFlow<()>,
+    ) -> Result<PropagationEnd> {
+        let cleared = &mut self.cleared;
+        Ok(self.session.propagate(request, |masks| {
+            cleared.remove(&masks.frame);
+            on_frame(masks.frame)
+        })?)
+    }
+
+    fn remove_object(&mut self, slot: u32) -> Result<()> {
+        let id = object_id(slot);
+        if self.session.masklet(id).is_some() {
+            self.session.remove_object(id)?;
+        }
+        Ok(())
+    }
+
+    /// Sends the difference between `new` and what the session holds for `slot`.
+    fn sync_object(
+        &mut self,
+        slot: u32,
+        new: &ObjectPrompts,
+        changed: &mut Vec<usize>,
+    ) -> Result<()> {
+        let old = self.applied.get(&slot).cloned().unwrap_or_default();
+        if &old == new {
+            return Ok(());
+        }
+        let info = self.info;
+        let dropped_frame = old.frames.keys().any(|f| !new.frames.contains_key(f));
+        changed.extend(
+            old.frames
+                .iter()
+                .filter(|(f, p)| new.frames.get(f) != Some(p))
+                .chain(
+                    new.frames
+                        .iter()
+                        .filter(|(f, p)| old.frames.get(f) != Some(p)),
+                )
+                .filter_map(|(&f, _)| info.index(f)),
+        );
+        // Recorded first, so that a failure leaves `applied` describing at most what the session
+        // lacks: the next sync then rebuilds the object.
+        self.applied.remove(&slot);
+        let result = if dropped_frame || self.session.masklet(object_id(slot)).is_none() {
+            self.rebuild_object(slot, new)
+        } else {
+            new.frames
+                .iter()
+                .filter(|(f, p)| old.frames.get(f) != Some(p))
+                .try_for_each(|(&f, p)| self.apply_frame(slot, f, p, old.frames.get(&f)))
+        };
+        match result {
+            Ok(()) => {
+                self.applied.insert(slot, new.clone());
+                Ok(())
+            }
+            Err(e) => {
+                // Leave no half-given object behind.
+                self.remove_object(slot)?;
+                Err(e)
+            }
+        }
+    }
+
+    fn rebuild_object(&mut self, slot: u32, prompts: &ObjectPrompts) -> Result<()> {
+        self.remove_object(slot)?;
+        prompts
+            .frames
+            .iter()
+            .try_for_each(|(&f, p)| self.apply_frame(slot, f, p, None))
+    }
+
+    fn apply_frame(
+        &mut self,
+        slot: u32,
+        frame: i64,
+        new: &FramePrompt,
+        old: Option<&FramePrompt>,
+    ) -> Result<()> {
+        let Some(index) = self.info.index(frame) else {
+            return Ok(());
+        };
+        let id = object_id(slot);
+        let split = |points: &[Point]| -> (Vec<[f64; 2]>, Vec<Label>) {
+            points.iter().map(|p| (p.xy(), p.label)).unzip()
+        };
+        match (old, new.bbox) {
+            (Some(old), _) if new.extends(old) => {
+                let (points, labels) = split(new.points.get(old.points.len()..).unwrap_or(&[]));
+                self.session
+                    .add_points(index, id, &points, &labels, false)?;
+            }
+            (_, Some(bbox)) => {
+                let (points, labels) = split(&new.points);
+                self.session.add_box(index, id, bbox, &points, &labels)?;
+            }
+            (_, None) => {
+                let (points, labels) = split(&new.points);
+                self.session.add_points(index, id, &points, &labels, true)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The prompts that fall inside the clip, with coordinates clamped into the image (a prompt
+/// made on a larger format stays usable instead of failing).
+fn clamp_to_clip(prompts: &ObjectPrompts, info: &ClipInfo) -> ObjectPrompts {
+    let (w, h) = (f64::from(info.video_size.0), f64::from(info.video_size.1));
+    let clamp = |x: f64, y: f64| (x.clamp(0.0, w), y.clamp(0.0, h));
+    ObjectPrompts {
+        frames: prompts
+            .frames
+            .iter()
+            .filter(|(f, _)| info.index(**f).is_some())
+            .map(|(&f, p)| {
+                let bbox = p.bbox.map(|b| {
+                    let (x0, y0) = clamp(b[0], b[1]);
+                    let (x1, y1) = clamp(b[2], b[3]);
+                    [x0, y0, x1, y1]
+                });
+                let points = p
+                    .points
+                    .iter()
+                    .map(|pt| {
+                        let (x, y) = clamp(pt.x, pt.y);
+                        Point::new(x, y, pt.label)
+                    })
+                    .collect();
+                (f, FramePrompt { bbox, points })
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use sam2_engine::{FolderSource, Runtime};
+
+    use super::*;
+    use crate::prompts::PromptEdit;
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+    }
+
+    fn model() -> Arc<Model> {
+        let runtime = Runtime::load_default().unwrap().with_intra_threads(Some(1));
+        Model::open(fixtures().join("models/test"), &runtime).unwrap()
+    }
+
+    fn source() -> Box<dyn FrameSource> {
+        Box::new(FolderSource::open(fixtures().join("clips/shapes")).unwrap())
+    }
+
+    /// A tracker over the fixture clip "shapes" whose first frame is host frame 101.
+    fn tracker() -> (Tracker, ClipInfo) {
+        let src = source();
+        let info = ClipInfo {
+            first_frame: 101,
+            num_frames: src.num_frames(),
+            video_size: src.video_size(),
+            linear_light: false,
+        };
+        let mut t = Tracker::default();
+        t.ensure_session(&model(), info, 64 << 20, source).unwrap();
+        (t, info)
+    }
+
+    fn click(frame: i64, x: f64, y: f64) -> PromptEdit {
+        PromptEdit::AddPoint {
+            frame,
+            point: Point::new(x, y, Label::Positive),
+        }
+    }
+
+    fn objects(list: &[(u32, &ObjectPrompts)]) -> BTreeMap<u32, ObjectPrompts> {
+        list.iter().map(|(s, p)| (*s, (*p).clone())).collect()
+    }
+
+    fn stats(t: &Tracker) -> sam2_engine::SessionStats {
+        t.session().unwrap().stats()
+    }
+
+    /// The fixture clip, except that one frame cannot be had (a host without temporal access).
+    struct Refusing {
+        inner: Box<dyn FrameSource>,
+        refused: usize,
+    }
+
+    impl FrameSource for Refusing {
+        fn num_frames(&self) -> usize {
+            self.inner.num_frames()
+        }
+        fn video_size(&self) -> (u32, u32) {
+            self.inner.video_size()
+        }
+        fn frame(&mut self, index: usize) -> sam2_engine::Result<sam2_engine::RgbFrame> {
+            if index == self.refused {
+                return Err(sam2_engine::Error::FrameSource {
+                    frame: index,
+                    message: "refused".into(),
+                });
+            }
+            self.inner.frame(index)
+        }
+    }
+
+    #[test]
+    fn an_object_the_engine_refuses_is_left_out_and_the_others_go_on() {
+        let src = source();
+        let info = ClipInfo {
+            first_frame: 0,
+            num_frames: src.num_frames(),
+            video_size: src.video_size(),
+            linear_light: false,
+        };
+        let mut t = Tracker::default();
+        t.ensure_session(&model(), info, 64 << 20, || {
+            Box::new(Refusing {
+                inner: source(),
+                refused: 7,
+            })
+        })
+        .unwrap();
+        let mut a = ObjectPrompts::default();
+        a.apply(click(0, 100.0, 90.0));
+        let mut b = ObjectPrompts::default();
+        b.apply(click(7, 250.0, 60.0));
+        let report = t.sync(&objects(&[(1, &a), (2, &b)])).unwrap();
+        assert_eq!(report.failed.len(), 1);
+        assert_eq!(report.failed[0].0, 2);
+        assert!(
+            report.failed[0].1.to_string().contains("Frame 7"),
+            "{:?}",
+            report.failed
+        );
+        assert_eq!(t.session().unwrap().object_ids(), vec![object_id(1)]);
+        assert!(t.is_ready(0));
+        // The next sync tries object 2 again (and fails again, leaving object 1 alone).
+        let report = t.sync(&objects(&[(1, &a), (2, &b)])).unwrap();
+        assert_eq!(report.failed.len(), 1);
+        assert!(report.changed.contains(&7));
+        assert!(t.is_ready(0));
+    }
+
+    #[test]
+    fn clip_indices_map_to_host_frames() {
+        let info = ClipInfo {
+            first_frame: 1001,
+            num_frames: 10,
+            video_size: (4, 4),
+            linear_light: false,
+        };
+        assert_eq!(info.index(1001), Some(0));
+        assert_eq!(info.index(1010), Some(9));
+        assert_eq!(info.index(1011), None);
+        assert_eq!(info.index(1000), None);
+        assert_eq!(info.index(i64::MIN), None);
+        assert_eq!(info.frame(3), 1004);
+        assert_eq!(info.last_frame(), 1010);
+    }
+
+    #[test]
+    fn prompts_out_of_the_clip_are_dropped_and_points_clamped() {
+        let info = ClipInfo {
+            first_frame: 0,
+            num_frames: 2,
+            video_size: (10, 5),
+            linear_light: false,
+        };
+        let mut p = ObjectPrompts::default();
+        p.apply(click(0, -3.0, 99.0));
+        p.apply(click(7, 1.0, 1.0));
+        p.apply(PromptEdit::SetBox {
+            frame: 1,
+            bbox: [-1.0, -1.0, 20.0, 3.0],
+        });
+        let c = clamp_to_clip(&p, &info);
+        assert_eq!(c.frames.len(), 2);
+        assert_eq!(c.frame(0).unwrap().points[0].xy(), [0.0, 5.0]);
+        assert_eq!(c.frame(1).unwrap().bbox, Some([0.0, 0.0, 10.0, 3.0]));
+    }
+
+    #[test]
+    fn only_what_changed_reaches_the_engine_and_a_render_tracks_within_reach() {
+        let (mut t, info) = tracker();
+        assert_eq!(
+            t.ensure_frame(0, 8, &mut || false).unwrap(),
+            FrameState::NoObjects
+        );
+        let mut a = ObjectPrompts::default();
+        a.apply(click(101, 100.0, 90.0));
+        assert_eq!(t.sync(&objects(&[(1, &a)])).unwrap().changed, vec![0]);
+        assert_eq!(stats(&t).mask_decoder_runs, 1);
+        // The same prompts again: nothing runs.
+        assert!(t.sync(&objects(&[(1, &a)])).unwrap().changed.is_empty());
+        assert_eq!(stats(&t).mask_decoder_runs, 1);
+        // An appended click: one decoder run, clicks appended in the engine.
+        a.apply(click(101, 110.0, 95.0));
+        assert_eq!(t.sync(&objects(&[(1, &a)])).unwrap().changed, vec![0]);
+        assert_eq!(stats(&t).mask_decoder_runs, 2);
+        // The frame was encoded by the first click: the second costs the decoder only.
+        assert_eq!(stats(&t).image_encoder_runs, 1);
+        let masklet = t.session().unwrap().masklet(object_id(1)).unwrap();
+        assert!(masklet.prompt(0).is_some());
+        // Frame 0 is prompted: ready. Frame 3 is within reach: tracked on demand, in order.
+        assert!(t.is_ready(0));
+        assert_eq!(
+            t.ensure_frame(3, 8, &mut || false).unwrap(),
+            FrameState::Ready
+        );
+        assert!((0..=3).all(|i| t.is_ready(i)));
+        assert!(!t.is_ready(4));
+        assert_eq!(t.logits(3).len(), 1);
+        // Beyond reach: not tracked, with the nearest ready frame named.
+        let far = info.num_frames - 1;
+        assert_eq!(
+            t.ensure_frame(far, 2, &mut || false).unwrap(),
+            FrameState::NotTracked {
+                nearest: Some(3),
+                missing: vec![1]
+            }
+        );
+        assert!(t.logits(far).is_empty());
+    }
+
+    #[test]
+    fn frame_by_frame_rendering_gives_the_track_buttons_mattes() {
+        let mut p = ObjectPrompts::default();
+        p.apply(click(101, 100.0, 90.0));
+        let (mut by_render, info) = tracker();
+        by_render.sync(&objects(&[(1, &p)])).unwrap();
+        for i in 0..info.num_frames {
+            assert_eq!(
+                by_render.ensure_frame(i, 1, &mut || false).unwrap(),
+                FrameState::Ready,
+                "{i}"
+            );
+        }
+        let (mut by_button, _) = tracker();
+        by_button.sync(&objects(&[(1, &p)])).unwrap();
+        let mut seen = Vec::new();
+        let outcome = by_button
+            .track(0, TrackDirection::Forward, &mut |done, total| {
+                seen.push((done, total));
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(outcome.frames, info.num_frames);
+        assert!(!outcome.cancelled);
+        assert_eq!(seen.last(), Some(&(info.num_frames, info.num_frames)));
+        for i in 0..info.num_frames {
+            let a = by_render.logits(i);
+            let b = by_button.logits(i);
+            assert_eq!(a.len(), 1);
+            assert_eq!(a[0].1, b[0].1, "frame {i}");
+        }
+    }
+
+    #[test]
+    fn edits_invalidate_what_depends_on_them_and_removal_rebuilds_the_object() {
+        let (mut t, info) = tracker();
+        let n = info.num_frames;
+        let mut a = ObjectPrompts::default();
+        a.apply(click(101, 100.0, 90.0));
+        let mut b = ObjectPrompts::default();
+        b.apply(click(101, 250.0, 60.0));
+        t.sync(&objects(&[(1, &a), (2, &b)])).unwrap();
+        t.track(0, TrackDirection::Forward, &mut |_, _| {
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert!((0..n).all(|i| t.is_ready(i)));
+        // A correction on frame 5 (clip index 4) makes later frames stale, not earlier ones.
+        a.apply(click(105, 120.0, 90.0));
+        assert_eq!(
+            t.sync(&objects(&[(1, &a), (2, &b)])).unwrap().changed,
+            vec![4]
+        );
+        assert!((0..=4).all(|i| t.is_ready(i)));
+        assert!((5..n).all(|i| !t.is_ready(i)));
+        // Object 2's track is untouched by object 1's prompt.
+        let masklet = t.session().unwrap().masklet(object_id(2)).unwrap();
+        assert!((0..n).all(|i| !masklet.is_stale(i)));
+        // Removing the correction again rebuilds object 1 from its remaining prompts: its
+        // tracked frames are gone (tracked from fewer prompts), its prompted frame is back.
+        a.apply(PromptEdit::ClearFrame { frame: 105 });
+        t.sync(&objects(&[(1, &a), (2, &b)])).unwrap();
+        assert!(t.is_ready(0));
+        assert!(!t.is_ready(1));
+        let masklet = t.session().unwrap().masklet(object_id(1)).unwrap();
+        assert_eq!(masklet.prompted_frames(), vec![0]);
+        // Disabling object 2 removes it; clearing everything leaves no objects.
+        t.sync(&objects(&[(1, &a)])).unwrap();
+        assert_eq!(t.session().unwrap().object_ids(), vec![object_id(1)]);
+        t.sync(&BTreeMap::new()).unwrap();
+        assert_eq!(
+            t.ensure_frame(0, 8, &mut || false).unwrap(),
+            FrameState::NoObjects
+        );
+    }
+
+    #[test]
+    fn a_cleared_track_is_hidden_until_tracked_again_and_tracking_can_be_cancelled() {
+        let (mut t, info) = tracker();
+        let n = info.num_frames;
+        let mut a = ObjectPrompts::default();
+        a.apply(click(104, 100.0, 90.0));
+        t.sync(&objects(&[(1, &a)])).unwrap();
+        // Cancelled after two frames of a both-ways track from clip index 3.
+        let outcome = t
+            .track(3, TrackDirection::Both, &mut |done, total| {
+                assert_eq!(total, (n - 3) + 4);
+                if done == 2 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .unwrap();
+        assert_eq!(
+            outcome,
+            TrackOutcome {
+                frames: 2,
+                cancelled: true
+            }
+        );
+        assert!(t.is_ready(4) && !t.is_ready(5));
+        t.track(3, TrackDirection::Both, &mut |_, _| {
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert!((0..n).all(|i| t.is_ready(i)));
+        t.clear_after(4);
+        assert!((0..=4).all(|i| t.is_ready(i)));
+        assert!((5..n).all(|i| !t.is_ready(i)));
+        assert_eq!(t.status().unwrap().ready_frames, 5);
+        // A render does not bring a cleared frame back on its own; a Track button does.
+        assert_eq!(
+            t.ensure_frame(6, 8, &mut || false).unwrap(),
+            FrameState::NotTracked {
+                nearest: Some(4),
+                missing: vec![1]
+            }
+        );
+        t.track(4, TrackDirection::Forward, &mut |_, _| {
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert!((0..n).all(|i| t.is_ready(i)));
+        t.reset();
+        assert_eq!(
+            t.ensure_frame(0, 8, &mut || false).unwrap(),
+            FrameState::NoObjects
+        );
+    }
+}
