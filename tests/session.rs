@@ -423,3 +423,38 @@ fn a_session_can_move_to_a_render_thread_and_a_model_is_shared() {
     send::<ClipSession>();
     send_sync::<Model>();
 }
+
+#[test]
+fn clearing_one_frames_prompt_keeps_the_track_and_the_other_prompts() {
+    let mut s = session("shapes", |_| {});
+    s.add_points(0, OBJ, &[[70.0, 90.0]], &[Label::Positive], true)
+        .unwrap();
+    s.add_points(5, OBJ, &[[130.0, 92.0]], &[Label::Positive], true)
+        .unwrap();
+    propagate(&mut s, Propagation::default());
+    let kept = logits(&s, 5, 1);
+    let out = s.clear_prompts_in_frame(5, OBJ).unwrap();
+    assert_eq!(
+        out.objects[0]
+            .result
+            .as_ref()
+            .unwrap()
+            .low_res_logits
+            .to_vec(),
+        kept
+    );
+    assert_eq!(s.masklet(OBJ).unwrap().prompted_frames(), vec![0]);
+    assert!((6..10).all(|f| s.is_stale(f, OBJ)) && !s.is_stale(4, OBJ));
+    propagate(&mut s, Propagation::default());
+    assert!(
+        logits(&s, 5, 1) != kept,
+        "frame 5 is tracked again from frame 0 alone"
+    );
+    let e = s.clear_prompts_in_frame(3, ObjectId(9)).unwrap_err();
+    assert_eq!(e.to_string(), "There is no object 9 in this session.");
+
+    s.set_frame_cache_budget(0);
+    assert!(s.frame_cache().len() <= 1);
+    s.clear_frame_cache();
+    assert!(s.frame_cache().is_empty());
+}

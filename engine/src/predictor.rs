@@ -1019,6 +1019,49 @@ impl ClipSession {
             .collect())
     }
 
+    /// Removes `object`'s prompts on `frame` (the official `clear_all_prompts_in_frame`): its output
+    /// there stays as a tracked (non-conditioning) result until a propagation recomputes it, and
+    /// the frames tracked from it are marked stale. Prompts on other frames are kept. Returns the
+    /// frame's masks after the removal.
+    pub fn clear_prompts_in_frame(&mut self, frame: usize, object: ObjectId) -> Result<FrameMasks> {
+        self.frames.check(frame)?;
+        let masklet = self
+            .objects
+            .get_mut(&object)
+            .ok_or(Error::UnknownObject { object })?;
+        masklet.invalidate_after(frame);
+        masklet.prompts.remove(&frame);
+        masklet.temp_cond.shift_remove(&frame);
+        masklet.temp_non_cond.shift_remove(&frame);
+        if let Some(result) = masklet.cond.shift_remove(&frame) {
+            masklet.non_cond.insert(frame, result);
+            masklet.tracked.remove(&frame);
+        }
+        let is_cond = self
+            .objects
+            .values()
+            .any(|m| m.temp_cond.contains_key(&frame));
+        Ok(self.consolidate(
+            frame,
+            if is_cond {
+                Storage::Cond
+            } else {
+                Storage::NonCond
+            },
+        ))
+    }
+
+    /// Changes the encoder cache's byte budget, evicting at once if it shrank.
+    pub fn set_frame_cache_budget(&mut self, bytes: usize) {
+        self.settings.frame_cache_bytes = bytes;
+        self.frames.cache.set_budget(bytes);
+    }
+
+    /// Drops every cached frame encoding (a host's "purge caches"); results and prompts stay.
+    pub fn clear_frame_cache(&mut self) {
+        self.frames.cache.clear();
+    }
+
     /// Forgets every object and prompt (the encoder cache stays: the frames did not change).
     pub fn reset(&mut self) {
         self.objects.clear();

@@ -6,8 +6,9 @@
 //! the session was given and sends only the difference: clicks appended on a frame go in as those
 //! clicks (the engine's `clear_old_points = false`, as if clicked now); any other change to a
 //! frame's prompt replaces it (`add_box`, or `add_points` with the frame's clicks); a frame whose
-//! prompts were all removed, or a whole object, is taken out by rebuilding that object from its
-//! remaining prompts (the engine has no "remove one frame's prompt"). The engine then marks what
+//! prompts were all removed keeps its result as a tracked frame (the official
+//! `clear_all_prompts_in_frame`); an object whose prompts were all removed is taken out; one the
+//! session lost is rebuilt from its prompts. The engine then marks what
 //! each prompt made out of date ([`ClipSession::is_stale`]).
 //!
 //! **What a frame shows.** An object's result on a frame is *current* when the frame is prompted
@@ -147,10 +148,14 @@ impl Tracker {
         cache_bytes: usize,
         source: impl FnOnce() -> Box<dyn FrameSource>,
     ) -> Result<()> {
-        if let Some(live) = &self.live
+        if let Some(live) = &mut self.live
             && live.info == info
             && Arc::ptr_eq(live.session.model(), model)
         {
+            // The memory budget applies to the live session at once.
+            if live.session.frame_cache().budget() != cache_bytes {
+                live.session.set_frame_cache_budget(cache_bytes);
+            }
             return Ok(());
         }
         self.live = None;
@@ -471,13 +476,29 @@ impl Live {
         // Recorded first, so that a failure leaves `applied` describing at most what the session
         // lacks: the next sync then rebuilds the object.
         self.applied.remove(&slot);
-        let result = if dropped_frame || self.session.masklet(object_id(slot)).is_none() {
+        let result = if self.session.masklet(object_id(slot)).is_none() {
             self.rebuild_object(slot, new)
+        } else if dropped_frame && new.frames.is_empty() {
+            self.remove_object(slot)
         } else {
-            new.frames
-                .iter()
-                .filter(|(f, p)| old.frames.get(f) != Some(p))
-                .try_for_each(|(&f, p)| self.apply_frame(slot, f, p, old.frames.get(&f)))
+            // A frame whose prompts were all removed keeps its result as a tracked frame (the
+            // official `clear_all_prompts_in_frame`); the rest of the track stays.
+            old.frames
+                .keys()
+                .filter(|f| !new.frames.contains_key(f))
+                .filter_map(|&f| info.index(f))
+                .try_for_each(|index| {
+                    self.session
+                        .clear_prompts_in_frame(index, object_id(slot))
+                        .map(|_| ())
+                })
+                .map_err(Into::into)
+                .and_then(|()| {
+                    new.frames
+                        .iter()
+                        .filter(|(f, p)| old.frames.get(f) != Some(p))
+                        .try_for_each(|(&f, p)| self.apply_frame(slot, f, p, old.frames.get(&f)))
+                })
         };
         match result {
             Ok(()) => {
@@ -791,7 +812,7 @@ mod tests {
     }
 
     #[test]
-    fn edits_invalidate_what_depends_on_them_and_removal_rebuilds_the_object() {
+    fn edits_invalidate_what_depends_on_them_and_removing_a_frame_keeps_the_rest() {
         let (mut t, info) = tracker();
         let n = info.num_frames;
         let mut a = ObjectPrompts::default();
@@ -815,12 +836,13 @@ mod tests {
         // Object 2's track is untouched by object 1's prompt.
         let masklet = t.session().unwrap().masklet(object_id(2)).unwrap();
         assert!((0..n).all(|i| !masklet.is_stale(i)));
-        // Removing the correction again rebuilds object 1 from its remaining prompts: its
-        // tracked frames are gone (tracked from fewer prompts), its prompted frame is back.
+        // Removing the correction before any propagation used it gives frame 5 its tracked result
+        // back and keeps the track before it; the frames after it stay out of date (the
+        // correction marked them) until the next propagation.
         a.apply(PromptEdit::ClearFrame { frame: 105 });
         t.sync(&objects(&[(1, &a), (2, &b)])).unwrap();
-        assert!(t.is_ready(0));
-        assert!(!t.is_ready(1));
+        assert!((0..=4).all(|i| t.is_ready(i)));
+        assert!((5..n).all(|i| !t.is_ready(i)));
         let masklet = t.session().unwrap().masklet(object_id(1)).unwrap();
         assert_eq!(masklet.prompted_frames(), vec![0]);
         // Disabling object 2 removes it; clearing everything leaves no objects.
