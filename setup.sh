@@ -30,6 +30,12 @@ mkdir -p out/demo
 target/release/sam2-rotoscope track --model .local/models/test --script tests/fixtures/scripts/two_objects.json \
   --out out/demo/mattes --trace out/demo/trace --force --device cpu \
   || die "tracking the demo clip failed (see above)."
+
+step "demo, part 2: the OpenFX effect in a real host (OpenFX HostSupport), tracking the same clip"
+bundle/build-bundle.sh --with-test-model || die "the OpenFX bundle could not be built (see above)."
+cargo run --release --quiet -p sam2-rotoscope-tests --example plugin_demo \
+  || die "the effect could not be run in the test host (see above)."
 echo
-echo "Done: mattes in out/demo/mattes/object_<id>/, trace in out/demo/trace."
+echo "Done: CLI mattes in out/demo/mattes/object_<id>/ (trace in out/demo/trace); the effect's overlay and"
+echo "matte frames in out/demo/plugin/, and the contact sheet out/demo/contact_sheet.png."
 echo "Tests: ./test.sh   Benchmarks: ./bench.sh"
