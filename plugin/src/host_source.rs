@@ -3,8 +3,8 @@
 //!
 //! A frame is fetched at whatever render scale the current action has; a proxy-scale frame is
 //! resampled to the session's full-resolution size, so the session stays one size (SAM 2 resizes
-//! every frame to its own square input anyway). Each frame's fingerprint is kept so that a render
-//! can tell that the source changed under an encoded frame.
+//! every frame to its own square input anyway), and remembered as provisional. Each full-resolution
+//! frame's fingerprint is kept so that a render can tell that the source changed under it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,8 +16,10 @@ use crate::ffi::images::{Clip, ImageError};
 use crate::render::{Rows, fingerprint, model_frame};
 use crate::tracker::ClipInfo;
 
-/// Fingerprints of the frames the session encoded at full resolution, by clip index.
-pub type Fingerprints = Arc<Mutex<HashMap<usize, u64>>>;
+/// The frames the session encoded, by clip index: the fingerprint of a full-resolution frame, or
+/// `None` for a frame read at a proxy scale — its encoding is provisional, and a full-resolution
+/// render or a Track starts a new session rather than let it shape the final mattes.
+pub type Fingerprints = Arc<Mutex<HashMap<usize, Option<u64>>>>;
 
 /// The Source clip as the engine sees it.
 #[derive(Debug)]
@@ -74,12 +76,7 @@ impl FrameSource for HostSource {
             );
         // Only full-resolution frames can be compared with a later full-resolution render.
         let print = full_size.then(|| fingerprint(&image, region));
-        let mut fingerprints = self.fingerprints.lock();
-        match print {
-            Some(print) => fingerprints.insert(index, print),
-            None => fingerprints.remove(&index),
-        };
-        drop(fingerprints);
+        self.fingerprints.lock().insert(index, print);
         let (width, height) = self.info.video_size;
         Ok(RgbFrame {
             width,

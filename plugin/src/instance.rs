@@ -409,8 +409,11 @@ impl Instance {
     /// Whether the source image rendered now differs from the one the session encoded for this
     /// frame (an upstream change): then everything tracked through it is out of date.
     fn source_changed(&self, image: &Image, index: usize, info: &ClipInfo) -> bool {
-        let Some(known) = self.fingerprints.lock().get(&index).copied() else {
-            return false;
+        let known = match self.fingerprints.lock().get(&index).copied() {
+            None => return false,
+            // Encoded from a proxy render: the session is provisional.
+            Some(None) => return true,
+            Some(Some(known)) => known,
         };
         let region = image
             .region_of_definition()
@@ -421,6 +424,12 @@ impl Instance {
             return false;
         }
         fingerprint(image, region) != known
+    }
+
+    /// Whether the session encoded a frame read at a proxy scale (provisional until a full-size
+    /// render or a Track replaces the session).
+    fn has_proxy_frames(&self) -> bool {
+        self.fingerprints.lock().values().any(Option::is_none)
     }
 
     /// The matte upsampler for `device`, made once.
@@ -495,10 +504,12 @@ impl Instance {
                 last: info.last_frame(),
             })?;
             if scale == [1.0, 1.0]
-                && let Some(image) = source
-                && self.source_changed(image, index, &info)
+                && (self.has_proxy_frames()
+                    || source.is_some_and(|image| self.source_changed(image, index, &info)))
             {
-                log::info!("the source changed under frame {frame}: starting a new session");
+                log::info!(
+                    "frame {frame}: the session read proxy frames or the source changed; starting a new session"
+                );
                 tracker.drop_session();
                 (info, failures) = self.prepare(&mut tracker, values, &objects)?;
             }
@@ -704,6 +715,10 @@ impl Instance {
         time: f64,
         direction: TrackDirection,
     ) -> Result<Vec<String>> {
+        if self.has_proxy_frames() {
+            // Track at full quality: frames a proxy render encoded are not reused.
+            tracker.drop_session();
+        }
         let (info, failures) = self.prepare(tracker, values, objects)?;
         let frame = time.round() as i64;
         let index = info.index(frame).ok_or(PluginError::OutsideClip {

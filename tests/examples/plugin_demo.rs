@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-use driver::{Components, Depth, Host, Image, Render, SAM2_PLUGIN_ID, sam2_bundle_dir, workspace_root};
+use driver::{
+    Components, Depth, Host, Image, Render, SAM2_PLUGIN_ID, sam2_bundle_dir, workspace_root,
+};
 use image::{RgbImage, RgbaImage};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
@@ -62,7 +64,8 @@ fn to_ofx(frame: &RgbImage) -> Image {
     let row = w * 3;
     for y in 0..h {
         let top = h - 1 - y;
-        img.data[y * row..(y + 1) * row].copy_from_slice(&frame.as_raw()[top * row..(top + 1) * row]);
+        img.data[y * row..(y + 1) * row]
+            .copy_from_slice(&frame.as_raw()[top * row..(top + 1) * row]);
     }
     img
 }
@@ -93,7 +96,11 @@ fn run() -> Result<()> {
     let clip_dir = root.join("tests/fixtures/clips/crossing");
     let bundle = sam2_bundle_dir();
     if !bundle.join("SAM2Rotoscope.ofx.bundle").is_dir() {
-        return Err(format!("the bundle is not built in {}; run bundle/build-bundle.sh --with-test-model", bundle.display()).into());
+        return Err(format!(
+            "the bundle is not built in {}; run bundle/build-bundle.sh --with-test-model",
+            bundle.display()
+        )
+        .into());
     }
     driver::build()?;
     let frames = read_clip(&clip_dir)?;
@@ -120,7 +127,10 @@ fn run() -> Result<()> {
     std::fs::create_dir_all(&out)?;
     let mut sheets: Vec<Vec<RgbaImage>> = vec![Vec::new(), Vec::new()];
     let mut render_s = 0.0;
-    for (row, (mode, name)) in [(OVERLAY, "overlay"), (MATTE_ONLY, "matte")].into_iter().enumerate() {
+    for (row, (mode, name)) in [(OVERLAY, "overlay"), (MATTE_ONLY, "matte")]
+        .into_iter()
+        .enumerate()
+    {
         host.set_param("outputMode", mode)?;
         let dir = out.join(name);
         std::fs::create_dir_all(&dir)?;
@@ -148,7 +158,12 @@ fn run() -> Result<()> {
         image::imageops::replace(&mut sheet, &source, i64::from(c as u32 * w), 0);
         for (row, images) in sheets.iter().enumerate() {
             if let Some(img) = images.get(c) {
-                image::imageops::replace(&mut sheet, img, i64::from(c as u32 * w), i64::from((row as u32 + 1) * h));
+                image::imageops::replace(
+                    &mut sheet,
+                    img,
+                    i64::from(c as u32 * w),
+                    i64::from((row as u32 + 1) * h),
+                );
             }
         }
     }
@@ -186,12 +201,23 @@ fn run() -> Result<()> {
                     t * 1000.0 / n as f64,
                     cli_s * 1000.0 / n as f64
                 ),
-                None => format!("engine CLI (load, track, write mattes): {:.1} ms per frame", cli_s * 1000.0 / n as f64),
+                None => format!(
+                    "engine CLI (load, track, write mattes): {:.1} ms per frame",
+                    cli_s * 1000.0 / n as f64
+                ),
             };
         }
     }
-    println!("contact sheet: {} (rows: source, overlay, matte; frames {:?})", sheet_path.display(), &SHEET_FRAMES[..cols as usize]);
-    println!("frames: {} (overlay) and {} (matte)", out.join("overlay").display(), out.join("matte").display());
+    println!(
+        "contact sheet: {} (rows: source, overlay, matte; frames {:?})",
+        sheet_path.display(),
+        &SHEET_FRAMES[..cols as usize]
+    );
+    println!(
+        "frames: {} (overlay) and {} (matte)",
+        out.join("overlay").display(),
+        out.join("matte").display()
+    );
     println!(
         "plugin in the host: Track Forward {:.1} ms per frame, a render of a tracked frame {:.1} ms; {cli_line}",
         track_s * 1000.0 / n as f64,
