@@ -13,7 +13,6 @@
 //! what a trained SAM 2 segments.
 
 #[path = "../host/driver.rs"]
-#[allow(dead_code)]
 mod driver;
 
 use std::error::Error;
