@@ -2016,3 +2016,54 @@ fn a_proxy_render_leaves_the_full_resolution_mattes_alone() {
     }
     host.quit().unwrap();
 }
+
+#[test]
+fn a_host_without_temporal_access_tracks_by_rendering_in_order() {
+    // The host property says "no temporal clip access" and a clip hands over only the frame being
+    // rendered: Track cannot run (a sentence says what to do instead), and rendering the clip in
+    // order tracks it, frame by frame, to the CLI's mattes.
+    let frames = support::clip("crossing");
+    let mut host = support::spawn(&support::setup().bundle_dir);
+    host.configure(json!({"temporal_clip_access": false}))
+        .unwrap();
+    let report = host.load().unwrap();
+    assert!(report.plugin(SAM2_PLUGIN_ID).is_some_and(|p| p.ok));
+    host.set_source(&support::images(&frames)).unwrap();
+    host.create_instance(SAM2_PLUGIN_ID, FILTER).unwrap();
+    host.set_param("outputMode", MATTE_ONLY).unwrap();
+    for (slot, doc) in script_prompt_params("two_objects") {
+        host.set_param(&format!("object{slot}Prompts"), doc.as_str())
+            .unwrap();
+    }
+    host.set_time(0.0).unwrap();
+    host.press_button("trackForward").unwrap();
+    let message = host
+        .messages()
+        .unwrap()
+        .persistent
+        .expect("Track explains why it cannot run");
+    assert!(
+        message
+            .text
+            .contains("hands over only the frame being rendered"),
+        "{}",
+        message.text
+    );
+
+    let cli = support::cli_mattes("two_objects");
+    for f in 0..frames.len() {
+        let out = render(&mut host, f as f64);
+        assert_matte(
+            &support::channel_u8(&out, 3),
+            &cli.union(f),
+            cli.width,
+            &format!("two_objects without temporal access, frame {f}"),
+        );
+    }
+    // The effect read the host's property: it never asked for a frame the host would refuse.
+    let fetches = host.fetches().unwrap();
+    assert!(!fetches.is_empty());
+    let refused: Vec<_> = fetches.iter().filter(|e| e["ok"] == json!(false)).collect();
+    assert!(refused.is_empty(), "fetches the host refused: {refused:?}");
+    host.quit().unwrap();
+}

@@ -267,6 +267,9 @@ struct Config {
   unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
   bool respectThreadSafety = true;
   bool systemPaths = false;  // also scan HostSupport's default /usr/OFX/Plugins
+  // Off: the host property says so, and a clip hands over only the frame being rendered (as hosts
+  // without temporal clip access do).
+  bool temporalAccess = true;
 } gConfig;
 
 struct Source {
@@ -1122,6 +1125,8 @@ IE::Image *TestClip::getImage(OfxTime time, const OfxRectD *optionalBounds) {
 
   auto s = source();
   if (!s || s->frames.empty()) return fail("clip not connected");
+  if (!gConfig.temporalAccess && (!ctx || std::lround(time) != std::lround(ctx->time)))
+    return fail("no temporal clip access: only the frame being rendered");
   long frame = std::lround(time);
   long index = frame - s->first;
   const std::string &oor = s->outOfRange.empty() ? gConfig.outOfRange : s->outOfRange;
@@ -1338,7 +1343,7 @@ class TestHost : public IE::Host {
     _properties.setIntProperty(kOfxImageEffectPropSupportsOverlays, 1);
     _properties.setIntProperty(kOfxImageEffectPropSupportsMultiResolution, 1);
     _properties.setIntProperty(kOfxImageEffectPropSupportsTiles, 1);
-    _properties.setIntProperty(kOfxImageEffectPropTemporalClipAccess, 1);
+    _properties.setIntProperty(kOfxImageEffectPropTemporalClipAccess, gConfig.temporalAccess ? 1 : 0);
     _properties.setStringProperty(kOfxImageEffectPropSupportedComponents, kOfxImageComponentRGBA, 0);
     _properties.setStringProperty(kOfxImageEffectPropSupportedComponents, kOfxImageComponentRGB, 1);
     _properties.setStringProperty(kOfxImageEffectPropSupportedComponents, kOfxImageComponentAlpha, 2);
@@ -2487,6 +2492,7 @@ static std::map<std::string, Handler> makeHandlers() {
     if (a.has("out_of_range")) gConfig.outOfRange = a.str("out_of_range");
     if (a.has("cpus")) gConfig.cpus = unsigned(std::max(1, a.integer("cpus", 1)));
     if (a.has("respect_thread_safety")) gConfig.respectThreadSafety = a.boolean("respect_thread_safety", true);
+    if (a.has("temporal_clip_access")) gConfig.temporalAccess = a.boolean("temporal_clip_access", true);
     if (a.has("system_paths")) gConfig.systemPaths = a.boolean("system_paths", false);
     gHost->applyProperties();
     Value r;
