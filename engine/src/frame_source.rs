@@ -3,7 +3,8 @@
 //! The session never holds the clip; a host plugin answers from its clip at a time, the CLI from a
 //! folder of images.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
 use crate::clip::Clip;
 use crate::error::{Error, Result};
@@ -27,23 +28,71 @@ pub trait FrameSource: Send {
     fn frame(&mut self, index: usize) -> Result<RgbFrame>;
 }
 
-/// Frames from a clip folder (docs/formats.md), decoded on demand.
+/// Frames from a clip folder (docs/formats.md), decoded on demand. While the model works on one
+/// frame, the next one in the direction of travel is decoded on another thread, so reading PNG or
+/// JPEG files does not add to the time of a propagation.
 #[derive(Debug)]
 pub struct FolderSource {
     clip: Clip,
     size: (u32, u32),
+    last: Option<usize>,
+    ahead: Option<(usize, JoinHandle<Result<RgbFrame>>)>,
 }
 
 impl FolderSource {
     pub fn open(dir: impl AsRef<Path>) -> Result<FolderSource> {
         let clip = Clip::open(dir)?;
         let [w, h] = clip.video_size()?;
-        Ok(FolderSource { clip, size: (w, h) })
+        Ok(FolderSource {
+            clip,
+            size: (w, h),
+            last: None,
+            ahead: None,
+        })
     }
 
     pub fn clip(&self) -> &Clip {
         &self.clip
     }
+
+    fn path(&self, index: usize) -> Result<PathBuf> {
+        self.clip
+            .frame_path(index)
+            .map(Path::to_path_buf)
+            .ok_or(Error::FrameOutOfRange {
+                frame: index,
+                num_frames: self.clip.len(),
+            })
+    }
+}
+
+/// Decodes one frame file to packed RGB, checking its size against the clip's.
+fn decode(path: &Path, index: usize, size: (u32, u32)) -> Result<RgbFrame> {
+    let image = image::open(path).map_err(|e| Error::FrameSource {
+        frame: index,
+        message: format!("{} could not be decoded ({e})", path.display()),
+    })?;
+    // As PIL's convert("RGB"): alpha is dropped, not composited.
+    let rgb = image.to_rgb8();
+    let frame = RgbFrame {
+        width: rgb.width(),
+        height: rgb.height(),
+        data: rgb.into_raw(),
+    };
+    if (frame.width, frame.height) != size {
+        return Err(Error::FrameSource {
+            frame: index,
+            message: format!(
+                "{} is {}×{} but the clip is {}×{}",
+                path.display(),
+                frame.width,
+                frame.height,
+                size.0,
+                size.1
+            ),
+        });
+    }
+    Ok(frame)
 }
 
 impl FrameSource for FolderSource {
@@ -56,33 +105,29 @@ impl FrameSource for FolderSource {
     }
 
     fn frame(&mut self, index: usize) -> Result<RgbFrame> {
-        let path = self.clip.frame_path(index).ok_or(Error::FrameOutOfRange {
-            frame: index,
-            num_frames: self.clip.len(),
-        })?;
-        let image = image::open(path).map_err(|e| Error::FrameSource {
-            frame: index,
-            message: format!("{} could not be decoded ({e})", path.display()),
-        })?;
-        // As PIL's convert("RGB"): alpha is dropped, not composited.
-        let rgb = image.to_rgb8();
-        let frame = RgbFrame {
-            width: rgb.width(),
-            height: rgb.height(),
-            data: rgb.into_raw(),
+        let path = self.path(index)?;
+        let frame = match self.ahead.take() {
+            Some((ahead, handle)) if ahead == index => handle.join().unwrap_or_else(|_| {
+                // The decoder thread died (it cannot panic on input); decode here instead.
+                decode(&path, index, self.size)
+            })?,
+            // A guess that missed keeps running detached and is dropped when done.
+            _ => decode(&path, index, self.size)?,
         };
-        if (frame.width, frame.height) != self.size {
-            return Err(Error::FrameSource {
-                frame: index,
-                message: format!(
-                    "{} is {}×{} but the clip is {}×{}",
-                    path.display(),
-                    frame.width,
-                    frame.height,
-                    self.size.0,
-                    self.size.1
-                ),
-            });
+        let step: isize = match self.last {
+            Some(last) if last.abs_diff(index) == 1 => index as isize - last as isize,
+            _ => 1,
+        };
+        self.last = Some(index);
+        if let Some(next) = index.checked_add_signed(step)
+            && let Ok(next_path) = self.path(next)
+        {
+            let size = self.size;
+            let handle = std::thread::Builder::new()
+                .name("sam2-frame-reader".into())
+                .spawn(move || decode(&next_path, next, size));
+            // Without a thread the next frame is simply read when it is asked for.
+            self.ahead = handle.ok().map(|h| (next, h));
         }
         Ok(frame)
     }
