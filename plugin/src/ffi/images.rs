@@ -13,7 +13,6 @@ use openfx::sys::image_effect_v1::image_effect::{
     kOfxImageEffectPropPixelDepth, kOfxImagePropBounds, kOfxImagePropData,
     kOfxImagePropRegionOfDefinition, kOfxImagePropRowBytes,
 };
-use openfx::sys::image_effect_v1::param::OfxParamSetHandle;
 
 use super::host;
 use super::params::ParamSet;
@@ -64,48 +63,32 @@ impl Effect {
 
     pub fn props(self) -> Option<PropSet> {
         let get = suite()?.getPropertySet?;
-        let mut props: OfxPropertySetHandle = ptr::null_mut();
         // SAFETY: a live effect handle and a valid out-pointer.
-        let status = unsafe { get(self.0, &mut props) };
-        if status == kOfxStatOK {
-            PropSet::from_raw(props)
-        } else {
-            None
-        }
+        let props = super::out_handle(|out| unsafe { get(self.0, out) })?;
+        PropSet::from_raw(props)
     }
 
     pub fn params(self) -> Option<ParamSet> {
         let get = suite()?.getParamSet?;
-        let mut params: OfxParamSetHandle = ptr::null_mut();
         // SAFETY: a live effect handle and a valid out-pointer.
-        let status = unsafe { get(self.0, &mut params) };
-        if status == kOfxStatOK {
-            ParamSet::from_raw(params)
-        } else {
-            None
-        }
+        let params = super::out_handle(|out| unsafe { get(self.0, out) })?;
+        ParamSet::from_raw(params)
     }
 
     /// Defines a clip (describe in context); returns its property set to describe.
     pub fn define_clip(self, name: &CStr) -> Option<PropSet> {
         let define = suite()?.clipDefine?;
-        let mut props: OfxPropertySetHandle = ptr::null_mut();
         // SAFETY: a live descriptor, a NUL-terminated name and a valid out-pointer.
-        let status = unsafe { define(self.0, name.as_ptr(), &mut props) };
-        if status == kOfxStatOK {
-            PropSet::from_raw(props)
-        } else {
-            None
-        }
+        let props = super::out_handle(|out| unsafe { define(self.0, name.as_ptr(), out) })?;
+        PropSet::from_raw(props)
     }
 
     pub fn clip(self, name: &CStr) -> Option<Clip> {
         let get = suite()?.clipGetHandle?;
-        let mut clip: OfxImageClipHandle = ptr::null_mut();
         // SAFETY: a live instance, a NUL-terminated name and a valid out-pointer; the property
         // set out-pointer may be null.
-        let status = unsafe { get(self.0, name.as_ptr(), &mut clip, ptr::null_mut()) };
-        (status == kOfxStatOK && !clip.is_null()).then_some(Clip(clip))
+        super::out_handle(|out| unsafe { get(self.0, name.as_ptr(), out, ptr::null_mut()) })
+            .map(Clip)
     }
 
     /// Whether the host wants the current render abandoned.
@@ -167,14 +150,9 @@ pub enum ImageError {
 impl Clip {
     pub fn props(self) -> Option<PropSet> {
         let get = suite()?.clipGetPropertySet?;
-        let mut props: OfxPropertySetHandle = ptr::null_mut();
         // SAFETY: a live clip handle and a valid out-pointer.
-        let status = unsafe { get(self.0, &mut props) };
-        if status == kOfxStatOK {
-            PropSet::from_raw(props)
-        } else {
-            None
-        }
+        let props = super::out_handle(|out| unsafe { get(self.0, out) })?;
+        PropSet::from_raw(props)
     }
 
     /// The clip's image at `time` (at the current action's render scale); released on drop.

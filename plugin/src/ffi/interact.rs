@@ -1,11 +1,8 @@
 //! The overlay interact: its handle, and drawing through the Draw Suite (OpenFX 1.5) — no OpenGL.
 
 use std::ffi::c_void;
-use std::ptr;
 
-use openfx::sys::generic::core::{
-    OfxPointD, OfxPropertySetHandle, kOfxPropEffectInstance, kOfxStatOK,
-};
+use openfx::sys::generic::core::{OfxPointD, kOfxPropEffectInstance};
 use openfx::sys::image_effect_v1::draw_suite::{
     OfxDrawContextHandle, OfxDrawSuiteV1, kOfxDrawLineStipplePatternDash,
     kOfxDrawLineStipplePatternSolid, kOfxDrawPrimitiveLineLoop, kOfxDrawPrimitiveLines,
@@ -33,14 +30,9 @@ impl RawHandle {
 impl Interact {
     pub fn props(self) -> Option<PropSet> {
         let get = host::suites()?.interact?.interactGetPropertySet?;
-        let mut props: OfxPropertySetHandle = ptr::null_mut();
         // SAFETY: a live interact handle and a valid out-pointer.
-        let status = unsafe { get(self.0, &mut props) };
-        if status == kOfxStatOK {
-            PropSet::from_raw(props)
-        } else {
-            None
-        }
+        let props = super::out_handle(|out| unsafe { get(self.0, out) })?;
+        PropSet::from_raw(props)
     }
 
     /// The effect instance this overlay belongs to.

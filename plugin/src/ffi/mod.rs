@@ -18,3 +18,12 @@ pub mod params;
 pub mod path;
 pub mod progress;
 pub mod props;
+
+use openfx::sys::generic::core::{OfxStatus, kOfxStatOK};
+
+/// Runs a suite call that hands back a handle through an out-pointer (the common shape of the
+/// OpenFX getters): the handle when the call succeeded and gave a non-null one.
+pub(crate) fn out_handle<T>(call: impl FnOnce(*mut *mut T) -> OfxStatus) -> Option<*mut T> {
+    let mut handle: *mut T = std::ptr::null_mut();
+    (call(&mut handle) == kOfxStatOK && !handle.is_null()).then_some(handle)
+}

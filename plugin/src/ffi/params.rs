@@ -5,7 +5,7 @@
 use std::ffi::{CStr, c_char, c_int};
 use std::ptr;
 
-use openfx::sys::generic::core::{OfxPropertySetHandle, kOfxStatOK};
+use openfx::sys::generic::core::kOfxStatOK;
 use openfx::sys::image_effect_v1::param::{OfxParamHandle, OfxParamSetHandle, OfxParameterSuiteV1};
 
 use super::host;
@@ -40,36 +40,26 @@ impl ParamSet {
     /// Defines a parameter of `kind` (an `kOfxParamType…`); returns its property set to describe.
     pub fn define(self, kind: &CStr, name: &CStr) -> Option<PropSet> {
         let define = suite()?.paramDefine?;
-        let mut props: OfxPropertySetHandle = ptr::null_mut();
         // SAFETY: a live parameter set, NUL-terminated strings and a valid out-pointer.
-        let status = unsafe { define(self.0, kind.as_ptr(), name.as_ptr(), &mut props) };
-        if status == kOfxStatOK {
-            PropSet::from_raw(props)
-        } else {
-            None
-        }
+        let props =
+            super::out_handle(|out| unsafe { define(self.0, kind.as_ptr(), name.as_ptr(), out) })?;
+        PropSet::from_raw(props)
     }
 
     /// The parameter set's own properties (page order lives on the effect, not here).
     pub fn props(self) -> Option<PropSet> {
         let get = suite()?.paramSetGetPropertySet?;
-        let mut props: OfxPropertySetHandle = ptr::null_mut();
         // SAFETY: a live parameter set and a valid out-pointer.
-        let status = unsafe { get(self.0, &mut props) };
-        if status == kOfxStatOK {
-            PropSet::from_raw(props)
-        } else {
-            None
-        }
+        let props = super::out_handle(|out| unsafe { get(self.0, out) })?;
+        PropSet::from_raw(props)
     }
 
     pub fn param(self, name: &CStr) -> Option<Param> {
         let get = suite()?.paramGetHandle?;
-        let mut param: OfxParamHandle = ptr::null_mut();
         // SAFETY: a live parameter set, a NUL-terminated name and a valid out-pointer; the
         // property-set out-pointer may be null.
-        let status = unsafe { get(self.0, name.as_ptr(), &mut param, ptr::null_mut()) };
-        (status == kOfxStatOK && !param.is_null()).then_some(Param(param))
+        super::out_handle(|out| unsafe { get(self.0, name.as_ptr(), out, ptr::null_mut()) })
+            .map(Param)
     }
 
     /// Starts grouping parameter changes into one undoable step labelled `label`.
