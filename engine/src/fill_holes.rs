@@ -17,6 +17,8 @@
 
 use ndarray::ArrayViewMut2;
 
+use crate::matte::components::replace_small_islands;
+
 /// The logit given to filled pixels, `torch.where(is_hole, 0.1, mask)` in float32.
 pub const FILLED_LOGIT: f32 = 0.1;
 
@@ -28,60 +30,18 @@ pub const FILLED_LOGIT: f32 = 0.1;
 /// skips the call at 0). A buffer whose length is not `width · height` is left as it is (0 is
 /// returned): its rows cannot be told apart.
 pub fn fill_holes(scores: &mut [f32], width: usize, height: usize, max_area: usize) -> usize {
-    let expected = width.checked_mul(height);
-    if max_area == 0 || expected != Some(scores.len()) || scores.is_empty() {
+    if max_area == 0 || width.checked_mul(height) != Some(scores.len()) || scores.is_empty() {
         return 0;
     }
-    let expected = scores.len();
-    let background: Vec<bool> = scores.iter().map(|&v| v <= 0.0).collect();
-    let mut visited = vec![false; expected];
-    let mut component = Vec::new();
-    let mut stack = Vec::new();
-    let mut filled = 0;
-    for seed in 0..expected {
-        if visited.get(seed).copied().unwrap_or(true)
-            || !background.get(seed).copied().unwrap_or(false)
-        {
-            continue;
-        }
-        // Collect the component by depth-first search (an explicit stack: a 1024² background
-        // would overflow the call stack with recursion).
-        component.clear();
-        stack.push(seed);
-        if let Some(v) = visited.get_mut(seed) {
-            *v = true;
-        }
-        while let Some(p) = stack.pop() {
-            component.push(p);
-            let (x, y) = (p % width, p / width);
-            for (dx, dy) in NEIGHBOURS {
-                let (Some(nx), Some(ny)) = (x.checked_add_signed(dx), y.checked_add_signed(dy))
-                else {
-                    continue;
-                };
-                if nx >= width || ny >= height {
-                    continue;
-                }
-                let q = ny * width + nx;
-                if background.get(q).copied().unwrap_or(false)
-                    && let Some(v) = visited.get_mut(q)
-                    && !*v
-                {
-                    *v = true;
-                    stack.push(q);
-                }
-            }
-        }
-        if component.len() <= max_area {
-            for &p in &component {
-                if let Some(s) = scores.get_mut(p) {
-                    *s = FILLED_LOGIT;
-                }
-            }
-            filled += component.len();
-        }
-    }
-    filled
+    // The matte's island labelling (8-connected runs), with SAM 2's "at most max_area".
+    replace_small_islands(
+        scores,
+        width,
+        height,
+        max_area.saturating_add(1),
+        |v| v <= 0.0,
+        FILLED_LOGIT,
+    )
 }
 
 /// [`fill_holes`] on an `[H, W]` array view (any strides).
@@ -98,18 +58,6 @@ pub fn fill_holes_in_mask_array(mut scores: ArrayViewMut2<'_, f32>, max_area: us
     }
     filled
 }
-
-/// The eight neighbours, as the CUDA kernel's merge step connects them.
-const NEIGHBOURS: [(isize, isize); 8] = [
-    (-1, -1),
-    (0, -1),
-    (1, -1),
-    (-1, 0),
-    (1, 0),
-    (-1, 1),
-    (0, 1),
-    (1, 1),
-];
 
 #[cfg(test)]
 mod tests {

@@ -62,17 +62,18 @@ struct Run {
     x1: usize,
 }
 
-/// Sets every island of `inside` pixels with fewer than `below` pixels to `value`.
-fn replace_small_islands(
+/// Sets every 8-connected island of `inside` pixels with fewer than `below` pixels to `value`;
+/// returns how many pixels it set. Also SAM 2's own hole filling ([`crate::fill_holes`]).
+pub(crate) fn replace_small_islands(
     matte: &mut [f32],
     width: usize,
     height: usize,
     below: usize,
     inside: impl Fn(f32) -> bool,
     value: f32,
-) {
+) -> usize {
     if below <= 1 || width == 0 {
-        return;
+        return 0;
     }
     let mut runs: Vec<Run> = Vec::new();
     let mut parent: Vec<usize> = Vec::new();
@@ -131,15 +132,18 @@ fn replace_small_islands(
             *total += run.x1 - run.x0;
         }
     }
+    let mut replaced = 0;
     for (id, run) in runs.iter().enumerate() {
         let root = find(&mut parent, id);
         if area.get(root).is_some_and(|&total| total < below) {
             let start = run.y * width;
             if let Some(span) = matte.get_mut(start + run.x0..start + run.x1) {
                 span.fill(value);
+                replaced += span.len();
             }
         }
     }
+    replaced
 }
 
 /// The root of `i`'s set, halving the path on the way.

@@ -14,7 +14,7 @@
 //! upsampling again.
 
 mod bilinear;
-mod components;
+pub(crate) mod components;
 mod error;
 mod finishing;
 mod gpu;
