@@ -379,6 +379,29 @@ fn manifest_off_the_documented_interface_is_refused() {
 }
 
 #[test]
+fn behaviour_the_engine_does_not_implement_is_refused_at_open() {
+    for (section, key, value) in [
+        ("memory", "non_overlap_masks_for_mem_enc", true),
+        ("memory", "directly_add_no_mem_embed", false),
+        ("predictor", "non_overlap_masks", true),
+        ("predictor", "clear_non_cond_mem_around_input", true),
+    ] {
+        let (_tmp, dir) = model_copy();
+        edit_manifest(&dir, |m| m[section][key] = value.into());
+        let (err, text) = open_err(&dir);
+        let setting = format!("{section}.{key}");
+        assert!(
+            matches!(&err, Error::UnsupportedBehaviour { setting: s, .. } if *s == setting),
+            "{err:?}"
+        );
+        assert!(
+            text.contains(&setting) && text.contains("manifest.json"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
 fn manifest_path_leaving_the_directory_is_refused() {
     let (_tmp, dir) = model_copy();
     edit_manifest(&dir, |m| {

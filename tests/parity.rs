@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use sam2_engine::predictor::{ClipSession, SessionSettings};
 use sam2_engine::replay::{StepResult, run_script};
-use sam2_engine::resample::upsample_bilinear;
+use sam2_engine::resample::resize_bilinear;
 use sam2_engine::trace::NO_OBJECT_LOGIT;
 use sam2_engine::{FolderSource, Model, ModelDir, Runtime, Script, Trace};
 use sam2_rotoscope_tests::{model_dirs, trace_dirs};
@@ -114,7 +114,7 @@ fn compare_step(trace: &Trace, got: &StepResult, video: (usize, usize), worst: &
                     r.object_score
                 ),
             }
-            let up = upsample_bilinear(&logits, side, side, w, h);
+            let up = resize_bilinear(&logits, side, side, w, h);
             let mask = want.mask.index_axis(ndarray::Axis(0), k);
             for (value, &expected) in up.iter().zip(mask.iter()) {
                 if value.abs() >= MASK_MARGIN {
@@ -150,19 +150,8 @@ fn replay(trace_dir: &Path, models: &HashMap<String, Arc<Model>>) -> Worst {
     let source = FolderSource::open(trace.clip_path().unwrap()).unwrap();
     let video = (header.video_size[0], header.video_size[1]);
     let mut settings = SessionSettings::official(model);
-    if let Some(v) = header
-        .predictor
-        .get("add_all_frames_to_correct_as_cond")
-        .and_then(|v| v.as_bool())
-    {
-        settings.add_all_frames_to_correct_as_cond = v;
-    }
-    if header
-        .predictor
-        .get("fill_hole_applied")
-        .and_then(|v| v.as_bool())
-        != Some(true)
-    {
+    settings.add_all_frames_to_correct_as_cond = header.predictor.add_all_frames_to_correct_as_cond;
+    if !header.predictor.fill_hole_applied {
         settings.fill_hole_area = 0;
     }
     let mut session = ClipSession::new(Arc::clone(model), Box::new(source), settings).unwrap();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use sam2_engine::predictor::{ClipSession, Propagation, PropagationEnd, SessionSettings};
 use sam2_engine::script::{Label, ObjectId};
-use sam2_engine::{Error, FolderSource, FrameSource, Model, RgbFrame, Runtime};
+use sam2_engine::{Direction, Error, FolderSource, FrameSource, Model, RgbFrame, Runtime};
 use sam2_rotoscope_tests::fixtures_dir;
 
 fn model() -> Arc<Model> {
@@ -211,7 +211,7 @@ fn the_memory_bank_stays_bounded_and_dropped_memories_are_rebuilt_exactly() {
         &mut s,
         Propagation {
             start_frame: Some(30),
-            reverse: true,
+            direction: Direction::Reverse,
             max_frames: Some(10),
         },
     );
@@ -233,7 +233,7 @@ fn the_memory_bank_stays_bounded_and_dropped_memories_are_rebuilt_exactly() {
             &mut r,
             Propagation {
                 start_frame: Some(30),
-                reverse: true,
+                direction: Direction::Reverse,
                 max_frames: Some(10),
             },
         );
@@ -417,11 +417,42 @@ fn a_propagation_can_be_cancelled_and_resumed() {
 }
 
 #[test]
-fn a_session_can_move_to_a_render_thread_and_a_model_is_shared() {
-    fn send<T: Send>() {}
-    fn send_sync<T: Send + Sync>() {}
-    send::<ClipSession>();
-    send_sync::<Model>();
+fn a_session_moved_to_another_thread_and_sessions_sharing_a_model_track_as_on_one_thread() {
+    // Hosts render on threads of their own: a session is prompted on one thread and propagated
+    // on another, while other sessions run the same model (and so its locked graphs) at once.
+    let model = model();
+    let prompted = |model: &Arc<Model>| {
+        let mut s = ClipSession::new(
+            Arc::clone(model),
+            clip("shapes"),
+            SessionSettings::for_model(model),
+        )
+        .unwrap();
+        s.add_points(0, OBJ, &[[70.0, 90.0]], &[Label::Positive], true)
+            .unwrap();
+        s
+    };
+    let tracked = |mut s: ClipSession| {
+        propagate(&mut s, Propagation::default());
+        let frames: Vec<Vec<f32>> = (0..s.num_frames()).map(|f| logits(&s, f, 1)).collect();
+        (s, frames)
+    };
+    let (_, alone) = tracked(prompted(&model));
+
+    let moved = prompted(&model);
+    let others: Vec<_> = (0..2)
+        .map(|_| {
+            let model = Arc::clone(&model);
+            std::thread::spawn(move || tracked(prompted(&model)).1)
+        })
+        .collect();
+    let (back, on_thread) = std::thread::spawn(move || tracked(moved)).join().unwrap();
+    assert_eq!(on_thread, alone, "a session moved to another thread");
+    for other in others {
+        assert_eq!(other.join().unwrap(), alone, "a session sharing the model");
+    }
+    // The session came back with its results.
+    assert_eq!(logits(&back, 9, 1), alone[9]);
 }
 
 #[test]

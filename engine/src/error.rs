@@ -157,6 +157,23 @@ pub enum Error {
     #[error("Running the graph {path} failed: {message}.")]
     Inference { path: PathBuf, message: String },
 
+    /// ONNX Runtime refused an input or failed to run the graph; its error is the cause.
+    #[error("Running the graph {path} failed in ONNX Runtime: {source}.")]
+    GraphRun {
+        path: PathBuf,
+        #[source]
+        source: ort::Error,
+    },
+
+    /// An output could not be read as the engine expects; ONNX Runtime's error is the cause.
+    #[error("The output \"{output}\" of the graph {path} could not be read: {source}.")]
+    GraphOutput {
+        path: PathBuf,
+        output: String,
+        #[source]
+        source: ort::Error,
+    },
+
     #[error("Interaction {index} ({op}) in the interaction script {path} is not valid: {problem}.")]
     InvalidInteraction {
         path: PathBuf,
@@ -215,23 +232,30 @@ pub enum Error {
     #[error("The prompt for object {object} on frame {frame} is not usable: {problem}.")]
     InvalidPrompt {
         frame: usize,
-        object: crate::script::ObjectId,
+        object: crate::object::ObjectId,
         problem: String,
     },
 
     #[error("There is no object {object} in this session.")]
-    UnknownObject { object: crate::script::ObjectId },
+    UnknownObject { object: crate::object::ObjectId },
 
     #[error("{}", match object {
         Some(o) => format!("Object {o} has no click, box or mask on any frame; add one before tracking."),
         None => "Nothing to track yet: add a click, a box or a mask on some frame first.".to_string(),
     })]
     NothingToTrack {
-        object: Option<crate::script::ObjectId>,
+        object: Option<crate::object::ObjectId>,
     },
 
-    #[error("This model cannot be used: {problem}.")]
-    UnsupportedModel { problem: String },
+    #[error(
+        "The model manifest {path} sets {setting} to {found}, which this engine does not implement: {reason}; export the model with the official setting."
+    )]
+    UnsupportedBehaviour {
+        path: PathBuf,
+        setting: &'static str,
+        found: String,
+        reason: &'static str,
+    },
 
     #[error("The mask {path} cannot be used as a prompt: {problem}.")]
     MaskFile { path: PathBuf, problem: String },

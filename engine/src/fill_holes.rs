@@ -29,7 +29,12 @@ pub const FILLED_LOGIT: f32 = 0.1;
 /// `max_area = 0` fills nothing (the official code requires it to be positive and the predictor
 /// skips the call at 0). A buffer whose length is not `width · height` is left as it is (0 is
 /// returned): its rows cannot be told apart.
-pub fn fill_holes(scores: &mut [f32], width: usize, height: usize, max_area: usize) -> usize {
+pub fn fill_holes_in_mask_scores(
+    scores: &mut [f32],
+    width: usize,
+    height: usize,
+    max_area: usize,
+) -> usize {
     if max_area == 0 || width.checked_mul(height) != Some(scores.len()) || scores.is_empty() {
         return 0;
     }
@@ -44,15 +49,15 @@ pub fn fill_holes(scores: &mut [f32], width: usize, height: usize, max_area: usi
     )
 }
 
-/// [`fill_holes`] on an `[H, W]` array view (any strides).
+/// [`fill_holes_in_mask_scores`] on an `[H, W]` array view (any strides).
 pub fn fill_holes_in_mask_array(mut scores: ArrayViewMut2<'_, f32>, max_area: usize) -> usize {
     let (height, width) = scores.dim();
     if let Some(slice) = scores.as_slice_mut() {
-        return fill_holes(slice, width, height, max_area);
+        return fill_holes_in_mask_scores(slice, width, height, max_area);
     }
     // Not in standard layout: work on a copy and write it back.
     let mut copy: Vec<f32> = scores.iter().copied().collect();
-    let filled = fill_holes(&mut copy, width, height, max_area);
+    let filled = fill_holes_in_mask_scores(&mut copy, width, height, max_area);
     for (s, c) in scores.iter_mut().zip(copy) {
         *s = c;
     }
@@ -95,8 +100,8 @@ mod tests {
     fn diagonal_neighbours_join_background() {
         // The two single holes touch diagonally: one component of 2 pixels.
         let (mut v, w, h) = parse(&["######", "#.####", "##.###", "######"]);
-        assert_eq!(fill_holes(&mut v, w, h, 1), 0);
-        assert_eq!(fill_holes(&mut v, w, h, 2), 2);
+        assert_eq!(fill_holes_in_mask_scores(&mut v, w, h, 1), 0);
+        assert_eq!(fill_holes_in_mask_scores(&mut v, w, h, 2), 2);
         assert_eq!(render(&v, w), ["######", "#f####", "##f###", "######"]);
     }
 
@@ -104,7 +109,7 @@ mod tests {
     fn border_components_are_filled_too() {
         let (mut v, w, h) = parse(&["..####", "######", "#####.", "......"]);
         // Top-left notch (2 px) is filled; the bottom region (7 px) is not at max_area 6.
-        assert_eq!(fill_holes(&mut v, w, h, 6), 2);
+        assert_eq!(fill_holes_in_mask_scores(&mut v, w, h, 6), 2);
         assert_eq!(render(&v, w), ["ff####", "######", "#####.", "......"]);
     }
 
@@ -112,8 +117,8 @@ mod tests {
     fn zero_counts_as_background_and_nan_as_foreground() {
         // 0.0 at (1, 0) and −0.0 at (2, 1) touch diagonally: one component of two pixels.
         let mut v = vec![1.0, 0.0, 1.0, f32::NAN, 1.0, -0.0, 1.0, 1.0, 1.0];
-        assert_eq!(fill_holes(&mut v, 3, 3, 1), 0);
-        assert_eq!(fill_holes(&mut v, 3, 3, 2), 2);
+        assert_eq!(fill_holes_in_mask_scores(&mut v, 3, 3, 1), 0);
+        assert_eq!(fill_holes_in_mask_scores(&mut v, 3, 3, 2), 2);
         assert_eq!(v[1], FILLED_LOGIT);
         assert_eq!(v[5], FILLED_LOGIT);
         assert!(v[3].is_nan());
@@ -122,10 +127,10 @@ mod tests {
     #[test]
     fn bad_sizes_and_zero_area_fill_nothing() {
         let mut v = vec![-1.0; 6];
-        assert_eq!(fill_holes(&mut v, 4, 2, 8), 0);
-        assert_eq!(fill_holes(&mut v, 3, 2, 0), 0);
+        assert_eq!(fill_holes_in_mask_scores(&mut v, 4, 2, 8), 0);
+        assert_eq!(fill_holes_in_mask_scores(&mut v, 3, 2, 0), 0);
         assert!(v.iter().all(|&x| x == -1.0));
-        assert_eq!(fill_holes(&mut v, 3, 2, 6), 6);
+        assert_eq!(fill_holes_in_mask_scores(&mut v, 3, 2, 6), 6);
     }
 
     #[test]

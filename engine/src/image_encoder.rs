@@ -1,13 +1,11 @@
 //! The Hiera image encoder: one run per frame, giving the features every later step reads.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use ndarray::{Array4, ArrayView4, Ix4};
 
 use crate::error::Result;
-use crate::model::Model;
-use crate::model::io::{inference_error, input, output};
+use crate::model::{GraphName, Model};
 
 /// The encoder's outputs for one frame.
 ///
@@ -41,30 +39,25 @@ pub fn encode(
 ) -> Result<FrameFeatures> {
     let g = model.geometry();
     let (c, f) = (g.hidden_dim, g.feat);
-    let mut session = model.image_encoder.lock();
-    let path = session.path().to_path_buf();
-    let graph = path.as_path();
-    let image = input(graph, image)?;
-    let started = Instant::now();
-    let outputs = session.session_mut().run(ort::inputs! {"image" => image});
-    model.clocks.image_encoder.record(started);
-    let outputs = outputs.map_err(|e| inference_error(graph, e))?;
-    let four = |name: &str, shape: [usize; 4]| -> Result<Array4<f32>> {
-        output::<f32>(graph, &outputs, name, &shape)?
-            .into_dimensionality::<Ix4>()
-            .map_err(|e| inference_error(graph, e))
-    };
-    let vision_features = four("vision_features", [1, c, f, f])?;
-    let high_res_0 = four("high_res_features_0", [1, c / 8, 4 * f, 4 * f])?;
-    let high_res_1 = four("high_res_features_1", [1, c / 4, 2 * f, 2 * f])?;
-    let vision_pos_enc = match shared_pos_enc {
-        Some(shared) => Arc::clone(shared),
-        None => Arc::new(four("vision_pos_enc", [1, c, f, f])?),
-    };
-    Ok(FrameFeatures {
-        vision_features,
-        vision_pos_enc,
-        high_res_0,
-        high_res_1,
+    let run = model.graph_run(GraphName::ImageEncoder);
+    run.run(ort::inputs! {"image" => run.input(image)?}, |out| {
+        let four = |name: &str, shape: [usize; 4]| -> Result<Array4<f32>> {
+            out.array::<f32>(name, &shape)?
+                .into_dimensionality::<Ix4>()
+                .map_err(|e| out.error(e))
+        };
+        let vision_features = four("vision_features", [1, c, f, f])?;
+        let high_res_0 = four("high_res_features_0", [1, c / 8, 4 * f, 4 * f])?;
+        let high_res_1 = four("high_res_features_1", [1, c / 4, 2 * f, 2 * f])?;
+        let vision_pos_enc = match shared_pos_enc {
+            Some(shared) => Arc::clone(shared),
+            None => Arc::new(four("vision_pos_enc", [1, c, f, f])?),
+        };
+        Ok(FrameFeatures {
+            vision_features,
+            vision_pos_enc,
+            high_res_0,
+            high_res_1,
+        })
     })
 }

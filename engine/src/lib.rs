@@ -11,6 +11,7 @@ mod exchange;
 pub mod fill_holes;
 pub mod frame_cache;
 pub mod frame_source;
+mod frames;
 pub mod image_encoder;
 pub mod mask_decoder;
 pub mod mask_prompt;
@@ -19,21 +20,24 @@ pub mod matte;
 pub mod memory_attention;
 pub mod memory_bank;
 pub mod memory_encoder;
+pub mod memory_selection;
 pub mod model;
+pub mod object;
 pub mod predictor;
+pub mod propagation;
 pub mod replay;
 pub mod resample;
 pub mod script;
 pub mod trace;
 pub mod trace_writer;
+mod track_step;
 
 pub use clip::Clip;
 pub use error::{Error, FileKind, Result};
 pub use frame_source::{FolderSource, FrameSource, RgbFrame};
 pub use model::{Model, ModelDir, ModelSessions, ModelTensors, Runtime};
-pub use predictor::{
-    ClipSession, FrameMasks, ObjectOutput, Propagation, PropagationEnd, SessionSettings,
-    SessionStats,
-};
+pub use object::ObjectId;
+pub use predictor::{ClipSession, FrameMasks, ObjectOutput, SessionSettings, SessionStats};
+pub use propagation::{Direction, Propagation, PropagationEnd};
 pub use script::Script;
 pub use trace::Trace;

@@ -1,14 +1,11 @@
 //! The prompt encoder + mask decoder + object-pointer head: turns (conditioned) frame features and
 //! the prompts of one frame into mask logits, an object score and an object pointer.
 
-use std::time::Instant;
+use ndarray::{Array1, Array2, Array3, Array4, ArrayView4, Ix3};
 
-use ndarray::{Array1, Array2, Array3, Array4, ArrayView4, Ix1, Ix3};
-
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::image_encoder::FrameFeatures;
-use crate::model::Model;
-use crate::model::io::{inference_error, input, output};
+use crate::model::{GraphName, Model};
 
 /// Clicks in model pixels (x, y scaled to S) with the official labels: 1 positive, 0 negative,
 /// 2/3 box corners, −1 padding.
@@ -45,13 +42,30 @@ pub struct DecoderOutput {
     /// `[C]`, with the no-object pointer already applied.
     pub object_pointer: Vec<f32>,
     pub object_score: f32,
-    /// The three multimask candidates `[3, S/4, S/4]` and their predicted IoUs (image mode).
-    pub multimask_logits: Array3<f32>,
-    pub multimask_ious: Array1<f32>,
+    /// The three multimask candidates, when asked for ([`Candidates::Keep`]).
+    pub candidates: Option<Multimask>,
+}
+
+/// The decoder's three multimask candidates (image mode shows them).
+#[derive(Debug, Clone)]
+pub struct Multimask {
+    /// `[3, S/4, S/4]`.
+    pub logits: Array3<f32>,
+    /// Predicted IoU of each.
+    pub ious: [f32; 3],
+}
+
+/// Whether the caller keeps the three candidates: only prompted frames do, so a propagated frame
+/// does not copy them out of ONNX Runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Candidates {
+    Keep,
+    Discard,
 }
 
 /// Runs the decoder. `mask_input` is `[1, 1, S/4, S/4]` (previous logits or a downsampled mask
-/// prompt); `None` uses the learned no-mask embedding.
+/// prompt); `None` uses the learned no-mask embedding. `multimask` is the graph's
+/// `multimask_output`: pick the best of three candidates rather than the single-mask output.
 pub fn decode(
     model: &Model,
     image_features: ArrayView4<'_, f32>,
@@ -59,20 +73,26 @@ pub fn decode(
     points: &PointPrompt,
     mask_input: Option<ArrayView4<'_, f32>>,
     multimask: bool,
+    candidates: Candidates,
 ) -> Result<DecoderOutput> {
     let g = model.geometry();
     let (c, low) = (g.hidden_dim, g.low_res);
     let n = points.len();
-    let coords = Array3::from_shape_fn((1, n, 2), |(_, i, k)| {
-        points
-            .coords
-            .get(i)
-            .and_then(|p| p.get(k))
-            .copied()
-            .unwrap_or(0.0)
-    });
-    let labels =
-        Array2::from_shape_fn((1, n), |(_, i)| points.labels.get(i).copied().unwrap_or(-1));
+    if points.coords.len() != n {
+        return Err(Error::Internal {
+            message: format!(
+                "a point prompt has {} coordinates but {n} labels",
+                points.coords.len()
+            ),
+        });
+    }
+    let shape_error = |e: ndarray::ShapeError| Error::Internal {
+        message: format!("the point prompt could not be shaped for the decoder: {e}"),
+    };
+    let coords =
+        Array3::from_shape_vec((1, n, 2), points.coords.iter().flatten().copied().collect())
+            .map_err(shape_error)?;
+    let labels = Array2::from_shape_vec((1, n), points.labels.clone()).map_err(shape_error)?;
     let zeros;
     let (mask, has_mask) = match mask_input {
         Some(m) => (m, true),
@@ -84,56 +104,50 @@ pub fn decode(
     let has_mask = Array1::from_elem(1, has_mask);
     let multimask = Array1::from_elem(1, multimask);
 
-    let mut session = model.mask_decoder.lock();
-    let path = session.path().to_path_buf();
-    let graph = path.as_path();
+    let run = model.graph_run(GraphName::MaskDecoder);
     let feed = ort::inputs! {
-        "image_features" => input(graph, image_features)?,
-        "high_res_features_0" => input(graph, frame.high_res_0.view())?,
-        "high_res_features_1" => input(graph, frame.high_res_1.view())?,
-        "point_coords" => input(graph, coords.view())?,
-        "point_labels" => input(graph, labels.view())?,
-        "mask_input" => input(graph, mask)?,
-        "has_mask_input" => input(graph, has_mask.view())?,
-        "multimask_output" => input(graph, multimask.view())?,
+        "image_features" => run.input(image_features)?,
+        "high_res_features_0" => run.input(frame.high_res_0.view())?,
+        "high_res_features_1" => run.input(frame.high_res_1.view())?,
+        "point_coords" => run.input(coords.view())?,
+        "point_labels" => run.input(labels.view())?,
+        "mask_input" => run.input(mask)?,
+        "has_mask_input" => run.input(has_mask.view())?,
+        "multimask_output" => run.input(multimask.view())?,
     };
-    let started = Instant::now();
-    let outputs = session.session_mut().run(feed);
-    model.clocks.mask_decoder.record(started);
-    let outputs = outputs.map_err(|e| inference_error(graph, e))?;
-    let low_res_logits = output::<f32>(graph, &outputs, "low_res_masks", &[1, 1, low, low])?
-        .into_raw_vec_and_offset()
-        .0;
-    let iou = output::<f32>(graph, &outputs, "iou", &[1, 1])?
-        .into_raw_vec_and_offset()
-        .0;
-    let object_pointer = output::<f32>(graph, &outputs, "object_pointer", &[1, c])?
-        .into_raw_vec_and_offset()
-        .0;
-    let score = output::<f32>(graph, &outputs, "object_score_logits", &[1, 1])?
-        .into_raw_vec_and_offset()
-        .0;
-    let multimask_logits = output::<f32>(
-        graph,
-        &outputs,
-        "multimask_low_res_masks",
-        &[1, 3, low, low],
-    )?
-    .into_shape_with_order((3, low, low))
-    .map_err(|e| inference_error(graph, e))?
-    .into_dimensionality::<Ix3>()
-    .map_err(|e| inference_error(graph, e))?;
-    let multimask_ious = output::<f32>(graph, &outputs, "multimask_ious", &[1, 3])?
-        .into_shape_with_order(3)
-        .map_err(|e| inference_error(graph, e))?
-        .into_dimensionality::<Ix1>()
-        .map_err(|e| inference_error(graph, e))?;
-    Ok(DecoderOutput {
-        low_res_logits,
-        iou: iou.first().copied().unwrap_or(0.0),
-        object_pointer,
-        object_score: score.first().copied().unwrap_or(0.0),
-        multimask_logits,
-        multimask_ious,
+    run.run(feed, |out| {
+        let first = |name: &str| -> Result<f32> {
+            out.view::<f32>(name, &[1, 1])?
+                .first()
+                .copied()
+                .ok_or_else(|| out.error(format!("output \"{name}\" is empty")))
+        };
+        let candidates = match candidates {
+            Candidates::Discard => None,
+            Candidates::Keep => {
+                let logits = out
+                    .array::<f32>("multimask_low_res_masks", &[1, 3, low, low])?
+                    .into_shape_with_order((3, low, low))
+                    .map_err(|e| out.error(e))?
+                    .into_dimensionality::<Ix3>()
+                    .map_err(|e| out.error(e))?;
+                let ious = out.view::<f32>("multimask_ious", &[1, 3])?;
+                let mut values = ious.iter().copied();
+                let mut next = || {
+                    values
+                        .next()
+                        .ok_or_else(|| out.error("output \"multimask_ious\" is short"))
+                };
+                let ious = [next()?, next()?, next()?];
+                Some(Multimask { logits, ious })
+            }
+        };
+        Ok(DecoderOutput {
+            low_res_logits: out.vec("low_res_masks", &[1, 1, low, low])?,
+            iou: first("iou")?,
+            object_pointer: out.vec("object_pointer", &[1, c])?,
+            object_score: first("object_score_logits")?,
+            candidates,
+        })
     })
 }

@@ -1,6 +1,7 @@
 //! A mask as a prompt (`add_new_mask`, `_use_mask_as_output`): the artist's mask becomes the
 //! frame's output directly, and the decoder only derives the object pointer from it.
 
+use crate::error::{Error, Result};
 use crate::model::ModelTensors;
 use crate::resample::resize_bilinear_antialias;
 
@@ -25,26 +26,45 @@ pub fn mask_as_logits(mask: &[f32], size: usize, scale: f32, bias: f32) -> Vec<f
 
 /// `mask_downsample`: the learned 4×4, stride-4 convolution that brings the S×S mask to the
 /// decoder's mask-input size.
-pub fn downsample(mask: &[f32], size: usize, tensors: &ModelTensors) -> Vec<f32> {
-    let out = size / 4;
-    let bias = tensors.mask_downsample_bias.first().copied().unwrap_or(0.0);
+pub fn downsample(mask: &[f32], size: usize, tensors: &ModelTensors) -> Result<Vec<f32>> {
+    let internal = |message: String| Error::Internal { message };
+    if mask.len() != size * size || !size.is_multiple_of(4) {
+        return Err(internal(format!(
+            "a mask prompt of {} values cannot be downsampled as {size}×{size}",
+            mask.len()
+        )));
+    }
+    let bias = tensors
+        .mask_downsample_bias
+        .first()
+        .copied()
+        .ok_or_else(|| internal("mask_downsample_bias is empty".into()))?;
     let weight = &tensors.mask_downsample_weight;
+    if weight.shape() != [1, 1, 4, 4] {
+        return Err(internal(format!(
+            "mask_downsample_weight has shape {:?} instead of [1, 1, 4, 4]",
+            weight.shape()
+        )));
+    }
+    let weights: Vec<f32> = weight.iter().copied().collect();
+    let out = size / 4;
     let mut result = vec![0.0f32; out * out];
-    for (i, row) in result.chunks_mut(out).enumerate() {
-        for (j, value) in row.iter_mut().enumerate() {
-            let mut sum = 0.0f32;
-            for u in 0..4 {
-                for v in 0..4 {
-                    let w = weight.get((0, 0, u, v)).copied().unwrap_or(0.0);
-                    let x = mask
-                        .get((4 * i + u) * size + 4 * j + v)
-                        .copied()
-                        .unwrap_or(0.0);
-                    sum += w * x;
+    // Per output pixel the products are summed in the kernel's row-major order, then the bias
+    // is added: the convolution's order, to the last bit.
+    for (out_row, band) in result
+        .chunks_exact_mut(out)
+        .zip(mask.chunks_exact(4 * size))
+    {
+        for (kernel_row, mask_row) in weights.chunks_exact(4).zip(band.chunks_exact(size)) {
+            for (sum, patch) in out_row.iter_mut().zip(mask_row.chunks_exact(4)) {
+                for (w, x) in kernel_row.iter().zip(patch) {
+                    *sum += w * x;
                 }
             }
-            *value = sum + bias;
+        }
+        for sum in out_row.iter_mut() {
+            *sum += bias;
         }
     }
-    result
+    Ok(result)
 }

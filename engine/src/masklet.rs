@@ -1,19 +1,17 @@
-//! A masklet: everything the predictor holds about one object — its prompts by frame, and its
-//! per-frame results split as the official predictor splits them (conditioning outputs of prompted
-//! frames, non-conditioning outputs of tracked frames, and temporary outputs of prompts not yet
-//! merged by a propagation).
-//!
-//! Maps keep insertion order with the semantics of Python dicts (re-inserting a key keeps its
-//! place; removal shifts), because the memory bank concatenates in that order.
+//! A masklet (the paper's per-object spatio-temporal mask): everything the predictor holds about
+//! one object — its prompts by frame, its memory bank of per-frame outputs, which frames a
+//! propagation reached and in which direction, and which results a later prompt made stale.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use indexmap::IndexMap;
 use ndarray::Array3;
 
 use crate::mask_decoder::PointPrompt;
+pub use crate::memory_bank::MemorySource;
+use crate::memory_bank::{MemoryBank, Storage};
 use crate::memory_encoder::MemoryFeatures;
+use crate::propagation::Direction;
 
 /// What the predictor keeps of one object on one frame (the official "compact output").
 #[derive(Debug, Clone)]
@@ -32,34 +30,6 @@ pub struct FrameResult {
     pub memory_source: MemorySource,
     /// The decoder's three candidates, for prompted frames (image mode shows them).
     pub candidates: Option<Arc<MaskCandidates>>,
-}
-
-/// The memory encoder's input for a frame, as far as it differs from frame to frame, so that a
-/// dropped memory can be rebuilt bit for bit.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct MemorySource {
-    /// The mask came from clicks (binarized) rather than tracking (scaled sigmoid).
-    pub from_points: bool,
-    /// Pixels that hole filling changed after the memory encoder ran, with their values before:
-    /// the encoder's input is the stored logits with these put back. Empty when nothing changed
-    /// (a handful of pixels otherwise).
-    pub unfilled: Arc<[(u32, f32)]>,
-    /// The memory is kept for good: rebuilding it would need more bytes (`unfilled`) than it
-    /// takes itself, so `unfilled` was let go instead.
-    pub pinned: bool,
-}
-
-impl MemorySource {
-    /// The logits the memory encoder read, from the stored ones.
-    pub fn encoder_input(&self, stored: &[f32]) -> Vec<f32> {
-        let mut logits = stored.to_vec();
-        for &(index, value) in self.unfilled.iter() {
-            if let Some(v) = logits.get_mut(index as usize) {
-                *v = value;
-            }
-        }
-        logits
-    }
 }
 
 /// The multimask outputs of the decoder on a prompted frame.
@@ -93,33 +63,12 @@ pub enum Prompt {
     Mask(Arc<[f32]>),
 }
 
-/// Direction a frame was last tracked in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Forward,
-    Reverse,
-}
-
-impl Direction {
-    pub fn is_reverse(self) -> bool {
-        self == Direction::Reverse
-    }
-}
-
-/// Which of the two output maps a result belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Storage {
-    Cond,
-    NonCond,
-}
-
+/// One object's state in a session.
 #[derive(Debug, Default, Clone)]
 pub struct Masklet {
     pub(crate) prompts: HashMap<usize, Prompt>,
-    pub(crate) cond: IndexMap<usize, FrameResult>,
-    pub(crate) non_cond: IndexMap<usize, FrameResult>,
-    pub(crate) temp_cond: IndexMap<usize, FrameResult>,
-    pub(crate) temp_non_cond: IndexMap<usize, FrameResult>,
+    pub(crate) bank: MemoryBank,
+    /// The direction each tracked frame was last reached in.
     pub(crate) tracked: HashMap<usize, Direction>,
     /// Tracked frames whose results a later prompt made out of date (a propagation recomputes
     /// them); their results stay viewable until then.
@@ -127,32 +76,28 @@ pub struct Masklet {
 }
 
 impl Masklet {
-    pub(crate) fn temp(&mut self, storage: Storage) -> &mut IndexMap<usize, FrameResult> {
-        match storage {
-            Storage::Cond => &mut self.temp_cond,
-            Storage::NonCond => &mut self.temp_non_cond,
-        }
+    /// The object's memory bank.
+    pub fn memory_bank(&self) -> &MemoryBank {
+        &self.bank
     }
 
-    /// The official consolidation lookup: the temporary output of that storage, then the
-    /// conditioning output, then the non-conditioning one.
+    /// The official consolidation lookup ([`MemoryBank::consolidated`]).
     pub fn lookup(&self, frame: usize, storage: Storage) -> Option<&FrameResult> {
-        let temp = match storage {
-            Storage::Cond => &self.temp_cond,
-            Storage::NonCond => &self.temp_non_cond,
-        };
-        temp.get(&frame)
-            .or_else(|| self.cond.get(&frame))
-            .or_else(|| self.non_cond.get(&frame))
+        self.bank.consolidated(frame, storage)
     }
 
     /// The result a viewer shows for `frame`: the newest of what is stored.
     pub fn result(&self, frame: usize) -> Option<&FrameResult> {
-        self.temp_cond
-            .get(&frame)
-            .or_else(|| self.temp_non_cond.get(&frame))
-            .or_else(|| self.cond.get(&frame))
-            .or_else(|| self.non_cond.get(&frame))
+        self.bank.latest(frame)
+    }
+
+    /// Takes back the prompt on `frame`: its output stays as a tracked result until a
+    /// propagation recomputes it (the official `clear_all_prompts_in_frame`).
+    pub(crate) fn clear_prompt(&mut self, frame: usize) {
+        self.prompts.remove(&frame);
+        if self.bank.demote(frame) {
+            self.tracked.remove(&frame);
+        }
     }
 
     /// Frames with a prompt, ascending.
@@ -185,41 +130,23 @@ impl Masklet {
     /// direction it was tracked from (forward when it was not tracked). Prompts and results on
     /// other frames are kept.
     pub(crate) fn invalidate_after(&mut self, frame: usize) {
-        let reverse = self.tracked.get(&frame).is_some_and(|d| d.is_reverse());
+        let direction = self.tracked.get(&frame).copied().unwrap_or_default();
         let later: Vec<usize> = self
             .tracked
             .keys()
             .copied()
-            .filter(|&t| if reverse { t < frame } else { t > frame })
+            .filter(|&t| direction.is_beyond(t, frame))
             .collect();
         self.stale.extend(later);
     }
 
     /// Memories held (the bank's size), for the bounded-memory checks.
     pub fn memories_held(&self) -> usize {
-        [
-            &self.cond,
-            &self.non_cond,
-            &self.temp_cond,
-            &self.temp_non_cond,
-        ]
-        .iter()
-        .flat_map(|m| m.values())
-        .filter(|r| r.memory.is_some())
-        .count()
+        self.bank.memories_held()
     }
 
     /// Bytes held by this object's results.
     pub fn bytes(&self) -> usize {
-        [
-            &self.cond,
-            &self.non_cond,
-            &self.temp_cond,
-            &self.temp_non_cond,
-        ]
-        .iter()
-        .flat_map(|m| m.values())
-        .map(FrameResult::bytes)
-        .sum()
+        self.bank.bytes()
     }
 }

@@ -1,285 +1,358 @@
-//! Which memories and object pointers a frame attends to — one pure function over an object's
-//! prompted ("conditioning") and recent outputs, keyed by frame.
+//! The memory bank of one object (the paper's "memory bank"): its outputs by frame, split as the
+//! official predictor splits them — conditioning outputs of prompted frames, non-conditioning
+//! outputs of tracked frames, and temporary outputs of prompts not yet merged by a propagation —
+//! with what reads and changes them: selection of what a frame attends to, the official lookups,
+//! the merge at a propagation's start, and the retention policy (which memories may be dropped
+//! and how a dropped one is rebuilt).
 //!
-//! A line-by-line port of `SAM2Base._prepare_memory_conditioned_features` up to the concatenation
-//! (and of `select_closest_cond_frames`); `bundle/exporter/sam2export/memory_selection.py` is the same
-//! function in Python, checked there against the official code. Map order matters to the last
-//! float bit only (attention sums over memory tokens), but it is kept: conditioning frames in
-//! insertion order, then recent frames from the oldest to the newest.
+//! Maps keep insertion order with the semantics of Python dicts (re-inserting a key keeps its
+//! place; removal shifts), because the bank concatenates memories in that order.
+
+use std::sync::Arc;
 
 use indexmap::IndexMap;
 
+use crate::error::{Error, Result};
+use crate::masklet::FrameResult;
+use crate::memory_attention::{MemoryEntry, PointerEntry};
+use crate::memory_encoder::MemoryFeatures;
+use crate::memory_selection::{self, MemoryPick};
 use crate::model::manifest::MemorySettings;
+use crate::object::ObjectId;
+use crate::propagation::Direction;
 
-/// A memory frame to attend to.
+/// Which of the two output maps a result belongs to (the official `cond_frame_outputs` and
+/// `non_cond_frame_outputs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Storage {
+    /// A prompted frame's output: every later frame may attend to it.
+    Cond,
+    /// A tracked frame's output: only the next few frames attend to it.
+    NonCond,
+}
+
+/// Where the mask the memory encoder read came from; the encoder treats the two differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PickedMemory {
-    pub frame: usize,
-    /// Index into the temporal encodings: `num_maskmem − t_pos − 1` (prompted frames: t_pos 0).
-    pub temporal_slot: i64,
-    /// Look the output up among the selected conditioning frames; otherwise among the recent
-    /// outputs first and the unselected conditioning frames second (the official lookup).
-    pub from_cond: bool,
+pub enum MaskOrigin {
+    /// Clicks (or any prompt, once a propagation merges it): the mask is binarized
+    /// (`is_mask_from_pts`).
+    Points,
+    /// Tracking: the mask goes through the scaled sigmoid.
+    Tracked,
 }
 
-/// An object pointer to attend to.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PickedPointer {
-    pub frame: usize,
-    /// Signed frame distance divided by `min(num_frames, max_obj_ptrs_in_encoder) − 1`, in f32
-    /// as the official code computes it.
-    pub position: f32,
-    pub from_cond: bool,
+/// Whether a memory may be dropped, and what rebuilding it needs beyond the stored logits.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Retention {
+    /// The memory may be dropped and rebuilt bit for bit: the encoder's input was the stored
+    /// logits with these pixels put back — those hole filling changed after the memory encoder
+    /// ran, with their values before (empty for most masks).
+    Rebuildable { unfilled: Arc<[(u32, f32)]> },
+    /// The memory is kept for good: rebuilding it would need more bytes than it takes itself.
+    Pinned,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct MemoryPick {
-    pub memories: Vec<PickedMemory>,
-    pub pointers: Vec<PickedPointer>,
+/// The memory encoder's input for a frame, as far as it differs from frame to frame, so that a
+/// dropped memory can be rebuilt bit for bit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemorySource {
+    pub origin: MaskOrigin,
+    pub retention: Retention,
 }
 
-/// `select_closest_cond_frames`: (selected, unselected) conditioning frames, in the official order.
-pub fn select_closest_cond_frames<V>(
-    frame: usize,
-    cond: &IndexMap<usize, V>,
-    max_cond_frames: i64,
-) -> (Vec<usize>, Vec<usize>) {
-    let all: Vec<usize> = cond.keys().copied().collect();
-    if max_cond_frames < 0 || all.len() as i64 <= max_cond_frames {
-        return (all, Vec::new());
+impl Default for MemorySource {
+    /// A tracked mask whose memory reads the stored logits as they are.
+    fn default() -> MemorySource {
+        MemorySource::from_stored(MaskOrigin::Tracked)
     }
-    let mut selected = Vec::new();
-    if let Some(before) = all.iter().copied().filter(|&t| t < frame).max() {
-        selected.push(before);
-    }
-    if let Some(after) = all.iter().copied().filter(|&t| t >= frame).min() {
-        selected.push(after);
-    }
-    let remain = usize::try_from(max_cond_frames)
-        .unwrap_or(0)
-        .saturating_sub(selected.len());
-    let mut rest: Vec<usize> = all
-        .iter()
-        .copied()
-        .filter(|t| !selected.contains(t))
-        .collect();
-    rest.sort_by_key(|&t| t.abs_diff(frame)); // stable, as Python's sorted
-    selected.extend(rest.into_iter().take(remain));
-    let unselected = all.into_iter().filter(|t| !selected.contains(t)).collect();
-    (selected, unselected)
 }
 
-/// The memories and pointers of frame `frame` for one object.
-pub fn select_memory<V>(
-    settings: &MemorySettings,
-    frame: usize,
-    cond: &IndexMap<usize, V>,
-    non_cond: &IndexMap<usize, V>,
-    num_frames: usize,
-    reverse: bool,
-) -> MemoryPick {
-    let num_maskmem = i64::from(settings.num_maskmem);
-    let (selected, unselected) =
-        select_closest_cond_frames(frame, cond, settings.max_cond_frames_in_attn);
-    let recent = |t: i64| -> Option<usize> {
-        let t = usize::try_from(t).ok()?;
-        (non_cond.contains_key(&t) || unselected.contains(&t)).then_some(t)
-    };
-    let mut pick = MemoryPick::default();
-    pick.memories.extend(selected.iter().map(|&t| PickedMemory {
-        frame: t,
-        temporal_slot: num_maskmem - 1,
-        from_cond: true,
-    }));
+impl MemorySource {
+    /// A memory encoded from the stored logits as they are.
+    pub fn from_stored(origin: MaskOrigin) -> MemorySource {
+        MemorySource {
+            origin,
+            retention: Retention::Rebuildable {
+                unfilled: Arc::from(Vec::new()),
+            },
+        }
+    }
 
-    let f = frame as i64;
-    let stride = i64::from(settings.memory_temporal_stride_for_eval.max(1));
-    for t_pos in 1..num_maskmem {
-        let t_rel = num_maskmem - t_pos;
-        let prev = if t_rel == 1 {
-            if reverse { f + t_rel } else { f - t_rel }
-        } else if !reverse {
-            (f - 2).div_euclid(stride) * stride - (t_rel - 2) * stride
-        } else {
-            -((-(f + 2)).div_euclid(stride)) * stride + (t_rel - 2) * stride
+    /// The logits the memory encoder read, from the stored ones.
+    pub fn encoder_input(&self, stored: &[f32]) -> Vec<f32> {
+        let mut logits = stored.to_vec();
+        if let Retention::Rebuildable { unfilled } = &self.retention {
+            for &(index, value) in unfilled.iter() {
+                if let Some(v) = logits.get_mut(index as usize) {
+                    *v = value;
+                }
+            }
+        }
+        logits
+    }
+}
+
+/// Runs the memory encoder on one frame: `(frame, logits, object score, mask origin)`.
+pub(crate) type EncodeMemory<'e> =
+    dyn FnMut(usize, &[f32], f32, MaskOrigin) -> Result<MemoryFeatures> + 'e;
+
+/// One object's outputs by frame; see the module documentation.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryBank {
+    cond: IndexMap<usize, FrameResult>,
+    non_cond: IndexMap<usize, FrameResult>,
+    temp_cond: IndexMap<usize, FrameResult>,
+    temp_non_cond: IndexMap<usize, FrameResult>,
+}
+
+impl MemoryBank {
+    /// The memories and pointers `frame` attends to ([`memory_selection::select_memory`] over the
+    /// merged outputs).
+    pub fn select(
+        &self,
+        frame: usize,
+        settings: &MemorySettings,
+        num_frames: usize,
+        direction: Direction,
+    ) -> MemoryPick {
+        memory_selection::select_memory(
+            settings,
+            frame,
+            &self.cond,
+            &self.non_cond,
+            num_frames,
+            direction,
+        )
+    }
+
+    /// A picked entry's output, with the official lookup order ([`memory_selection::lookup`]).
+    pub fn lookup(&self, frame: usize, storage: Storage) -> Option<&FrameResult> {
+        memory_selection::lookup(frame, storage, &self.cond, &self.non_cond)
+    }
+
+    /// The official consolidation lookup: the temporary output of that storage, then the
+    /// conditioning output, then the non-conditioning one.
+    pub fn consolidated(&self, frame: usize, storage: Storage) -> Option<&FrameResult> {
+        let temp = match storage {
+            Storage::Cond => &self.temp_cond,
+            Storage::NonCond => &self.temp_non_cond,
         };
-        if let Some(t) = recent(prev) {
-            pick.memories.push(PickedMemory {
-                frame: t,
-                temporal_slot: num_maskmem - t_pos - 1,
-                from_cond: false,
+        temp.get(&frame)
+            .or_else(|| self.cond.get(&frame))
+            .or_else(|| self.non_cond.get(&frame))
+    }
+
+    /// The newest output stored for `frame`: what a viewer shows.
+    pub fn latest(&self, frame: usize) -> Option<&FrameResult> {
+        self.temp_cond
+            .get(&frame)
+            .or_else(|| self.temp_non_cond.get(&frame))
+            .or_else(|| self.cond.get(&frame))
+            .or_else(|| self.non_cond.get(&frame))
+    }
+
+    /// The merged conditioning output of `frame`, which a propagation passes through unchanged.
+    pub fn conditioning(&self, frame: usize) -> Option<&FrameResult> {
+        self.cond.get(&frame)
+    }
+
+    /// Frames with a merged conditioning output, in insertion order.
+    pub fn conditioning_frames(&self) -> impl Iterator<Item = usize> + '_ {
+        self.cond.keys().copied()
+    }
+
+    /// Whether a prompt on `frame` is waiting to be merged as a conditioning output.
+    pub fn has_temporary_cond(&self, frame: usize) -> bool {
+        self.temp_cond.contains_key(&frame)
+    }
+
+    /// Stores a prompt's output until the next propagation merges it.
+    pub(crate) fn insert_temporary(&mut self, frame: usize, storage: Storage, result: FrameResult) {
+        match storage {
+            Storage::Cond => self.temp_cond.insert(frame, result),
+            Storage::NonCond => self.temp_non_cond.insert(frame, result),
+        };
+    }
+
+    /// Stores a propagation's output for a tracked frame.
+    pub(crate) fn insert_tracked(&mut self, frame: usize, result: FrameResult) {
+        self.non_cond.insert(frame, result);
+    }
+
+    /// `propagate_in_video_preflight` for one object: merges the temporary outputs into the bank,
+    /// encoding the memories they lack, and drops tracked outputs of frames that are now
+    /// conditioning frames.
+    pub(crate) fn merge_temporary(&mut self, encode: &mut EncodeMemory<'_>) -> Result<()> {
+        for storage in [Storage::NonCond, Storage::Cond] {
+            let temp = match storage {
+                Storage::Cond => std::mem::take(&mut self.temp_cond),
+                Storage::NonCond => std::mem::take(&mut self.temp_non_cond),
+            };
+            for (frame, mut result) in temp {
+                if result.memory.is_none() {
+                    // Prompted frames are encoded as clicked, whatever the prompt (official).
+                    result.memory_source = MemorySource::from_stored(MaskOrigin::Points);
+                    result.memory = Some(encode(
+                        frame,
+                        &result.low_res_logits,
+                        result.object_score,
+                        MaskOrigin::Points,
+                    )?);
+                }
+                match storage {
+                    Storage::Cond => self.cond.insert(frame, result),
+                    Storage::NonCond => self.non_cond.insert(frame, result),
+                };
+            }
+        }
+        let cond: Vec<usize> = self.cond.keys().copied().collect();
+        for frame in cond {
+            self.non_cond.shift_remove(&frame);
+        }
+        Ok(())
+    }
+
+    /// Takes back the prompt of `frame` (the official `clear_all_prompts_in_frame`): its
+    /// temporary outputs go, and a merged conditioning output stays as a tracked one. Returns
+    /// whether there was a merged conditioning output.
+    pub(crate) fn demote(&mut self, frame: usize) -> bool {
+        self.temp_cond.shift_remove(&frame);
+        self.temp_non_cond.shift_remove(&frame);
+        match self.cond.shift_remove(&frame) {
+            Some(result) => {
+                self.non_cond.insert(frame, result);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The picked entries whose memory was dropped ([`MemoryBank::forget_far`]).
+    pub(crate) fn dropped(&self, pick: &MemoryPick) -> Vec<(usize, Storage)> {
+        pick.memories
+            .iter()
+            .filter(|p| {
+                self.lookup(p.frame, p.storage)
+                    .is_some_and(|r| r.memory.is_none())
+            })
+            .map(|p| (p.frame, p.storage))
+            .collect()
+    }
+
+    /// Re-encodes a memory that [`MemoryBank::forget_far`] dropped: same frame features, same
+    /// stored logits, same mask origin — the same memory. `object` names the bank in errors.
+    pub(crate) fn restore(
+        &mut self,
+        object: ObjectId,
+        frame: usize,
+        storage: Storage,
+        encode: &mut EncodeMemory<'_>,
+    ) -> Result<()> {
+        // The official lookup, for writing.
+        let result = if storage == Storage::Cond || !self.non_cond.contains_key(&frame) {
+            self.cond.get_mut(&frame)
+        } else {
+            self.non_cond.get_mut(&frame)
+        }
+        .ok_or_else(|| Error::Internal {
+            message: format!(
+                "object {object}: no result on frame {frame} to rebuild a memory from"
+            ),
+        })?;
+        let input = result.memory_source.encoder_input(&result.low_res_logits);
+        result.memory = Some(encode(
+            frame,
+            &input,
+            result.object_score,
+            result.memory_source.origin,
+        )?);
+        Ok(())
+    }
+
+    /// The inputs of memory attention for `pick`: every picked memory and pointer, which must be
+    /// present (restore dropped memories first). `object` names the bank in errors.
+    pub(crate) fn attention_inputs(
+        &self,
+        object: ObjectId,
+        pick: &MemoryPick,
+    ) -> Result<(Vec<MemoryEntry<'_>>, Vec<PointerEntry<'_>>)> {
+        let missing = |t: usize| Error::Internal {
+            message: format!("object {object}: the memory of frame {t} is missing"),
+        };
+        let mut memories = Vec::with_capacity(pick.memories.len());
+        for p in &pick.memories {
+            let result = self
+                .lookup(p.frame, p.storage)
+                .ok_or_else(|| missing(p.frame))?;
+            let features = result.memory.as_ref().ok_or_else(|| missing(p.frame))?;
+            memories.push(MemoryEntry {
+                features,
+                temporal_slot: p.temporal_slot,
             });
         }
+        let mut pointers = Vec::with_capacity(pick.pointers.len());
+        for p in &pick.pointers {
+            let result = self
+                .lookup(p.frame, p.storage)
+                .ok_or_else(|| missing(p.frame))?;
+            pointers.push(PointerEntry {
+                pointer: &result.object_pointer,
+                position: p.position,
+            });
+        }
+        Ok((memories, pointers))
     }
 
-    if settings.use_obj_ptrs_in_encoder {
-        let max_ptrs = num_frames.min(settings.max_obj_ptrs_in_encoder as usize);
-        let t_diff_max = max_ptrs.saturating_sub(1) as f32;
-        let sign = if reverse { -1 } else { 1 };
-        let mut raw: Vec<(i64, usize, bool)> = Vec::new();
-        for &t in &selected {
-            let in_past = !settings.only_obj_ptrs_in_the_past_for_eval
-                || if reverse { t >= frame } else { t <= frame };
-            if in_past {
-                let d = if settings.use_signed_tpos_enc_to_obj_ptrs {
-                    (f - t as i64) * sign
-                } else {
-                    (f - t as i64).abs()
-                };
-                raw.push((d, t, true));
+    /// How far from the current frame the bank reads tracked memories: the last
+    /// `num_maskmem − 1` recent frames, times the stride.
+    pub fn reach(settings: &MemorySettings) -> usize {
+        (settings.num_maskmem as usize) * (settings.memory_temporal_stride_for_eval.max(1) as usize)
+    }
+
+    /// The retention policy: drops the memories of tracked (non-conditioning) frames beyond the
+    /// bank's reach ([`MemoryBank::reach`]) from `frame`, where a propagation now stands — they
+    /// would sit unused, and memory use would grow with the clip. A later propagation that needs
+    /// one rebuilds it exactly ([`MemoryBank::restore`]). Whichever is smaller stays: the memory
+    /// itself, or what rebuilding it needs beyond the stored logits.
+    pub(crate) fn forget_far(&mut self, frame: usize, settings: &MemorySettings) {
+        let reach = MemoryBank::reach(settings);
+        for (&t, result) in self.non_cond.iter_mut() {
+            let Some(memory) = &result.memory else {
+                continue;
+            };
+            let Retention::Rebuildable { unfilled } = &result.memory_source.retention else {
+                continue;
+            };
+            if t.abs_diff(frame) <= reach {
+                continue;
+            }
+            let rebuild_bytes = unfilled.len() * size_of::<(u32, f32)>();
+            if rebuild_bytes < memory.bytes() {
+                result.memory = None;
+            } else {
+                result.memory_source.retention = Retention::Pinned;
             }
         }
-        for t_diff in 1..max_ptrs as i64 {
-            let t = if reverse { f + t_diff } else { f - t_diff };
-            if t < 0 || t >= num_frames as i64 {
-                break;
-            }
-            if let Some(t) = recent(t) {
-                raw.push((t_diff, t, false));
-            }
-        }
-        // The official code divides an int64 tensor by a Python int: float32 true division.
-        pick.pointers = raw
-            .into_iter()
-            .map(|(d, t, from_cond)| PickedPointer {
-                frame: t,
-                position: d as f32 / t_diff_max,
-                from_cond,
-            })
-            .collect();
-    }
-    pick
-}
-
-/// Resolves a picked entry to its stored value with the official lookup order.
-pub fn lookup<'a, V>(
-    frame: usize,
-    from_cond: bool,
-    cond: &'a IndexMap<usize, V>,
-    non_cond: &'a IndexMap<usize, V>,
-) -> Option<&'a V> {
-    if from_cond {
-        cond.get(&frame)
-    } else {
-        non_cond.get(&frame).or_else(|| cond.get(&frame))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings() -> MemorySettings {
-        MemorySettings {
-            num_maskmem: 7,
-            max_cond_frames_in_attn: -1,
-            memory_temporal_stride_for_eval: 1,
-            use_obj_ptrs_in_encoder: true,
-            max_obj_ptrs_in_encoder: 16,
-            only_obj_ptrs_in_the_past_for_eval: true,
-            add_tpos_enc_to_obj_ptrs: true,
-            proj_tpos_enc_in_obj_ptrs: true,
-            use_signed_tpos_enc_to_obj_ptrs: true,
-            directly_add_no_mem_embed: true,
-            sigmoid_scale_for_mem_enc: 20.0,
-            sigmoid_bias_for_mem_enc: -10.0,
-            binarize_mask_from_pts_for_mem_enc: true,
-            non_overlap_masks_for_mem_enc: false,
-            memory_storage_dtype: crate::model::manifest::StorageDtype::Bfloat16,
-            no_obj_embed_spatial: true,
-            maskmem_tpos_enc: "memory_attention.onnx".into(),
-            obj_ptr_tpos_proj: "memory_attention.onnx".into(),
-        }
     }
 
-    fn map(frames: &[usize]) -> IndexMap<usize, ()> {
-        frames.iter().map(|&t| (t, ())).collect()
+    fn all(&self) -> impl Iterator<Item = &FrameResult> {
+        [
+            &self.cond,
+            &self.non_cond,
+            &self.temp_cond,
+            &self.temp_non_cond,
+        ]
+        .into_iter()
+        .flat_map(|m| m.values())
     }
 
-    #[test]
-    fn full_bank_takes_the_prompt_and_six_recent_frames_oldest_first() {
-        let pick = select_memory(
-            &settings(),
-            20,
-            &map(&[0]),
-            &map(&(1..20).collect::<Vec<_>>()),
-            30,
-            false,
-        );
-        let frames: Vec<(usize, i64, bool)> = pick
-            .memories
-            .iter()
-            .map(|m| (m.frame, m.temporal_slot, m.from_cond))
-            .collect();
-        assert_eq!(
-            frames,
-            // Frame t−k takes slot k−1: the newest recent frame has slot 0.
-            vec![
-                (0, 6, true),
-                (14, 5, false),
-                (15, 4, false),
-                (16, 3, false),
-                (17, 2, false),
-                (18, 1, false),
-                (19, 0, false)
-            ]
-        );
-        // 1 prompted + 15 recent pointers, distances normalised by min(30, 16) − 1 = 15.
-        assert_eq!(pick.pointers.len(), 16);
-        assert_eq!(pick.pointers[0].frame, 0);
-        assert_eq!(pick.pointers[0].position, 20.0 / 15.0);
-        assert_eq!(pick.pointers[1].frame, 19);
-        assert_eq!(pick.pointers[1].position, 1.0 / 15.0);
-        assert_eq!(pick.pointers[15].frame, 5);
+    /// Memories held, for the bounded-memory checks.
+    pub fn memories_held(&self) -> usize {
+        self.all().filter(|r| r.memory.is_some()).count()
     }
 
-    #[test]
-    fn a_future_prompt_is_a_memory_but_not_a_pointer() {
-        let pick = select_memory(&settings(), 0, &map(&[5]), &map(&[]), 10, false);
-        assert_eq!(pick.memories.len(), 1);
-        assert!(pick.pointers.is_empty());
-    }
-
-    #[test]
-    fn reverse_tracking_looks_at_later_frames_with_distances_signed_by_direction() {
-        let pick = select_memory(
-            &settings(),
-            14,
-            &map(&[20]),
-            &map(&[15, 16, 17, 18, 19, 21]),
-            30,
-            true,
-        );
-        let frames: Vec<usize> = pick.memories.iter().map(|m| m.frame).collect();
-        assert_eq!(frames, vec![20, 19, 18, 17, 16, 15]);
-        // (frame − t) · −1: a prompt 6 frames "behind" in the reverse direction is +6.
-        assert_eq!(pick.pointers[0].position, 6.0 / 15.0);
-        assert_eq!(pick.pointers[1].frame, 15);
-        assert_eq!(pick.pointers[1].position, 1.0 / 15.0);
-    }
-
-    #[test]
-    fn short_clips_normalise_pointer_distances_by_their_length() {
-        let pick = select_memory(&settings(), 1, &map(&[0]), &map(&[]), 2, false);
-        assert_eq!(pick.pointers.len(), 1);
-        assert_eq!(pick.pointers[0].position, 1.0);
-    }
-
-    #[test]
-    fn a_cond_frame_limit_keeps_the_closest_before_and_after_then_the_nearest() {
-        let cond = map(&[0, 10, 20, 30]);
-        let (selected, unselected) = select_closest_cond_frames(12, &cond, 3);
-        assert_eq!(selected, vec![10, 20, 0]);
-        assert_eq!(unselected, vec![30]);
-        // An unselected prompted frame among the recent slots is attended as a recent frame.
-        let mut s = settings();
-        s.max_cond_frames_in_attn = 2;
-        let pick = select_memory(&s, 30, &map(&[27, 28, 40]), &map(&[]), 50, false);
-        let got: Vec<(usize, i64, bool)> = pick
-            .memories
-            .iter()
-            .map(|m| (m.frame, m.temporal_slot, m.from_cond))
-            .collect();
-        assert_eq!(got, vec![(28, 6, true), (40, 6, true), (27, 2, false)]);
+    /// Bytes held by the outputs.
+    pub fn bytes(&self) -> usize {
+        self.all().map(FrameResult::bytes).sum()
     }
 }

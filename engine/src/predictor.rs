@@ -12,24 +12,21 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
-use ndarray::{Array4, ArrayView4};
 
 use crate::error::{Error, Result};
-use crate::fill_holes::fill_holes;
 use crate::frame_cache::{DEFAULT_FRAME_CACHE_BYTES, FrameCache, Residency};
 use crate::frame_source::FrameSource;
-use crate::image_encoder::{self, FrameFeatures};
-use crate::mask_decoder::{self, PointPrompt};
+use crate::frames::Frames;
+use crate::mask_decoder::PointPrompt;
 use crate::mask_prompt;
-use crate::masklet::{
-    Direction, FrameResult, MaskCandidates, Masklet, MemorySource, Prompt, Storage,
-};
-use crate::memory_attention::{self, MemoryEntry, PointerEntry};
-use crate::memory_bank::{lookup, select_memory};
-use crate::memory_encoder;
+use crate::masklet::{FrameResult, Masklet, Prompt};
+use crate::memory_bank::Storage;
 use crate::model::Model;
-use crate::resample::sam2_input;
-use crate::script::{Label, ObjectId};
+use crate::object::ObjectId;
+use crate::propagation::Direction;
+pub use crate::propagation::{Propagation, PropagationEnd};
+use crate::script::Label;
+use crate::track_step::{Conditioning, MemoryEncoding, StepInput, TrackStep};
 
 /// Choices a session makes that the model does not fix.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,16 +83,6 @@ pub struct FrameMasks {
     pub objects: Vec<ObjectOutput>,
 }
 
-/// A propagation request: the official `propagate_in_video` arguments.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Propagation {
-    /// Default: the earliest prompted frame of any object.
-    pub start_frame: Option<usize>,
-    pub reverse: bool,
-    /// Default: the whole clip. `n` visits up to n + 1 frames (the official counting).
-    pub max_frames: Option<usize>,
-}
-
 /// What a session has run so far: how the benchmarks split time and how the tests check that a
 /// cached frame costs no encoder run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -108,113 +95,12 @@ pub struct SessionStats {
     pub memories_rebuilt: u64,
 }
 
-/// How a propagation ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PropagationEnd {
-    Completed { frames: usize },
-    Cancelled { frames: usize },
-}
-
-/// Frames: the source, the feature cache and the constants every frame shares.
-struct Frames {
-    model: Arc<Model>,
-    source: Box<dyn FrameSource>,
-    cache: FrameCache,
-    vision_pos_enc: Option<Arc<Array4<f32>>>,
-    memory_pos_enc: Option<Array4<f32>>,
-    num_frames: usize,
-    video_size: (u32, u32),
-    stats: SessionStats,
-}
-
-impl std::fmt::Debug for Frames {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Frames")
-            .field("num_frames", &self.num_frames)
-            .field("video_size", &self.video_size)
-            .field("cached", &self.cache.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Frames {
-    fn check(&self, frame: usize) -> Result<()> {
-        if frame < self.num_frames {
-            Ok(())
-        } else {
-            Err(Error::FrameOutOfRange {
-                frame,
-                num_frames: self.num_frames,
-            })
-        }
-    }
-
-    /// The encoder features of `frame`, from the cache or by encoding it.
-    fn features(&mut self, frame: usize, residency: Residency) -> Result<Arc<FrameFeatures>> {
-        self.check(frame)?;
-        if let Some(features) = self.cache.get(frame, residency) {
-            return Ok(features);
-        }
-        let image = self.source.frame(frame)?;
-        if (image.width, image.height) != self.video_size
-            || image.data.len() != image.width as usize * image.height as usize * 3
-        {
-            return Err(Error::FrameSource {
-                frame,
-                message: format!(
-                    "it is {}×{} ({} bytes) but the clip is {}×{} RGB",
-                    image.width,
-                    image.height,
-                    image.data.len(),
-                    self.video_size.0,
-                    self.video_size.1
-                ),
-            });
-        }
-        let m = self.model.manifest();
-        let input = sam2_input(
-            &image.data,
-            image.width,
-            image.height,
-            m.image_size,
-            m.image_mean,
-            m.image_std,
-        );
-        self.stats.image_encoder_runs += 1;
-        let features = Arc::new(image_encoder::encode(
-            &self.model,
-            input.view(),
-            self.vision_pos_enc.as_ref(),
-        )?);
-        if self.vision_pos_enc.is_none() {
-            self.vision_pos_enc = Some(Arc::clone(&features.vision_pos_enc));
-        }
-        self.cache.insert(frame, Arc::clone(&features), residency);
-        Ok(features)
-    }
-
-    fn encode_memory(
-        &mut self,
-        frame: usize,
-        logits: &[f32],
-        score: f32,
-        from_points: bool,
-        residency: Residency,
-    ) -> Result<memory_encoder::MemoryFeatures> {
-        let features = self.features(frame, residency)?;
-        self.stats.memory_encoder_runs += 1;
-        let (memory, pos) = memory_encoder::encode_memory(
-            &self.model,
-            features.vision_features.view(),
-            logits,
-            score,
-            from_points,
-        )?;
-        if self.memory_pos_enc.is_none() {
-            self.memory_pos_enc = Some(pos);
-        }
-        Ok(memory)
-    }
+/// Where a new prompt's step starts from and where its output goes.
+struct PromptedFrame {
+    conditioning: Conditioning,
+    /// The direction the frame was tracked in (forward when it was not).
+    direction: Direction,
+    storage: Storage,
 }
 
 /// A tracking session on one clip.
@@ -231,28 +117,11 @@ impl ClipSession {
         source: Box<dyn FrameSource>,
         settings: SessionSettings,
     ) -> Result<ClipSession> {
-        let num_frames = source.num_frames();
-        if num_frames == 0 {
+        if source.num_frames() == 0 {
             return Err(Error::EmptySource);
         }
-        let m = model.manifest();
-        if !m.memory.directly_add_no_mem_embed {
-            return Err(Error::UnsupportedModel {
-                problem: "it does not add the no-memory embedding directly on the first frame (directly_add_no_mem_embed), which every SAM 2 and SAM 2.1 release does".into(),
-            });
-        }
-        let video_size = source.video_size();
         Ok(ClipSession {
-            frames: Frames {
-                cache: FrameCache::new(settings.frame_cache_bytes),
-                model,
-                source,
-                vision_pos_enc: None,
-                memory_pos_enc: None,
-                num_frames,
-                video_size,
-                stats: SessionStats::default(),
-            },
+            frames: Frames::new(model, source, settings.frame_cache_bytes),
             settings,
             objects: IndexMap::new(),
         })
@@ -437,9 +306,9 @@ impl ClipSession {
             .prompts
             .insert(frame, Prompt::Points(points.clone()));
         masklet.invalidate_after(frame);
-        let (is_init, direction, storage) = self.prompt_frame(object, frame);
+        let storage = self.prompt_frame(object, frame).storage;
         let clamp = self.frames.model.manifest().decoder.prev_mask_logits_clamp;
-        let prev_logits = self
+        let previous_logits = self
             .objects
             .get(&object)
             .and_then(|m| m.lookup(frame, storage))
@@ -449,20 +318,12 @@ impl ClipSession {
                     .map(|v| v.clamp(-clamp, clamp))
                     .collect::<Vec<f32>>()
             });
-        let prompt = Prompt::Points(points);
-        let result = self.run_frame(
+        self.prompt_step(
             object,
             frame,
-            is_init,
-            Some(&prompt),
-            direction,
-            false,
-            prev_logits.as_deref(),
-        )?;
-        if let Some(m) = self.objects.get_mut(&object) {
-            m.temp(storage).insert(frame, result);
-        }
-        Ok(self.consolidate(frame, storage))
+            &Prompt::Points(points),
+            previous_logits.as_deref(),
+        )
     }
 
     /// A mask prompt: `mask` is `width · height` booleans (row-major) at the video size.
@@ -488,44 +349,60 @@ impl ClipSession {
         let s = self.frames.model.geometry().image_size;
         let resized = mask_prompt::to_model_size(mask, w as usize, h as usize, s);
         let masklet = self.objects.entry(object).or_default();
-        masklet.prompts.insert(frame, Prompt::Mask(resized.into()));
+        let prompt = Prompt::Mask(resized.into());
+        masklet.prompts.insert(frame, prompt.clone());
         masklet.invalidate_after(frame);
-        let prompt = masklet.prompts.get(&frame).cloned();
-        let (is_init, direction, storage) = self.prompt_frame(object, frame);
-        let result = self.run_frame(
+        self.prompt_step(object, frame, &prompt, None)
+    }
+
+    /// Decodes a new prompt on `frame` and stores the output until the next propagation merges
+    /// it; returns the frame's consolidated masks.
+    fn prompt_step(
+        &mut self,
+        object: ObjectId,
+        frame: usize,
+        prompt: &Prompt,
+        previous_logits: Option<&[f32]>,
+    ) -> Result<FrameMasks> {
+        let PromptedFrame {
+            conditioning,
+            direction,
+            storage,
+        } = self.prompt_frame(object, frame);
+        let result = self.step(&StepInput {
             object,
             frame,
-            is_init,
-            prompt.as_ref(),
+            conditioning,
+            prompt: Some(prompt),
             direction,
-            false,
-            None,
-        )?;
+            memory: MemoryEncoding::AtMerge,
+            previous_logits,
+        })?;
         if let Some(m) = self.objects.get_mut(&object) {
-            m.temp(storage).insert(frame, result);
+            m.bank.insert_temporary(frame, storage, result);
         }
         Ok(self.consolidate(frame, storage))
     }
 
-    /// (is the frame an initial conditioning frame, the direction it was tracked in, where its
-    /// output goes) — the official rules for a new prompt.
-    fn prompt_frame(&self, object: ObjectId, frame: usize) -> (bool, Direction, Storage) {
+    /// The official rules for a new prompt on `frame`.
+    fn prompt_frame(&self, object: ObjectId, frame: usize) -> PromptedFrame {
         let tracked = self
             .objects
             .get(&object)
             .and_then(|m| m.tracked.get(&frame).copied());
-        let is_init = tracked.is_none();
-        let direction = tracked.unwrap_or(Direction::Forward);
-        let is_cond = is_init || self.settings.add_all_frames_to_correct_as_cond;
-        (
-            is_init,
-            direction,
-            if is_cond {
+        let is_cond = tracked.is_none() || self.settings.add_all_frames_to_correct_as_cond;
+        PromptedFrame {
+            conditioning: match tracked {
+                None => Conditioning::NoMemory,
+                Some(_) => Conditioning::MemoryBank,
+            },
+            direction: tracked.unwrap_or_default(),
+            storage: if is_cond {
                 Storage::Cond
             } else {
                 Storage::NonCond
             },
-        )
+        }
     }
 
     fn consolidate(&self, frame: usize, storage: Storage) -> FrameMasks {
@@ -542,356 +419,53 @@ impl ClipSession {
         }
     }
 
-    /// `track_step` + `_run_single_frame_inference` for one object on one frame.
-    #[allow(clippy::too_many_arguments)]
-    fn run_frame(
-        &mut self,
-        object: ObjectId,
-        frame: usize,
-        is_init_cond: bool,
-        prompt: Option<&Prompt>,
-        direction: Direction,
-        run_memory_encoder: bool,
-        prev_logits: Option<&[f32]>,
-    ) -> Result<FrameResult> {
-        let model = Arc::clone(&self.frames.model);
-        let m = model.manifest();
-        let g = model.geometry();
-        let residency = if prompt.is_some() {
-            Residency::Interactive
-        } else {
-            Residency::Streamed
-        };
-        let features = self.frames.features(frame, residency)?;
-        let dec = &m.decoder;
-        let (mut logits, pointer, score, candidates) = match prompt {
-            Some(Prompt::Mask(mask)) if dec.use_mask_input_as_output_without_sam => {
-                let low = mask_prompt::mask_as_logits(
-                    mask,
-                    g.image_size,
-                    dec.mask_as_output_scale,
-                    dec.mask_as_output_bias,
-                );
-                let down = mask_prompt::downsample(mask, g.image_size, model.tensors());
-                let down =
-                    ArrayView4::from_shape((1, 1, g.low_res, g.low_res), &down).map_err(|e| {
-                        Error::Internal {
-                            message: e.to_string(),
-                        }
-                    })?;
-                self.frames.stats.mask_decoder_runs += 1;
-                let out = mask_decoder::decode(
-                    &model,
-                    features.vision_features.view(),
-                    &features,
-                    &PointPrompt::padding(),
-                    Some(down),
-                    false,
-                )?;
-                let present = mask.iter().any(|&v| v > 0.0);
-                let lam = if present { 1.0f32 } else { 0.0 };
-                let no_obj = model.tensors().no_obj_ptr.as_slice().unwrap_or_default();
-                let mut pointer = out.object_pointer;
-                if dec.pred_obj_scores {
-                    for (i, p) in pointer.iter_mut().enumerate() {
-                        if dec.fixed_no_obj_ptr {
-                            *p *= lam;
-                        }
-                        *p += (1.0 - lam) * no_obj.get(i).copied().unwrap_or(0.0);
-                    }
-                }
-                (
-                    low,
-                    pointer,
-                    dec.mask_as_output_scale * lam + dec.mask_as_output_bias,
-                    None,
-                )
-            }
-            _ => {
-                let conditioned;
-                let pix = if is_init_cond {
-                    let embed = &model.tensors().no_mem_embed;
-                    let mut pix = features.vision_features.clone();
-                    for (c, mut plane) in pix
-                        .index_axis_mut(ndarray::Axis(0), 0)
-                        .outer_iter_mut()
-                        .enumerate()
-                    {
-                        let e = embed.get((0, 0, c)).copied().unwrap_or(0.0);
-                        plane.mapv_inplace(|v| v + e);
-                    }
-                    conditioned = pix;
-                    conditioned.view()
-                } else {
-                    conditioned = self.condition(object, frame, &features, direction)?;
-                    conditioned.view()
-                };
-                let points = match prompt {
-                    Some(Prompt::Points(p)) => p.clone(),
-                    _ => PointPrompt::padding(),
-                };
-                let num_points = match prompt {
-                    Some(Prompt::Points(p)) => p.len() as u32,
-                    _ => 0,
-                };
-                let multimask = dec.multimask_output_in_sam
-                    && (is_init_cond || dec.multimask_output_for_tracking)
-                    && (dec.multimask_min_pt_num..=dec.multimask_max_pt_num).contains(&num_points);
-                let mask_input = match prev_logits {
-                    Some(l) => Some(
-                        ArrayView4::from_shape((1, 1, g.low_res, g.low_res), l).map_err(|e| {
-                            Error::Internal {
-                                message: e.to_string(),
-                            }
-                        })?,
-                    ),
-                    None => None,
-                };
-                self.frames.stats.mask_decoder_runs += 1;
-                let out =
-                    mask_decoder::decode(&model, pix, &features, &points, mask_input, multimask)?;
-                let candidates = matches!(prompt, Some(Prompt::Points(_))).then(|| {
-                    let ious = &out.multimask_ious;
-                    Arc::new(MaskCandidates {
-                        logits: out.multimask_logits.clone(),
-                        ious: [0, 1, 2].map(|i| ious.get(i).copied().unwrap_or(0.0)),
-                        chosen_iou: out.iou,
-                    })
-                });
-                (
-                    out.low_res_logits,
-                    out.object_pointer,
-                    out.object_score,
-                    candidates,
-                )
-            }
-        };
-        let from_points = matches!(prompt, Some(Prompt::Points(_)));
-        let memory = if run_memory_encoder {
-            Some(
-                self.frames
-                    .encode_memory(frame, &logits, score, from_points, residency)?,
-            )
-        } else {
-            None
-        };
-        // The official predictor fills holes after the memory encoder ran on the unfilled mask;
-        // what filling changed is kept so the memory can be rebuilt from the stored logits.
-        let mut unfilled = Vec::new();
-        if self.settings.fill_hole_area > 0 {
-            let before = logits.clone();
-            let filled = fill_holes(
-                &mut logits,
-                g.low_res,
-                g.low_res,
-                self.settings.fill_hole_area as usize,
-            );
-            if filled > 0 && run_memory_encoder {
-                unfilled = before
-                    .iter()
-                    .zip(&logits)
-                    .enumerate()
-                    .filter(|(_, (a, b))| a.to_bits() != b.to_bits())
-                    .map(|(i, (&a, _))| (i as u32, a))
-                    .collect();
-            }
-        }
-        Ok(FrameResult {
-            low_res_logits: logits.into(),
-            object_pointer: pointer.into(),
-            object_score: score,
-            memory,
-            memory_source: MemorySource {
-                from_points,
-                // A memory encoded later (at preflight) reads the stored logits as they are.
-                unfilled: unfilled.into(),
-                pinned: false,
-            },
-            candidates,
-        })
-    }
-
-    /// Memory attention over the object's memory bank for `frame`.
-    fn condition(
-        &mut self,
-        object: ObjectId,
-        frame: usize,
-        features: &FrameFeatures,
-        direction: Direction,
-    ) -> Result<Array4<f32>> {
-        let model = Arc::clone(&self.frames.model);
-        let masklet = self
-            .objects
-            .get(&object)
-            .ok_or(Error::UnknownObject { object })?;
-        let pick = select_memory(
-            &model.manifest().memory,
-            frame,
-            &masklet.cond,
-            &masklet.non_cond,
-            self.frames.num_frames,
-            direction.is_reverse(),
-        );
-        // Memories dropped behind an earlier propagation are rebuilt from the stored logits.
-        let dropped: Vec<(usize, bool)> = pick
-            .memories
-            .iter()
-            .filter(|p| {
-                lookup(p.frame, p.from_cond, &masklet.cond, &masklet.non_cond)
-                    .is_some_and(|r| r.memory.is_none())
-            })
-            .map(|p| (p.frame, p.from_cond))
-            .collect();
-        for (t, from_cond) in dropped {
-            self.restore_memory(object, t, from_cond)?;
-        }
-        let masklet = self
-            .objects
-            .get(&object)
-            .ok_or(Error::UnknownObject { object })?;
-        let missing = |t: usize| Error::Internal {
-            message: format!("object {object}: the memory of frame {t} is missing"),
-        };
-        let mut memories = Vec::with_capacity(pick.memories.len());
-        for p in &pick.memories {
-            let result = lookup(p.frame, p.from_cond, &masklet.cond, &masklet.non_cond)
-                .ok_or_else(|| missing(p.frame))?;
-            let features = result.memory.as_ref().ok_or_else(|| missing(p.frame))?;
-            memories.push(MemoryEntry {
-                features,
-                temporal_slot: p.temporal_slot,
-            });
-        }
-        let mut pointers = Vec::with_capacity(pick.pointers.len());
-        for p in &pick.pointers {
-            let result = lookup(p.frame, p.from_cond, &masklet.cond, &masklet.non_cond)
-                .ok_or_else(|| missing(p.frame))?;
-            pointers.push(PointerEntry {
-                pointer: &result.object_pointer,
-                position: p.position,
-            });
-        }
-        let pos = self
-            .frames
-            .memory_pos_enc
-            .as_ref()
-            .ok_or_else(|| missing(frame))?;
-        self.frames.stats.memory_attention_runs += 1;
-        memory_attention::condition(
-            &model,
-            features.vision_features.view(),
-            features.vision_pos_enc.view(),
-            &memories,
-            pos.view(),
-            &pointers,
-        )
-    }
-
-    /// Re-encodes a memory that [`ClipSession::forget_far_memories`] dropped: same frame features,
-    /// same stored logits, same flags — the same memory.
-    fn restore_memory(&mut self, object: ObjectId, frame: usize, from_cond: bool) -> Result<()> {
-        let masklet = self
-            .objects
-            .get_mut(&object)
-            .ok_or(Error::UnknownObject { object })?;
-        let result = if from_cond || !masklet.non_cond.contains_key(&frame) {
-            masklet.cond.get_mut(&frame)
-        } else {
-            masklet.non_cond.get_mut(&frame)
-        }
-        .ok_or_else(|| Error::Internal {
-            message: format!(
-                "object {object}: no result on frame {frame} to rebuild a memory from"
-            ),
-        })?;
-        let input = result.memory_source.encoder_input(&result.low_res_logits);
-        let memory = self.frames.encode_memory(
-            frame,
-            &input,
-            result.object_score,
-            result.memory_source.from_points,
-            Residency::Streamed,
-        )?;
-        result.memory = Some(memory);
-        self.frames.stats.memories_rebuilt += 1;
-        Ok(())
-    }
-
-    /// Drops the memories of tracked (non-conditioning) frames more than a memory bank's reach
-    /// away from `frame`, where a propagation now stands: the bank only reads the last
-    /// `num_maskmem − 1` recent frames (times the stride), so these would sit unused, and memory
-    /// use would grow with the clip. A later propagation that needs one rebuilds it exactly
-    /// ([`ClipSession::restore_memory`]).
-    fn forget_far_memories(&mut self, frame: usize) {
-        if self.settings.keep_all_memories {
-            return;
-        }
-        let m = &self.frames.model.manifest().memory;
-        let reach = (m.num_maskmem as usize) * (m.memory_temporal_stride_for_eval.max(1) as usize);
-        for masklet in self.objects.values_mut() {
-            for (&t, result) in masklet.non_cond.iter_mut() {
-                let Some(memory) = &result.memory else {
-                    continue;
-                };
-                if t.abs_diff(frame) <= reach || result.memory_source.pinned {
-                    continue;
-                }
-                // Whichever is smaller stays: the memory itself, or what rebuilding it needs
-                // beyond the stored logits (the pixels hole filling changed; none for most masks).
-                let rebuild_bytes = result.memory_source.unfilled.len() * size_of::<(u32, f32)>();
-                if rebuild_bytes < memory.bytes() {
-                    result.memory = None;
-                } else {
-                    result.memory_source.unfilled = Arc::from(Vec::new());
-                    result.memory_source.pinned = true;
-                }
-            }
-        }
-    }
-
-    /// `propagate_in_video_preflight`: merges prompts' temporary outputs into the memory bank,
-    /// encoding their memories.
+    /// `propagate_in_video_preflight`: merges prompts' temporary outputs into each object's
+    /// memory bank, encoding their memories.
     fn preflight(&mut self) -> Result<()> {
         if self.objects.is_empty() {
             return Err(Error::NothingToTrack { object: None });
         }
         let frames = &mut self.frames;
         for (&object, masklet) in self.objects.iter_mut() {
-            for storage in [Storage::NonCond, Storage::Cond] {
-                let temp = std::mem::take(masklet.temp(storage));
-                for (frame, mut result) in temp {
-                    if result.memory.is_none() {
-                        // Prompted frames are encoded as clicked, whatever the prompt (official).
-                        result.memory_source = MemorySource {
-                            from_points: true,
-                            unfilled: Arc::from(Vec::new()),
-                            pinned: false,
-                        };
-                        result.memory = Some(frames.encode_memory(
-                            frame,
-                            &result.low_res_logits,
-                            result.object_score,
-                            true,
-                            Residency::Interactive,
-                        )?);
-                    }
-                    match storage {
-                        Storage::Cond => masklet.cond.insert(frame, result),
-                        Storage::NonCond => masklet.non_cond.insert(frame, result),
-                    };
-                }
-            }
-            if masklet.cond.is_empty() {
+            masklet
+                .bank
+                .merge_temporary(&mut |frame, logits, score, origin| {
+                    frames.encode_memory(frame, logits, score, origin, Residency::Interactive)
+                })?;
+            if masklet.bank.conditioning_frames().next().is_none() {
                 return Err(Error::NothingToTrack {
                     object: Some(object),
                 });
             }
-            let cond: Vec<usize> = masklet.cond.keys().copied().collect();
-            for frame in cond {
-                masklet.non_cond.shift_remove(&frame);
-            }
         }
         Ok(())
+    }
+
+    /// The retention policy after a propagation step at `frame` (unless the settings keep every
+    /// memory): see [`crate::memory_bank::MemoryBank::forget_far`].
+    fn forget_far_memories(&mut self, frame: usize) {
+        if self.settings.keep_all_memories {
+            return;
+        }
+        let settings = &self.frames.model.manifest().memory;
+        for masklet in self.objects.values_mut() {
+            masklet.bank.forget_far(frame, settings);
+        }
+    }
+
+    /// Runs one step for `input.object` ([`TrackStep`]).
+    fn step(&mut self, input: &StepInput<'_>) -> Result<FrameResult> {
+        let object = input.object;
+        let masklet = self
+            .objects
+            .get_mut(&object)
+            .ok_or(Error::UnknownObject { object })?;
+        TrackStep {
+            frames: &mut self.frames,
+            bank: &mut masklet.bank,
+            fill_hole_area: self.settings.fill_hole_area,
+        }
+        .run(input)
     }
 
     /// Tracks every object through the clip; `on_frame` sees each frame's masks as they come and
@@ -911,27 +485,12 @@ impl ClipSession {
             None => self
                 .objects
                 .values()
-                .flat_map(|m| m.cond.keys().copied())
+                .flat_map(|m| m.bank.conditioning_frames())
                 .min()
                 .ok_or(Error::NothingToTrack { object: None })?,
         };
-        let max_frames = request.max_frames.unwrap_or(num_frames);
-        let order: Vec<usize> = if request.reverse {
-            let end = start.saturating_sub(max_frames);
-            if start > 0 {
-                (end..=start).rev().collect()
-            } else {
-                Vec::new()
-            }
-        } else {
-            let end = start.saturating_add(max_frames).min(num_frames - 1);
-            (start..=end).collect()
-        };
-        let direction = if request.reverse {
-            Direction::Reverse
-        } else {
-            Direction::Forward
-        };
+        let order = request.frames(start, num_frames);
+        let direction = request.direction;
         let ids = self.object_ids();
         for (done, &frame) in order.iter().enumerate() {
             let mut outputs = Vec::with_capacity(ids.len());
@@ -939,14 +498,13 @@ impl ClipSession {
                 let stored = self
                     .objects
                     .get(&object)
-                    .and_then(|m| m.cond.get(&frame).cloned());
+                    .and_then(|m| m.bank.conditioning(frame).cloned());
                 let result = match stored {
                     Some(result) => result,
                     None => {
-                        let result =
-                            self.run_frame(object, frame, false, None, direction, true, None)?;
+                        let result = self.step(&StepInput::tracking(object, frame, direction))?;
                         if let Some(m) = self.objects.get_mut(&object) {
-                            m.non_cond.insert(frame, result.clone());
+                            m.bank.insert_tracked(frame, result.clone());
                         }
                         result
                     }
@@ -991,13 +549,7 @@ impl ClipSession {
         };
         let frames = masklet.prompted_frames();
         for &frame in &frames {
-            masklet.prompts.remove(&frame);
-            masklet.temp_cond.shift_remove(&frame);
-            masklet.temp_non_cond.shift_remove(&frame);
-            if let Some(result) = masklet.cond.shift_remove(&frame) {
-                masklet.non_cond.insert(frame, result);
-                masklet.tracked.remove(&frame);
-            }
+            masklet.clear_prompt(frame);
         }
         self.objects.shift_remove(&object);
         Ok(frames
@@ -1006,7 +558,7 @@ impl ClipSession {
                 let is_cond = self
                     .objects
                     .values()
-                    .any(|m| m.temp_cond.contains_key(&frame));
+                    .any(|m| m.bank.has_temporary_cond(frame));
                 self.consolidate(
                     frame,
                     if is_cond {
@@ -1030,17 +582,11 @@ impl ClipSession {
             .get_mut(&object)
             .ok_or(Error::UnknownObject { object })?;
         masklet.invalidate_after(frame);
-        masklet.prompts.remove(&frame);
-        masklet.temp_cond.shift_remove(&frame);
-        masklet.temp_non_cond.shift_remove(&frame);
-        if let Some(result) = masklet.cond.shift_remove(&frame) {
-            masklet.non_cond.insert(frame, result);
-            masklet.tracked.remove(&frame);
-        }
+        masklet.clear_prompt(frame);
         let is_cond = self
             .objects
             .values()
-            .any(|m| m.temp_cond.contains_key(&frame));
+            .any(|m| m.bank.has_temporary_cond(frame));
         Ok(self.consolidate(
             frame,
             if is_cond {

@@ -5,7 +5,8 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::predictor::{ClipSession, FrameMasks, Propagation};
+use crate::predictor::{ClipSession, FrameMasks};
+use crate::propagation::{Direction, Propagation};
 use crate::script::{Interaction, Op, Script};
 
 /// The outputs of one interaction, in the order the session produced them.
@@ -104,7 +105,7 @@ pub fn run_script(
                 session.propagate(
                     Propagation {
                         start_frame: *start_frame,
-                        reverse: *reverse,
+                        direction: Direction::from_reverse(*reverse),
                         max_frames: *max_frames,
                     },
                     |masks| {

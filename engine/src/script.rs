@@ -22,16 +22,8 @@ const ENVELOPE: Envelope = Envelope {
     version: SCRIPT_VERSION,
 };
 
-/// An object id as the script chooses it (any non-negative integer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ObjectId(pub u64);
-
-impl std::fmt::Display for ObjectId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
+/// Scripts name objects by the engine's id (re-exported here, where callers have long found it).
+pub use crate::object::ObjectId;
 
 /// The verbs, as the `op` field and the trace's steps spell them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

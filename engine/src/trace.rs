@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, FileKind, Result};
 use crate::exchange::Envelope;
-use crate::script::{ObjectId, Op};
+use crate::object::ObjectId;
+use crate::script::Op;
 
 /// The `format` of a trace.
 pub const TRACE_FORMAT: &str = "sam2-rotoscope-trace";
@@ -53,10 +54,25 @@ pub struct TraceHeader {
     /// writes it). Lets a reader check the logits' size without the model at hand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_size: Option<u32>,
-    /// The predictor settings in effect; informative, so kept as free JSON.
-    #[serde(default)]
-    pub predictor: serde_json::Map<String, serde_json::Value>,
+    /// The predictor settings the trace was made with.
+    pub predictor: TracePredictor,
     pub steps: Vec<TraceStep>,
+}
+
+/// The trace's `predictor` section: the settings of the predictor that made it, under the
+/// official names. A reader replays a trace with them (a parity check turns hole filling off
+/// where the reference did not apply it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracePredictor {
+    pub add_all_frames_to_correct_as_cond: bool,
+    /// The hole size the predictor was configured with…
+    pub fill_hole_area: u32,
+    /// …and whether holes were really filled: the official code skips it without its CUDA
+    /// extension, so CPU traces say false.
+    pub fill_hole_applied: bool,
+    pub non_overlap_masks: bool,
+    pub clear_non_cond_mem_around_input: bool,
 }
 
 /// One step: one interaction of the script.
@@ -98,7 +114,7 @@ impl StepOutputs {
 
     /// The side of the low-resolution logits (S/4).
     pub fn low_res_size(&self) -> usize {
-        self.low_res_logits.shape().get(1).copied().unwrap_or(0)
+        self.low_res_logits.dim().1
     }
 
     /// The object of output `k`.
@@ -260,12 +276,9 @@ impl Trace {
         }
         let lengths = [
             ("object", o.object.len()),
-            (
-                "low_res_logits",
-                o.low_res_logits.shape().first().copied().unwrap_or(0),
-            ),
+            ("low_res_logits", o.low_res_logits.dim().0),
             ("object_score_logits", o.object_score_logits.len()),
-            ("mask", o.mask.shape().first().copied().unwrap_or(0)),
+            ("mask", o.mask.dim().0),
         ];
         if let Some((name, len)) = lengths.iter().find(|(_, len)| *len != k) {
             return Some(format!(
@@ -279,10 +292,8 @@ impl Trace {
                 o.mask.shape()
             ));
         }
-        let side = o.low_res_logits.shape().get(1..).unwrap_or_default();
-        if let [a, b] = side
-            && a != b
-        {
+        let (_, a, b) = o.low_res_logits.dim();
+        if a != b {
             return Some(format!(
                 "its low_res_logits are {a}×{b}, but they must be square (S/4 × S/4)"
             ));
@@ -298,11 +309,16 @@ impl Trace {
         if let Some((i, id)) = o.object.iter().enumerate().find(|(_, id)| **id < 0) {
             return Some(format!("output {i} has the negative object id {id}"));
         }
-        for (i, logits) in o.low_res_logits.outer_iter().enumerate() {
+        // The lengths were checked equal above.
+        for (i, (logits, &score)) in o
+            .low_res_logits
+            .outer_iter()
+            .zip(&o.object_score_logits)
+            .enumerate()
+        {
             if logits.iter().any(|v| !v.is_finite()) {
                 return Some(format!("output {i} has low_res_logits that are not finite"));
             }
-            let score = o.object_score_logits.get(i).copied().unwrap_or(f32::NAN);
             if score.is_infinite() {
                 return Some(format!("output {i} has an infinite object score"));
             }
@@ -355,7 +371,9 @@ mod tests {
         let header = serde_json::json!({
             "format": TRACE_FORMAT, "version": 1, "producer": "unit test",
             "model_manifest_sha256": "0".repeat(64), "video_size": [W, H], "num_frames": 3,
-            "predictor": {"fill_hole_area": 8},
+            "predictor": {"add_all_frames_to_correct_as_cond": false, "fill_hole_area": 8,
+                "fill_hole_applied": false, "non_overlap_masks": false,
+                "clear_non_cond_mem_around_input": false},
             "steps": [
                 {"step": 0, "op": "propagate", "file": "step_000.npz", "outputs": declared},
                 {"step": 1, "op": "reset", "file": null, "outputs": 0}
@@ -487,6 +505,9 @@ mod tests {
         let header = serde_json::json!({
             "format": TRACE_FORMAT, "version": 1, "producer": "unit test",
             "model_manifest_sha256": "0".repeat(64), "video_size": [W, H], "num_frames": 3,
+            "predictor": {"add_all_frames_to_correct_as_cond": false, "fill_hole_area": 8,
+                "fill_hole_applied": false, "non_overlap_masks": false,
+                "clear_non_cond_mem_around_input": false},
             "steps": [{"step": 0, "op": "propagate", "file": null, "outputs": 2}]
         });
         std::fs::write(tmp.path().join(TRACE_FILE), header.to_string()).unwrap();

@@ -30,7 +30,8 @@ use crate::replay::StepResult;
 use crate::resample::BilinearResize;
 use crate::script::ObjectId;
 use crate::trace::{
-    NO_OBJECT_LOGIT, TRACE_FILE, TRACE_FORMAT, TRACE_VERSION, TraceHeader, TraceStep,
+    NO_OBJECT_LOGIT, TRACE_FILE, TRACE_FORMAT, TRACE_VERSION, TraceHeader, TracePredictor,
+    TraceStep,
 };
 
 /// A failure to write an output folder. Messages are sentences; the CLI adds its own advice
@@ -330,7 +331,7 @@ pub struct TraceInfo {
     /// S.
     pub image_size: u32,
     /// The predictor settings in effect, under the names the reference tool uses.
-    pub predictor: serde_json::Map<String, serde_json::Value>,
+    pub predictor: TracePredictor,
 }
 
 impl TraceInfo {
@@ -339,21 +340,16 @@ impl TraceInfo {
     pub fn for_session(session: &ClipSession, runtime: &Runtime) -> TraceInfo {
         let model = session.model();
         let settings = session.settings();
-        let mut predictor = serde_json::Map::new();
-        let mut set = |key: &str, value: serde_json::Value| {
-            predictor.insert(key.to_string(), value);
+        let predictor = TracePredictor {
+            add_all_frames_to_correct_as_cond: settings.add_all_frames_to_correct_as_cond,
+            fill_hole_area: settings.fill_hole_area,
+            // The engine fills holes on every device (the official code only with its CUDA
+            // extension), so whether they were filled follows from the area alone.
+            fill_hole_applied: settings.fill_hole_area > 0,
+            // What the engine implements; a script asking otherwise is refused before it runs.
+            non_overlap_masks: false,
+            clear_non_cond_mem_around_input: false,
         };
-        set(
-            "add_all_frames_to_correct_as_cond",
-            settings.add_all_frames_to_correct_as_cond.into(),
-        );
-        set("fill_hole_area", settings.fill_hole_area.into());
-        // The engine fills holes on every device (the official code only with its CUDA
-        // extension), so whether they were filled follows from the area alone.
-        set("fill_hole_applied", (settings.fill_hole_area > 0).into());
-        // What the engine implements; a script asking otherwise is refused before it runs.
-        set("non_overlap_masks", false.into());
-        set("clear_non_cond_mem_around_input", false.into());
         TraceInfo {
             producer: producer(model, runtime),
             model_manifest_sha256: model.dir().manifest_sha256().to_string(),
@@ -772,7 +768,13 @@ mod tests {
             video_size: (12, 6),
             num_frames: 3,
             image_size: (SIDE * 4) as u32,
-            predictor: serde_json::Map::new(),
+            predictor: TracePredictor {
+                add_all_frames_to_correct_as_cond: false,
+                fill_hole_area: 0,
+                fill_hole_applied: false,
+                non_overlap_masks: false,
+                clear_non_cond_mem_around_input: false,
+            },
         }
     }
 
@@ -864,13 +866,8 @@ mod tests {
                 .iter()
                 .all(|&v| v == NO_OBJECT_LOGIT)
         );
-        let want = crate::resample::upsample_bilinear(
-            &result(-3.0, -1.0).low_res_logits,
-            SIDE,
-            SIDE,
-            12,
-            6,
-        );
+        let want =
+            crate::resample::resize_bilinear(&result(-3.0, -1.0).low_res_logits, SIDE, SIDE, 12, 6);
         let got: Vec<bool> = s
             .mask
             .index_axis(ndarray::Axis(0), 2)

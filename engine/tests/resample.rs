@@ -19,10 +19,10 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayD, IxDyn};
 use ndarray_npy::NpzReader;
-use sam2_engine::fill_holes::{FILLED_LOGIT, fill_holes, fill_holes_in_mask_array};
+use sam2_engine::fill_holes::{FILLED_LOGIT, fill_holes_in_mask_array, fill_holes_in_mask_scores};
 use sam2_engine::resample::{
-    BilinearResize, PixelFormat, resize_bilinear_antialias, resize_rgb8_like_pil, sam2_input,
-    to_rgb8, upsample_bilinear,
+    BilinearResize, PixelFormat, resize_bilinear, resize_bilinear_antialias, resize_rgb8_like_pil,
+    sam2_input, to_rgb8,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -360,7 +360,7 @@ fn plain_bilinear_matches_pytorch() {
     for case in cases["bilinear"].as_array().unwrap() {
         let (src, w, h) = torch_input(case, &mut reference);
         let (ow, oh) = size_pair(&case["out"]);
-        let out = upsample_bilinear(&src, w, h, ow, oh);
+        let out = resize_bilinear(&src, w, h, ow, oh);
         compare_float_case(case, &out, &mut reference, &mut failures);
         // The reusable tables give the same numbers, also into a caller's buffer.
         let plan = BilinearResize::new(w, h, ow, oh);
@@ -461,7 +461,7 @@ fn hole_filling_matches_an_independent_definition_on_random_masks() {
                     .collect();
                 let want = fill_holes_reference(&scores, w, h, max_area);
                 let mut got = scores.clone();
-                let filled = fill_holes(&mut got, w, h, max_area);
+                let filled = fill_holes_in_mask_scores(&mut got, w, h, max_area);
                 assert_eq!(
                     got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                     want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
@@ -500,8 +500,12 @@ fn hole_filling_hand_made_cases() {
         .flat_map(|r| r.chars().map(|c| if c == '#' { 2.0 } else { -2.0 }))
         .collect();
     let mut s = scores.clone();
-    assert_eq!(fill_holes(&mut s, w, h, 3), 0, "4 > 3: not a hole");
-    assert_eq!(fill_holes(&mut s, w, h, 4), 4);
+    assert_eq!(
+        fill_holes_in_mask_scores(&mut s, w, h, 3),
+        0,
+        "4 > 3: not a hole"
+    );
+    assert_eq!(fill_holes_in_mask_scores(&mut s, w, h, 4), 4);
     assert!(s.iter().all(|&v| v > 0.0));
 
     // The background around an object touches the border and is one big component: never filled
@@ -520,7 +524,7 @@ fn hole_filling_hand_made_cases() {
         .iter()
         .flat_map(|r| r.chars().map(|c| if c == '#' { 1.0 } else { -1.0 }))
         .collect();
-    assert_eq!(fill_holes(&mut s, w, h, 8), 4);
+    assert_eq!(fill_holes_in_mask_scores(&mut s, w, h, 8), 4);
     assert_eq!(s[2 * w + 2], FILLED_LOGIT);
     assert_eq!(s[0], -1.0);
     // The same image with the outer ring as a small border component: 3 background pixels in a
@@ -529,6 +533,6 @@ fn hole_filling_hand_made_cases() {
     s[0] = -1.0;
     s[1] = 0.0;
     s[4] = -3.0;
-    assert_eq!(fill_holes(&mut s, 4, 4, 3), 3);
+    assert_eq!(fill_holes_in_mask_scores(&mut s, 4, 4, 3), 3);
     assert_eq!(&s[..2], &[FILLED_LOGIT, FILLED_LOGIT]);
 }

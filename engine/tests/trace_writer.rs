@@ -101,13 +101,10 @@ fn a_trace_written_from_a_replay_reads_back_and_matches_its_reference() {
             "{}",
             ours.producer
         );
+        assert!(!ours.predictor.fill_hole_applied);
         assert_eq!(
-            ours.predictor.get("fill_hole_applied"),
-            Some(&serde_json::Value::Bool(false))
-        );
-        assert_eq!(
-            ours.predictor.get("add_all_frames_to_correct_as_cond"),
-            header.predictor.get("add_all_frames_to_correct_as_cond")
+            ours.predictor.add_all_frames_to_correct_as_cond,
+            header.predictor.add_all_frames_to_correct_as_cond
         );
         // Nothing but the trace is left in the folder: no staging folder.
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);

@@ -26,7 +26,9 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use sam2_engine::script::{Label, ObjectId};
-use sam2_engine::{ClipSession, FrameSource, Model, Propagation, PropagationEnd, SessionSettings};
+use sam2_engine::{
+    ClipSession, Direction, FrameSource, Model, Propagation, PropagationEnd, SessionSettings,
+};
 
 use crate::error::Result;
 use crate::prompts::{FramePrompt, ObjectPrompts, Point};
@@ -266,13 +268,13 @@ impl Tracker {
             let request = if s < index {
                 Propagation {
                     start_frame: Some(s + 1),
-                    reverse: false,
+                    direction: Direction::Forward,
                     max_frames: Some(index - s - 1),
                 }
             } else {
                 Propagation {
                     start_frame: Some(s - 1),
-                    reverse: true,
+                    direction: Direction::Reverse,
                     max_frames: Some(s - 1 - index),
                 }
             };
@@ -318,11 +320,11 @@ impl Tracker {
         let from = from.min(n.saturating_sub(1));
         let forward = Propagation {
             start_frame: Some(from),
-            reverse: false,
+            direction: Direction::Forward,
             max_frames: None,
         };
         let backward = Propagation {
-            reverse: true,
+            direction: Direction::Reverse,
             ..forward
         };
         // The engine visits from..n forwards and 0..=from backwards (nothing from frame 0).

@@ -18,7 +18,8 @@ use sam2_engine::predictor::SessionStats;
 use sam2_engine::resample::sam2_input;
 use sam2_engine::script::{Label, ObjectId};
 use sam2_engine::{
-    ClipSession, FolderSource, FrameSource, Model, Propagation, RgbFrame, SessionSettings,
+    ClipSession, Direction, FolderSource, FrameSource, Model, Propagation, RgbFrame,
+    SessionSettings,
 };
 
 use crate::BoxResult;
@@ -157,7 +158,7 @@ pub fn run(
         session.propagate(
             Propagation {
                 start_frame: Some(0),
-                reverse: false,
+                direction: Direction::Forward,
                 max_frames: None,
             },
             |masks| {

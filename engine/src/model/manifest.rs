@@ -76,6 +76,71 @@ impl Manifest {
     }
 }
 
+/// A behaviour flag of the manifest set to a value the engine does not implement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsupportedBehaviour {
+    /// The flag, as `section.key`.
+    pub setting: &'static str,
+    /// Its value in the manifest.
+    pub found: String,
+    /// Why the engine cannot honour it, as a phrase.
+    pub reason: &'static str,
+}
+
+impl Manifest {
+    /// The first behaviour flag set to a value the engine does not implement, if any.
+    ///
+    /// Every behaviour flag is honoured somewhere: baked into the graphs by the exporter
+    /// (`sigmoid_*_for_mem_enc`, `binarize_mask_from_pts_for_mem_enc`, `no_obj_embed_spatial`,
+    /// `soft_no_obj_ptr`, `iou_prediction_use_sigmoid`, `dynamic_multimask_*`,
+    /// `use_multimask_token_for_obj_ptr`, `*_tpos_*`), applied by the memory bank's selection
+    /// (`num_maskmem`, `max_cond_frames_in_attn`, `memory_temporal_stride_for_eval`, `*obj_ptrs*`),
+    /// by the step (`multimask_*`, `pred_obj_scores`, `fixed_no_obj_ptr`,
+    /// `use_mask_input_as_output_without_sam`, `mask_as_output_*`, `prev_mask_logits_clamp`), by
+    /// the memory encoder (`memory_storage_dtype`, both values) or by the session
+    /// (`fill_hole_area`, `add_all_frames_to_correct_as_cond`) — or refused here, so that a model
+    /// asking for something else fails when it is opened rather than tracking differently.
+    pub fn unsupported_behaviour(&self) -> Option<UnsupportedBehaviour> {
+        let flag = |setting, value: bool, implemented: bool, reason| {
+            (value != implemented).then(|| UnsupportedBehaviour {
+                setting,
+                found: value.to_string(),
+                reason,
+            })
+        };
+        flag(
+            "memory.directly_add_no_mem_embed",
+            self.memory.directly_add_no_mem_embed,
+            true,
+            "the engine adds the no-memory embedding directly on a first prompted frame, as every SAM 2 and SAM 2.1 release does",
+        )
+        .or_else(|| {
+            flag(
+                "memory.non_overlap_masks_for_mem_enc",
+                self.memory.non_overlap_masks_for_mem_enc,
+                false,
+                "the engine encodes each object's memory from its own mask, without resolving overlaps between objects first",
+            )
+        })
+        .or_else(|| {
+            flag(
+                "predictor.non_overlap_masks",
+                self.predictor.non_overlap_masks,
+                false,
+                "the engine returns each object's mask as predicted, without resolving overlaps between objects",
+            )
+        })
+        .or_else(|| {
+            flag(
+                "predictor.clear_non_cond_mem_around_input",
+                self.predictor.clear_non_cond_mem_around_input,
+                false,
+                "the engine keeps the tracked memories around a new prompt",
+            )
+        })
+    }
+}
+
 /// Which release of the official model the weights belong to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Family {

@@ -217,7 +217,13 @@ fn verify_file(path: &Path, entry: &manifest::FileEntry) -> Result<()> {
         if n == 0 {
             break;
         }
-        hasher.update(buffer.get(..n).unwrap_or_default());
+        let chunk = buffer.get(..n).ok_or_else(|| Error::Internal {
+            message: format!(
+                "a read of {} returned more bytes than asked for",
+                path.display()
+            ),
+        })?;
+        hasher.update(chunk);
     }
     let actual = hex::encode(hasher.finalize());
     if !actual.eq_ignore_ascii_case(&entry.sha256) {
@@ -255,6 +261,14 @@ impl ModelDir {
             path: manifest_path.clone(),
             problem,
         })?;
+        if let Some(unsupported) = manifest.unsupported_behaviour() {
+            return Err(Error::UnsupportedBehaviour {
+                path: manifest_path,
+                setting: unsupported.setting,
+                found: unsupported.found,
+                reason: unsupported.reason,
+            });
+        }
         for (name, entry) in &manifest.files {
             // `check_manifest` refused paths that leave the directory.
             let file = dir.join(name);

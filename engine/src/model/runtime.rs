@@ -583,9 +583,9 @@ impl Graph {
     /// output has the manifest's shape. A cheap end-to-end check that the file really computes
     /// what it declares; it says nothing about the values.
     pub fn run_on_zeros(&mut self) -> Result<()> {
-        let inference_error = |path: &Path, e: ort::Error| Error::Inference {
+        let inference_error = |path: &Path, source: ort::Error| Error::GraphRun {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            source,
         };
         // A quarter of a billion elements (1 GiB of f32) is far beyond any SAM 2 input; a larger
         // declared shape is a broken manifest, and allocating it would abort the process.

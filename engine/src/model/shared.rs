@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::manifest::Manifest;
+use super::manifest::{GraphName, Manifest};
 use super::{Graph, ModelDir, ModelTensors, Runtime};
 use crate::error::Result;
 
@@ -85,6 +85,16 @@ impl Model {
 
     pub fn dir(&self) -> &ModelDir {
         &self.dir
+    }
+
+    /// One graph's session behind its lock.
+    pub(crate) fn graph(&self, name: GraphName) -> &Mutex<Graph> {
+        match name {
+            GraphName::ImageEncoder => &self.image_encoder,
+            GraphName::MaskDecoder => &self.mask_decoder,
+            GraphName::MemoryEncoder => &self.memory_encoder,
+            GraphName::MemoryAttention => &self.memory_attention,
+        }
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -180,6 +190,18 @@ pub(crate) struct GraphClocks {
     pub(crate) mask_decoder: GraphClock,
     pub(crate) memory_encoder: GraphClock,
     pub(crate) memory_attention: GraphClock,
+}
+
+impl GraphClocks {
+    /// The clock of one graph.
+    pub(crate) fn get(&self, name: GraphName) -> &GraphClock {
+        match name {
+            GraphName::ImageEncoder => &self.image_encoder,
+            GraphName::MaskDecoder => &self.mask_decoder,
+            GraphName::MemoryEncoder => &self.memory_encoder,
+            GraphName::MemoryAttention => &self.memory_attention,
+        }
+    }
 }
 
 #[cfg(test)]

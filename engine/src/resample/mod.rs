@@ -10,7 +10,7 @@
 //!   [`resize_rgb8_like_pil`], whose bytes are identical to Pillow's;
 //! - mask prompts: PyTorch's antialiased bilinear `F.interpolate` — [`resize_bilinear_antialias`];
 //! - low-resolution logits to video size: PyTorch's plain bilinear `F.interpolate` —
-//!   [`upsample_bilinear`] / [`BilinearResize`], the CPU reference of the matte upsampling.
+//!   [`resize_bilinear`] / [`BilinearResize`], the CPU reference of the matte upsampling.
 //!
 //! `tests/fixtures/resample` holds what Pillow, PyTorch and the official loader produce for a set of
 //! synthetic images and photographs (`bundle/exporter/sam2export/resample_fixtures.py`), and
@@ -24,7 +24,7 @@ use std::borrow::Cow;
 use ndarray::Array4;
 
 pub use self::pil::resize_rgb8_like_pil;
-pub use self::torch::{BilinearResize, resize_bilinear_antialias, upsample_bilinear};
+pub use self::torch::{BilinearResize, resize_bilinear, resize_bilinear_antialias};
 
 /// The layout of an interleaved 8-bit image, as a decoder hands it over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,8 +150,8 @@ mod tests {
         assert_eq!(resize_rgb8_like_pil(&[9u8; 10], 2, 2, 4, 4).len(), 48);
         assert_eq!(resize_rgb8_like_pil(&[], 0, 2, 4, 4), vec![0u8; 48]);
         assert!(resize_rgb8_like_pil(&[1, 2, 3], 1, 1, 0, 4).is_empty());
-        assert!(upsample_bilinear(&[1.0; 4], 2, 2, usize::MAX, 3).is_empty());
-        assert_eq!(upsample_bilinear(&[], 0, 0, 3, 2), vec![0.0; 6]);
+        assert!(resize_bilinear(&[1.0; 4], 2, 2, usize::MAX, 3).is_empty());
+        assert_eq!(resize_bilinear(&[], 0, 0, 3, 2), vec![0.0; 6]);
         assert_eq!(resize_bilinear_antialias(&[1.0], 2, 2, 3, 3).len(), 9);
         let t = sam2_input(&[], 0, 0, 8, [0.5; 3], [0.25; 3]);
         assert_eq!(t.shape(), &[1, 3, 8, 8]);

@@ -414,7 +414,7 @@ impl BilinearResize {
 /// `F.interpolate(x, (out_h, out_w), mode="bilinear", align_corners=False)`: how SAM 2 brings
 /// low-resolution mask logits to the video size. Use [`BilinearResize`] to reuse the tables
 /// across frames.
-pub fn upsample_bilinear(
+pub fn resize_bilinear(
     src: &[f32],
     width: usize,
     height: usize,
@@ -490,7 +490,7 @@ mod tests {
     fn constant_maps_stay_constant() {
         let src = vec![-3.25f32; 17 * 9];
         for (ow, oh) in [(40, 30), (5, 3), (300, 200), (17, 40)] {
-            let a = upsample_bilinear(&src, 17, 9, ow, oh);
+            let a = resize_bilinear(&src, 17, 9, ow, oh);
             // λ0 + λ1 is 1 only up to rounding, so a constant comes back within an ulp or so.
             assert!(
                 a.iter().all(|&v| (v + 3.25).abs() < 1e-6),

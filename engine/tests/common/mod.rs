@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use ndarray::Axis;
-use sam2_engine::resample::upsample_bilinear;
+use sam2_engine::resample::resize_bilinear;
 use sam2_engine::trace::StepOutputs;
 use sam2_engine::{ModelDir, Trace};
 
@@ -80,7 +80,7 @@ pub fn logits(step: &StepOutputs, k: usize) -> Vec<f32> {
 
 pub fn upsampled(step: &StepOutputs, k: usize, video: [usize; 2]) -> Vec<f32> {
     let side = step.low_res_size();
-    upsample_bilinear(&logits(step, k), side, side, video[0], video[1])
+    resize_bilinear(&logits(step, k), side, side, video[0], video[1])
 }
 
 /// Compares `ours` (written by the engine) with `reference` step by step and output by output,
@@ -156,10 +156,8 @@ pub struct ReferenceSettings {
 pub fn reference_settings(trace: &Trace) -> ReferenceSettings {
     let p = &trace.header().predictor;
     ReferenceSettings {
-        keep_corrections: p
-            .get("add_all_frames_to_correct_as_cond")
-            .and_then(|v| v.as_bool()),
-        fill_hole_applied: p.get("fill_hole_applied").and_then(|v| v.as_bool()) == Some(true),
+        keep_corrections: Some(p.add_all_frames_to_correct_as_cond),
+        fill_hole_applied: p.fill_hole_applied,
     }
 }
 

@@ -1,0 +1,146 @@
+//! A session's frames as the model sees them: the source, the image-encoder feature cache, the
+//! position encodings every frame shares, and the counters of what ran — the official
+//! `_get_image_feature` and the memory encoder's frame-level inputs.
+
+use std::sync::Arc;
+
+use ndarray::Array4;
+
+use crate::error::{Error, Result};
+use crate::frame_cache::{FrameCache, Residency};
+use crate::frame_source::FrameSource;
+use crate::image_encoder::{self, FrameFeatures};
+use crate::memory_bank::MaskOrigin;
+use crate::memory_encoder::{self, MemoryFeatures};
+use crate::model::Model;
+use crate::predictor::SessionStats;
+use crate::resample::sam2_input;
+
+/// Frames: the source, the feature cache and the constants every frame shares.
+pub(crate) struct Frames {
+    pub(crate) model: Arc<Model>,
+    pub(crate) source: Box<dyn FrameSource>,
+    pub(crate) cache: FrameCache,
+    vision_pos_enc: Option<Arc<Array4<f32>>>,
+    /// The memory position encoding: the same for every frame, so the first run's is kept.
+    memory_pos_enc: Option<Array4<f32>>,
+    pub(crate) num_frames: usize,
+    pub(crate) video_size: (u32, u32),
+    pub(crate) stats: SessionStats,
+}
+
+impl std::fmt::Debug for Frames {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frames")
+            .field("num_frames", &self.num_frames)
+            .field("video_size", &self.video_size)
+            .field("cached", &self.cache.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Frames {
+    pub(crate) fn new(
+        model: Arc<Model>,
+        source: Box<dyn FrameSource>,
+        cache_bytes: usize,
+    ) -> Frames {
+        let num_frames = source.num_frames();
+        let video_size = source.video_size();
+        Frames {
+            cache: FrameCache::new(cache_bytes),
+            model,
+            source,
+            vision_pos_enc: None,
+            memory_pos_enc: None,
+            num_frames,
+            video_size,
+            stats: SessionStats::default(),
+        }
+    }
+
+    pub(crate) fn check(&self, frame: usize) -> Result<()> {
+        if frame < self.num_frames {
+            Ok(())
+        } else {
+            Err(Error::FrameOutOfRange {
+                frame,
+                num_frames: self.num_frames,
+            })
+        }
+    }
+
+    /// The encoder features of `frame`, from the cache or by encoding it.
+    pub(crate) fn features(
+        &mut self,
+        frame: usize,
+        residency: Residency,
+    ) -> Result<Arc<FrameFeatures>> {
+        self.check(frame)?;
+        if let Some(features) = self.cache.get(frame, residency) {
+            return Ok(features);
+        }
+        let image = self.source.frame(frame)?;
+        if (image.width, image.height) != self.video_size
+            || image.data.len() != image.width as usize * image.height as usize * 3
+        {
+            return Err(Error::FrameSource {
+                frame,
+                message: format!(
+                    "it is {}×{} ({} bytes) but the clip is {}×{} RGB",
+                    image.width,
+                    image.height,
+                    image.data.len(),
+                    self.video_size.0,
+                    self.video_size.1
+                ),
+            });
+        }
+        let m = self.model.manifest();
+        let input = sam2_input(
+            &image.data,
+            image.width,
+            image.height,
+            m.image_size,
+            m.image_mean,
+            m.image_std,
+        );
+        self.stats.image_encoder_runs += 1;
+        let features = Arc::new(image_encoder::encode(
+            &self.model,
+            input.view(),
+            self.vision_pos_enc.as_ref(),
+        )?);
+        if self.vision_pos_enc.is_none() {
+            self.vision_pos_enc = Some(Arc::clone(&features.vision_pos_enc));
+        }
+        self.cache.insert(frame, Arc::clone(&features), residency);
+        Ok(features)
+    }
+
+    /// `_encode_new_memory` for one object's mask on `frame`.
+    pub(crate) fn encode_memory(
+        &mut self,
+        frame: usize,
+        logits: &[f32],
+        score: f32,
+        origin: MaskOrigin,
+        residency: Residency,
+    ) -> Result<MemoryFeatures> {
+        let features = self.features(frame, residency)?;
+        self.stats.memory_encoder_runs += 1;
+        memory_encoder::encode_memory(
+            &self.model,
+            features.vision_features.view(),
+            logits,
+            score,
+            origin,
+            &mut self.memory_pos_enc,
+        )
+    }
+
+    /// The memory position encoding, known once a memory was encoded.
+    pub(crate) fn memory_pos_enc(&self) -> Option<&Array4<f32>> {
+        self.memory_pos_enc.as_ref()
+    }
+}

@@ -1,0 +1,355 @@
+//! One object on one frame: the official `track_step` (with `_run_single_frame_inference`'s hole
+//! filling), in its order — `_prepare_memory_conditioned_features` (memory attention over the
+//! memory bank, or the no-memory embedding on an initial prompt), `_forward_sam_heads` (prompt
+//! encoder + mask decoder) or `_use_mask_as_output` for a mask prompt, then `_encode_new_memory`.
+
+use std::sync::Arc;
+
+use ndarray::{Array4, ArrayView4};
+
+use crate::error::{Error, Result};
+use crate::fill_holes::fill_holes_in_mask_scores;
+use crate::frame_cache::Residency;
+use crate::frames::Frames;
+use crate::image_encoder::FrameFeatures;
+use crate::mask_decoder::{self, Candidates, PointPrompt};
+use crate::mask_prompt;
+use crate::masklet::{FrameResult, MaskCandidates, Prompt};
+use crate::memory_attention;
+use crate::memory_bank::{MaskOrigin, MemoryBank, MemorySource, Retention};
+use crate::object::ObjectId;
+use crate::propagation::Direction;
+
+/// What the frame's features are conditioned on before the decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Conditioning {
+    /// The learned no-memory embedding: the object's first prompt on a frame no propagation
+    /// reached (the official `is_init_cond_frame`).
+    NoMemory,
+    /// Memory attention over the object's memory bank.
+    MemoryBank,
+}
+
+/// When the frame's memory is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MemoryEncoding {
+    /// Now, from the mask before hole filling (a propagation: `run_mem_encoder=True`).
+    Now,
+    /// When the next propagation merges the output (a prompt: the official preflight).
+    AtMerge,
+}
+
+/// The inputs of one step.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StepInput<'a> {
+    pub object: ObjectId,
+    pub frame: usize,
+    pub conditioning: Conditioning,
+    pub prompt: Option<&'a Prompt>,
+    /// The direction the memory bank looks back in.
+    pub direction: Direction,
+    pub memory: MemoryEncoding,
+    /// The frame's earlier logits, fed back to the decoder with new clicks (already clamped).
+    pub previous_logits: Option<&'a [f32]>,
+}
+
+impl StepInput<'_> {
+    /// A propagation reaching `frame`.
+    pub(crate) fn tracking(
+        object: ObjectId,
+        frame: usize,
+        direction: Direction,
+    ) -> StepInput<'static> {
+        StepInput {
+            object,
+            frame,
+            conditioning: Conditioning::MemoryBank,
+            prompt: None,
+            direction,
+            memory: MemoryEncoding::Now,
+            previous_logits: None,
+        }
+    }
+}
+
+/// One step's view of the session: the frames and the object's memory bank.
+pub(crate) struct TrackStep<'s> {
+    pub frames: &'s mut Frames,
+    pub bank: &'s mut MemoryBank,
+    /// Background holes of at most this many low-res pixels are filled (0: off).
+    pub fill_hole_area: u32,
+}
+
+/// What the decoder (or a mask prompt used as output) gives one step.
+struct HeadOutput {
+    logits: Vec<f32>,
+    pointer: Vec<f32>,
+    score: f32,
+    candidates: Option<Arc<MaskCandidates>>,
+}
+
+fn shape_error(what: &str, e: ndarray::ShapeError) -> Error {
+    Error::Internal {
+        message: format!("{what} does not have the model's low-resolution size: {e}"),
+    }
+}
+
+impl TrackStep<'_> {
+    /// `track_step` + `_run_single_frame_inference`: the frame's output for the object.
+    pub(crate) fn run(&mut self, input: &StepInput<'_>) -> Result<FrameResult> {
+        let residency = if input.prompt.is_some() {
+            Residency::Interactive
+        } else {
+            Residency::Streamed
+        };
+        let features = self.frames.features(input.frame, residency)?;
+        let model = Arc::clone(&self.frames.model);
+        let dec = &model.manifest().decoder;
+        let head = match input.prompt {
+            Some(Prompt::Mask(mask)) if dec.use_mask_input_as_output_without_sam => {
+                self.use_mask_as_output(mask, &features)?
+            }
+            _ => {
+                let conditioned = self.prepare_memory_conditioned_features(input, &features)?;
+                self.forward_sam_heads(input, conditioned.view(), &features)?
+            }
+        };
+        let HeadOutput {
+            mut logits,
+            pointer,
+            score,
+            candidates,
+        } = head;
+        let origin = match input.prompt {
+            Some(Prompt::Points(_)) => MaskOrigin::Points,
+            _ => MaskOrigin::Tracked,
+        };
+        let memory = match input.memory {
+            MemoryEncoding::Now => {
+                Some(
+                    self.frames
+                        .encode_memory(input.frame, &logits, score, origin, residency)?,
+                )
+            }
+            MemoryEncoding::AtMerge => None,
+        };
+        // The official predictor fills holes after the memory encoder ran on the unfilled mask;
+        // what filling changed is kept so the memory can be rebuilt from the stored logits.
+        let mut unfilled = Vec::new();
+        if self.fill_hole_area > 0 {
+            let low_res = model.geometry().low_res;
+            let before = logits.clone();
+            let filled = fill_holes_in_mask_scores(
+                &mut logits,
+                low_res,
+                low_res,
+                self.fill_hole_area as usize,
+            );
+            if filled > 0 && input.memory == MemoryEncoding::Now {
+                unfilled = before
+                    .iter()
+                    .zip(&logits)
+                    .enumerate()
+                    .filter(|(_, (a, b))| a.to_bits() != b.to_bits())
+                    .map(|(i, (&a, _))| (i as u32, a))
+                    .collect();
+            }
+        }
+        Ok(FrameResult {
+            low_res_logits: logits.into(),
+            object_pointer: pointer.into(),
+            object_score: score,
+            memory,
+            memory_source: MemorySource {
+                origin,
+                // A memory encoded later (at the merge) reads the stored logits as they are.
+                retention: Retention::Rebuildable {
+                    unfilled: unfilled.into(),
+                },
+            },
+            candidates,
+        })
+    }
+
+    /// `_prepare_memory_conditioned_features`: the frame's features with the no-memory
+    /// embedding added, or conditioned on the memory bank by memory attention.
+    fn prepare_memory_conditioned_features(
+        &mut self,
+        input: &StepInput<'_>,
+        features: &FrameFeatures,
+    ) -> Result<Array4<f32>> {
+        let model = Arc::clone(&self.frames.model);
+        match input.conditioning {
+            Conditioning::NoMemory => {
+                let embed = &model.tensors().no_mem_embed;
+                let mut pix = features.vision_features.clone();
+                for (c, mut plane) in pix
+                    .index_axis_mut(ndarray::Axis(0), 0)
+                    .outer_iter_mut()
+                    .enumerate()
+                {
+                    let e = embed
+                        .get((0, 0, c))
+                        .copied()
+                        .ok_or_else(|| Error::Internal {
+                            message: format!(
+                                "no_mem_embed has {} channels, fewer than the features' {}",
+                                embed.len(),
+                                c + 1
+                            ),
+                        })?;
+                    plane.mapv_inplace(|v| v + e);
+                }
+                Ok(pix)
+            }
+            Conditioning::MemoryBank => {
+                let (object, frame) = (input.object, input.frame);
+                let pick = self.bank.select(
+                    frame,
+                    &model.manifest().memory,
+                    self.frames.num_frames,
+                    input.direction,
+                );
+                // Memories dropped behind an earlier propagation are rebuilt from the stored logits.
+                for (t, storage) in self.bank.dropped(&pick) {
+                    let frames = &mut *self.frames;
+                    self.bank
+                        .restore(object, t, storage, &mut |t, logits, score, origin| {
+                            frames.encode_memory(t, logits, score, origin, Residency::Streamed)
+                        })?;
+                    frames.stats.memories_rebuilt += 1;
+                }
+                let (memories, pointers) = self.bank.attention_inputs(object, &pick)?;
+                self.frames.stats.memory_attention_runs += 1;
+                let pos = self.frames.memory_pos_enc().ok_or_else(|| Error::Internal {
+                    message: format!(
+                        "object {object}: frame {frame} attends to memories before any was encoded"
+                    ),
+                })?;
+                memory_attention::condition(
+                    &model,
+                    features.vision_features.view(),
+                    features.vision_pos_enc.view(),
+                    &memories,
+                    pos.view(),
+                    &pointers,
+                )
+            }
+        }
+    }
+
+    /// `_forward_sam_heads`: prompt encoder and mask decoder on the conditioned features.
+    fn forward_sam_heads(
+        &mut self,
+        input: &StepInput<'_>,
+        conditioned: ArrayView4<'_, f32>,
+        features: &FrameFeatures,
+    ) -> Result<HeadOutput> {
+        let model = Arc::clone(&self.frames.model);
+        let dec = &model.manifest().decoder;
+        let low_res = model.geometry().low_res;
+        let padding;
+        let (points, num_points) = match input.prompt {
+            Some(Prompt::Points(p)) => (p, p.len() as u32),
+            _ => {
+                padding = PointPrompt::padding();
+                (&padding, 0)
+            }
+        };
+        let multimask = dec.multimask_output_in_sam
+            && (input.conditioning == Conditioning::NoMemory || dec.multimask_output_for_tracking)
+            && (dec.multimask_min_pt_num..=dec.multimask_max_pt_num).contains(&num_points);
+        let mask_input = input
+            .previous_logits
+            .map(|l| ArrayView4::from_shape((1, 1, low_res, low_res), l))
+            .transpose()
+            .map_err(|e| shape_error("the previous mask logits", e))?;
+        self.frames.stats.mask_decoder_runs += 1;
+        let keep = match input.prompt {
+            Some(Prompt::Points(_)) => Candidates::Keep,
+            _ => Candidates::Discard,
+        };
+        let out = mask_decoder::decode(
+            &model,
+            conditioned,
+            features,
+            points,
+            mask_input,
+            multimask,
+            keep,
+        )?;
+        let candidates = out.candidates.map(|c| {
+            Arc::new(MaskCandidates {
+                logits: c.logits,
+                ious: c.ious,
+                chosen_iou: out.iou,
+            })
+        });
+        Ok(HeadOutput {
+            logits: out.low_res_logits,
+            pointer: out.object_pointer,
+            score: out.object_score,
+            candidates,
+        })
+    }
+
+    /// `_use_mask_as_output`: a mask prompt becomes the output as it is (scaled logits), the
+    /// decoder only giving the object pointer.
+    fn use_mask_as_output(&mut self, mask: &[f32], features: &FrameFeatures) -> Result<HeadOutput> {
+        let model = Arc::clone(&self.frames.model);
+        let dec = &model.manifest().decoder;
+        let g = model.geometry();
+        let low = mask_prompt::mask_as_logits(
+            mask,
+            g.image_size,
+            dec.mask_as_output_scale,
+            dec.mask_as_output_bias,
+        );
+        let down = mask_prompt::downsample(mask, g.image_size, model.tensors())?;
+        let down = ArrayView4::from_shape((1, 1, g.low_res, g.low_res), &down)
+            .map_err(|e| shape_error("the downsampled mask prompt", e))?;
+        self.frames.stats.mask_decoder_runs += 1;
+        let out = mask_decoder::decode(
+            &model,
+            features.vision_features.view(),
+            features,
+            &PointPrompt::padding(),
+            Some(down),
+            false,
+            Candidates::Discard,
+        )?;
+        let present = mask.iter().any(|&v| v > 0.0);
+        let lam = if present { 1.0f32 } else { 0.0 };
+        let mut pointer = out.object_pointer;
+        if dec.pred_obj_scores {
+            let no_obj = model
+                .tensors()
+                .no_obj_ptr
+                .as_slice()
+                .ok_or_else(|| Error::Internal {
+                    message: "no_obj_ptr is not a contiguous array".into(),
+                })?;
+            if no_obj.len() != pointer.len() {
+                return Err(Error::Internal {
+                    message: format!(
+                        "no_obj_ptr has {} values but the object pointer {}",
+                        no_obj.len(),
+                        pointer.len()
+                    ),
+                });
+            }
+            for (p, &n) in pointer.iter_mut().zip(no_obj) {
+                if dec.fixed_no_obj_ptr {
+                    *p *= lam;
+                }
+                *p += (1.0 - lam) * n;
+            }
+        }
+        Ok(HeadOutput {
+            logits: low,
+            pointer,
+            score: dec.mask_as_output_scale * lam + dec.mask_as_output_bias,
+            candidates: None,
+        })
+    }
+}
