@@ -456,6 +456,62 @@ fn a_session_moved_to_another_thread_and_sessions_sharing_a_model_track_as_on_on
 }
 
 #[test]
+fn memories_are_stored_in_the_manifests_storage_dtype() {
+    // float32 storage skips the official bf16 rounding: the same track to within that rounding,
+    // with memories twice the bytes.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("model");
+    sam2_rotoscope_tests::copy_dir(&fixtures_dir().join("models/test"), &dir).unwrap();
+    let path = dir.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(manifest["memory"]["memory_storage_dtype"], "bfloat16");
+    manifest["memory"]["memory_storage_dtype"] = "float32".into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    let runtime = Runtime::load_default().unwrap().with_intra_threads(Some(1));
+    let float32 = Model::open(&dir, &runtime).unwrap();
+
+    let track = |model: Arc<Model>| {
+        let settings = SessionSettings::for_model(&model);
+        let mut s = ClipSession::new(model, clip("shapes"), settings).unwrap();
+        s.add_points(0, OBJ, &[[70.0, 90.0]], &[Label::Positive], true)
+            .unwrap();
+        propagate(&mut s, Propagation::default());
+        s
+    };
+    let rounded = track(model());
+    let exact = track(float32);
+    let memory_bytes =
+        |s: &ClipSession, f: usize| s.result(f, OBJ).unwrap().memory.as_ref().unwrap().bytes();
+    assert_eq!(memory_bytes(&exact, 9), 2 * memory_bytes(&rounded, 9));
+    assert_eq!(
+        logits(&exact, 0, 1),
+        logits(&rounded, 0, 1),
+        "the prompt needs no memory"
+    );
+    let mut differs = false;
+    for f in 1..10 {
+        let (a, b) = (logits(&exact, f, 1), logits(&rounded, f, 1));
+        differs |= a != b;
+        // The same mask: the rounding moves logits, not which side of 0 they are on.
+        let flipped = a
+            .iter()
+            .zip(&b)
+            .filter(|(x, y)| (**x > 0.0) != (**y > 0.0))
+            .count();
+        assert!(
+            flipped * 100 <= a.len(),
+            "frame {f}: {flipped} of {} mask pixels differ",
+            a.len()
+        );
+    }
+    assert!(
+        differs,
+        "float32 memories must change the tracked logits somewhere"
+    );
+}
+
+#[test]
 fn clearing_one_frames_prompt_keeps_the_track_and_the_other_prompts() {
     let mut s = session("shapes", |_| {});
     s.add_points(0, OBJ, &[[70.0, 90.0]], &[Label::Positive], true)

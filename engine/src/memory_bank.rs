@@ -356,3 +356,134 @@ impl MemoryBank {
         self.all().map(FrameResult::bytes).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::manifest::StorageDtype;
+
+    fn settings() -> MemorySettings {
+        MemorySettings {
+            num_maskmem: 7,
+            max_cond_frames_in_attn: -1,
+            memory_temporal_stride_for_eval: 1,
+            use_obj_ptrs_in_encoder: true,
+            max_obj_ptrs_in_encoder: 16,
+            only_obj_ptrs_in_the_past_for_eval: true,
+            add_tpos_enc_to_obj_ptrs: true,
+            proj_tpos_enc_in_obj_ptrs: true,
+            use_signed_tpos_enc_to_obj_ptrs: true,
+            directly_add_no_mem_embed: true,
+            sigmoid_scale_for_mem_enc: 20.0,
+            sigmoid_bias_for_mem_enc: -10.0,
+            binarize_mask_from_pts_for_mem_enc: true,
+            non_overlap_masks_for_mem_enc: false,
+            memory_storage_dtype: StorageDtype::Bfloat16,
+            no_obj_embed_spatial: true,
+            maskmem_tpos_enc: "memory_attention.onnx".into(),
+            obj_ptr_tpos_proj: "memory_attention.onnx".into(),
+        }
+    }
+
+    /// An output whose logits and score say which frame it is; a memory of `memory` values.
+    fn output(frame: usize, memory: Option<usize>, unfilled: usize) -> FrameResult {
+        FrameResult {
+            low_res_logits: Arc::from(vec![frame as f32; 4]),
+            object_pointer: Arc::from(vec![0.0f32; 2]),
+            object_score: frame as f32,
+            memory: memory.map(|n| MemoryFeatures::Float32(Arc::from(vec![0.0f32; n]))),
+            memory_source: MemorySource {
+                origin: MaskOrigin::Tracked,
+                retention: Retention::Rebuildable {
+                    unfilled: (0..unfilled as u32).map(|i| (i, -1.0)).collect(),
+                },
+            },
+            candidates: None,
+        }
+    }
+
+    #[test]
+    fn merging_encodes_prompts_as_clicked_and_a_prompted_frame_leaves_the_tracked_outputs() {
+        let mut bank = MemoryBank::default();
+        bank.insert_tracked(3, output(3, Some(8), 0));
+        bank.insert_tracked(4, output(4, Some(8), 0));
+        bank.insert_temporary(4, Storage::Cond, output(4, None, 0));
+        bank.insert_temporary(6, Storage::NonCond, output(6, None, 0));
+        let mut encoded = Vec::new();
+        bank.merge_temporary(&mut |frame, logits, score, origin| {
+            encoded.push((frame, logits.to_vec(), score, origin));
+            Ok(MemoryFeatures::Float32(Arc::from(vec![1.0f32; 8])))
+        })
+        .unwrap();
+        // Non-conditioning temporaries first, then conditioning ones (the official order).
+        assert_eq!(
+            encoded,
+            vec![
+                (6, vec![6.0; 4], 6.0, MaskOrigin::Points),
+                (4, vec![4.0; 4], 4.0, MaskOrigin::Points)
+            ]
+        );
+        assert_eq!(bank.conditioning_frames().collect::<Vec<_>>(), vec![4]);
+        // Frame 4 is only a conditioning output now; 3 and 6 are tracked ones.
+        assert!(
+            bank.lookup(4, Storage::NonCond)
+                .is_some_and(|r| r.memory.is_some())
+        );
+        assert_eq!(bank.memories_held(), 3);
+        assert!(!bank.has_temporary_cond(4));
+        assert!(bank.demote(4));
+        assert!(bank.conditioning(4).is_none());
+        assert!(bank.lookup(4, Storage::NonCond).is_some());
+        assert!(!bank.demote(4));
+    }
+
+    #[test]
+    fn far_tracked_memories_are_dropped_unless_rebuilding_them_costs_more_and_come_back_exactly() {
+        let s = settings();
+        let reach = MemoryBank::reach(&s);
+        assert_eq!(reach, 7);
+        let mut bank = MemoryBank::default();
+        // 8 f32 values: 32 bytes of memory; an unfilled pixel costs 8 bytes to keep.
+        bank.insert_tracked(0, output(0, Some(8), 0));
+        bank.insert_tracked(1, output(1, Some(8), 5));
+        bank.insert_tracked(2, output(2, Some(8), 1));
+        bank.insert_tracked(20, output(20, Some(8), 0));
+        bank.forget_far(20, &s);
+        let kept =
+            |bank: &MemoryBank, t| bank.lookup(t, Storage::NonCond).unwrap().memory.is_some();
+        assert!(!kept(&bank, 0), "beyond reach: dropped");
+        assert!(
+            kept(&bank, 1),
+            "40 bytes to rebuild > 32 bytes of memory: kept"
+        );
+        assert_eq!(
+            bank.lookup(1, Storage::NonCond)
+                .unwrap()
+                .memory_source
+                .retention,
+            Retention::Pinned
+        );
+        assert!(!kept(&bank, 2), "8 bytes to rebuild < 32: dropped");
+        assert!(kept(&bank, 20), "within reach");
+
+        let pick = bank.select(21, &s, 30, Direction::Forward);
+        assert!(pick.memories.iter().all(|p| p.frame == 20));
+        let mut rebuilt = Vec::new();
+        let mut encode = |frame: usize, logits: &[f32], _: f32, origin| {
+            rebuilt.push((frame, logits.to_vec(), origin));
+            Ok(MemoryFeatures::Float32(Arc::from(vec![0.0f32; 8])))
+        };
+        bank.restore(ObjectId(1), 2, Storage::NonCond, &mut encode)
+            .unwrap();
+        assert!(matches!(
+            bank.restore(ObjectId(1), 9, Storage::NonCond, &mut encode),
+            Err(Error::Internal { .. })
+        ));
+        // The encoder reads the stored logits with the unfilled pixel put back.
+        assert_eq!(
+            rebuilt,
+            vec![(2, vec![-1.0, 2.0, 2.0, 2.0], MaskOrigin::Tracked)]
+        );
+        assert!(kept(&bank, 2));
+    }
+}
