@@ -145,11 +145,18 @@ pub enum Error {
     )]
     RuntimeAlreadyLoaded { loaded: PathBuf, requested: PathBuf },
 
-    #[error("ONNX Runtime could not be set up: {message}.")]
-    RuntimeSetup { message: String },
+    #[error("ONNX Runtime could not be set up: {source}.")]
+    RuntimeSetup {
+        #[source]
+        source: ort::Error,
+    },
 
-    #[error("ONNX Runtime could not load the graph {path}: {message}; export the model again.")]
-    Session { path: PathBuf, message: String },
+    #[error("ONNX Runtime could not load the graph {path}: {source}; export the model again.")]
+    Session {
+        path: PathBuf,
+        #[source]
+        source: ort::Error,
+    },
 
     #[error("The graph {path} does not match its manifest: {problem}; export the model again.")]
     GraphMismatch { path: PathBuf, problem: String },
