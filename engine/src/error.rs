@@ -219,6 +219,16 @@ pub enum Error {
         problem: String,
     },
 
+    #[error(
+        "The prompt for object {object} on frame {frame} has {count} points (a box counts as two), more than the {max} one object can have on one frame; use fewer clicks, or clear the frame's earlier clicks first."
+    )]
+    TooManyPoints {
+        frame: usize,
+        object: crate::script::ObjectId,
+        count: usize,
+        max: usize,
+    },
+
     #[error("There is no object {object} in this session.")]
     UnknownObject { object: crate::script::ObjectId },
 
