@@ -110,3 +110,39 @@ fn clicks_per_frame_and_object_are_bounded() {
         )
         .unwrap();
 }
+
+#[test]
+fn a_truncated_onnx_runtime_library_is_a_sentence_not_a_crash() {
+    // The library that is loaded for real in this process; its copies must never be.
+    let library = sam2_engine::model::runtime::default_library_path()
+        .canonicalize()
+        .unwrap();
+    let bytes = std::fs::read(&library).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let name = library.file_name().unwrap();
+    let record = sam2_engine::model::library::record_path(&dir.path().join(name));
+    for with_record in [false, true] {
+        let copy = dir.path().join(name);
+        std::fs::write(&copy, &bytes[..bytes.len() * 2 / 3]).unwrap();
+        if with_record {
+            let record_json = format!(
+                r#"{{"format": "sam2-rotoscope-library-record", "version": 1, "file": "{}", "bytes": {}, "sha256": "{}"}}"#,
+                name.to_string_lossy(),
+                bytes.len(),
+                sam2_engine::model::sha256_hex(&bytes)
+            );
+            std::fs::write(&record, record_json).unwrap();
+        }
+        let err = Runtime::load(&copy).unwrap_err();
+        assert!(matches!(err, Error::RuntimeDamaged { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains(&copy.display().to_string()), "{text}");
+        assert!(text.contains("damaged"), "{text}");
+        assert!(text.contains("fetch-onnxruntime.sh"), "{text}");
+        if with_record {
+            assert!(text.contains(&format!("says {}", bytes.len())), "{text}");
+        } else {
+            assert!(text.contains("cut short"), "{text}");
+        }
+    }
+}

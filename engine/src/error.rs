@@ -16,6 +16,8 @@ pub enum FileKind {
     Script,
     /// `trace.json` of a reference trace.
     Trace,
+    /// `<library>.record.json`: the size and SHA-256 of the ONNX Runtime library beside it.
+    LibraryRecord,
 }
 
 impl FileKind {
@@ -25,6 +27,7 @@ impl FileKind {
             FileKind::Manifest => "model manifest",
             FileKind::Script => "interaction script",
             FileKind::Trace => "reference trace",
+            FileKind::LibraryRecord => "ONNX Runtime library record",
         }
     }
 }
@@ -138,6 +141,14 @@ pub enum Error {
         path: PathBuf,
         message: String,
         min_minor: u32,
+    },
+
+    #[error(
+        "The ONNX Runtime library {path} is damaged: {problem}. Loading it could crash the process, so it was not loaded; reinstall the plugin bundle, or in a checkout delete .local/onnxruntime and run bundle/fetch-onnxruntime.sh, or set SAM2_ORT_DYLIB to another libonnxruntime."
+    )]
+    RuntimeDamaged {
+        path: PathBuf,
+        problem: crate::model::library::LibraryDamage,
     },
 
     #[error(
