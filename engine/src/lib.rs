@@ -12,6 +12,7 @@ pub mod fill_holes;
 pub mod frame_cache;
 pub mod frame_source;
 pub mod image_encoder;
+pub mod jpeg;
 pub mod mask_decoder;
 pub mod mask_prompt;
 pub mod masklet;
