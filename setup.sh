@@ -6,7 +6,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 step() { printf '\n== %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
-step "1/5 system packages (lavapipe Vulkan driver, expat)"
+step "1/5 system packages (lavapipe Vulkan driver, expat, cmake and nasm for libjpeg-turbo)"
 bundle/setup-system.sh || die "the system packages could not be installed (see above)."
 
 step "2/5 ONNX Runtime shared library (from the pinned PyPI wheel)"

@@ -4,6 +4,8 @@
 #   target/bundle/SAM2Rotoscope.ofx.bundle/Contents/
 #     Linux-x86-64/SAM2Rotoscope.ofx              the plugin (the cdylib, renamed)
 #     Linux-x86-64/libonnxruntime.so.1.32.0       ONNX Runtime (from .local/onnxruntime/)
+#     Linux-x86-64/libonnxruntime.so.1.32.0.record.json   its size and SHA-256, checked before it
+#                                                 is loaded (engine/src/model/library.rs)
 #     Resources/com.sam2rotoscope.SAM2Rotoscope.png   the icon hosts show
 #     Resources/models/                           the default model location (empty unless
 #                                                 --with-test-model; see bundle/INSTALL.md)
@@ -49,10 +51,9 @@ case "$(uname -s)-$(uname -m)" in
   *) echo "error: this script bundles for Linux x86-64; see bundle/INSTALL.md for the macOS and Windows layouts." >&2; exit 1 ;;
 esac
 
-if [ ! -f "$ort_lib" ]; then
-  echo "ONNX Runtime $ort_version is not in .local/onnxruntime: fetching it (bundle/fetch-onnxruntime.sh)"
-  bundle/fetch-onnxruntime.sh
-fi
+# Fetches the library if it is missing, and again if it does not match its record: the bundle
+# must ship a whole library with a record that vouches for it.
+bundle/fetch-onnxruntime.sh
 
 cargo_flags=(-p sam2-rotoscope-ofx --lib)
 [ "$profile" = release ] && cargo_flags+=(--release)
@@ -69,7 +70,7 @@ rm -rf "$tmp"
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/Contents/$arch" "$tmp/Contents/Resources/models"
 cp "$built" "$tmp/Contents/$arch/$name.ofx"
-cp "$ort_lib" "$tmp/Contents/$arch/"
+cp "$ort_lib" "$ort_lib.record.json" "$tmp/Contents/$arch/"
 cp "$root/bundle/resources/$id.png" "$tmp/Contents/Resources/"
 cat >"$tmp/Contents/Resources/models/README.txt" <<EOF
 The default model location of SAM 2 Rotoscope: when the Model Directory parameter is empty, the

@@ -2,8 +2,9 @@
 # System packages the project needs on a Debian machine, installed only when missing:
 #   mesa-vulkan-drivers libvulkan1  — lavapipe, the Vulkan software driver for the wgpu (GPU-path) tests
 #   libexpat1-dev g++ make         — building the OpenFX HostSupport library and the test host (tests/host)
+#   cmake nasm                     — building libjpeg-turbo (the turbojpeg crate's vendored source, with SIMD)
 set -euo pipefail
-pkgs=(mesa-vulkan-drivers libvulkan1 libexpat1-dev g++ make)
+pkgs=(mesa-vulkan-drivers libvulkan1 libexpat1-dev g++ make cmake nasm)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -464,7 +464,9 @@ fn a_file_that_is_not_onnx_runtime_is_refused() {
     assert!(
         matches!(
             err,
-            Error::RuntimeAlreadyLoaded { .. } | Error::RuntimeLoad { .. }
+            Error::RuntimeAlreadyLoaded { .. }
+                | Error::RuntimeLoad { .. }
+                | Error::RuntimeDamaged { .. }
         ),
         "{err:?}"
     );

@@ -16,6 +16,8 @@ pub enum FileKind {
     Script,
     /// `trace.json` of a reference trace.
     Trace,
+    /// `<library>.record.json`: the size and SHA-256 of the ONNX Runtime library beside it.
+    LibraryRecord,
 }
 
 impl FileKind {
@@ -25,6 +27,7 @@ impl FileKind {
             FileKind::Manifest => "model manifest",
             FileKind::Script => "interaction script",
             FileKind::Trace => "reference trace",
+            FileKind::LibraryRecord => "ONNX Runtime library record",
         }
     }
 }
@@ -141,6 +144,14 @@ pub enum Error {
     },
 
     #[error(
+        "The ONNX Runtime library {path} is damaged: {problem}. Loading it could crash the process, so it was not loaded; reinstall the plugin bundle, or in a checkout delete .local/onnxruntime and run bundle/fetch-onnxruntime.sh, or set SAM2_ORT_DYLIB to another libonnxruntime."
+    )]
+    RuntimeDamaged {
+        path: PathBuf,
+        problem: crate::model::library::LibraryDamage,
+    },
+
+    #[error(
         "ONNX Runtime is already loaded from {loaded} in this process, so {requested} cannot be loaded as well; one process uses one ONNX Runtime library."
     )]
     RuntimeAlreadyLoaded { loaded: PathBuf, requested: PathBuf },
@@ -241,6 +252,16 @@ pub enum Error {
         frame: usize,
         object: crate::object::ObjectId,
         problem: String,
+    },
+
+    #[error(
+        "The prompt for object {object} on frame {frame} has {count} points (a box counts as two), more than the {max} one object can have on one frame; use fewer clicks, or clear the frame's earlier clicks first."
+    )]
+    TooManyPoints {
+        frame: usize,
+        object: crate::script::ObjectId,
+        count: usize,
+        max: usize,
     },
 
     #[error("There is no object {object} in this session.")]

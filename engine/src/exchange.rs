@@ -4,11 +4,17 @@
 //! says "this is not a model manifest" instead of listing the manifest fields the trace lacks, and
 //! a file from a newer exporter says "update" instead of failing on a field this build has never
 //! heard of.
+//!
+//! A key written twice in one object is refused: serde_json would silently keep the last value, so
+//! a hand-edited script with two `"frame"` keys would run a different interaction than its author
+//! reads.
 
+use std::collections::HashSet;
+use std::fmt;
 use std::path::Path;
 
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, MapAccess, SeqAccess, Visitor};
 
 use crate::error::{Error, FileKind, Result};
 
@@ -42,6 +48,7 @@ impl Envelope {
             path: path.to_path_buf(),
             message,
         };
+        serde_json::from_slice::<UniqueKeys>(bytes).map_err(|e| parse_error(e.to_string()))?;
         let raw: RawEnvelope =
             serde_json::from_slice(bytes).map_err(|e| parse_error(e.to_string()))?;
         match raw.format {
@@ -77,6 +84,65 @@ impl Envelope {
             });
         }
         serde_json::from_slice(bytes).map_err(|e| parse_error(e.to_string()))
+    }
+}
+
+/// A JSON value walked only to check that no object repeats a key; nothing is kept.
+///
+/// A separate pass over the bytes (rather than a `Value` handed to `from_value`) keeps serde_json's
+/// line and column in every body error, which the reader of a hand-edited file needs.
+struct UniqueKeys;
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueKeysVisitor)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> Visitor<'de> for UniqueKeysVisitor {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+    fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueKeys, A::Error> {
+        while seq.next_element::<UniqueKeys>()?.is_some() {}
+        Ok(UniqueKeys)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(de::Error::custom(format_args!(
+                    "the key \"{key}\" appears twice in one object; remove one of them"
+                )));
+            }
+            map.next_value::<UniqueKeys>()?;
+        }
+        Ok(UniqueKeys)
     }
 }
 
@@ -145,6 +211,32 @@ mod tests {
             let err = parse(json).map(|_| ());
             assert!(matches!(err, Err(Error::Parse { .. })), "{json}: {err:?}");
         }
+    }
+
+    #[test]
+    fn refuses_a_key_written_twice() {
+        for json in [
+            r#"{"format": "sam2-rotoscope-trace", "version": 1, "value": 3, "value": 4}"#,
+            r#"{"format": "sam2-rotoscope-trace", "version": 1, "version": 1, "value": 3}"#,
+            "{\"format\": \"sam2-rotoscope-trace\", \"version\": 1, \"value\": 3,\n \"extra\": [{\"a\": 1, \"b\": {\"value\": 1, \"value\": 2}}]}",
+        ] {
+            let err = parse(json).map(|_| ());
+            let Err(err @ Error::Parse { .. }) = err else {
+                panic!("{json}: expected Parse, got {err:?}");
+            };
+            let text = err.to_string();
+            assert!(text.contains("/x/trace.json"), "{text}");
+            assert!(text.contains("appears twice"), "{text}");
+            assert!(
+                text.contains("\"value\"") || text.contains("\"version\""),
+                "{text}"
+            );
+        }
+        // The same key in two different objects is fine.
+        let json =
+            r#"{"format": "sam2-rotoscope-trace", "version": 1, "value": 3, "x": {"value": 1}}"#;
+        let body = parse(json).map(|b| b.value);
+        assert!(matches!(body, Ok(3)), "{body:?}");
     }
 
     #[test]

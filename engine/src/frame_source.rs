@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 
 use crate::clip::Clip;
 use crate::error::{Error, Result};
+use crate::jpeg;
 
 /// One frame as packed 8-bit RGB — what SAM 2's preprocessing (PIL, 8-bit) starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,18 +67,40 @@ impl FolderSource {
     }
 }
 
-/// Decodes one frame file to packed RGB, checking its size against the clip's.
+/// Decodes one frame file to packed RGB, checking its size against the clip's. The format is
+/// told by content, as PIL tells it: JPEG through libjpeg-turbo as PIL decodes it ([`crate::jpeg`]),
+/// anything else (PNG) through the `image` crate.
 fn decode(path: &Path, index: usize, size: (u32, u32)) -> Result<RgbFrame> {
-    let image = image::open(path).map_err(|e| Error::FrameSource {
+    let unreadable = |message: String| Error::FrameSource {
         frame: index,
-        message: format!("{} could not be decoded ({e})", path.display()),
+        message: format!("{} could not be decoded: {message}", path.display()),
+    };
+    let bytes = std::fs::read(path).map_err(|e| Error::FrameSource {
+        frame: index,
+        message: format!("{} could not be read ({e})", path.display()),
     })?;
-    // As PIL's convert("RGB"): alpha is dropped, not composited.
-    let rgb = image.to_rgb8();
-    let frame = RgbFrame {
-        width: rgb.width(),
-        height: rgb.height(),
-        data: rgb.into_raw(),
+    let frame = if jpeg::is_jpeg(&bytes) {
+        let decoded = jpeg::decode_jpeg(&bytes).map_err(|e| unreadable(e.to_string()))?;
+        if let Some(warning) = &decoded.warning {
+            log::warn!(
+                "Frame {index}: {} has corrupt JPEG data (libjpeg-turbo: {warning}); it is decoded as PIL decodes it.",
+                path.display()
+            );
+        }
+        RgbFrame {
+            width: decoded.width,
+            height: decoded.height,
+            data: decoded.data,
+        }
+    } else {
+        let image = image::load_from_memory(&bytes).map_err(|e| unreadable(e.to_string()))?;
+        // As PIL's convert("RGB"): alpha is dropped, not composited.
+        let rgb = image.to_rgb8();
+        RgbFrame {
+            width: rgb.width(),
+            height: rgb.height(),
+            data: rgb.into_raw(),
+        }
     };
     if (frame.width, frame.height) != size {
         return Err(Error::FrameSource {

@@ -13,6 +13,7 @@ pub mod frame_cache;
 pub mod frame_source;
 mod frames;
 pub mod image_encoder;
+pub mod jpeg;
 pub mod mask_decoder;
 pub mod mask_prompt;
 pub mod masklet;

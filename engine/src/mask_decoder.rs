@@ -7,6 +7,14 @@ use crate::error::{Error, Result};
 use crate::image_encoder::FrameFeatures;
 use crate::model::{GraphName, Model};
 
+/// The most prompt points (clicks, and a box's two corners) one object may have on one frame.
+///
+/// The official predictor has no limit, but the decoder's two-way transformer attends from every
+/// point to every other, so memory grows with the square of their number (1000 points took
+/// 194 MB, 5000 took 1.84 GB) and time with it. SAM 2 was trained with a box or a few clicks and
+/// up to 7 corrections; 256 is far beyond what refines a mask and still costs little.
+pub const MAX_PROMPT_POINTS: usize = 256;
+
 /// Clicks in model pixels (x, y scaled to S) with the official labels: 1 positive, 0 negative,
 /// 2/3 box corners, −1 padding.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +39,24 @@ impl PointPrompt {
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
+}
+
+/// Refuses a prompt of more than [`MAX_PROMPT_POINTS`] points (counted after merging with the
+/// frame's earlier clicks), before anything is stored or run.
+pub(crate) fn check_point_count(
+    frame: usize,
+    object: crate::script::ObjectId,
+    count: usize,
+) -> Result<()> {
+    if count > MAX_PROMPT_POINTS {
+        return Err(crate::error::Error::TooManyPoints {
+            frame,
+            object,
+            count,
+            max: MAX_PROMPT_POINTS,
+        });
+    }
+    Ok(())
 }
 
 /// What the decoder returns for one object on one frame.

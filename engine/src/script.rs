@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, FileKind, Result};
 use crate::exchange::Envelope;
+use crate::mask_decoder::MAX_PROMPT_POINTS;
 
 /// The `format` of an interaction script.
 pub const SCRIPT_FORMAT: &str = "sam2-rotoscope-script";
@@ -179,7 +180,13 @@ impl Interaction {
 
     /// What is wrong with the interaction on its own, as a phrase.
     fn problem(&self) -> Option<String> {
-        fn clicks(points: &[[f64; 2]], labels: &[Label]) -> Option<String> {
+        fn clicks(points: &[[f64; 2]], labels: &[Label], corners: usize) -> Option<String> {
+            if points.len() + corners > MAX_PROMPT_POINTS {
+                return Some(format!(
+                    "it has {} points (a box counts as two), more than the {MAX_PROMPT_POINTS} one object can have on one frame",
+                    points.len() + corners
+                ));
+            }
             if points.len() != labels.len() {
                 return Some(format!(
                     "it has {} point(s) but {} label(s); give one label per point",
@@ -197,7 +204,7 @@ impl Interaction {
                 if points.is_empty() {
                     return Some("it has no points; add_points needs at least one".into());
                 }
-                clicks(points, labels)
+                clicks(points, labels, 0)
             }
             Interaction::AddBox {
                 bbox,
@@ -214,7 +221,7 @@ impl Interaction {
                         "its box [{x0}, {y0}, {x1}, {y1}] is not [x0, y0, x1, y1] with x0 <= x1 and y0 <= y1"
                     ));
                 }
-                clicks(points, labels)
+                clicks(points, labels, 2)
             }
             Interaction::AddMask { mask, .. } => mask
                 .as_os_str()
@@ -483,6 +490,34 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("2 point(s) but 1 label(s)"), "{text}");
+    }
+
+    #[test]
+    fn clicks_are_bounded() {
+        let op = |n: usize, with_box: bool| {
+            let points = vec!["[1, 2]"; n].join(", ");
+            let labels = vec!["1"; n].join(", ");
+            if with_box {
+                format!(
+                    r#"{{"op": "add_box", "frame": 0, "object": 1, "box": [0, 0, 5, 5], "points": [{points}], "labels": [{labels}]}}"#
+                )
+            } else {
+                format!(
+                    r#"{{"op": "add_points", "frame": 0, "object": 1, "points": [{points}], "labels": [{labels}]}}"#
+                )
+            }
+        };
+        assert!(parse(&with_interactions(&op(MAX_PROMPT_POINTS, false))).is_ok());
+        assert!(parse(&with_interactions(&op(MAX_PROMPT_POINTS - 2, true))).is_ok());
+        for (n, with_box) in [
+            (MAX_PROMPT_POINTS + 1, false),
+            (MAX_PROMPT_POINTS - 1, true),
+        ] {
+            let (index, text) = invalid(&op(n, with_box));
+            assert_eq!(index, 0);
+            assert!(text.contains("257 points"), "{text}");
+            assert!(text.contains("more than the 256"), "{text}");
+        }
     }
 
     #[test]

@@ -535,6 +535,49 @@ fn feather_is_a_gaussian_of_half_the_radius() {
 }
 
 #[test]
+fn huge_feathers_take_no_longer_and_are_bounded() {
+    // `--feather 1e9` used to lay out a billion padding pixels per row and ran for hours. Now
+    // the cost does not depend on the radius, and radii past the documented bound are that bound.
+    let (w, h) = (64, 48);
+    let matte: Vec<f32> = (0..w * h)
+        .map(|i| {
+            if (i % w) < 20 && (i / w) > 10 {
+                1.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    let bounded = matte::feather(&matte, w, h, matte::MAX_FEATHER_RADIUS).unwrap();
+    for radius in [1e9_f32, 3.0e38, f32::INFINITY] {
+        let huge = matte::feather(&matte, w, h, radius);
+        if radius.is_finite() {
+            assert_eq!(huge.unwrap(), bounded, "radius {radius}");
+        }
+    }
+    // A 2²⁴-pixel feather over a 64-pixel frame is flat to well within an 8-bit step, a grey
+    // between the matte's values.
+    let (lo, hi) = bounded
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    assert!(hi - lo < 1e-3, "{lo}..{hi}");
+    assert!(lo > 0.0 && hi < 1.0, "{lo}..{hi}");
+    // Seconds for a 64×48 frame would mean the cost still grows with the radius.
+    assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
+    // Settings with a huge feather are valid and finish the same way.
+    let settings = MatteSettings {
+        feather: 1e9,
+        ..Default::default()
+    };
+    let logits: Vec<f32> = matte
+        .iter()
+        .map(|&m| if m > 0.5 { 8.0 } else { -8.0 })
+        .collect();
+    assert_eq!(matte::finish(&logits, w, h, &settings).unwrap(), bounded);
+}
+
+#[test]
 fn finish_runs_every_step_in_order() {
     // Logits: a 12×12 object with a 1-pixel hole, and a 1-pixel speck far away.
     let (w, h) = (40, 30);

@@ -79,6 +79,12 @@ fn build() -> Result<Built, String> {
             bundle_dir.join("SAM2Rotoscope.ofx.bundle/Contents/Linux-x86-64/SAM2Rotoscope.ofx"),
         ),
         (
+            "the record of the bundled ONNX Runtime (its size and SHA-256)",
+            bundle_dir.join(
+                "SAM2Rotoscope.ofx.bundle/Contents/Linux-x86-64/libonnxruntime.so.1.32.0.record.json",
+            ),
+        ),
+        (
             "the bundled test model",
             bundle_dir
                 .join("SAM2Rotoscope.ofx.bundle/Contents/Resources/models/test/manifest.json"),

@@ -1,5 +1,6 @@
-"""Regenerate the committed test fixtures (tests/fixtures): the shrunk model, three synthetic clips, their
-mask prompts, the interaction scripts and the official predictor's reference traces for each script.
+"""Regenerate the committed test fixtures (tests/fixtures): the shrunk model, three synthetic clips and a
+photographic one (as PNG and as JPEG frames), their mask prompts, the interaction scripts and the official
+predictor's reference traces for each script, and the resampling and JPEG decoding reference data.
 
     bundle/exporter/make-fixtures.sh            (runs `python -m sam2export.fixtures --out tests/fixtures`)
 """
@@ -18,6 +19,7 @@ import torch
 from .build import build
 from .errors import UserError, friendly_main
 from .export import export_model_dir
+from .jpeg_fixtures import make_jpeg_fixtures
 from .onnx_driver import replay
 from .reference import run_reference
 from .resample_fixtures import make_resample_fixtures
@@ -110,6 +112,17 @@ def scripts() -> dict[str, dict]:
             {"op": "add_points", "frame": 0, "object": 2, "points": _pts((262, 190), (120, 180)), "labels": [1, 0]},
             {"op": "propagate"},
         ]),
+        # The photo clip as JPEG frames, the official tools' clip format: JPEG decoding must be at parity too.
+        "photo_jpeg": ("photo_jpeg", [
+            {"op": "add_points", "frame": 0, "object": 1, "points": _pts((172, 63)), "labels": [1]},
+            {"op": "add_points", "frame": 0, "object": 2, "points": _pts((262, 190), (120, 180)), "labels": [1, 0]},
+            {"op": "propagate"},
+        ]),
+        "photo_jpeg_box": ("photo_jpeg", [
+            {"op": "add_box", "frame": 3, "object": 1, "box": [90.0, 10.0, 250.0, 170.0]},
+            {"op": "propagate", "start_frame": 3},
+            {"op": "propagate", "start_frame": 3, "reverse": True},
+        ]),
         "reset": ("shapes", [
             {"op": "add_points", "frame": 0, "object": 1, "points": _pts((70, 90)), "labels": [1]},
             {"op": "propagate", "max_frames": 3},
@@ -138,6 +151,8 @@ def make_fixtures(root: str, log=print) -> dict:
     masks = make_clips(os.path.join(root, "clips"))
     # tests/fixtures/photos is committed (public-domain / CC0 photographs, see its README).
     make_photo_clip(os.path.join(root, "clips"), os.path.join(root, "photos", "chelsea.png"))
+    make_photo_clip(os.path.join(root, "clips"), os.path.join(root, "photos", "chelsea.png"), name="photo_jpeg",
+                    jpeg_quality=90)
     save_mask(os.path.join(root, "masks", "shapes_disk_f0.png"), masks["shapes"][0][0])
     save_mask(os.path.join(root, "masks", "crossing_square_f0.png"), masks["crossing"][0][0])
     save_mask(os.path.join(root, "masks", "empty.png"), np.zeros((HEIGHT, WIDTH), bool))
@@ -180,6 +195,8 @@ def make_fixtures(root: str, log=print) -> dict:
             raise UserError(f"The ONNX graphs do not reproduce the official predictor on the trace {name}: {r}.")
     # Reference data for the engine's image resampling (Pillow / PyTorch), read by engine/tests/resample.rs.
     make_resample_fixtures(root)
+    # Reference data for the engine's JPEG decoding (Pillow's bytes), read by engine/tests/jpeg.rs.
+    make_jpeg_fixtures(root)
     return summary
 
 

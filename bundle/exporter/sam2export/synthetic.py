@@ -114,9 +114,10 @@ def save_mask(path: str, mask: np.ndarray) -> None:
     Image.fromarray((mask.astype(np.uint8) * 255)).save(path, optimize=True)
 
 
-def make_photo_clip(root: str, photo: str, name: str = "photo") -> None:
+def make_photo_clip(root: str, photo: str, name: str = "photo", jpeg_quality: int | None = None) -> None:
     """A clip cut from a real photograph (a slow pan), so preprocessing parity is held on photographic
-    content, not only on synthetic shapes: six 280×200 crops moving right by 24 pixels a frame."""
+    content, not only on synthetic shapes: six 280×200 crops moving right by 24 pixels a frame. PNG frames, or
+    with `jpeg_quality` JPEG frames (Pillow's default 4:2:0 baseline), the official tools' clip format."""
     img = Image.open(photo).convert("RGB")
     d = os.path.join(root, name)
     os.makedirs(d, exist_ok=True)
@@ -124,4 +125,8 @@ def make_photo_clip(root: str, photo: str, name: str = "photo") -> None:
         os.remove(os.path.join(d, old))
     for i in range(6):
         x = 24 * i
-        img.crop((x, 50, x + 280, 250)).save(os.path.join(d, f"{i:05d}.png"), optimize=True)
+        crop = img.crop((x, 50, x + 280, 250))
+        if jpeg_quality is None:
+            crop.save(os.path.join(d, f"{i:05d}.png"), optimize=True)
+        else:
+            crop.save(os.path.join(d, f"{i:05d}.jpg"), quality=jpeg_quality)

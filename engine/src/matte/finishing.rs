@@ -39,7 +39,9 @@ pub struct MatteSettings {
     /// Grow the matte by this many pixels, or choke it when negative (a square min/max filter).
     pub expand: i32,
     /// Feather radius in pixels: a Gaussian blur with σ = radius / 2, so the edge fades over
-    /// about `radius` pixels on each side. 0 turns it off; must be 0 or more.
+    /// about `radius` pixels on each side. 0 turns it off; must be 0 or more. Radii above
+    /// [`MAX_FEATHER_RADIUS`](super::MAX_FEATHER_RADIUS) (2²⁴ px) are computed as that radius;
+    /// the time taken does not depend on the radius.
     pub feather: f32,
 }
 

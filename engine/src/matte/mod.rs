@@ -25,7 +25,7 @@ pub use components::{fill_holes, remove_specks};
 pub use error::MatteError;
 pub use finishing::{MatteSettings, finish, soften, threshold, to_u8, to_u16};
 pub use gpu::{GpuInfo, GpuUpsampler};
-pub use morphology::{expand, feather};
+pub use morphology::{MAX_FEATHER_RADIUS, expand, feather};
 
 /// Where upsampling runs; a user setting (serde-friendly for the plugin's saved state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

@@ -7,6 +7,7 @@
 
 pub mod device;
 pub(crate) mod io;
+pub mod library;
 pub mod manifest;
 pub mod runtime;
 mod shared;

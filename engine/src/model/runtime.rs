@@ -13,6 +13,10 @@
 //!    right for tests and tools run from the checkout; a shipped plugin passes the path of the
 //!    library inside its bundle to [`Runtime::load`] instead.
 //!
+//! Before loading, the file is checked against its record (size and SHA-256) when one lies beside
+//! it, and its ELF headers against its length ([`super::library`]): a truncated copy would
+//! otherwise crash the process with SIGBUS.
+//!
 //! # Devices
 //!
 //! [`Runtime::with_device`] picks where the graphs run (the CLI's `cpu` / `gpu` / `auto`):
@@ -52,6 +56,7 @@ use ort::session::builder::SessionBuilder;
 use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 
 use super::device::{Device, FailureReason, Provider, ProviderFailure, ort_message};
+use super::library::verify_library;
 use super::manifest::{DType, Dim, GraphName, GraphSpec, ValueSpec, shape_string};
 use crate::error::{Error, Result};
 
@@ -138,6 +143,11 @@ impl Runtime {
         let canonical = requested
             .canonicalize()
             .map_err(|e| Error::io(requested, e))?;
+        // A damaged copy would load and then crash the process (SIGBUS) when its missing part
+        // runs; checked unless this very file is already loaded.
+        if LOADED.get().is_none_or(|loaded| loaded.path != canonical) {
+            verify_library(&canonical)?;
+        }
         let loaded = LOADED.get_or_try_init(|| {
             let load_error = |message: String| Error::RuntimeLoad {
                 path: requested.to_path_buf(),
