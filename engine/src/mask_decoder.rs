@@ -49,7 +49,7 @@ pub(crate) fn check_point_count(
     count: usize,
 ) -> Result<()> {
     if count > MAX_PROMPT_POINTS {
-        return Err(crate::error::Error::TooManyPoints {
+        return Err(Error::TooManyPoints {
             frame,
             object,
             count,

@@ -302,7 +302,7 @@ impl ClipSession {
             merged.labels.extend(points.labels);
             points = merged;
         }
-        mask_decoder::check_point_count(frame, object, points.len())?;
+        crate::mask_decoder::check_point_count(frame, object, points.len())?;
         masklet
             .prompts
             .insert(frame, Prompt::Points(points.clone()));
