@@ -24,6 +24,7 @@ pub(crate) mod overlay;
 pub(crate) mod params;
 pub mod pen;
 pub mod prompts;
+pub mod registry;
 pub mod render;
 pub mod tracker;
 
