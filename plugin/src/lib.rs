@@ -21,6 +21,7 @@ mod host_source;
 pub(crate) mod instance;
 pub mod models;
 pub(crate) mod overlay;
+pub(crate) mod overlay_gl;
 pub(crate) mod params;
 pub mod pen;
 pub mod prompts;

@@ -21,7 +21,7 @@ use openfx::sys::image_effect_v1::interact::{
 use openfx::sys::image_effect_v1::key_syms::kOfxPropKeySym;
 
 use crate::ffi::images::RawHandle;
-use crate::ffi::interact::{Draw, Interact};
+use crate::ffi::interact::Interact;
 use crate::ffi::messages::Severity;
 use crate::ffi::props::PropSet;
 use crate::instance::Instance;
@@ -184,8 +184,8 @@ impl Instance {
     }
 
     fn draw_overlay(&self, args: PropSet) -> OfxStatus {
-        let Some(draw) = Draw::from_args(args) else {
-            // No Draw Suite (or no draw context): the overlay edits but does not draw.
+        let Some(draw) = crate::overlay_gl::Backend::for_draw_action(args) else {
+            // Neither the Draw Suite nor OpenGL: the overlay edits but does not draw.
             return kOfxStatReplyDefault;
         };
         let time = args.double(kOfxPropTime, 0).unwrap_or(0.0);
