@@ -805,13 +805,16 @@ fn current_frame_clip_fetch_serves_the_rendered_frame_for_any_time() {
 }
 
 #[test]
-fn clips_without_a_frame_range_still_have_the_effect_duration() {
+fn clips_without_a_frame_range_and_effects_without_a_project() {
     let frames = numbered_frames(5);
     let mut exact = tester_host(&frames);
     exact.set_param("report", true).unwrap();
     exact.render(&Render::at(4.0)).unwrap();
     let rep = reports(&mut exact);
-    assert!(rep[0].contains(" range=0..4 duration=5 "), "{rep:?}");
+    assert!(
+        rep[0].ends_with(" range=0..4 duration=5 hidden_gain=1 project=8x6 fps=24 timeline=0..4"),
+        "{rep:?}"
+    );
     exact.quit().unwrap();
 
     let mut host = tester_host_configured(json!({"clip_frame_range": false}), &frames);
@@ -823,6 +826,25 @@ fn clips_without_a_frame_range_still_have_the_effect_duration() {
     assert_eq!(r.image.get(0, 0, 0), frames[4].get(0, 0, 0));
     let rep = reports(&mut host);
     assert!(rep[0].contains(" range=absent duration=5 "), "{rep:?}");
+    host.quit().unwrap();
+
+    // MLT 7.42 sets the project and the effect's duration on another property set than the one
+    // its getPropertySet hands over, and its timeline suite answers kOfxStatErrUnsupported: the
+    // effect knows the time it renders and nothing of the clip's length.
+    let mut host = tester_host_configured(
+        json!({"clip_frame_range": false, "project_props": false, "timeline_bounds": false}),
+        &frames,
+    );
+    host.set_param("report", true).unwrap();
+    let r = host.render(&Render::at(4.0)).unwrap();
+    assert_eq!(r.image.get(0, 0, 0), frames[4].get(0, 0, 0));
+    let rep = reports(&mut host);
+    assert!(
+        rep[0].ends_with(
+            " range=absent duration=-1 hidden_gain=1 project=-1x-1 fps=-1 timeline=unsupported"
+        ),
+        "{rep:?}"
+    );
     host.quit().unwrap();
 }
 
@@ -910,9 +932,11 @@ fn mlt_preset_renders_in_order_like_melt() {
             c["clip_fetch"],
             c["clip_frame_range"],
             c["secret_params"],
-            c["frame_threaded"]
+            c["frame_threaded"],
+            c["project_props"],
+            c["timeline_bounds"]
         ]),
-        &json!([false, "current_frame", false, "hidden", true]),
+        &json!([false, "current_frame", false, "hidden", true, false, false]),
     );
     host.load().unwrap();
     host.set_source(&frames).unwrap();
@@ -927,7 +951,9 @@ fn mlt_preset_renders_in_order_like_melt() {
     assert_eq!(rep.len(), 4);
     assert!(
         rep[3].starts_with("render t=3 asked=2 got=Source@3@")
-            && rep[3].contains(" range=absent duration=4 hidden_gain=1"),
+            && rep[3].ends_with(
+                " range=absent duration=-1 hidden_gain=1 project=-1x-1 fps=-1 timeline=unsupported"
+            ),
         "{rep:?}"
     );
     host.quit().unwrap();

@@ -283,6 +283,13 @@ struct Config {
   // property is absent; fetching it fails), while the effect's kOfxImageEffectInstancePropEffectDuration
   // is set (MLT). Read when an instance is made.
   bool clipFrameRange = true;
+  // Off: the effect instance carries no project properties (size, offset, extent, pixel aspect
+  // ratio, frame rate) nor kOfxImageEffectInstancePropEffectDuration: MLT 7.42 sets them on another
+  // property set than the one getPropertySet hands over, so effects never see them. Read when an
+  // instance is made.
+  bool projectProps = true;
+  // Off: the timeline suite's getTime and getTimeBounds answer kOfxStatErrUnsupported (MLT).
+  bool timelineBounds = true;
   // On: params whose kOfxParamPropSecret is 1 cannot be listed or set (MLT exposes no secret param).
   bool hideSecretParams = false;
   // On: every render makes a fresh instance of the current instance's plug-in (kOfxActionCreateInstance,
@@ -681,6 +688,19 @@ class UnsupportedParam : public H::Param::Instance {
 ////////////////////////////////////////////////////////////////////////////////
 // Images and clips
 
+// HostSupport's property sets keep their map protected and offer no removal; reach it through a
+// pointer to member formed in a derived class (as CacheAccess does for the plug-in cache).
+struct PropsAccess : H::Property::Set {
+  static void remove(H::Property::Set &set, const char *name) {
+    H::Property::PropertyMap &m = set.*(&PropsAccess::_props);
+    auto it = m.find(name);
+    if (it == m.end()) return;
+    delete it->second;
+    m.erase(it);
+  }
+};
+
+
 class TestImage : public IE::Image {
  public:
   TestImage(IE::ClipInstance &clip, std::shared_ptr<pixels::Buffer> buf, const OfxRectI &rod, OfxPointD scale,
@@ -802,6 +822,12 @@ class TestInstance : public IE::Instance {
  public:
   TestInstance(IE::ImageEffectPlugin *plugin, IE::Descriptor &desc, const std::string &context, bool interactive)
       : IE::Instance(plugin, desc, context, interactive), _pluginId(plugin->getIdentifier()) {
+    if (!gConfig.projectProps) {  // a host whose effects see no project (MLT)
+      for (const char *name : {kOfxImageEffectPropProjectSize, kOfxImageEffectPropProjectOffset, kOfxImageEffectPropProjectExtent,
+                               kOfxImageEffectPropProjectPixelAspectRatio, kOfxImageEffectInstancePropEffectDuration,
+                               kOfxImageEffectPropFrameRate})
+        PropsAccess::remove(getProps(), name);
+    }
     std::lock_guard<std::mutex> l(gLiveMutex);
     gLive[getHandle()] = this;
   }
@@ -1059,18 +1085,6 @@ class TestInstance : public IE::Instance {
 ////////////////////////////////////////////////////////////////////////////////
 // Clip implementation (needs TestInstance)
 
-// HostSupport's property sets keep their map protected and offer no removal; reach it through a
-// pointer to member formed in a derived class (as CacheAccess does for the plug-in cache).
-struct PropsAccess : H::Property::Set {
-  static void remove(H::Property::Set &set, const char *name) {
-    H::Property::PropertyMap &m = set.*(&PropsAccess::_props);
-    auto it = m.find(name);
-    if (it == m.end()) return;
-    delete it->second;
-    m.erase(it);
-  }
-};
-
 TestClip::TestClip(TestInstance *inst, IE::ClipDescriptor *d) : IE::ClipInstance(inst, *d), _inst(inst), _name(d->getName()) {
   if (!gConfig.clipFrameRange) {  // a host that never sets the clip's frame range (MLT)
     PropsAccess::remove(getProps(), kOfxImageEffectPropFrameRange);
@@ -1273,6 +1287,7 @@ static const OfxProgressSuiteV2 gProgressV2 = {progStart, progUpdate, progEnd};
 static OfxStatus tlGetTime(void *h, double *t) {
   TestInstance *i = liveInstance(h);
   if (!i || !t) return kOfxStatErrBadHandle;
+  if (!gConfig.timelineBounds) return kOfxStatErrUnsupported;
   *t = i->timeLineGetTime();
   return kOfxStatOK;
 }
@@ -1285,6 +1300,7 @@ static OfxStatus tlGotoTime(void *h, double t) {
 static OfxStatus tlGetBounds(void *h, double *a, double *b) {
   TestInstance *i = liveInstance(h);
   if (!i || !a || !b) return kOfxStatErrBadHandle;
+  if (!gConfig.timelineBounds) return kOfxStatErrUnsupported;
   i->timeLineGetBounds(*a, *b);
   return kOfxStatOK;
 }
@@ -2850,6 +2866,8 @@ static std::map<std::string, Handler> makeHandlers() {
       gConfig.clipFrameRange = false;
       gConfig.hideSecretParams = true;
       gConfig.frameThreaded = true;
+      gConfig.projectProps = false;
+      gConfig.timelineBounds = false;
     }
     if (a.has("clip_fetch")) {
       std::string f = a.str("clip_fetch");
@@ -2858,6 +2876,8 @@ static std::map<std::string, Handler> makeHandlers() {
       else throw HostError("clip_fetch is \"exact\" or \"current_frame\"");
     }
     if (a.has("clip_frame_range")) gConfig.clipFrameRange = a.boolean("clip_frame_range", true);
+    if (a.has("project_props")) gConfig.projectProps = a.boolean("project_props", true);
+    if (a.has("timeline_bounds")) gConfig.timelineBounds = a.boolean("timeline_bounds", true);
     if (a.has("secret_params")) {
       std::string v = a.str("secret_params");
       if (v != "visible" && v != "hidden") throw HostError("secret_params is \"visible\" or \"hidden\"");
@@ -2878,6 +2898,8 @@ static std::map<std::string, Handler> makeHandlers() {
     r["temporal_clip_access"] = gConfig.temporalAccess && gConfig.clipFetch == Config::ClipFetch::Exact;
     r["clip_fetch"] = gConfig.clipFetch == Config::ClipFetch::Exact ? "exact" : "current_frame";
     r["clip_frame_range"] = gConfig.clipFrameRange;
+    r["project_props"] = gConfig.projectProps;
+    r["timeline_bounds"] = gConfig.timelineBounds;
     r["secret_params"] = gConfig.hideSecretParams ? "hidden" : "visible";
     r["frame_threaded"] = gConfig.frameThreaded;
     r["overlay_draw"] = gConfig.overlayDraw == Config::OverlayDraw::DrawSuite ? "draw_suite" : "opengl";

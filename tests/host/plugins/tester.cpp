@@ -14,9 +14,11 @@
 //
 // What a host hands over (for hosts that differ, like MLT): with `report` on, each render posts a
 // kOfxMessageLog message "render t=<time> asked=<source time> got=<image unique id> range=<a>..<b> |
-// absent duration=<effect duration> hidden_gain=<value>": the time it rendered, the source time it
-// asked for, the identifier of the image it got, the Source clip's kOfxImageEffectPropFrameRange
-// (absent when the host has none) and the effect's kOfxImageEffectInstancePropEffectDuration.
+// absent duration=<effect duration> hidden_gain=<value> project=<w>x<h> fps=<rate> timeline=<a>..<b> |
+// unsupported": the time it rendered, the source time it asked for, the identifier of the image it
+// got, the Source clip's kOfxImageEffectPropFrameRange (absent when the host has none), the effect's
+// kOfxImageEffectInstancePropEffectDuration, project size and frame rate (-1: not set), and the
+// timeline suite's bounds.
 // `hidden_gain` is a secret param (kOfxParamPropSecret 1), multiplying `gain`.
 // Without OfxDrawSuiteV1, the overlay draws with legacy OpenGL (entry points looked up at run time
 // in the host's process): a filled `size` square of `colour` at `point`, and a 1-pixel line loop
@@ -55,6 +57,7 @@
 #include "ofxParam.h"
 #include "ofxProgress.h"
 #include "ofxProperty.h"
+#include "ofxTimeLine.h"
 
 #include "../pixels.h"
 
@@ -70,6 +73,7 @@ static OfxMessageSuiteV1 *gMessage1 = nullptr;
 static OfxProgressSuiteV1 *gProgress = nullptr;
 static OfxInteractSuiteV1 *gInteract = nullptr;
 static OfxDrawSuiteV1 *gDraw = nullptr;
+static OfxTimeLineSuiteV1 *gTimeLine = nullptr;
 
 static std::set<std::string> gFail;
 static bool gFailThrow = false;
@@ -402,8 +406,14 @@ static OfxStatus render(OfxImageEffectHandle effect, OfxPropertySetHandle inArgs
         gProp->propGetDoubleN(clipProps, kOfxImageEffectPropFrameRange, 2, r) == kOfxStatOK)
       range = fmtRange(r[0], r[1]);
     gProp->propGetDouble(effectProps, kOfxImageEffectInstancePropEffectDuration, 0, &duration);
-    gMessage1->message(effect, kOfxMessageLog, "tester.report", "render t=%g asked=%g got=%s range=%s duration=%g hidden_gain=%g",
-                       time, time + offset, got.c_str(), range.c_str(), duration, hidden);
+    double size[2] = {-1, -1}, fps = -1, bounds[2] = {0, 0};
+    gProp->propGetDoubleN(effectProps, kOfxImageEffectPropProjectSize, 2, size);
+    gProp->propGetDouble(effectProps, kOfxImageEffectPropFrameRate, 0, &fps);
+    std::string timeline = "unsupported";
+    if (gTimeLine && gTimeLine->getTimeBounds(effect, &bounds[0], &bounds[1]) == kOfxStatOK) timeline = fmtRange(bounds[0], bounds[1]);
+    gMessage1->message(effect, kOfxMessageLog, "tester.report",
+                       "render t=%g asked=%g got=%s range=%s duration=%g hidden_gain=%g project=%gx%g fps=%g timeline=%s", time,
+                       time + offset, got.c_str(), range.c_str(), duration, hidden, size[0], size[1], fps, timeline.c_str());
   }
   j.src = j.constant ? nullptr : &src;
   j.dst = &dst;
@@ -657,6 +667,7 @@ static OfxStatus onLoad() {
   gProgress = (OfxProgressSuiteV1 *)gHost->fetchSuite(gHost->host, kOfxProgressSuite, 1);
   gInteract = (OfxInteractSuiteV1 *)gHost->fetchSuite(gHost->host, kOfxInteractSuite, 1);
   gDraw = (OfxDrawSuiteV1 *)gHost->fetchSuite(gHost->host, kOfxDrawSuite, 1);
+  gTimeLine = (OfxTimeLineSuiteV1 *)gHost->fetchSuite(gHost->host, kOfxTimeLineSuite, 1);
   if (!gEffect || !gProp || !gParam || !gInteract) return kOfxStatErrMissingHostFeature;
   return kOfxStatOK;
 }
