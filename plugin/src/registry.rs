@@ -38,7 +38,8 @@
 //!    `models.rs`, which already shares models the same way).
 //! 3. `Tracker::ensure_session` builds the [`SessionKey`]: `ModelIdentity::of(model dir)`, the
 //!    runtime's device, the manifest's precision, `PredictorKey` from the `SessionSettings`,
-//!    `SourceKey` from the `ClipInfo` (a clip without a frame range takes the effect's duration),
+//!    `SourceKey` from the `ClipInfo` (a clip without a frame range takes the effect's duration; in
+//!    MLT 7.42 the effect sees neither, and not the project size either: the length is `None`),
 //!    `PromptsKey::of(&objects)` from the prompts in the params; then `SESSIONS.acquire(key, ||
 //!    create)`, or `lease.rekey(key, ..)` when only the prompts changed: a sole user carries its
 //!    session over and `sync` applies the difference, as today; a shared one starts its own.
@@ -140,8 +141,10 @@ pub struct PredictorKey {
 pub struct SourceKey {
     /// Host frame number of clip index 0.
     pub first_frame: i64,
-    /// Frames in the clip (its frame range, or the effect's duration when the host sets none).
-    pub num_frames: usize,
+    /// Frames in the clip: its frame range, else the effect's duration, else unknown (`None`): MLT
+    /// 7.42 shows an effect neither (see tests/host/PROTOCOL.md, `project_props`), so the session
+    /// tracks forward, open-ended, from the frames the host renders.
+    pub num_frames: Option<usize>,
     pub width: u32,
     pub height: u32,
     /// Frames are encoded from linear light to sRGB before the model sees them.
@@ -657,7 +660,7 @@ mod tests {
             },
             source: SourceKey {
                 first_frame: 0,
-                num_frames: 10,
+                num_frames: Some(10),
                 width: 64,
                 height: 48,
                 linear_light: false,

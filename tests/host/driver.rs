@@ -1058,9 +1058,10 @@ impl Host {
         self.request(cmd)
     }
 
-    /// Behaves like MLT (melt, Kdenlive, Shotcut): no temporal clip access and a clip fetch that
-    /// serves the frame being rendered for any time, clips without a frame range, secret params
-    /// hidden, a fresh instance for every frame. Call before `load` and `create_instance`.
+    /// Behaves like MLT 7.42 (melt, Kdenlive, Shotcut): no temporal clip access and a clip fetch
+    /// that serves the frame being rendered for any time, clips without a frame range, an effect
+    /// that sees no project, duration or timeline bounds, secret params hidden, a fresh instance
+    /// for every frame. Call before `load` and `create_instance`.
     pub fn behave_like_mlt(&mut self) -> Result<Value> {
         self.configure(json!({"mlt": true}))
     }
