@@ -2432,7 +2432,10 @@ static Value doRenderFrameThreaded(TestInstance *base, const Value &args) {
 }
 
 static Value doRender(TestInstance *inst, const Value &args) {
-  if (gConfig.frameThreaded) return doRenderFrameThreaded(inst, args);
+  // MLT frame-threads every plug-in but the render-unsafe ones, which it renders serialized on its
+  // one filter-wide instance.
+  if (gConfig.frameThreaded && inst->getRenderThreadSafety() != kOfxImageEffectRenderUnsafe)
+    return doRenderFrameThreaded(inst, args);
   runClipPrefs(inst, false);
   std::vector<double> times;
   int threads = std::max(1, args.integer("threads", 1));
