@@ -492,6 +492,10 @@ fn overlay_pen_keys_and_draw() {
 
     let d = host.draw(0.0).unwrap();
     assert_eq!(d["status"], "kOfxStatOK");
+    assert_eq!(
+        d["overlay_entry"], "V2",
+        "a Draw Suite host takes the V2 entry"
+    );
     let ops = d["ops"].as_array().unwrap();
     assert!(
         ops.iter().any(|o| o["op"] == "draw"
@@ -982,6 +986,7 @@ fn opengl_overlay_without_a_draw_suite_draws_in_a_mesa_context() {
     assert_json(&v["stack_depths"], &json!([1, 1, 0]));
     assert_eq!(v["gl_error"], 0);
     assert_eq!((img.width, img.height), (64, 48));
+    assert_eq!(v["overlay_entry"], "V1", "an OpenGL host knows only V1");
     // The filled square covers canonical 17..23 x 7..13.
     for (x, y) in [(20, 10), (18, 8), (22, 12)] {
         assert_eq!(

@@ -1071,7 +1071,8 @@ class TestInstance : public IE::Instance {
   double abortAtProgress = 1e300, abortDeadlineMs = -1;
   std::mutex renderMutex;
   std::atomic<int> rendersInFlight{0}, maxRendersInFlight{0};
-  std::atomic<double> lastRenderTime{std::nan("")};  // the last frame a render started (current-frame fetch)
+  std::atomic<double> lastRenderTime{std::nan("")};
+  std::string overlayEntry;  // "V1" or "V2": the overlay entry this host chose  // the last frame a render started (current-frame fetch)
 
  private:
   std::string _pluginId;
@@ -2550,7 +2551,23 @@ static TestOverlay *ensureOverlay(TestInstance *inst) {
     if (inst->overlay->state() != H::Interact::eCreated) throw HostError("the overlay interact failed to describe or create");
     return inst->overlay.get();
   }
-  if (!inst->getOverlayInteractMainEntry()) throw HostError("the plug-in has no overlay interact (kOfxImageEffectPluginPropOverlayInteractV1)");
+  // OpenFX 1.5: the V1 entry draws with OpenGL, the V2 entry with the Draw Suite. A host with the
+  // Draw Suite takes V2 when there is one (else V1, still handing it a draw context); an OpenGL host
+  // knows only V1. HostSupport knows only V1 (and takes the overlay from the context's descriptor,
+  // which the instance's properties chain to): point it at the entry chosen.
+  H::Property::Set &props = inst->getDescriptor().getProps();
+  void *v2 = props.fetchProperty(kOfxImageEffectPluginPropOverlayInteractV2)
+                 ? props.getPointerProperty(kOfxImageEffectPluginPropOverlayInteractV2)
+                 : nullptr;
+  if (gConfig.overlayDraw == Config::OverlayDraw::DrawSuite && v2) {
+    props.setPointerProperty(kOfxImageEffectPluginPropOverlayInteractV1, v2);
+    inst->overlayEntry = "V2";
+  } else {
+    inst->overlayEntry = "V1";
+  }
+  if (!inst->getOverlayInteractMainEntry())
+    throw HostError(v2 ? "the plug-in's overlay (kOfxImageEffectPluginPropOverlayInteractV2) needs the Draw Suite; it has no OpenGL one (V1)"
+                       : "the plug-in has no overlay interact (kOfxImageEffectPluginPropOverlayInteractV1)");
   std::unique_ptr<TestOverlay> ov;
   {
     ActionScope scope("overlay kOfxActionDescribe", inst->pluginId().c_str());
@@ -2677,6 +2694,7 @@ static Value drawWithOpenGL(TestInstance *inst, TestOverlay *ov, const Value &a)
   eglMakeCurrent(gViewer.display, EGL_NO_SURFACE, EGL_NO_SURFACE, EGL_NO_CONTEXT);
   Value r;
   r["status"] = statName(st);
+  r["overlay_entry"] = inst->overlayEntry;
   r["opengl"] = true;
   r["renderer"] = gViewer.renderer;
   r["version"] = gViewer.version;
@@ -3375,6 +3393,7 @@ static std::map<std::string, Handler> makeHandlers() {
     }
     Value r;
     r["status"] = statName(st);
+    r["overlay_entry"] = inst->overlayEntry;
     r["ops"] = Value(dc.ops);
     return r;
   };

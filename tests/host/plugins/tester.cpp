@@ -147,6 +147,8 @@ static OfxStatus describe(OfxImageEffectHandle effect) {
   gProp->propSetInt(props, kOfxImageEffectPluginPropFieldRenderTwiceAlways, 0, 0);
   extern OfxStatus overlayMain(const char *, const void *, OfxPropertySetHandle, OfxPropertySetHandle);
   gProp->propSetPointer(props, kOfxImageEffectPluginPropOverlayInteractV1, 0, (void *)overlayMain);
+  // One entry for both: it draws with the Draw Suite when given a draw context, else with OpenGL.
+  gProp->propSetPointer(props, kOfxImageEffectPluginPropOverlayInteractV2, 0, (void *)overlayMain);
   return kOfxStatOK;
 }
 
