@@ -1,7 +1,8 @@
 //! The overlay interact's entry: pen and key events become prompt edits (through
 //! [`crate::pen`]), written to the object's prompts parameter as one undoable step; the host then
 //! renders the frame again, which runs the decoder (and the encoder only if the frame was never
-//! encoded). Drawing goes through the Draw Suite when the host has it and is skipped otherwise.
+//! encoded). Drawing goes through the Draw Suite when the host has it, else through the host's
+//! OpenGL ([`crate::overlay_gl`]), and is skipped when there is neither.
 //!
 //! Coordinates: pen positions are canonical; prompts are source pixels from the top-left of the
 //! source's region of definition: `x = (cx − rod.x1) / PAR`, `y = rod.y2 − cy`.
