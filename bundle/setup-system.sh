@@ -3,8 +3,11 @@
 #   mesa-vulkan-drivers libvulkan1  — lavapipe, the Vulkan software driver for the wgpu (GPU-path) tests
 #   libexpat1-dev g++ make         — building the OpenFX HostSupport library and the test host (tests/host)
 #   cmake nasm                     — building libjpeg-turbo (the turbojpeg crate's vendored source, with SIMD)
+#   libegl-dev libgl-dev libegl-mesa0 libgl1-mesa-dri
+#                                  — the test host's OpenGL overlay viewer: an offscreen Mesa context
+#                                    (EGL surfaceless, llvmpipe) for plug-ins that draw overlays with OpenGL
 set -euo pipefail
-pkgs=(mesa-vulkan-drivers libvulkan1 libexpat1-dev g++ make cmake nasm)
+pkgs=(mesa-vulkan-drivers libvulkan1 libexpat1-dev g++ make cmake nasm libegl-dev libgl-dev libegl-mesa0 libgl1-mesa-dri)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

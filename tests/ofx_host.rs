@@ -492,6 +492,10 @@ fn overlay_pen_keys_and_draw() {
 
     let d = host.draw(0.0).unwrap();
     assert_eq!(d["status"], "kOfxStatOK");
+    assert_eq!(
+        d["overlay_entry"], "V2",
+        "a Draw Suite host takes the V2 entry"
+    );
     let ops = d["ops"].as_array().unwrap();
     assert!(
         ops.iter().any(|o| o["op"] == "draw"
@@ -727,5 +731,280 @@ fn protocol_errors_are_answers() {
         assert_eq!(v["ok"], false, "{cmd}");
         assert!(v["error"].as_str().unwrap().contains(needle), "{cmd}: {v}");
     }
+    host.quit().unwrap();
+}
+
+// --- Behaving like other hosts (issue 8: MLT, the engine of Kdenlive and Shotcut) -------------
+
+/// Frames that tell themselves apart: frame i is the pattern with seed 10 i.
+fn numbered_frames(n: usize) -> Vec<Image> {
+    (0..n)
+        .map(|i| pattern(8, 6, Components::Rgba, Depth::Float, 10 * i))
+        .collect()
+}
+
+/// The tester's `report` lines ("render t=.. asked=.. got=.. range=.. duration=.. hidden_gain=..").
+fn reports(host: &mut Host) -> Vec<String> {
+    host.messages()
+        .unwrap()
+        .log
+        .into_iter()
+        .filter(|m| m.id == "tester.report")
+        .map(|m| m.text)
+        .collect()
+}
+
+fn tester_host_configured(settings: serde_json::Value, frames: &[Image]) -> Host {
+    let mut host = Host::spawn_test_plugins().unwrap();
+    host.configure(settings).unwrap();
+    host.load().unwrap();
+    host.set_source(frames).unwrap();
+    host.create_instance(TESTER_ID, FILTER).unwrap();
+    host
+}
+
+#[test]
+fn current_frame_clip_fetch_serves_the_rendered_frame_for_any_time() {
+    let frames = numbered_frames(4);
+    // The exact host: frame 2 with offset -1 shows frame 1.
+    let mut exact = tester_host(&frames);
+    exact.set_param("offset_frames", -1).unwrap();
+    let r = exact.render(&Render::at(2.0)).unwrap();
+    assert_eq!(r.image.get(3, 2, 0), frames[1].get(3, 2, 0));
+    exact.quit().unwrap();
+
+    // MLT's clipGetImage ignores the time: asked for frame 1 while rendering 2, it hands over 2,
+    // and says it grants no temporal access.
+    let mut host = Host::spawn_test_plugins().unwrap();
+    let c = host
+        .configure(json!({"clip_fetch": "current_frame"}))
+        .unwrap();
+    assert_eq!(c["temporal_clip_access"], false);
+    assert_eq!(c["clip_fetch"], "current_frame");
+    host.load().unwrap();
+    host.set_source(&frames).unwrap();
+    host.create_instance(TESTER_ID, FILTER).unwrap();
+    host.set_param("offset_frames", -1).unwrap();
+    host.set_param("report", true).unwrap();
+    let r = host.render(&Render::at(2.0)).unwrap();
+    assert_eq!(r.image.get(3, 2, 0), frames[2].get(3, 2, 0));
+    assert_ne!(frames[1].get(3, 2, 0), frames[2].get(3, 2, 0));
+    let f = host.fetches().unwrap();
+    assert!(
+        f.iter()
+            .any(|e| e["clip"] == "Source" && e["time"] == 1 && e["frame"] == 2 && e["ok"] == true),
+        "{f:?}"
+    );
+    let rep = reports(&mut host);
+    assert!(
+        rep[0].starts_with("render t=2 asked=1 got=Source@2@"),
+        "{rep:?}"
+    );
+    // Far outside the clip: still the frame being rendered, never a failure.
+    host.set_param("offset_frames", 100).unwrap();
+    let r = host.render(&Render::at(3.0)).unwrap();
+    assert_eq!(r.image.get(1, 1, 2), frames[3].get(1, 1, 2));
+    assert_eq!(host.live_images().unwrap(), 0);
+    host.quit().unwrap();
+}
+
+#[test]
+fn clips_without_a_frame_range_and_effects_without_a_project() {
+    let frames = numbered_frames(5);
+    let mut exact = tester_host(&frames);
+    exact.set_param("report", true).unwrap();
+    exact.render(&Render::at(4.0)).unwrap();
+    let rep = reports(&mut exact);
+    assert!(
+        rep[0].ends_with(" range=0..4 duration=5 hidden_gain=1 project=8x6 fps=24 timeline=0..4"),
+        "{rep:?}"
+    );
+    exact.quit().unwrap();
+
+    let mut host = tester_host_configured(json!({"clip_frame_range": false}), &frames);
+    let prefs = host.request(json!({"cmd": "clip_preferences"})).unwrap();
+    assert!(prefs["clips"]["Source"]["frame_range"].is_null(), "{prefs}");
+    assert!(prefs["clips"]["Output"]["frame_range"].is_null(), "{prefs}");
+    host.set_param("report", true).unwrap();
+    let r = host.render(&Render::at(4.0)).unwrap();
+    assert_eq!(r.image.get(0, 0, 0), frames[4].get(0, 0, 0));
+    let rep = reports(&mut host);
+    assert!(rep[0].contains(" range=absent duration=5 "), "{rep:?}");
+    host.quit().unwrap();
+
+    // MLT 7.42 sets the project and the effect's duration on another property set than the one
+    // its getPropertySet hands over, and its timeline suite answers kOfxStatErrUnsupported: the
+    // effect knows the time it renders and nothing of the clip's length.
+    let mut host = tester_host_configured(
+        json!({"clip_frame_range": false, "project_props": false, "timeline_bounds": false}),
+        &frames,
+    );
+    host.set_param("report", true).unwrap();
+    let r = host.render(&Render::at(4.0)).unwrap();
+    assert_eq!(r.image.get(0, 0, 0), frames[4].get(0, 0, 0));
+    let rep = reports(&mut host);
+    assert!(
+        rep[0].ends_with(
+            " range=absent duration=-1 hidden_gain=1 project=-1x-1 fps=-1 timeline=unsupported"
+        ),
+        "{rep:?}"
+    );
+    host.quit().unwrap();
+}
+
+#[test]
+fn secret_params_are_hidden_like_mlt_hides_them() {
+    let frames = numbered_frames(1);
+    // A host that shows them: the secret param takes a value like any other.
+    let mut shown = tester_host(&frames);
+    shown.set_param("hidden_gain", 0.5).unwrap();
+    let r = shown.render(&Render::at(0.0)).unwrap();
+    assert!((r.image.get(2, 2, 1) - 0.5 * frames[0].get(2, 2, 1)).abs() < 1e-6);
+    shown.quit().unwrap();
+
+    let mut host = Host::spawn_test_plugins().unwrap();
+    host.configure(json!({"secret_params": "hidden"})).unwrap();
+    host.load().unwrap();
+    host.set_source(&frames).unwrap();
+    let c = host
+        .create_instance_raw(json!({"plugin": TESTER_ID, "context": FILTER,
+            "params": {"hidden_gain": 0.5, "gain": 0.25}}))
+        .unwrap();
+    assert_eq!(c["ignored_params"], json!(["hidden_gain"]), "{c}");
+    let names = c["params"].as_array().unwrap();
+    assert!(names.iter().all(|n| n != "hidden_gain") && names.iter().any(|n| n == "gain"));
+    let listed = host.params().unwrap();
+    assert!(listed["values"].get("hidden_gain").is_none(), "{listed}");
+    assert!(host.set_param("hidden_gain", 0.5).is_err());
+    assert!(host.get_param("hidden_gain").is_err());
+    // Only the visible gain applies.
+    let r = host.render(&Render::at(0.0)).unwrap();
+    assert!((r.image.get(2, 2, 1) - 0.25 * frames[0].get(2, 2, 1)).abs() < 1e-6);
+    host.quit().unwrap();
+}
+
+#[test]
+fn frame_threaded_renders_make_an_instance_per_frame() {
+    let frames = numbered_frames(6);
+    let mut host = tester_host_configured(json!({"frame_threaded": true}), &frames);
+    host.set_param("gain", 0.5).unwrap();
+    host.set_param("report", true).unwrap();
+    host.request(json!({"cmd": "events", "clear": true}))
+        .unwrap();
+    let times: Vec<f64> = (0..6).map(f64::from).collect();
+    let out = host.render_many(&Render::times(&times, 3)).unwrap();
+    let mut tags = std::collections::BTreeSet::new();
+    for (i, r) in out.iter().enumerate() {
+        // The project's values reached every fresh instance.
+        assert!((r.image.get(1, 1, 0) - 0.5 * frames[i].get(1, 1, 0)).abs() < 1e-6);
+        assert_eq!(r.response["begin_status"], "kOfxStatReplyDefault");
+        tags.insert(r.response["frame_instance"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(tags.len(), 6, "one instance per frame: {tags:?}");
+    let ev = host.events().unwrap();
+    let log = ev["log"].as_array().unwrap();
+    let count = |action: &str| {
+        log.iter()
+            .filter(|e| e["action"] == action && e.get("frame_instance").is_some())
+            .count()
+    };
+    assert_eq!(count("OfxActionCreateInstance"), 6, "{ev}");
+    assert_eq!(count("OfxActionDestroyInstance"), 6, "{ev}");
+    assert_eq!(count("OfxImageEffectActionRender"), 6, "{ev}");
+    assert_eq!(count("OfxImageEffectActionBeginSequenceRender"), 6, "{ev}");
+    assert_eq!(
+        count("OfxActionInstanceChanged"),
+        0,
+        "values are set, not notified"
+    );
+    // Each begin sequence covers its one frame.
+    let rep = reports(&mut host);
+    assert_eq!(rep.len(), 6, "{rep:?}");
+    assert!(host.messages().unwrap().persistent.is_none());
+    assert_eq!(host.live_images().unwrap(), 0);
+    host.quit().unwrap();
+}
+
+#[test]
+fn mlt_preset_renders_in_order_like_melt() {
+    let frames = numbered_frames(4);
+    let mut host = Host::spawn_test_plugins().unwrap();
+    let c = host.behave_like_mlt().unwrap();
+    assert_json(
+        &json!([
+            c["temporal_clip_access"],
+            c["clip_fetch"],
+            c["clip_frame_range"],
+            c["secret_params"],
+            c["frame_threaded"],
+            c["project_props"],
+            c["timeline_bounds"]
+        ]),
+        &json!([false, "current_frame", false, "hidden", true, false, false]),
+    );
+    host.load().unwrap();
+    host.set_source(&frames).unwrap();
+    host.create_instance(TESTER_ID, FILTER).unwrap();
+    host.set_param("report", true).unwrap();
+    host.set_param("offset_frames", -1).unwrap();
+    for (t, f) in frames.iter().enumerate() {
+        let r = host.render(&Render::at(t as f64)).unwrap();
+        assert_eq!(r.image.get(5, 3, 1), f.get(5, 3, 1), "frame {t}");
+    }
+    let rep = reports(&mut host);
+    assert_eq!(rep.len(), 4);
+    assert!(
+        rep[3].starts_with("render t=3 asked=2 got=Source@3@")
+            && rep[3].ends_with(
+                " range=absent duration=-1 hidden_gain=1 project=-1x-1 fps=-1 timeline=unsupported"
+            ),
+        "{rep:?}"
+    );
+    host.quit().unwrap();
+}
+
+#[test]
+fn opengl_overlay_without_a_draw_suite_draws_in_a_mesa_context() {
+    let frames = vec![pattern(64, 48, Components::Rgba, Depth::Byte, 0)];
+    let mut host = tester_host_configured(json!({"overlay_draw": "opengl"}), &frames);
+    let suites = host.suites().unwrap();
+    assert!(
+        suites
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["suite"] == "OfxDrawSuite" && s["provided"] == false),
+        "{suites}"
+    );
+    host.set_param("point", json!([20.0, 10.0])).unwrap();
+    host.set_param("size", json!([6, 6])).unwrap();
+    host.set_param("colour", json!([0.0, 1.0, 0.0, 1.0]))
+        .unwrap();
+    let (v, img) = host.draw_opengl(0.0).unwrap();
+    assert_eq!(v["status"], "kOfxStatOK", "{v}");
+    assert_json(&v["viewport_size"], &json!([64, 48]));
+    assert_json(&v["stack_depths"], &json!([1, 1, 0]));
+    assert_eq!(v["gl_error"], 0);
+    assert_eq!((img.width, img.height), (64, 48));
+    assert_eq!(v["overlay_entry"], "V1", "an OpenGL host knows only V1");
+    // The filled square covers canonical 17..23 x 7..13.
+    for (x, y) in [(20, 10), (18, 8), (22, 12)] {
+        assert_eq!(
+            [img.get(x, y, 0), img.get(x, y, 1), img.get(x, y, 3)],
+            [0.0, 1.0, 1.0],
+            "({x}, {y})"
+        );
+    }
+    assert_eq!(img.get(40, 30, 3), 0.0, "nothing drawn elsewhere");
+    let drawn = v["drawn_pixels"].as_f64().unwrap();
+    assert!((36.0..=36.0 + 4.0 * 11.0).contains(&drawn), "{v}");
+
+    // At pixel scale 2 (a viewer zoomed out) the same square is 3 pixels wide at (10, 5).
+    host.request(json!({"cmd": "draw", "pixel_scale": [2.0, 2.0]}))
+        .unwrap();
+    let (v, img) = host.draw_opengl(0.0).unwrap();
+    assert_json(&v["viewport_size"], &json!([32, 24]));
+    assert_eq!(img.get(10, 5, 1), 1.0);
+    assert_eq!(img.get(20, 15, 3), 0.0);
     host.quit().unwrap();
 }

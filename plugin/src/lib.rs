@@ -21,9 +21,11 @@ mod host_source;
 pub(crate) mod instance;
 pub mod models;
 pub(crate) mod overlay;
+pub(crate) mod overlay_gl;
 pub(crate) mod params;
 pub mod pen;
 pub mod prompts;
+pub mod registry;
 pub mod render;
 pub mod tracker;
 

@@ -1,7 +1,8 @@
 //! The overlay interact's entry: pen and key events become prompt edits (through
 //! [`crate::pen`]), written to the object's prompts parameter as one undoable step; the host then
 //! renders the frame again, which runs the decoder (and the encoder only if the frame was never
-//! encoded). Drawing goes through the Draw Suite when the host has it and is skipped otherwise.
+//! encoded). Drawing goes through the Draw Suite when the host has it, else through the host's
+//! OpenGL ([`crate::overlay_gl`]), and is skipped when there is neither.
 //!
 //! Coordinates: pen positions are canonical; prompts are source pixels from the top-left of the
 //! source's region of definition: `x = (cx − rod.x1) / PAR`, `y = rod.y2 − cy`.
@@ -21,7 +22,7 @@ use openfx::sys::image_effect_v1::interact::{
 use openfx::sys::image_effect_v1::key_syms::kOfxPropKeySym;
 
 use crate::ffi::images::RawHandle;
-use crate::ffi::interact::{Draw, Interact};
+use crate::ffi::interact::Interact;
 use crate::ffi::messages::Severity;
 use crate::ffi::props::PropSet;
 use crate::instance::Instance;
@@ -184,8 +185,8 @@ impl Instance {
     }
 
     fn draw_overlay(&self, args: PropSet) -> OfxStatus {
-        let Some(draw) = Draw::from_args(args) else {
-            // No Draw Suite (or no draw context): the overlay edits but does not draw.
+        let Some(draw) = crate::overlay_gl::Backend::for_draw_action(args) else {
+            // Neither the Draw Suite nor OpenGL: the overlay edits but does not draw.
             return kOfxStatReplyDefault;
         };
         let time = args.double(kOfxPropTime, 0).unwrap_or(0.0);

@@ -10,7 +10,8 @@
 #
 # The OpenFX SDK sources come from the `openfx-sys` 0.1.0 crate: `cargo metadata` on a throw-away
 # manifest resolves (and, on a fresh machine, downloads) it, so no registry path is hard-coded.
-# OFX_SDK_DIR=/path/to/openfx overrides that. Needs g++, make and libexpat1-dev (bundle/setup-system.sh).
+# OFX_SDK_DIR=/path/to/openfx overrides that. Needs g++, make, libexpat1-dev and, for the OpenGL overlay
+# viewer, libegl-dev libgl-dev (Mesa: libegl-mesa0 libgl1-mesa-dri at run time) (bundle/setup-system.sh).
 # OFX_HOST_BUILD_DIR puts the build elsewhere; OFX_HOST_CXXFLAGS adds host compiler flags (sanitizers).
 #
 # Idempotent and incremental (make): a run with nothing changed takes a few milliseconds.
@@ -112,7 +113,7 @@ all: \$(OUT)/ofx-host \$(PLUGINS)
 	\$(CXX) \$(HOSTFLAGS) -Wall -Wno-deprecated -Wno-unused-parameter -c \$< -o \$@
 
 \$(OUT)/ofx-host: \$(OUT)/obj/ofx_host.o \$(HSOBJ)
-	\$(CXX) -pthread \$(EXTRA) \$^ -o \$@ -lexpat -ldl
+	\$(CXX) -pthread \$(EXTRA) \$^ -o \$@ -lexpat -ldl -lEGL -lGL
 
 \$(call BUNDLE,invert): \$(SDK)/Examples/Invert/invert.cpp \$(OUT)/Makefile
 	@mkdir -p \$(dir \$@)

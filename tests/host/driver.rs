@@ -1049,11 +1049,21 @@ impl Host {
     // --- plug-ins ------------------------------------------------------------------------------
 
     /// Host settings that plug-ins read at load (host_name, host_label) or the host uses
-    /// (question_reply "yes"/"no", out_of_range "fail"/"clamp", cpus, respect_thread_safety).
+    /// (question_reply "yes"/"no", out_of_range "fail"/"clamp", cpus, respect_thread_safety), and
+    /// the behaviours of other hosts (PROTOCOL.md, "Behaving like other hosts"): clip_fetch,
+    /// clip_frame_range, secret_params, frame_threaded, overlay_draw, or mlt: true for all of MLT's.
     pub fn configure(&mut self, settings: Value) -> Result<Value> {
         let mut cmd = settings;
         cmd["cmd"] = json!("configure");
         self.request(cmd)
+    }
+
+    /// Behaves like MLT 7.42 (melt, Kdenlive, Shotcut): no temporal clip access and a clip fetch
+    /// that serves the frame being rendered for any time, clips without a frame range, an effect
+    /// that sees no project, duration or timeline bounds, secret params hidden, a fresh instance
+    /// for every frame. Call before `load` and `create_instance`.
+    pub fn behave_like_mlt(&mut self) -> Result<Value> {
+        self.configure(json!({"mlt": true}))
     }
 
     /// Scans OFX_PLUGIN_PATH: loads (kOfxActionLoad) and describes every plug-in.
@@ -1223,6 +1233,18 @@ impl Host {
     /// Draws the overlay (OfxDrawSuiteV1, no OpenGL) and returns the recorded drawing operations.
     pub fn draw(&mut self, time: f64) -> Result<Value> {
         self.request(json!({"cmd": "draw", "time": time}))
+    }
+
+    /// Draws the overlay in the host's OpenGL viewer (configure `overlay_draw: "opengl"` before
+    /// `load`) and reads it back: the answer (status, drawn_pixels, stack_depths, renderer, ...)
+    /// and the viewport's pixels (8-bit RGBA, y up; canonical (x, y) is pixel (x / pixel scale,
+    /// y / pixel scale) from the project offset).
+    pub fn draw_opengl(&mut self, time: f64) -> Result<(Value, Image)> {
+        let out = self.temp_file("overlay");
+        let v = self.request(json!({"cmd": "draw", "time": time, "out": out.to_string_lossy()}))?;
+        let image = Image::read(&out)?;
+        let _ = std::fs::remove_file(&out);
+        Ok((v, image))
     }
 
     // --- rendering -----------------------------------------------------------------------------

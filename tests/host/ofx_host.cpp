@@ -35,6 +35,10 @@
 #include <thread>
 #include <vector>
 
+#include <EGL/egl.h>
+#include <EGL/eglext.h>
+#include <GL/gl.h>
+
 #include "ofxCore.h"
 #include "ofxDrawSuite.h"
 #include "ofxImageEffect.h"
@@ -270,6 +274,32 @@ struct Config {
   // Off: the host property says so, and a clip hands over only the frame being rendered (as hosts
   // without temporal clip access do).
   bool temporalAccess = true;
+  // How a real batch host (MLT, the engine of Kdenlive and Shotcut) differs; see PROTOCOL.md.
+  // "exact": clipGetImage serves the frame asked for; "current_frame": it serves the frame being
+  // rendered whatever time is asked (MLT's clipGetImage ignores the time), which implies no
+  // temporal clip access.
+  enum class ClipFetch { Exact, CurrentFrame } clipFetch = ClipFetch::Exact;
+  // Off: clips carry no kOfxImageEffectPropFrameRange / kOfxImageEffectPropUnmappedFrameRange (the
+  // property is absent; fetching it fails), while the effect's kOfxImageEffectInstancePropEffectDuration
+  // is set (MLT). Read when an instance is made.
+  bool clipFrameRange = true;
+  // Off: the effect instance carries no project properties (size, offset, extent, pixel aspect
+  // ratio, frame rate) nor kOfxImageEffectInstancePropEffectDuration: MLT 7.42 sets them on another
+  // property set than the one getPropertySet hands over, so effects never see them. Read when an
+  // instance is made.
+  bool projectProps = true;
+  // Off: the timeline suite's getTime and getTimeBounds answer kOfxStatErrUnsupported (MLT).
+  bool timelineBounds = true;
+  // On: params whose kOfxParamPropSecret is 1 cannot be listed or set (MLT exposes no secret param).
+  bool hideSecretParams = false;
+  // On: every render makes a fresh instance of the current instance's plug-in (kOfxActionCreateInstance,
+  // param values copied from the current instance, clip preferences, begin sequence [t, t], render,
+  // end sequence, kOfxActionDestroyInstance), as MLT does for plug-ins that are not render-unsafe.
+  bool frameThreaded = false;
+  // "draw_suite": overlays get OfxDrawSuiteV1; "opengl": no Draw Suite, the draw action runs with a
+  // current (Mesa, offscreen) OpenGL context and the host reads the pixels back. Read at fetchSuite
+  // (plug-ins fetch suites at load): set before `load`.
+  enum class OverlayDraw { DrawSuite, OpenGL } overlayDraw = OverlayDraw::DrawSuite;
 } gConfig;
 
 struct Source {
@@ -658,6 +688,19 @@ class UnsupportedParam : public H::Param::Instance {
 ////////////////////////////////////////////////////////////////////////////////
 // Images and clips
 
+// HostSupport's property sets keep their map protected and offer no removal; reach it through a
+// pointer to member formed in a derived class (as CacheAccess does for the plug-in cache).
+struct PropsAccess : H::Property::Set {
+  static void remove(H::Property::Set &set, const char *name) {
+    H::Property::PropertyMap &m = set.*(&PropsAccess::_props);
+    auto it = m.find(name);
+    if (it == m.end()) return;
+    delete it->second;
+    m.erase(it);
+  }
+};
+
+
 class TestImage : public IE::Image {
  public:
   TestImage(IE::ClipInstance &clip, std::shared_ptr<pixels::Buffer> buf, const OfxRectI &rod, OfxPointD scale,
@@ -779,21 +822,31 @@ class TestInstance : public IE::Instance {
  public:
   TestInstance(IE::ImageEffectPlugin *plugin, IE::Descriptor &desc, const std::string &context, bool interactive)
       : IE::Instance(plugin, desc, context, interactive), _pluginId(plugin->getIdentifier()) {
+    if (!gConfig.projectProps) {  // a host whose effects see no project (MLT)
+      for (const char *name : {kOfxImageEffectPropProjectSize, kOfxImageEffectPropProjectOffset, kOfxImageEffectPropProjectExtent,
+                               kOfxImageEffectPropProjectPixelAspectRatio, kOfxImageEffectInstancePropEffectDuration,
+                               kOfxImageEffectPropFrameRate})
+        PropsAccess::remove(getProps(), name);
+    }
     std::lock_guard<std::mutex> l(gLiveMutex);
     gLive[getHandle()] = this;
   }
 
   ~TestInstance() override {
-    overlay.reset();
-    if (_created) {  // destroy here, while this object's logs still exist
-      mainEntry(kOfxActionDestroyInstance, getHandle(), nullptr, nullptr);
-      _created = false;
-    }
+    destroyNow();
     std::lock_guard<std::mutex> l(gLiveMutex);
     gLive.erase(getHandle());
   }
 
   bool created() const { return _created; }
+  // kOfxActionDestroyInstance (once), while this object's logs still exist.
+  void destroyNow() {
+    overlay.reset();
+    if (_created) {
+      mainEntry(kOfxActionDestroyInstance, getHandle(), nullptr, nullptr);
+      _created = false;
+    }
+  }
   const std::string &pluginId() const { return _pluginId; }
 
   // --- IE::Instance ---
@@ -841,6 +894,11 @@ class TestInstance : public IE::Instance {
   Value persistentMessage() {
     std::lock_guard<std::mutex> l(_stateMutex);
     return _persistent;
+  }
+  // Frame-threaded renders: the project instance shows what the last frame's instance left.
+  void setPersistentValue(const Value &v) {
+    std::lock_guard<std::mutex> l(_stateMutex);
+    _persistent = v;
   }
 
   void getProjectSize(double &x, double &y) const override {
@@ -1013,6 +1071,8 @@ class TestInstance : public IE::Instance {
   double abortAtProgress = 1e300, abortDeadlineMs = -1;
   std::mutex renderMutex;
   std::atomic<int> rendersInFlight{0}, maxRendersInFlight{0};
+  std::atomic<double> lastRenderTime{std::nan("")};
+  std::string overlayEntry;  // "V1" or "V2": the overlay entry this host chose  // the last frame a render started (current-frame fetch)
 
  private:
   std::string _pluginId;
@@ -1026,7 +1086,12 @@ class TestInstance : public IE::Instance {
 ////////////////////////////////////////////////////////////////////////////////
 // Clip implementation (needs TestInstance)
 
-TestClip::TestClip(TestInstance *inst, IE::ClipDescriptor *d) : IE::ClipInstance(inst, *d), _inst(inst), _name(d->getName()) {}
+TestClip::TestClip(TestInstance *inst, IE::ClipDescriptor *d) : IE::ClipInstance(inst, *d), _inst(inst), _name(d->getName()) {
+  if (!gConfig.clipFrameRange) {  // a host that never sets the clip's frame range (MLT)
+    PropsAccess::remove(getProps(), kOfxImageEffectPropFrameRange);
+    PropsAccess::remove(getProps(), kOfxImageEffectPropUnmappedFrameRange);
+  }
+}
 
 const std::string &TestClip::getUnmappedBitDepth() const {
   static const std::string none(kOfxBitDepthNone), byte(kOfxBitDepthByte), shrt(kOfxBitDepthShort),
@@ -1125,9 +1190,17 @@ IE::Image *TestClip::getImage(OfxTime time, const OfxRectD *optionalBounds) {
 
   auto s = source();
   if (!s || s->frames.empty()) return fail("clip not connected");
-  if (!gConfig.temporalAccess && (!ctx || std::lround(time) != std::lround(ctx->time)))
-    return fail("no temporal clip access: only the frame being rendered");
   long frame = std::lround(time);
+  if (gConfig.clipFetch == Config::ClipFetch::CurrentFrame) {
+    // MLT: the clip holds the frame being rendered, whatever time is asked; outside a render, the
+    // frame this instance rendered last.
+    double last = _inst->lastRenderTime.load();
+    if (ctx) frame = std::lround(ctx->time);
+    else if (!std::isnan(last)) frame = std::lround(last);
+    else return fail("no frame rendered yet (current-frame clip fetch)");
+  } else if (!gConfig.temporalAccess && (!ctx || std::lround(time) != std::lround(ctx->time))) {
+    return fail("no temporal clip access: only the frame being rendered");
+  }
   long index = frame - s->first;
   const std::string &oor = s->outOfRange.empty() ? gConfig.outOfRange : s->outOfRange;
   if (index < 0 || index >= long(s->frames.size())) {
@@ -1215,6 +1288,7 @@ static const OfxProgressSuiteV2 gProgressV2 = {progStart, progUpdate, progEnd};
 static OfxStatus tlGetTime(void *h, double *t) {
   TestInstance *i = liveInstance(h);
   if (!i || !t) return kOfxStatErrBadHandle;
+  if (!gConfig.timelineBounds) return kOfxStatErrUnsupported;
   *t = i->timeLineGetTime();
   return kOfxStatOK;
 }
@@ -1227,6 +1301,7 @@ static OfxStatus tlGotoTime(void *h, double t) {
 static OfxStatus tlGetBounds(void *h, double *a, double *b) {
   TestInstance *i = liveInstance(h);
   if (!i || !a || !b) return kOfxStatErrBadHandle;
+  if (!gConfig.timelineBounds) return kOfxStatErrUnsupported;
   i->timeLineGetBounds(*a, *b);
   return kOfxStatOK;
 }
@@ -1343,7 +1418,8 @@ class TestHost : public IE::Host {
     _properties.setIntProperty(kOfxImageEffectPropSupportsOverlays, 1);
     _properties.setIntProperty(kOfxImageEffectPropSupportsMultiResolution, 1);
     _properties.setIntProperty(kOfxImageEffectPropSupportsTiles, 1);
-    _properties.setIntProperty(kOfxImageEffectPropTemporalClipAccess, gConfig.temporalAccess ? 1 : 0);
+    _properties.setIntProperty(kOfxImageEffectPropTemporalClipAccess,
+                               gConfig.temporalAccess && gConfig.clipFetch == Config::ClipFetch::Exact ? 1 : 0);
     _properties.setStringProperty(kOfxImageEffectPropSupportedComponents, kOfxImageComponentRGBA, 0);
     _properties.setStringProperty(kOfxImageEffectPropSupportedComponents, kOfxImageComponentRGB, 1);
     _properties.setStringProperty(kOfxImageEffectPropSupportedComponents, kOfxImageComponentAlpha, 2);
@@ -1404,7 +1480,7 @@ class TestHost : public IE::Host {
     if (n == kOfxMessageSuite) s = (version == 1 || version == 2) ? &gMessageSuite : nullptr;
     else if (n == kOfxProgressSuite) s = version == 1 ? (const void *)&gProgressV1 : version == 2 ? (const void *)&gProgressV2 : nullptr;
     else if (n == kOfxTimeLineSuite) s = version == 1 ? &gTimeLineSuite : nullptr;
-    else if (n == kOfxDrawSuite) s = version == 1 ? &gDrawSuite : nullptr;
+    else if (n == kOfxDrawSuite) s = version == 1 && gConfig.overlayDraw == Config::OverlayDraw::DrawSuite ? &gDrawSuite : nullptr;
     else s = IE::Host::fetchSuite(name, version);
     std::lock_guard<std::mutex> l(gSuiteMutex);
     auto &e = gSuiteRequests[std::make_pair(n, version)];
@@ -1846,7 +1922,8 @@ static Value clipsJson(TestInstance *inst) {
     cj["pixel_aspect"] = c->getAspectRatio();
     double a = 0, b = 0;
     c->getFrameRange(a, b);
-    cj["frame_range"] = Value(json::Array{a, b});
+    // null when the clip carries no frame range property (configure clip_frame_range false)
+    cj["frame_range"] = c->getProps().fetchProperty(kOfxImageEffectPropFrameRange) ? Value(json::Array{a, b}) : Value();
     cj["premult"] = c->getPremult();
     cj["field_order"] = c->getFieldOrder();
     clips[cd->getName()] = cj;
@@ -1876,16 +1953,35 @@ static bool runClipPrefs(TestInstance *inst, bool force) {
   }
 }
 
+// A param this host does not show (configure secret_params "hidden": kOfxParamPropSecret is 1).
+static bool hiddenParam(H::Param::Instance *p) {
+  if (!gConfig.hideSecretParams) return false;
+  try {
+    return p->getSecret();
+  } catch (...) {
+    return false;
+  }
+}
+
 static ValueAccess *valueParam(TestInstance *inst, const std::string &name, H::Param::Instance **raw = nullptr) {
   H::Param::Instance *p = inst->getParam(name);
   if (!p) throw HostError("no param '" + name + "'");
+  if (hiddenParam(p)) throw HostError("param '" + name + "' is secret: this host hides secret params");
   if (raw) *raw = p;
   return dynamic_cast<ValueAccess *>(p);
 }
 
-static void applyValues(TestInstance *inst, const Value &values) {
-  if (values.isNull()) return;
+// Sets project values; returns the names a host hiding secret params ignored (as MLT ignores
+// properties it does not expose, without a word).
+static json::Array applyValues(TestInstance *inst, const Value &values) {
+  json::Array ignored;
+  if (values.isNull()) return ignored;
   for (const auto &kv : values.asObject()) {
+    H::Param::Instance *p = inst->getParam(kv.first);
+    if (p && hiddenParam(p)) {
+      ignored.push_back(kv.first);
+      continue;
+    }
     ValueAccess *va = valueParam(inst, kv.first);
     if (!va) throw HostError("param '" + kv.first + "' has no value");
     try {
@@ -1894,6 +1990,7 @@ static void applyValues(TestInstance *inst, const Value &values) {
       throw HostError("param '" + kv.first + "': " + e.what());
     }
   }
+  return ignored;
 }
 
 static Value createInstance(const std::string &pluginId, const std::string &context, const std::string &name,
@@ -1916,7 +2013,7 @@ static Value createInstance(const std::string &pluginId, const std::string &cont
   std::unique_ptr<TestInstance> inst(static_cast<TestInstance *>(raw));
   if (inst->getParams().size() != inst->getDescriptor().getParamList().size())
     throw HostError("could not make every parameter instance");
-  applyValues(inst.get(), values);  // project values go in before kOfxActionCreateInstance
+  json::Array ignored = applyValues(inst.get(), values);  // project values go in before kOfxActionCreateInstance
   OfxStatus st;
   try {
     st = inst->createInstanceAction();
@@ -1931,6 +2028,7 @@ static Value createInstance(const std::string &pluginId, const std::string &cont
     return r;  // the instance is dropped; kOfxActionDestroyInstance is not called (it was not created)
   }
   r["created"] = true;
+  if (!ignored.empty()) r["ignored_params"] = Value(ignored);
   r["clip_preferences_ok"] = runClipPrefs(inst.get(), true);
   r["instance"] = name;
   r["plugin"] = p->getIdentifier();
@@ -1938,7 +2036,8 @@ static Value createInstance(const std::string &pluginId, const std::string &cont
   Value prefs = prefsJson(inst.get());
   for (const auto &kv : prefs.asObject()) r[kv.first] = kv.second;
   json::Array params;
-  for (H::Param::Instance *pi : inst->getParamList()) params.push_back(pi->getName());
+  for (H::Param::Instance *pi : inst->getParamList())
+    if (!hiddenParam(pi)) params.push_back(pi->getName());
   r["params"] = Value(params);
   gCurrent = name;
   gInstances[name] = std::move(inst);
@@ -2076,6 +2175,7 @@ static Value renderOne(TestInstance *inst, double time, const Value &args, size_
   ctx.out = out;
   ctx.rodPx = rodPx;
   ctx.field = field;
+  inst->lastRenderTime = time;
   RenderCtx *saved = tRender;
   tRender = &ctx;
   inst->addActive(&ctx);
@@ -2184,7 +2284,159 @@ static Value renderOne(TestInstance *inst, double time, const Value &args, size_
   return r;
 }
 
+// MLT's frame-threaded mode (filter_openfx.c, filter_get_image, for every plug-in that is not
+// render-unsafe): each frame gets a fresh instance of the plug-in, on whichever render thread takes
+// the frame. kOfxActionCreateInstance with the defaults, then the project's values set without
+// instanceChanged (MLT's update_plugin_params), clip preferences, begin sequence render over
+// [t, t], render, end sequence render, kOfxActionDestroyInstance. The project instance (`base`, made
+// by create_instance, like MLT's filter-wide instance) is never rendered; what the fresh instances
+// logged (messages, fetches, events, progress) lands in its logs, each entry with `frame_instance`.
+static std::mutex gConstructMutex;  // HostSupport's instance construction is not thread-safe
+static std::atomic<int> gFreshLive{0}, gFreshMaxLive{0};
+
+static Value renderFreshInstance(TestInstance *base, double time, const Value &args, size_t index) {
+  std::string tag = "frame@" + std::to_string(std::lround(time)) + "#" + std::to_string(index);
+  Value r;
+  bool interactive = false;
+  IE::Instance *raw = nullptr;
+  {
+    std::lock_guard<std::mutex> l(gConstructMutex);
+    ActionScope scope("instance construction", base->pluginId().c_str());
+    raw = base->getPlugin()->createInstance(base->getContext(), &interactive);
+  }
+  if (!raw) throw HostError("HostSupport could not make an instance");
+  std::unique_ptr<TestInstance> inst(static_cast<TestInstance *>(raw));
+  int live = ++gFreshLive;
+  int prev = gFreshMaxLive.load();
+  while (live > prev && !gFreshMaxLive.compare_exchange_weak(prev, live)) {
+  }
+  struct Live {
+    ~Live() { --gFreshLive; }
+  } liveGuard;
+  auto harvest = [&]() {
+    auto move = [&](Log &from, Log &to) {
+      Value all = from.take(true);
+      for (const auto &e : all.asArray()) {
+        Value x = e;
+        x["frame_instance"] = tag;
+        to.add(x);
+      }
+    };
+    move(inst->messages, base->messages);
+    move(inst->fetches, base->fetches);
+    move(inst->events, base->events);
+    move(inst->progress, base->progress);
+  };
+  OfxStatus st;
+  {
+    ActionScope scope(kOfxActionCreateInstance, base->pluginId().c_str());
+    try {
+      st = inst->createInstanceAction();
+    } catch (H::Property::Exception &e) {
+      st = e.getStatus();
+    }
+  }
+  if (!okOrDefault(st)) {
+    r["time"] = time;
+    r["status"] = statName(st);
+    r["error"] = "kOfxActionCreateInstance failed";
+    harvest();
+    return r;  // not created: the destructor sends no kOfxActionDestroyInstance
+  }
+  for (H::Param::Instance *p : base->getParamList()) {
+    if (hiddenParam(p)) continue;  // never exposed, so never set: the fresh instance keeps the default
+    ValueAccess *from = dynamic_cast<ValueAccess *>(p);
+    H::Param::Instance *q = inst->getParam(p->getName());
+    ValueAccess *to = q ? dynamic_cast<ValueAccess *>(q) : nullptr;
+    if (from && to) to->fromJson(from->toJson());
+  }
+  runClipPrefs(inst.get(), true);
+  OfxPointD scale = scaleArg(args);
+  OfxStatus bst, est;
+  try {
+    bst = inst->beginRenderAction(time, time, 1, false, scale, true, false);
+  } catch (H::Property::Exception &e) {
+    bst = e.getStatus();
+  }
+  Value one = args;
+  one["identity_check"] = false;  // MLT asks no IsIdentity
+  r = renderOne(inst.get(), time, one, index, inst->getRenderThreadSafety());
+  try {
+    est = inst->endRenderAction(time, time, 1, false, scale, true, false);
+  } catch (H::Property::Exception &e) {
+    est = e.getStatus();
+  }
+  r["begin_status"] = statName(bst);
+  r["end_status"] = statName(est);
+  r["frame_instance"] = tag;
+  r["persistent"] = inst->persistentMessage();
+  {
+    ActionScope scope(kOfxActionDestroyInstance, base->pluginId().c_str());
+    inst->destroyNow();
+  }
+  harvest();
+  return r;
+}
+
+static Value doRenderFrameThreaded(TestInstance *base, const Value &args) {
+  std::vector<double> times;
+  int threads = std::max(1, args.integer("threads", 1));
+  if (args.get("times").isArray()) {
+    for (const auto &t : args.get("times").asArray()) times.push_back(t.asNumber());
+  } else {
+    times.assign(size_t(threads), args.num("time", gTime.load()));
+  }
+  if (times.empty()) throw HostError("no times to render");
+  gFreshMaxLive = 0;
+  std::vector<Value> results(times.size());
+  std::vector<Value> persistent(times.size());
+  std::atomic<size_t> next{0};
+  std::mutex errMutex;
+  std::string err;
+  auto work = [&]() {
+    for (size_t i; (i = next++) < times.size();) {
+      try {
+        results[i] = renderFreshInstance(base, times[i], args, i);
+      } catch (std::exception &e) {
+        std::lock_guard<std::mutex> l(errMutex);
+        err = e.what();
+      } catch (H::Property::Exception &e) {
+        std::lock_guard<std::mutex> l(errMutex);
+        err = std::string("property exception: ") + statName(e.getStatus());
+      }
+    }
+  };
+  if (threads == 1) {
+    work();
+  } else {
+    std::vector<std::thread> pool;
+    for (int k = 0; k < threads; k++) pool.emplace_back(work);
+    for (auto &t : pool) t.join();
+  }
+  if (!err.empty()) throw HostError(err);
+  // The project instance shows the message the last frame (in time order of the request) left.
+  base->setPersistentValue(results.back().get("persistent"));
+  Value r;
+  r["frame_threaded"] = true;
+  r["max_live_instances"] = gFreshMaxLive.load();
+  if (results.size() == 1) {
+    for (const auto &kv : results[0].asObject()) r[kv.first] = kv.second;
+  } else {
+    json::Array a(results.begin(), results.end());
+    r["renders"] = Value(a);
+    std::string worst = "kOfxStatOK";
+    for (const auto &x : results)
+      if (x.str("status") != "kOfxStatOK") worst = x.str("status");
+    r["status"] = worst;
+  }
+  return r;
+}
+
 static Value doRender(TestInstance *inst, const Value &args) {
+  // MLT frame-threads every plug-in but the render-unsafe ones, which it renders serialized on its
+  // one filter-wide instance.
+  if (gConfig.frameThreaded && inst->getRenderThreadSafety() != kOfxImageEffectRenderUnsafe)
+    return doRenderFrameThreaded(inst, args);
   runClipPrefs(inst, false);
   std::vector<double> times;
   int threads = std::max(1, args.integer("threads", 1));
@@ -2299,7 +2551,23 @@ static TestOverlay *ensureOverlay(TestInstance *inst) {
     if (inst->overlay->state() != H::Interact::eCreated) throw HostError("the overlay interact failed to describe or create");
     return inst->overlay.get();
   }
-  if (!inst->getOverlayInteractMainEntry()) throw HostError("the plug-in has no overlay interact (kOfxImageEffectPluginPropOverlayInteractV1)");
+  // OpenFX 1.5: the V1 entry draws with OpenGL, the V2 entry with the Draw Suite. A host with the
+  // Draw Suite takes V2 when there is one (else V1, still handing it a draw context); an OpenGL host
+  // knows only V1. HostSupport knows only V1 (and takes the overlay from the context's descriptor,
+  // which the instance's properties chain to): point it at the entry chosen.
+  H::Property::Set &props = inst->getDescriptor().getProps();
+  void *v2 = props.fetchProperty(kOfxImageEffectPluginPropOverlayInteractV2)
+                 ? props.getPointerProperty(kOfxImageEffectPluginPropOverlayInteractV2)
+                 : nullptr;
+  if (gConfig.overlayDraw == Config::OverlayDraw::DrawSuite && v2) {
+    props.setPointerProperty(kOfxImageEffectPluginPropOverlayInteractV1, v2);
+    inst->overlayEntry = "V2";
+  } else {
+    inst->overlayEntry = "V1";
+  }
+  if (!inst->getOverlayInteractMainEntry())
+    throw HostError(v2 ? "the plug-in's overlay (kOfxImageEffectPluginPropOverlayInteractV2) needs the Draw Suite; it has no OpenGL one (V1)"
+                       : "the plug-in has no overlay interact (kOfxImageEffectPluginPropOverlayInteractV1)");
   std::unique_ptr<TestOverlay> ov;
   {
     ActionScope scope("overlay kOfxActionDescribe", inst->pluginId().c_str());
@@ -2322,6 +2590,126 @@ static TestOverlay *ensureOverlay(TestInstance *inst) {
   inst->overlay = std::move(ov);
   if (!okOrDefault(st)) throw HostError(std::string("the overlay interact's kOfxActionCreateInstance failed: ") + statName(st));
   return inst->overlay.get();
+}
+
+// An OpenGL host's viewer, headless: one offscreen Mesa context (EGL on the surfaceless platform,
+// llvmpipe when there is no GPU) with a pbuffer the size of the viewport, made current on the
+// protocol thread for the draw action, as a host makes its viewer's context current. The projection
+// maps canonical coordinates to the viewport: x from the project offset over viewport width x
+// pixel scale x, likewise y; modelview identity; blending on (SRC_ALPHA, ONE_MINUS_SRC_ALPHA), as
+// viewers draw overlays over the image. The host reads the pixels back with glReadPixels.
+struct GLViewer {
+  EGLDisplay display = EGL_NO_DISPLAY;
+  EGLConfig config = nullptr;
+  EGLContext context = EGL_NO_CONTEXT;
+  EGLSurface surface = EGL_NO_SURFACE;
+  int width = 0, height = 0;
+  std::string renderer, version;
+
+  void open(int w, int h) {
+    if (display == EGL_NO_DISPLAY) {
+      auto getPlatformDisplay = reinterpret_cast<PFNEGLGETPLATFORMDISPLAYEXTPROC>(eglGetProcAddress("eglGetPlatformDisplayEXT"));
+      if (!getPlatformDisplay) throw HostError("OpenGL overlay: EGL has no eglGetPlatformDisplayEXT (install libegl-mesa0)");
+      EGLDisplay d = getPlatformDisplay(EGL_PLATFORM_SURFACELESS_MESA, EGL_DEFAULT_DISPLAY, nullptr);
+      EGLint major = 0, minor = 0;
+      if (d == EGL_NO_DISPLAY || !eglInitialize(d, &major, &minor))
+        throw HostError("OpenGL overlay: no EGL surfaceless display (install libegl-mesa0 libgl1-mesa-dri)");
+      if (!eglBindAPI(EGL_OPENGL_API)) throw HostError("OpenGL overlay: EGL cannot bind desktop OpenGL");
+      const EGLint attrs[] = {EGL_SURFACE_TYPE, EGL_PBUFFER_BIT, EGL_RENDERABLE_TYPE, EGL_OPENGL_BIT, EGL_RED_SIZE, 8,
+                              EGL_GREEN_SIZE, 8, EGL_BLUE_SIZE, 8, EGL_ALPHA_SIZE, 8, EGL_NONE};
+      EGLint n = 0;
+      if (!eglChooseConfig(d, attrs, &config, 1, &n) || n < 1) throw HostError("OpenGL overlay: no RGBA8 pbuffer EGL config");
+      // Legacy (compatibility profile) OpenGL: what overlay code in OpenFX plug-ins is written for.
+      const EGLint ctxAttrs[] = {EGL_CONTEXT_OPENGL_PROFILE_MASK, EGL_CONTEXT_OPENGL_COMPATIBILITY_PROFILE_BIT, EGL_NONE};
+      context = eglCreateContext(d, config, EGL_NO_CONTEXT, ctxAttrs);
+      if (context == EGL_NO_CONTEXT) throw HostError("OpenGL overlay: EGL could not create a compatibility-profile context");
+      display = d;
+    }
+    if (surface == EGL_NO_SURFACE || w != width || h != height) {
+      if (surface != EGL_NO_SURFACE) {
+        eglMakeCurrent(display, EGL_NO_SURFACE, EGL_NO_SURFACE, EGL_NO_CONTEXT);
+        eglDestroySurface(display, surface);
+        surface = EGL_NO_SURFACE;
+      }
+      const EGLint pb[] = {EGL_WIDTH, w, EGL_HEIGHT, h, EGL_NONE};
+      surface = eglCreatePbufferSurface(display, config, pb);
+      if (surface == EGL_NO_SURFACE) throw HostError("OpenGL overlay: EGL could not create a pbuffer");
+      width = w;
+      height = h;
+    }
+    if (!eglMakeCurrent(display, surface, surface, context)) throw HostError("OpenGL overlay: eglMakeCurrent failed");
+    const GLubyte *r = glGetString(GL_RENDERER), *v = glGetString(GL_VERSION);
+    renderer = r ? reinterpret_cast<const char *>(r) : "";
+    version = v ? reinterpret_cast<const char *>(v) : "";
+  }
+} gViewer;
+
+static Value drawWithOpenGL(TestInstance *inst, TestOverlay *ov, const Value &a) {
+  Project p = project();
+  double psx = ov->pixelScale[0] > 0 ? ov->pixelScale[0] : 1, psy = ov->pixelScale[1] > 0 ? ov->pixelScale[1] : 1;
+  int w = int(std::ceil(p.width / psx)), h = int(std::ceil(p.height / psy));
+  if (a.has("viewport_size")) {
+    std::vector<double> v = numbers(a.get("viewport_size"), 2, "viewport_size");
+    w = int(v[0]);
+    h = int(v[1]);
+  }
+  if (w < 1 || h < 1 || w > 16384 || h > 16384) throw HostError("OpenGL overlay: viewport of " + std::to_string(w) + "x" + std::to_string(h) + " pixels");
+  gViewer.open(w, h);
+  glViewport(0, 0, w, h);
+  glClearColor(0, 0, 0, 0);
+  glClear(GL_COLOR_BUFFER_BIT);
+  glMatrixMode(GL_PROJECTION);
+  glLoadIdentity();
+  glOrtho(p.offsetX, p.offsetX + w * psx, p.offsetY, p.offsetY + h * psy, -1, 1);
+  glMatrixMode(GL_MODELVIEW);
+  glLoadIdentity();
+  glEnable(GL_BLEND);
+  glBlendFunc(GL_SRC_ALPHA, GL_ONE_MINUS_SRC_ALPHA);
+  while (glGetError() != GL_NO_ERROR) {
+  }
+  OfxStatus st;
+  {
+    ActionScope scope("overlay kOfxInteractActionDraw (OpenGL)", inst->pluginId().c_str());
+    double time = a.num("time", gTime.load());
+    OfxPointD sc = scaleArg(a);
+    st = guarded(inst, "overlay kOfxInteractActionDraw", [&]() { return ov->drawWith(nullptr, time, sc); });
+  }
+  GLenum err = glGetError();
+  GLint modelview = 0, projection = 0, attribs = 0;
+  glGetIntegerv(GL_MODELVIEW_STACK_DEPTH, &modelview);
+  glGetIntegerv(GL_PROJECTION_STACK_DEPTH, &projection);
+  glGetIntegerv(GL_ATTRIB_STACK_DEPTH, &attribs);
+  glFinish();
+  pixels::Buffer buf;
+  buf.depth = pixels::Byte;
+  buf.components = 4;
+  buf.width = w;
+  buf.height = h;
+  buf.allocate();
+  glPixelStorei(GL_PACK_ALIGNMENT, 1);
+  glReadPixels(0, 0, w, h, GL_RGBA, GL_UNSIGNED_BYTE, buf.data.data());  // bottom row first, as OFXR
+  long drawn = 0;
+  for (size_t i = 3; i < buf.data.size(); i += 4)
+    if (buf.data[i - 3] || buf.data[i - 2] || buf.data[i - 1] || buf.data[i]) drawn++;
+  eglMakeCurrent(gViewer.display, EGL_NO_SURFACE, EGL_NO_SURFACE, EGL_NO_CONTEXT);
+  Value r;
+  r["status"] = statName(st);
+  r["overlay_entry"] = inst->overlayEntry;
+  r["opengl"] = true;
+  r["renderer"] = gViewer.renderer;
+  r["version"] = gViewer.version;
+  r["viewport_size"] = Value(json::Array{w, h});
+  r["pixel_scale"] = Value(json::Array{psx, psy});
+  r["drawn_pixels"] = double(drawn);
+  r["gl_error"] = double(err);
+  // A well-behaved overlay restores what it pushed.
+  r["stack_depths"] = Value(json::Array{double(modelview), double(projection), double(attribs)});
+  std::string out = a.str("out");
+  if (!out.empty()) {
+    pixels::writeFile(out, buf);
+    r["out"] = out;
+  }
+  return r;
 }
 
 static int keySym(const Value &k, std::string &text) {
@@ -2494,11 +2882,48 @@ static std::map<std::string, Handler> makeHandlers() {
     if (a.has("respect_thread_safety")) gConfig.respectThreadSafety = a.boolean("respect_thread_safety", true);
     if (a.has("temporal_clip_access")) gConfig.temporalAccess = a.boolean("temporal_clip_access", true);
     if (a.has("system_paths")) gConfig.systemPaths = a.boolean("system_paths", false);
+    if (a.boolean("mlt", false)) {  // every MLT behaviour at once (the overlay aside: MLT has none)
+      gConfig.clipFetch = Config::ClipFetch::CurrentFrame;
+      gConfig.clipFrameRange = false;
+      gConfig.hideSecretParams = true;
+      gConfig.frameThreaded = true;
+      gConfig.projectProps = false;
+      gConfig.timelineBounds = false;
+    }
+    if (a.has("clip_fetch")) {
+      std::string f = a.str("clip_fetch");
+      if (f == "exact") gConfig.clipFetch = Config::ClipFetch::Exact;
+      else if (f == "current_frame") gConfig.clipFetch = Config::ClipFetch::CurrentFrame;
+      else throw HostError("clip_fetch is \"exact\" or \"current_frame\"");
+    }
+    if (a.has("clip_frame_range")) gConfig.clipFrameRange = a.boolean("clip_frame_range", true);
+    if (a.has("project_props")) gConfig.projectProps = a.boolean("project_props", true);
+    if (a.has("timeline_bounds")) gConfig.timelineBounds = a.boolean("timeline_bounds", true);
+    if (a.has("secret_params")) {
+      std::string v = a.str("secret_params");
+      if (v != "visible" && v != "hidden") throw HostError("secret_params is \"visible\" or \"hidden\"");
+      gConfig.hideSecretParams = v == "hidden";
+    }
+    if (a.has("frame_threaded")) gConfig.frameThreaded = a.boolean("frame_threaded", false);
+    if (a.has("overlay_draw")) {
+      std::string v = a.str("overlay_draw");
+      if (v == "draw_suite") gConfig.overlayDraw = Config::OverlayDraw::DrawSuite;
+      else if (v == "opengl") gConfig.overlayDraw = Config::OverlayDraw::OpenGL;
+      else throw HostError("overlay_draw is \"draw_suite\" or \"opengl\"");
+    }
     gHost->applyProperties();
     Value r;
     r["host_name"] = gConfig.hostName;
     r["cpus"] = gConfig.cpus;
     r["out_of_range"] = gConfig.outOfRange;
+    r["temporal_clip_access"] = gConfig.temporalAccess && gConfig.clipFetch == Config::ClipFetch::Exact;
+    r["clip_fetch"] = gConfig.clipFetch == Config::ClipFetch::Exact ? "exact" : "current_frame";
+    r["clip_frame_range"] = gConfig.clipFrameRange;
+    r["project_props"] = gConfig.projectProps;
+    r["timeline_bounds"] = gConfig.timelineBounds;
+    r["secret_params"] = gConfig.hideSecretParams ? "hidden" : "visible";
+    r["frame_threaded"] = gConfig.frameThreaded;
+    r["overlay_draw"] = gConfig.overlayDraw == Config::OverlayDraw::DrawSuite ? "draw_suite" : "opengl";
     return r;
   };
 
@@ -2713,6 +3138,7 @@ static std::map<std::string, Handler> makeHandlers() {
     Value values = Value::object();
     json::Array all;
     for (H::Param::Instance *p : inst->getParamList()) {
+      if (hiddenParam(p)) continue;
       Value s = paramSummary(*p);
       s["value"] = paramValueJson(inst, p);
       if (!a.boolean("props", false)) s["props"] = Value();
@@ -2754,6 +3180,8 @@ static std::map<std::string, Handler> makeHandlers() {
     Value r;
     json::Array changes;
     for (const auto &kv : doc.get("params").asObject()) {
+      H::Param::Instance *hp = inst->getParam(kv.first);
+      if (hp && hiddenParam(hp)) continue;
       ValueAccess *va = valueParam(inst, kv.first);
       if (!va) continue;
       va->fromJson(kv.second);
@@ -2954,6 +3382,7 @@ static std::map<std::string, Handler> makeHandlers() {
       ov->pixelScale[0] = ps[0];
       ov->pixelScale[1] = ps[1];
     }
+    if (gConfig.overlayDraw == Config::OverlayDraw::OpenGL) return drawWithOpenGL(inst, ov, a);
     DrawContext dc;
     OfxStatus st;
     {
@@ -2964,6 +3393,7 @@ static std::map<std::string, Handler> makeHandlers() {
     }
     Value r;
     r["status"] = statName(st);
+    r["overlay_entry"] = inst->overlayEntry;
     r["ops"] = Value(dc.ops);
     return r;
   };

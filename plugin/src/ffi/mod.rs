@@ -10,6 +10,7 @@
 //! tokens: copying them around threads dereferences nothing.
 
 pub mod entry;
+pub mod gl;
 pub mod host;
 pub mod images;
 pub mod interact;

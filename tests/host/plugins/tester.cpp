@@ -12,6 +12,18 @@
 // the reply goes to `last_event`), `work` (ten progress steps in instanceChanged, stops when the
 // host cancels; `last_event` says "work done" or "work cancelled after <k>").
 //
+// What a host hands over (for hosts that differ, like MLT): with `report` on, each render posts a
+// kOfxMessageLog message "render t=<time> asked=<source time> got=<image unique id> range=<a>..<b> |
+// absent duration=<effect duration> hidden_gain=<value> project=<w>x<h> fps=<rate> timeline=<a>..<b> |
+// unsupported": the time it rendered, the source time it asked for, the identifier of the image it
+// got, the Source clip's kOfxImageEffectPropFrameRange (absent when the host has none), the effect's
+// kOfxImageEffectInstancePropEffectDuration, project size and frame rate (-1: not set), and the
+// timeline suite's bounds.
+// `hidden_gain` is a secret param (kOfxParamPropSecret 1), multiplying `gain`.
+// Without OfxDrawSuiteV1, the overlay draws with legacy OpenGL (entry points looked up at run time
+// in the host's process): a filled `size` square of `colour` at `point`, and a 1-pixel line loop
+// around it.
+//
 // Failure injection (environment, read at kOfxActionLoad, for testing hosts' error paths):
 //   OFX_TESTER_FAIL=all | instance | <action>[,<action>...]   actions fail with kOfxStatFailed
 //     "all": every action, kOfxActionLoad included; "instance": every action on an instance after
@@ -20,6 +32,8 @@
 //     interact:<name>, e.g. interact:OfxInteractActionPenDown.
 //   OFX_TESTER_FAIL_MODE=throw   throw a C++ exception instead of returning kOfxStatFailed.
 //   OFX_TESTER_CRASH=<action>    dereference a null pointer in that action (the host must report it).
+
+#include <dlfcn.h>
 
 #include <atomic>
 #include <chrono>
@@ -43,6 +57,7 @@
 #include "ofxParam.h"
 #include "ofxProgress.h"
 #include "ofxProperty.h"
+#include "ofxTimeLine.h"
 
 #include "../pixels.h"
 
@@ -58,6 +73,7 @@ static OfxMessageSuiteV1 *gMessage1 = nullptr;
 static OfxProgressSuiteV1 *gProgress = nullptr;
 static OfxInteractSuiteV1 *gInteract = nullptr;
 static OfxDrawSuiteV1 *gDraw = nullptr;
+static OfxTimeLineSuiteV1 *gTimeLine = nullptr;
 
 static std::set<std::string> gFail;
 static bool gFailThrow = false;
@@ -96,7 +112,7 @@ static bool shouldFail(const std::string &action, bool onInstance) {
 struct Instance {
   OfxImageClipHandle source = nullptr, output = nullptr;
   OfxParamHandle gain, offset, invert, mode, colour, tint, point, size, label, lastEvent, penDowns, reset, ask,
-      work, message, delay, showPoint, identity;
+      work, message, delay, showPoint, identity, report, hiddenGain;
 };
 
 static Instance *getInstance(OfxImageEffectHandle effect) {
@@ -131,6 +147,8 @@ static OfxStatus describe(OfxImageEffectHandle effect) {
   gProp->propSetInt(props, kOfxImageEffectPluginPropFieldRenderTwiceAlways, 0, 0);
   extern OfxStatus overlayMain(const char *, const void *, OfxPropertySetHandle, OfxPropertySetHandle);
   gProp->propSetPointer(props, kOfxImageEffectPluginPropOverlayInteractV1, 0, (void *)overlayMain);
+  // One entry for both: it draws with the Draw Suite when given a draw context, else with OpenGL.
+  gProp->propSetPointer(props, kOfxImageEffectPluginPropOverlayInteractV2, 0, (void *)overlayMain);
   return kOfxStatOK;
 }
 
@@ -181,6 +199,10 @@ static OfxStatus describeInContext(OfxImageEffectHandle effect, OfxPropertySetHa
   gProp->propSetInt(p, kOfxParamPropDefault, 1, 4);
   defineParam(set, kOfxParamTypeBoolean, "show_point", "Show point", &p);
   defineParam(set, kOfxParamTypeBoolean, "identity", "Identity when neutral", &p);
+  defineParam(set, kOfxParamTypeBoolean, "report", "Report what the host hands over", &p);
+  defineParam(set, kOfxParamTypeDouble, "hidden_gain", "Hidden gain", &p);
+  gProp->propSetDouble(p, kOfxParamPropDefault, 0, 1.0);
+  gProp->propSetInt(p, kOfxParamPropSecret, 0, 1);
   defineParam(set, kOfxParamTypeString, "label", "Label", &p);
   gProp->propSetString(p, kOfxParamPropDefault, 0, "hello");
   defineParam(set, kOfxParamTypeString, "message", "Render error message", &p);
@@ -195,7 +217,8 @@ static OfxStatus describeInContext(OfxImageEffectHandle effect, OfxPropertySetHa
   defineParam(set, kOfxParamTypePage, "Main", "Main", &p);
   int i = 0;
   for (const char *c : {"gain", "offset_frames", "invert", "mode", "colour", "tint", "point", "size", "show_point",
-                        "identity", "label", "message", "render_delay_ms", "last_event", "pen_downs", "reset", "ask", "work"})
+                        "identity", "report", "hidden_gain", "label", "message", "render_delay_ms", "last_event", "pen_downs",
+                        "reset", "ask", "work"})
     gProp->propSetString(p, kOfxParamPropPageChild, i++, c);
   return kOfxStatOK;
 }
@@ -211,7 +234,7 @@ static OfxStatus createInstance(OfxImageEffectHandle effect) {
       {"colour", &d->colour}, {"tint", &d->tint},           {"point", &d->point},         {"size", &d->size},
       {"label", &d->label}, {"last_event", &d->lastEvent}, {"pen_downs", &d->penDowns},  {"reset", &d->reset},
       {"ask", &d->ask},     {"work", &d->work},            {"message", &d->message},      {"render_delay_ms", &d->delay}, {"show_point", &d->showPoint},
-      {"identity", &d->identity}};
+      {"identity", &d->identity}, {"report", &d->report}, {"hidden_gain", &d->hiddenGain}};
   for (auto &e : all) {
     if (gParam->paramGetHandle(set, e.name, e.h, nullptr) != kOfxStatOK) {
       delete d;
@@ -301,6 +324,12 @@ static void threadFunc(unsigned int index, unsigned int n, void *arg) {
   renderRows(j, a, b);
 }
 
+static std::string fmtRange(double a, double b) {
+  char s[64];
+  snprintf(s, sizeof s, "%g..%g", a, b);
+  return s;
+}
+
 static OfxStatus render(OfxImageEffectHandle effect, OfxPropertySetHandle inArgs) {
   Instance *d = getInstance(effect);
   double time;
@@ -327,6 +356,11 @@ static OfxStatus render(OfxImageEffectHandle effect, OfxPropertySetHandle inArgs
   gParam->paramGetValueAtTime(d->showPoint, time, &show);
   gParam->paramGetValueAtTime(d->size, time, &size[0], &size[1]);
   gParam->paramGetValueAtTime(d->gain, time, &j.gain);
+  double hidden = 1;
+  gParam->paramGetValueAtTime(d->hiddenGain, time, &hidden);
+  j.gain *= hidden;
+  int report = 0;
+  gParam->paramGetValueAtTime(d->report, time, &report);
   gParam->paramGetValueAtTime(d->colour, time, &j.colour[0], &j.colour[1], &j.colour[2], &j.colour[3]);
   gParam->paramGetValueAtTime(d->tint, time, &j.tint[0], &j.tint[1], &j.tint[2]);
   double pt[2];
@@ -360,6 +394,28 @@ static OfxStatus render(OfxImageEffectHandle effect, OfxPropertySetHandle inArgs
     if (gEffect->abort(effect)) return kOfxStatOK;
     if (gMessage2) gMessage2->setPersistentMessage(effect, kOfxMessageError, "tester.source", "no source image at %g", time + offset);
     return kOfxStatFailed;
+  }
+  if (report && gMessage1) {
+    std::string got = "none", range = "absent";
+    if (!j.constant) {
+      char *uid = nullptr;
+      gProp->propGetString(src.h, kOfxImagePropUniqueIdentifier, 0, &uid);
+      got = uid ? uid : "";
+    }
+    OfxPropertySetHandle clipProps = nullptr;
+    double r[2] = {0, 0}, duration = -1;
+    if (gEffect->clipGetPropertySet(d->source, &clipProps) == kOfxStatOK &&
+        gProp->propGetDoubleN(clipProps, kOfxImageEffectPropFrameRange, 2, r) == kOfxStatOK)
+      range = fmtRange(r[0], r[1]);
+    gProp->propGetDouble(effectProps, kOfxImageEffectInstancePropEffectDuration, 0, &duration);
+    double size[2] = {-1, -1}, fps = -1, bounds[2] = {0, 0};
+    gProp->propGetDoubleN(effectProps, kOfxImageEffectPropProjectSize, 2, size);
+    gProp->propGetDouble(effectProps, kOfxImageEffectPropFrameRate, 0, &fps);
+    std::string timeline = "unsupported";
+    if (gTimeLine && gTimeLine->getTimeBounds(effect, &bounds[0], &bounds[1]) == kOfxStatOK) timeline = fmtRange(bounds[0], bounds[1]);
+    gMessage1->message(effect, kOfxMessageLog, "tester.report",
+                       "render t=%g asked=%g got=%s range=%s duration=%g hidden_gain=%g project=%gx%g fps=%g timeline=%s", time,
+                       time + offset, got.c_str(), range.c_str(), duration, hidden, size[0], size[1], fps, timeline.c_str());
   }
   j.src = j.constant ? nullptr : &src;
   j.dst = &dst;
@@ -478,6 +534,37 @@ static std::string fmt(double v) {
   return b;
 }
 
+// Legacy OpenGL, resolved in the host's process at run time (the plug-in links no GL library).
+static OfxStatus drawOpenGL(Instance *d, double time, const double pt[2], const int size[2]) {
+  typedef void (*Begin)(unsigned);
+  typedef void (*Void)();
+  typedef void (*Vertex2d)(double, double);
+  typedef void (*Color4d)(double, double, double, double);
+  auto begin = (Begin)dlsym(RTLD_DEFAULT, "glBegin");
+  auto end = (Void)dlsym(RTLD_DEFAULT, "glEnd");
+  auto vertex = (Vertex2d)dlsym(RTLD_DEFAULT, "glVertex2d");
+  auto color = (Color4d)dlsym(RTLD_DEFAULT, "glColor4d");
+  if (!begin || !end || !vertex || !color) return kOfxStatReplyDefault;  // neither Draw Suite nor OpenGL
+  double c[4];
+  gParam->paramGetValueAtTime(d->colour, time, &c[0], &c[1], &c[2], &c[3]);
+  double x1 = pt[0] - size[0] / 2.0, y1 = pt[1] - size[1] / 2.0, x2 = pt[0] + size[0] / 2.0, y2 = pt[1] + size[1] / 2.0;
+  const unsigned kQuads = 0x0007, kLineLoop = 0x0002;
+  color(c[0], c[1], c[2], c[3]);
+  begin(kQuads);
+  vertex(x1, y1);
+  vertex(x2, y1);
+  vertex(x2, y2);
+  vertex(x1, y2);
+  end();
+  begin(kLineLoop);
+  vertex(x1 - 2, y1 - 2);
+  vertex(x2 + 2, y1 - 2);
+  vertex(x2 + 2, y2 + 2);
+  vertex(x1 - 2, y2 + 2);
+  end();
+  return kOfxStatOK;
+}
+
 OfxStatus overlayMain(const char *action, const void *handle, OfxPropertySetHandle inArgs, OfxPropertySetHandle) {
   try {
     if (shouldFail(std::string("interact:") + action, strcmp(action, kOfxActionDescribe) != 0)) {
@@ -506,12 +593,12 @@ OfxStatus overlayMain(const char *action, const void *handle, OfxPropertySetHand
     if (strcmp(action, kOfxInteractActionDraw) == 0) {
       void *ctx = nullptr;
       gProp->propGetPointer(inArgs, kOfxInteractPropDrawContext, 0, &ctx);
-      if (!gDraw || !ctx) return kOfxStatReplyDefault;  // no OpenGL in this test plug-in
-      OfxDrawContextHandle dc = (OfxDrawContextHandle)ctx;
       double pt[2];
       int size[2];
       gParam->paramGetValueAtTime(d->point, time, &pt[0], &pt[1]);
       gParam->paramGetValueAtTime(d->size, time, &size[0], &size[1]);
+      if (!gDraw || !ctx) return drawOpenGL(d, time, pt, size);
+      OfxDrawContextHandle dc = (OfxDrawContextHandle)ctx;
       OfxRGBAColourF c;
       gDraw->getColour(dc, o->dragging ? kOfxStandardColourOverlayActive : kOfxStandardColourOverlayDeselected, &c);
       gDraw->setColour(dc, &c);
@@ -582,6 +669,7 @@ static OfxStatus onLoad() {
   gProgress = (OfxProgressSuiteV1 *)gHost->fetchSuite(gHost->host, kOfxProgressSuite, 1);
   gInteract = (OfxInteractSuiteV1 *)gHost->fetchSuite(gHost->host, kOfxInteractSuite, 1);
   gDraw = (OfxDrawSuiteV1 *)gHost->fetchSuite(gHost->host, kOfxDrawSuite, 1);
+  gTimeLine = (OfxTimeLineSuiteV1 *)gHost->fetchSuite(gHost->host, kOfxTimeLineSuite, 1);
   if (!gEffect || !gProp || !gParam || !gInteract) return kOfxStatErrMissingHostFeature;
   return kOfxStatOK;
 }

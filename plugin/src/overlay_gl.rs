@@ -1,0 +1,83 @@
+//! Where the overlay draws: the Draw Suite when the host has one (OpenFX 1.5: Resolve, Nuke 14+,
+//! Natron), else legacy OpenGL in the context the host made current for the draw action (the
+//! older OpenGL hosts). Both take the same strokes in canonical coordinates, so the overlay's
+//! drawing ([`crate::pen::overlay`]) does not know which one it feeds.
+
+use crate::ffi::gl::Gl;
+use crate::ffi::interact::Draw;
+use crate::ffi::props::PropSet;
+use crate::pen::StrokeKind;
+
+/// Something the overlay's strokes can be drawn with.
+pub trait OverlayBackend {
+    /// Draws a stroke: `points` in canonical coordinates.
+    fn stroke(
+        &self,
+        kind: StrokeKind,
+        colour: [f32; 4],
+        width: f32,
+        dashed: bool,
+        points: &[[f64; 2]],
+    );
+}
+
+impl OverlayBackend for Draw {
+    fn stroke(
+        &self,
+        kind: StrokeKind,
+        colour: [f32; 4],
+        width: f32,
+        dashed: bool,
+        points: &[[f64; 2]],
+    ) {
+        Draw::stroke(self, kind, colour, width, dashed, points);
+    }
+}
+
+impl OverlayBackend for Gl {
+    fn stroke(
+        &self,
+        kind: StrokeKind,
+        colour: [f32; 4],
+        width: f32,
+        dashed: bool,
+        points: &[[f64; 2]],
+    ) {
+        Gl::stroke(self, kind, colour, width, dashed, points);
+    }
+}
+
+/// The backend of one draw action.
+#[derive(Debug)]
+pub enum Backend {
+    DrawSuite(Draw),
+    OpenGl(&'static Gl),
+}
+
+impl Backend {
+    /// The Draw Suite if the host has it (with a draw context in `args`); else OpenGL if the host's
+    /// process has it loaded; else nothing to draw with.
+    pub fn for_draw_action(args: PropSet) -> Option<Backend> {
+        Draw::from_args(args)
+            .map(Backend::DrawSuite)
+            .or_else(|| Gl::get().map(Backend::OpenGl))
+    }
+}
+
+impl Backend {
+    /// Draws a stroke with whichever backend this is: `points` in canonical coordinates.
+    pub fn stroke(
+        &self,
+        kind: StrokeKind,
+        colour: [f32; 4],
+        width: f32,
+        dashed: bool,
+        points: &[[f64; 2]],
+    ) {
+        let backend: &dyn OverlayBackend = match self {
+            Backend::DrawSuite(draw) => draw,
+            Backend::OpenGl(gl) => *gl,
+        };
+        backend.stroke(kind, colour, width, dashed, points);
+    }
+}
