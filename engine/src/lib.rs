@@ -20,10 +20,12 @@ pub mod memory_attention;
 pub mod memory_bank;
 pub mod memory_encoder;
 pub mod model;
+pub mod npz;
 pub mod predictor;
 pub mod replay;
 pub mod resample;
 pub mod script;
+pub mod staged_dir;
 pub mod trace;
 pub mod trace_writer;
 

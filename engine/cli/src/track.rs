@@ -15,7 +15,8 @@ use sam2_engine::matte::MatteUpsampler;
 use sam2_engine::model::{ModelDir, Runtime};
 use sam2_engine::replay::run_script;
 use sam2_engine::script::{Interaction, ObjectId, Op};
-use sam2_engine::trace_writer::{StagedDir, TraceInfo, TraceWriter, trace_existing};
+use sam2_engine::staged_dir::StagedDir;
+use sam2_engine::trace_writer::{TraceInfo, TraceWriter, trace_existing};
 use sam2_engine::{ClipSession, FolderSource, FrameSource, Model, Script, SessionSettings};
 
 use crate::args::TrackArgs;
@@ -82,7 +83,7 @@ pub fn run(args: &TrackArgs) -> Result<(), CliError> {
             info.clip = Some(clip_path.clone());
             info.script = Some(args.script.clone());
             let writer = TraceWriter::create(target, info, trace_existing(args.force))
-                .map_err(|e| CliError::from_write(TRACE_FOLDER, e))?;
+                .map_err(|e| CliError::from_trace(TRACE_FOLDER, e))?;
             interrupt::register(writer.staging_path());
             Some(writer)
         }
@@ -153,7 +154,7 @@ pub fn run(args: &TrackArgs) -> Result<(), CliError> {
     let trace = trace
         .map(TraceWriter::seal)
         .transpose()
-        .map_err(|e| CliError::from_write(TRACE_FOLDER, e))?;
+        .map_err(|e| CliError::from_trace(TRACE_FOLDER, e))?;
     let (out_path, trace_path) = interrupt::commit(|| {
         let out_path = out
             .commit()

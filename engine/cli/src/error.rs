@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use sam2_engine::matte::MatteError;
-use sam2_engine::trace_writer::WriteError;
+use sam2_engine::staged_dir::WriteError;
+use sam2_engine::trace_writer::TraceWriteError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -16,6 +17,9 @@ pub enum CliError {
 
     #[error(transparent)]
     Write(#[from] WriteError),
+
+    #[error(transparent)]
+    Trace(#[from] TraceWriteError),
 
     #[error(
         "The {what} {path} already exists; pass --force to replace it, or choose another folder."
@@ -65,6 +69,14 @@ impl CliError {
         match error {
             WriteError::Exists { path } => CliError::OutputExists { what, path },
             other => CliError::Write(other),
+        }
+    }
+
+    /// [`CliError::from_write`] for the trace writer's errors.
+    pub fn from_trace(what: &'static str, error: TraceWriteError) -> CliError {
+        match error {
+            TraceWriteError::Folder(e) => CliError::from_write(what, e),
+            other => CliError::Trace(other),
         }
     }
 }

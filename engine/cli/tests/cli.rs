@@ -7,7 +7,7 @@
 //! meets: a frame outside the clip, a missing model, clip or ONNX Runtime, a broken model, an
 //! existing output folder, a usage error, Ctrl-C — each one sentence, and no output left behind.
 //!
-//! `CARGO_BIN_EXE_sam2-rotoscope` is why this file lives in the engine crate: cargo builds the
+//! `CARGO_BIN_EXE_sam2-rotoscope` is why this file lives in the CLI's crate: cargo builds the
 //! binary before these tests and tells them where it is.
 
 // Test code unwraps, panics and indexes on purpose (clippy.toml allows it inside #[test] functions;
@@ -19,6 +19,9 @@
     clippy::indexing_slicing
 )]
 
+// The engine's fixture helpers (where the fixtures are, how two traces are compared), shared
+// rather than copied so that both crates compare traces at the same tolerances.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::ffi::OsString;

@@ -21,8 +21,8 @@ use indicatif::ProgressBar;
 use parking_lot::Mutex;
 use sam2_engine::ClipSession;
 use sam2_engine::matte::{MatteSettings, MatteUpsampler, finish, to_u8, to_u16};
+use sam2_engine::staged_dir::Existing;
 use sam2_engine::trace::NO_OBJECT_LOGIT;
-use sam2_engine::trace_writer::Existing;
 
 use crate::args::Bits;
 use crate::error::CliError;

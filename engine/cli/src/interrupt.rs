@@ -1,7 +1,7 @@
 //! Ctrl-C: no half-written output left behind.
 //!
 //! Output folders are written under hidden staging names and renamed at the end
-//! ([`sam2_engine::trace_writer::StagedDir`]), which removes them when dropped — but a process
+//! ([`sam2_engine::staged_dir::StagedDir`]), which removes them when dropped — but a process
 //! killed by SIGINT drops nothing. So the staging folders are registered here, and the Ctrl-C
 //! handler (a thread of its own, not a signal context) removes them and ends the process.
 //!
