@@ -195,7 +195,7 @@ fn replay(trace_dir: &Path, models: &HashMap<String, Arc<Model>>) -> Worst {
     run_script(
         &mut session,
         &script,
-        |_, _| {},
+        |_, _| ControlFlow::Continue(()),
         |step| {
             compare_step(&trace, step, video, &mut worst);
             replayed += 1;

@@ -89,6 +89,14 @@ pub struct StagedDir {
     committed: bool,
 }
 
+/// A staging folder left by an earlier run; see [`StagedDir::leftovers`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    pub path: PathBuf,
+    /// The process that created it.
+    pub pid: u32,
+}
+
 /// Makes names unique within this process; the process id makes them unique across processes.
 static NEXT_NAME: AtomicU64 = AtomicU64::new(0);
 
@@ -160,6 +168,39 @@ impl StagedDir {
             });
         }
         check_existing(&target, existing)
+    }
+
+    /// The staging folders that runs writing `target` left beside it (`.NAME.partial-PID-N`,
+    /// from a run killed outright), with the process id of each. Whether that process still runs
+    /// — and so whether the folder may go — is for the caller to decide.
+    pub fn leftovers(target: impl AsRef<Path>) -> Result<Vec<Leftover>, WriteError> {
+        let target = absolute(target.as_ref())?;
+        let (parent, name) = parent_and_name(&target)?;
+        let mut prefix = OsString::from(".");
+        prefix.push(name);
+        prefix.push(".partial-");
+        let Some(prefix) = prefix.to_str() else {
+            return Ok(Vec::new()); // names this process could not have made either
+        };
+        let mut found = Vec::new();
+        for entry in fs::read_dir(parent).map_err(io_error("list", parent))? {
+            let entry = entry.map_err(io_error("list", parent))?;
+            let file_name = entry.file_name();
+            let pid = file_name
+                .to_str()
+                .and_then(|n| n.strip_prefix(prefix))
+                .and_then(|rest| rest.split_once('-'))
+                .filter(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|(pid, _)| pid.parse::<u32>().ok());
+            if let Some(pid) = pid {
+                found.push(Leftover {
+                    path: entry.path(),
+                    pid,
+                });
+            }
+        }
+        found.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(found)
     }
 
     /// Where to write now.
@@ -309,6 +350,34 @@ mod tests {
             1,
             "the staging folder is gone"
         );
+    }
+
+    #[test]
+    fn leftovers_are_the_target_s_staging_folders_with_their_process() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("out");
+        let staged = StagedDir::create(&target, Existing::Refuse).unwrap();
+        for other in [
+            ".out.partial-12-0",
+            ".out.partial-x-0",
+            ".out.partial-12-",
+            ".outer.partial-5-0",
+            ".out.replaced-7-0",
+            "out.partial-9-0",
+        ] {
+            fs::create_dir(tmp.path().join(other)).unwrap();
+        }
+        let found = StagedDir::leftovers(&target).unwrap();
+        let mine = Leftover {
+            path: staged.path().to_path_buf(),
+            pid: std::process::id(),
+        };
+        let other = Leftover {
+            path: tmp.path().join(".out.partial-12-0"),
+            pid: 12,
+        };
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.contains(&mine) && found.contains(&other), "{found:?}");
     }
 
     #[test]

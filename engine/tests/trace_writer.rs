@@ -66,7 +66,7 @@ fn a_trace_written_from_a_replay_reads_back_and_matches_its_reference() {
         run_script(
             &mut session,
             &script,
-            |_, _| {},
+            |_, _| ControlFlow::Continue(()),
             |step| {
                 writer.write_step(step).unwrap();
                 ControlFlow::Continue(())

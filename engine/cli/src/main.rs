@@ -8,14 +8,16 @@
 //!   compositing host.
 //!
 //! Every failure is one line on stderr, `error: <sentence>`, and exit code 1; a usage error is
-//! clap's message and exit code 2; an interrupted run exits with 130 and leaves no output.
+//! clap's message and exit code 2; a run stopped by SIGINT, SIGTERM or SIGHUP leaves no output
+//! and exits with 128 + the signal's number (130, 143, 129).
 
 mod args;
 mod check_model;
 mod error;
-mod interrupt;
+mod lock;
 mod mattes;
 mod progress;
+mod signals;
 mod track;
 
 use std::process::ExitCode;
@@ -23,6 +25,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::args::{Cli, Command};
+use crate::error::CliError;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -33,13 +36,17 @@ fn main() -> ExitCode {
     progress::install_logger(cli.verbose);
     let outcome = match cli.command {
         Command::CheckModel(args) => check_model::run(&args),
-        Command::Track(args) => interrupt::install().and_then(|()| track::run(&args)),
+        // Before anything starts a thread: the threads inherit the blocked signals.
+        Command::Track(args) => signals::install().and_then(|()| track::run(&args)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             progress::print_line(&format!("error: {e}"));
-            ExitCode::FAILURE
+            match e {
+                CliError::Stopped { signal } => ExitCode::from(signal.exit_code()),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -26,6 +26,7 @@ use sam2_engine::trace::NO_OBJECT_LOGIT;
 
 use crate::args::Bits;
 use crate::error::CliError;
+use crate::signals;
 
 /// How an existing output folder is treated: refused, or replaced when it holds only
 /// `object_<id>` folders (what this command writes).
@@ -139,6 +140,7 @@ fn produce(
             if failure.lock().is_some() {
                 return Ok(());
             }
+            signals::check()?;
             let logits = match session.result(frame, object) {
                 Some(result) => upsampler.upsample(&result.low_res_logits, side, side, w, h)?,
                 None => vec![NO_OBJECT_LOGIT; w * h],

@@ -21,7 +21,8 @@ use sam2_engine::{ClipSession, FolderSource, FrameSource, Model, Script, Session
 
 use crate::args::TrackArgs;
 use crate::error::CliError;
-use crate::{interrupt, mattes, progress};
+use crate::lock::OutputLock;
+use crate::{mattes, progress, signals};
 
 const OUT_FOLDER: &str = "output folder";
 const TRACE_FOLDER: &str = "trace folder";
@@ -64,27 +65,45 @@ pub fn run(args: &TrackArgs) -> Result<(), CliError> {
         StagedDir::check(trace, trace_existing(args.force))
             .map_err(|e| CliError::from_write(TRACE_FOLDER, e))?;
     }
+    // Before any work: a second run on the same folders fails now, not after all its work.
+    let out_lock = OutputLock::take(&args.out, OUT_FOLDER)?;
+    out_lock.remove_leftovers(&args.out);
+    let _trace_lock = match &args.trace {
+        Some(trace) => {
+            let lock = OutputLock::take(trace, TRACE_FOLDER)?;
+            lock.remove_leftovers(trace);
+            Some(lock)
+        }
+        None => None,
+    };
+    // Each stage below takes seconds on a large model; a signal is honoured between them.
     let model_dir = ModelDir::open(&args.model)?;
-
+    signals::check()?;
     let runtime = Runtime::load_default()?
         .with_device(args.device.model())
         .with_intra_threads(args.threads.map(usize::from));
     let model = Model::load(model_dir, &runtime)?;
+    signals::check()?;
     let mut upsampler = MatteUpsampler::new(args.device.matte())?;
     let settings = session_settings(&model, &script, args);
     let mut session = ClipSession::new(model, Box::new(source), settings)?;
+    signals::check()?;
 
-    let out = StagedDir::create(&args.out, mattes::existing(args.force))
-        .map_err(|e| CliError::from_write(OUT_FOLDER, e))?;
-    interrupt::register(out.path());
+    let out = signals::create_folder(
+        || StagedDir::create(&args.out, mattes::existing(args.force)),
+        StagedDir::path,
+    )
+    .map_err(|e| CliError::from_write(OUT_FOLDER, e))?;
     let mut trace = match &args.trace {
         Some(target) => {
             let mut info = TraceInfo::for_session(&session, &runtime);
             info.clip = Some(clip_path.clone());
             info.script = Some(args.script.clone());
-            let writer = TraceWriter::create(target, info, trace_existing(args.force))
-                .map_err(|e| CliError::from_trace(TRACE_FOLDER, e))?;
-            interrupt::register(writer.staging_path());
+            let writer = signals::create_folder(
+                || TraceWriter::create(target, info, trace_existing(args.force)),
+                TraceWriter::staging_path,
+            )
+            .map_err(|e| CliError::from_trace(TRACE_FOLDER, e))?;
             Some(writer)
         }
         None => None,
@@ -105,14 +124,23 @@ pub fn run(args: &TrackArgs) -> Result<(), CliError> {
     let mut trace_time = Duration::ZERO;
     let mut trace_error = None;
     let started = Instant::now();
+    // A signal stops the run after the frame or step in progress.
+    let stop = || match signals::stop_requested() {
+        Some(_) => ControlFlow::Break(()),
+        None => ControlFlow::Continue(()),
+    };
     let ran = run_script(
         &mut session,
         &script,
-        |_, _| count(1),
+        |_, _| {
+            count(1);
+            stop()
+        },
         |step| {
             if step.op != Op::Propagate {
                 count(step.frames.len() as u64);
             }
+            stop()?;
             if let Some(writer) = trace.as_mut() {
                 let t = Instant::now();
                 if let Err(e) = writer.write_step(step) {
@@ -129,6 +157,7 @@ pub fn run(args: &TrackArgs) -> Result<(), CliError> {
     if let Some(e) = trace_error {
         return Err(e.into());
     }
+    signals::check()?;
     let tracking = started.elapsed().saturating_sub(trace_time);
 
     // Mattes.
@@ -155,7 +184,7 @@ pub fn run(args: &TrackArgs) -> Result<(), CliError> {
         .map(TraceWriter::seal)
         .transpose()
         .map_err(|e| CliError::from_trace(TRACE_FOLDER, e))?;
-    let (out_path, trace_path) = interrupt::commit(|| {
+    let (out_path, trace_path) = signals::commit(|| {
         let out_path = out
             .commit()
             .map_err(|e| CliError::from_write(OUT_FOLDER, e))?;

@@ -5,7 +5,8 @@
 //! `track --trace` and the written trace compared with the reference at the parity tolerances;
 //! the mattes of the same runs are checked against the written logits. Then the failures a user
 //! meets: a frame outside the clip, a missing model, clip or ONNX Runtime, a broken model, an
-//! existing output folder, a usage error, Ctrl-C — each one sentence, and no output left behind.
+//! existing output folder, a usage error, SIGINT/SIGTERM/SIGHUP — each one sentence, and no
+//! output left behind.
 //!
 //! `CARGO_BIN_EXE_sam2-rotoscope` is why this file lives in the CLI's crate: cargo builds the
 //! binary before these tests and tells them where it is.
@@ -529,65 +530,138 @@ fn check_model_accepts_the_fixture_model() {
     );
 }
 
-/// Ctrl-C during a run: exit 130 and nothing left behind. The signal is sent as soon as the
-/// staging folder appears; a run that finishes first is retried.
-#[cfg(unix)]
-#[test]
-fn ctrl_c_leaves_no_output() {
-    use std::time::{Duration, Instant};
+/// `track` on the three-objects script into `dir/out` (and `dir/trace`), one thread per operator.
+fn three_objects_args(dir: &Path) -> Vec<OsString> {
     let reference = reference("three_objects");
+    let mut args = track_args(
+        &test_model(),
+        &reference.script_path().unwrap(),
+        &dir.join("out"),
+    );
+    args.extend(os(&[&"--trace", &dir.join("trace"), &"--threads", &"1"]));
+    args
+}
+
+/// Starts `args` and waits until its staging folder appears in `dir` (tracking has begun);
+/// `None` when the run ended first.
+#[cfg(unix)]
+fn start_tracking(args: &[OsString], dir: &Path) -> Option<std::process::Child> {
+    use std::time::{Duration, Instant};
+    let mut child = binary()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        if names(dir).iter().any(|n| n.contains(".partial-")) {
+            return Some(child);
+        }
+        if child.try_wait().unwrap().is_some() || started.elapsed() > Duration::from_secs(60) {
+            child.wait().unwrap();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A signal during a run: the run returns from the graph it is in, removes its staging folders,
+/// prints exactly one line and exits with 128 + the signal's number. A run that finishes
+/// before the signal arrives is retried.
+#[cfg(unix)]
+fn assert_signal_stops_cleanly(signal: nix::sys::signal::Signal, code: i32) {
     for _attempt in 0..5 {
         let tmp = tempfile::tempdir().unwrap();
-        let mut args = os(&[
-            &"track",
-            &"--model",
-            &test_model(),
-            &"--script",
-            &reference.script_path().unwrap(),
-            &"--out",
-            &tmp.path().join("out"),
-            &"--device",
-            &"cpu",
-            &"--trace",
-            &tmp.path().join("trace"),
-        ]);
-        args.extend(os(&[&"--threads", &"1"]));
-        let mut child = binary()
-            .args(&args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        let staged = loop {
-            let partial = names(tmp.path()).iter().any(|n| n.contains(".partial-"));
-            if partial || started.elapsed() > Duration::from_secs(30) {
-                break partial;
-            }
-            if child.try_wait().unwrap().is_some() {
-                break false;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
-        if !staged {
-            child.wait().unwrap();
+        let Some(child) = start_tracking(&three_objects_args(tmp.path()), tmp.path()) else {
             continue;
-        }
-        let status = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        };
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
         let output = child.wait_with_output().unwrap();
         if output.status.success() {
             continue; // it finished before the signal arrived
         }
-        assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
-        assert!(
-            stderr(&output).contains("error: Interrupted"),
-            "{}",
-            stderr(&output)
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(code), "{signal}: {text}");
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [format!(
+                "error: Stopped by {signal} before the output was complete; nothing was written."
+            )],
+            "{signal}: exactly one line, nothing from ONNX Runtime"
         );
+        assert!(
+            names(tmp.path()).is_empty(),
+            "{signal}: left behind: {:?}",
+            names(tmp.path())
+        );
+        return;
+    }
+    panic!("no run could be stopped by {signal} in 5 attempts");
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_cleanly_with_130() {
+    assert_signal_stops_cleanly(nix::sys::signal::Signal::SIGINT, 130);
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_cleanly_with_143() {
+    assert_signal_stops_cleanly(nix::sys::signal::Signal::SIGTERM, 143);
+}
+
+#[cfg(unix)]
+#[test]
+fn sighup_stops_cleanly_with_129() {
+    assert_signal_stops_cleanly(nix::sys::signal::Signal::SIGHUP, 129);
+}
+
+/// A second signal while the run stops ends it at once, and still leaves nothing behind.
+#[cfg(unix)]
+#[test]
+fn a_second_signal_stops_at_once_and_leaves_nothing() {
+    use nix::sys::signal::{Signal, kill};
+    for _attempt in 0..5 {
+        let tmp = tempfile::tempdir().unwrap();
+        let Some(child) = start_tracking(&three_objects_args(tmp.path()), tmp.path()) else {
+            continue;
+        };
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        kill(pid, Signal::SIGINT).unwrap();
+        let _ = kill(pid, Signal::SIGTERM);
+        let output = child.wait_with_output().unwrap();
+        if output.status.success() {
+            continue;
+        }
+        let text = stderr(&output);
+        let lines: Vec<&str> = text.lines().collect();
+        // Either the first signal's stop was done before the second arrived (130), or the
+        // second ended the process (killed by SIGTERM); nothing is left either way.
+        use std::os::unix::process::ExitStatusExt;
+        match output.status.code() {
+            Some(130) => assert!(
+                lines.len() <= 2
+                    && lines.first()
+                        == Some(
+                            &"error: Stopped by SIGINT before the output was complete; nothing was written."
+                        ),
+                "{text}"
+            ),
+            // Ended by the second signal's default action.
+            None => assert!(
+                output.status.signal() == Some(Signal::SIGTERM as i32)
+                    && lines.len() <= 2
+                    && lines.contains(
+                        &"error: Stopped at once by a second SIGTERM; nothing was written."
+                    ),
+                "{:?}: {text}",
+                output.status
+            ),
+            other => panic!("exit {other:?}: {text}"),
+        }
         assert!(
             names(tmp.path()).is_empty(),
             "left behind: {:?}",
@@ -595,5 +669,81 @@ fn ctrl_c_leaves_no_output() {
         );
         return;
     }
-    panic!("no run could be interrupted in 5 attempts");
+    panic!("no run could be stopped in 5 attempts");
+}
+
+/// Two runs on the same output folder: the second fails at once, before any work, with a
+/// sentence; the first is undisturbed.
+#[cfg(unix)]
+#[test]
+fn a_second_run_on_the_same_output_fails_at_once() {
+    use std::time::{Duration, Instant};
+    for _attempt in 0..5 {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut args = three_objects_args(tmp.path());
+        args.push("--force".into());
+        let Some(first) = start_tracking(&args, tmp.path()) else {
+            continue;
+        };
+        let started = Instant::now();
+        let second = run(&args);
+        let took = started.elapsed();
+        let first = first.wait_with_output().unwrap();
+        if !first.status.success() {
+            panic!("the first run failed: {}", stderr(&first));
+        }
+        let text = stderr(&second);
+        if second.status.success() {
+            continue; // the first finished before the second started
+        }
+        assert_eq!(second.status.code(), Some(1), "{text}");
+        let line = text.trim_end();
+        assert!(
+            !line.contains('\n')
+                && line
+                    .starts_with("error: Another sam2-rotoscope run is writing the output folder"),
+            "{text}"
+        );
+        assert!(took < Duration::from_secs(5), "refused only after {took:?}");
+        assert_eq!(
+            names(tmp.path()),
+            ["out", "trace"],
+            "only the first run's output"
+        );
+        let objects = names(&tmp.path().join("out"));
+        assert!(
+            !objects.is_empty() && objects.iter().all(|n| n.starts_with("object_")),
+            "{objects:?}"
+        );
+        return;
+    }
+    panic!("no two runs overlapped in 5 attempts");
+}
+
+/// A staging folder left by a run that was killed outright is removed by the next run on the
+/// same output; one whose process still runs is not.
+#[cfg(unix)]
+#[test]
+fn a_killed_run_s_staging_folder_is_removed_by_the_next_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = click_script(tmp.path(), 0);
+    let out = tmp.path().join("out");
+    // A process id that runs no process: a child that has been waited for.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    let dead = tmp.path().join(format!(".out.partial-{gone_pid}-0"));
+    let alive = tmp
+        .path()
+        .join(format!(".out.partial-{}-0", std::process::id()));
+    for dir in [&dead, &alive] {
+        std::fs::create_dir_all(dir.join("object_1")).unwrap();
+        std::fs::write(dir.join("object_1/00000.png"), b"half").unwrap();
+    }
+    assert_ok(&run(&track_args(&test_model(), &script, &out)), "track");
+    let alive_name = alive.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(
+        names(tmp.path()),
+        [alive_name.as_str(), "out", "script.json"]
+    );
 }
