@@ -83,6 +83,14 @@ pub enum CliError {
     )]
     SignalHandler { message: String },
 
+    #[error("{done}, but the report could not be printed to stdout: {source}.")]
+    Stdout {
+        /// What was done in spite of it, as the start of a sentence.
+        done: String,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("Stopped by {signal} before the output was complete; nothing was written.")]
     Stopped { signal: StopSignal },
 }

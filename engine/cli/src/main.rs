@@ -17,6 +17,7 @@ mod error;
 mod lock;
 mod mattes;
 mod progress;
+mod report;
 mod signals;
 mod track;
 
@@ -26,20 +27,21 @@ use clap::Parser;
 
 use crate::args::{Cli, Command};
 use crate::error::CliError;
+use crate::report::Report;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        // Help and version exit 0, usage errors 2, as clap decides.
-        Err(e) => e.exit(),
+        Err(e) => return clap_exit(&e),
     };
     progress::install_logger(cli.verbose);
+    let mut report = Report::new();
     let outcome = match cli.command {
-        Command::CheckModel(args) => check_model::run(&args),
+        Command::CheckModel(args) => check_model::run(&args, &mut report),
         // Before anything starts a thread: the threads inherit the blocked signals.
-        Command::Track(args) => signals::install().and_then(|()| track::run(&args)),
+        Command::Track(args) => signals::install().and_then(|()| track::run(&args, &mut report)),
     };
-    match outcome {
+    match outcome.and_then(|done| report.finish(done)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             progress::print_line(&format!("error: {e}"));
@@ -47,6 +49,20 @@ fn main() -> ExitCode {
                 CliError::Stopped { signal } => ExitCode::from(signal.exit_code()),
                 _ => ExitCode::FAILURE,
             }
+        }
+    }
+}
+
+/// Help and version exit 0, usage errors 2, as clap decides — and help that cannot be printed is
+/// not a panic: a closed pipe keeps clap's code, any other failure is an error (1).
+fn clap_exit(e: &clap::Error) -> ExitCode {
+    let code = ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(1));
+    match e.print() {
+        Ok(()) => code,
+        Err(io) if io.kind() == std::io::ErrorKind::BrokenPipe => code,
+        Err(io) => {
+            progress::print_line(&format!("error: Could not print to stdout: {io}."));
+            ExitCode::FAILURE
         }
     }
 }

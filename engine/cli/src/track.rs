@@ -22,12 +22,14 @@ use sam2_engine::{ClipSession, FolderSource, FrameSource, Model, Script, Session
 use crate::args::TrackArgs;
 use crate::error::CliError;
 use crate::lock::OutputLock;
+use crate::report::Report;
 use crate::{mattes, progress, signals};
 
 const OUT_FOLDER: &str = "output folder";
 const TRACE_FOLDER: &str = "trace folder";
 
-pub fn run(args: &TrackArgs) -> Result<(), CliError> {
+/// Returns what was done, for [`Report::finish`].
+pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
     let matte_settings = args.matte.settings();
     matte_settings.validate()?;
     if !args.model.exists() {
@@ -200,7 +202,7 @@ pub fn run(args: &TrackArgs) -> Result<(), CliError> {
     let trace_note = trace_path
         .map(|p| format!("; trace in {}", p.display()))
         .unwrap_or_default();
-    println!(
+    report.line(&format!(
         "{frames} frames, {objects} object{}: {} frame updates in {seconds:.2} s ({:.1} frames/s); \
          model runs: image encoder {}, mask decoder {}, memory attention {}, memory encoder {}, \
          memories rebuilt {}; {written} {}-bit mattes in {} ({:.2} s){trace_note}",
@@ -215,8 +217,8 @@ pub fn run(args: &TrackArgs) -> Result<(), CliError> {
         args.bits.count(),
         out_path.display(),
         matte_time.as_secs_f64(),
-    );
-    Ok(())
+    ));
+    Ok(format!("The mattes are in {}", out_path.display()))
 }
 
 /// Our defaults (corrections stick), then the script's `predictor` settings, then the flags.

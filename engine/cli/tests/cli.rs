@@ -747,3 +747,92 @@ fn a_killed_run_s_staging_folder_is_removed_by_the_next_run() {
         [alive_name.as_str(), "out", "script.json"]
     );
 }
+
+/// A stdout whose reader is gone: every write fails with EPIPE.
+fn closed_pipe() -> std::process::Stdio {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer.into()
+}
+
+/// A stdout that is always full: every write fails with ENOSPC.
+fn full_device() -> std::process::Stdio {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap()
+        .into()
+}
+
+fn with_stdout(args: &[OsString], stdout: std::process::Stdio) -> Output {
+    binary()
+        .args(args)
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+/// The reader of stdout went away (`… | head -1`): the work is done, so the run succeeds and
+/// says once, on stderr, that the report was not printed — no panic.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_is_not_a_failure() {
+    const NOTE: &str = "note: stdout was closed, so the report was not printed.";
+    let output = with_stdout(&os(&[&"check-model", &test_model()]), closed_pipe());
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stderr(&output).trim_end(), NOTE);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let script = click_script(tmp.path(), 0);
+    let out = tmp.path().join("out");
+    let output = with_stdout(&track_args(&test_model(), &script, &out), closed_pipe());
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stderr(&output).trim_end(), NOTE);
+    assert_eq!(
+        names(&out.join("object_1")).len(),
+        10,
+        "the mattes are written"
+    );
+
+    let output = with_stdout(&os(&[&"--help"]), closed_pipe());
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stderr(&output), "");
+}
+
+/// A full stdout (`> /dev/full`) is an error, one sentence that says the work itself was done.
+#[cfg(unix)]
+#[test]
+fn a_full_stdout_is_one_sentence_after_the_work() {
+    let output = with_stdout(&os(&[&"check-model", &test_model()]), full_device());
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let line = text.trim_end();
+    assert!(
+        !line.contains('\n')
+            && line.starts_with("error: The model directory ")
+            && line.contains("is usable, but the report could not be printed to stdout")
+            && line.ends_with('.'),
+        "{text}"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let script = click_script(tmp.path(), 0);
+    let out = tmp.path().join("out");
+    let output = with_stdout(&track_args(&test_model(), &script, &out), full_device());
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.trim_end().starts_with("error: The mattes are in ") && !text.trim_end().contains('\n'),
+        "{text}"
+    );
+    assert_eq!(
+        names(&out.join("object_1")).len(),
+        10,
+        "the mattes are written"
+    );
+
+    let output = with_stdout(&os(&[&"--help"]), full_device());
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).starts_with("error: Could not print to stdout"));
+}
