@@ -65,13 +65,38 @@ pub fn io_error<'a>(
 pub enum Existing {
     /// Refuse ([`WriteError::Exists`]).
     Refuse,
-    /// Replace it at commit, but only a folder every entry of which passes `is_ours` (an empty
-    /// folder does): a mistyped `--out ~ --force` must not delete a home folder. `what` names
-    /// such output in the message when something else is found ("an earlier trace").
+    /// Replace it at commit, but only a folder that holds nothing but output of this kind (an
+    /// empty folder does): a mistyped `--out ~ --force` must not delete a home folder, nor a
+    /// user's notes inside an earlier output. `foreign` finds the first entry that is not such
+    /// output, as a path relative to the folder (see [`first_foreign`]); `what` names such output
+    /// in the message ("a reference trace").
     Replace {
-        is_ours: fn(&OsStr) -> bool,
+        foreign: fn(&Path) -> io::Result<Option<PathBuf>>,
         what: &'static str,
     },
+}
+
+/// The entries of `dir`, by name, with their types (symbolic links not followed).
+pub fn entries(dir: &Path) -> io::Result<Vec<(OsString, fs::FileType)>> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        found.push((entry.file_name(), entry.file_type()?));
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(found)
+}
+
+/// For [`Existing::Replace`]: the first entry of `dir` (by name) that `is_ours` rejects, given
+/// its name and type (a symbolic link is its own type, never a file or folder).
+pub fn first_foreign(
+    dir: &Path,
+    is_ours: impl Fn(&OsStr, &fs::FileType) -> bool,
+) -> io::Result<Option<PathBuf>> {
+    Ok(entries(dir)?
+        .into_iter()
+        .find(|(name, kind)| !is_ours(name, kind))
+        .map(|(name, _)| PathBuf::from(name)))
 }
 
 /// A folder that appears complete or not at all: written under a hidden sibling name
@@ -271,7 +296,7 @@ fn check_existing(target: &Path, existing: Existing) -> Result<(), WriteError> {
     let Ok(meta) = fs::symlink_metadata(target) else {
         return Ok(());
     };
-    let Existing::Replace { is_ours, what } = existing else {
+    let Existing::Replace { foreign, what } = existing else {
         return Err(WriteError::Exists {
             path: target.to_path_buf(),
         });
@@ -281,30 +306,27 @@ fn check_existing(target: &Path, existing: Existing) -> Result<(), WriteError> {
             path: target.to_path_buf(),
         });
     }
-    for entry in fs::read_dir(target).map_err(io_error("list", target))? {
-        let name = entry.map_err(io_error("list", target))?.file_name();
-        if !is_ours(&name) {
-            return Err(WriteError::Foreign {
-                path: target.to_path_buf(),
-                entry: name.to_string_lossy().into_owned(),
-                what,
-            });
-        }
+    match foreign(target).map_err(io_error("list", target))? {
+        Some(entry) => Err(WriteError::Foreign {
+            path: target.to_path_buf(),
+            entry: entry.display().to_string(),
+            what,
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn is_a(name: &OsStr) -> bool {
-        name == "a"
+    fn not_a(dir: &Path) -> io::Result<Option<PathBuf>> {
+        first_foreign(dir, |name, kind| kind.is_file() && name == "a")
     }
 
-    /// Replaces folders that hold nothing but files named `a`.
+    /// Replaces folders that hold nothing but a file named `a`.
     const OURS: Existing = Existing::Replace {
-        is_ours: is_a,
+        foreign: not_a,
         what: "a test output",
     };
 
@@ -330,6 +352,12 @@ mod tests {
         fs::write(target.join("notes.txt"), b"mine").unwrap();
         let err = StagedDir::create(&target, OURS).unwrap_err();
         assert!(err.to_string().contains("holds notes.txt"), "{err}");
+        fs::remove_file(target.join("notes.txt")).unwrap();
+        // The right name, the wrong kind.
+        fs::remove_file(target.join("a")).unwrap();
+        fs::create_dir(target.join("a")).unwrap();
+        let err = StagedDir::create(&target, OURS).unwrap_err();
+        assert!(err.to_string().contains("holds a,"), "{err}");
 
         let file = tmp.path().join("file");
         fs::write(&file, b"").unwrap();

@@ -18,7 +18,9 @@ use crate::predictor::ClipSession;
 use crate::replay::StepResult;
 use crate::resample::BilinearResize;
 use crate::script::ObjectId;
-use crate::staged_dir::{Existing, StagedDir, WriteError, absolute, io_error, parent_and_name};
+use crate::staged_dir::{
+    Existing, StagedDir, WriteError, absolute, first_foreign, io_error, parent_and_name,
+};
 use crate::trace::{
     NO_OBJECT_LOGIT, TRACE_FILE, TRACE_FORMAT, TRACE_VERSION, TraceHeader, TraceStep,
 };
@@ -65,11 +67,17 @@ pub fn is_trace_entry(name: &OsStr) -> bool {
     })
 }
 
-/// How to treat an existing trace folder: refused, or replaced when it holds only a trace.
+/// The first entry of a trace folder that is not a trace's file.
+fn not_a_trace_file(dir: &Path) -> std::io::Result<Option<PathBuf>> {
+    first_foreign(dir, |name, kind| kind.is_file() && is_trace_entry(name))
+}
+
+/// How to treat an existing trace folder: refused, or replaced when it holds only a trace's
+/// files.
 pub fn trace_existing(replace: bool) -> Existing {
     if replace {
         Existing::Replace {
-            is_ours: is_trace_entry,
+            foreign: not_a_trace_file,
             what: "a reference trace",
         }
     } else {

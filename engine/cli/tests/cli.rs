@@ -836,3 +836,35 @@ fn a_full_stdout_is_one_sentence_after_the_work() {
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(stderr(&output).starts_with("error: Could not print to stdout"));
 }
+
+/// `--force` replaces only what this command writes: a user's file inside an object folder, or
+/// a file where an object folder would be, makes it refuse, naming that path.
+#[test]
+fn force_never_deletes_a_user_s_file_inside_the_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = click_script(tmp.path(), 0);
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(out.join("object_1")).unwrap();
+    std::fs::write(out.join("object_1/00000.png"), b"old").unwrap();
+    std::fs::write(out.join("object_1/notes.txt"), b"mine").unwrap();
+    let mut forced = track_args(&test_model(), &script, &out);
+    forced.push("--force".into());
+    let line = assert_refused(&run(&forced), tmp.path(), &["out", "script.json"]);
+    assert!(line.contains("holds object_1/notes.txt"), "{line}");
+    assert_eq!(names(&out.join("object_1")), ["00000.png", "notes.txt"]);
+
+    std::fs::remove_dir_all(out.join("object_1")).unwrap();
+    std::fs::write(out.join("object_7"), b"a file, not an earlier output").unwrap();
+    let line = assert_refused(&run(&forced), tmp.path(), &["out", "script.json"]);
+    assert!(line.contains("holds object_7,"), "{line}");
+    assert!(out.join("object_7").is_file());
+
+    // A trace folder likewise.
+    std::fs::remove_file(out.join("object_7")).unwrap();
+    let trace = tmp.path().join("trace");
+    std::fs::create_dir_all(trace.join("step_000.npz")).unwrap();
+    let mut traced = forced.clone();
+    traced.extend(os(&[&"--trace", &trace]));
+    let line = assert_refused(&run(&traced), tmp.path(), &["out", "script.json", "trace"]);
+    assert!(line.contains("holds step_000.npz,"), "{line}");
+}
