@@ -5,8 +5,10 @@
 //! [`Trace::read_step`](crate::trace::Trace::read_step) and NumPy read the files alike.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
@@ -56,9 +58,92 @@ impl Dtype {
 }
 
 /// An `.npz` file being written; [`NpzWriter::finish`] completes it.
+///
+/// A writer that fails, or is dropped unfinished, abandons its file: the zip library would
+/// otherwise try to finish the archive on drop and print its failure to stderr itself (a full
+/// disk fails twice — once to the caller, once as `ZipWriter drop failed: …` on the terminal). An
+/// abandoned file is incomplete; it lies in a staging folder that goes with it.
 pub struct NpzWriter {
     path: PathBuf,
-    zip: ZipWriter<BufWriter<File>>,
+    /// `None` once finished.
+    zip: Option<ZipWriter<BufWriter<Abandonable<File>>>>,
+    abandoned: Arc<AtomicBool>,
+}
+
+/// A file that turns into a sink once abandoned — by its writer, or by its own first failure
+/// (the zip library drops itself inside a failing `finish`, where nobody else could) — so that
+/// nothing more reaches it and nothing fails again. It keeps counting positions as a file would,
+/// because the zip library checks them.
+struct Abandonable<W> {
+    inner: W,
+    abandoned: Arc<AtomicBool>,
+    /// The position and the end, as far as this writer knows them.
+    position: u64,
+    end: u64,
+}
+
+impl<W> Abandonable<W> {
+    fn new(inner: W, abandoned: Arc<AtomicBool>) -> Abandonable<W> {
+        Abandonable {
+            inner,
+            abandoned,
+            position: 0,
+            end: 0,
+        }
+    }
+
+    fn live(&self) -> bool {
+        !self.abandoned.load(Ordering::Relaxed)
+    }
+
+    fn moved_to(&mut self, position: u64) -> u64 {
+        self.position = position;
+        self.end = self.end.max(position);
+        position
+    }
+
+    /// A failure abandons the file.
+    fn failed<T>(&self, result: io::Result<T>) -> io::Result<T> {
+        result.inspect_err(|_| self.abandoned.store(true, Ordering::Relaxed))
+    }
+}
+
+impl<W: Write> Write for Abandonable<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = if self.live() {
+            let result = self.inner.write(buf);
+            self.failed(result)?
+        } else {
+            buf.len()
+        };
+        self.moved_to(self.position.saturating_add(n as u64));
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.live() {
+            let result = self.inner.flush();
+            self.failed(result)?;
+        }
+        Ok(())
+    }
+}
+
+impl<W: Seek> Seek for Abandonable<W> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let position = if self.live() {
+            let result = self.inner.seek(pos);
+            self.failed(result)?
+        } else {
+            let offset = |base: u64, by: i64| base.saturating_add_signed(by);
+            match pos {
+                SeekFrom::Start(n) => n,
+                SeekFrom::Current(by) => offset(self.position, by),
+                SeekFrom::End(by) => offset(self.end, by),
+            }
+        };
+        Ok(self.moved_to(position))
+    }
 }
 
 impl std::fmt::Debug for NpzWriter {
@@ -77,10 +162,17 @@ impl NpzWriter {
             path: path.clone(),
             source,
         })?;
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let file = Abandonable::new(file, Arc::clone(&abandoned));
         Ok(NpzWriter {
-            zip: ZipWriter::new(BufWriter::new(file)),
+            zip: Some(ZipWriter::new(BufWriter::new(file))),
             path,
+            abandoned,
         })
+    }
+
+    fn abandon(&mut self) {
+        self.abandoned.store(true, Ordering::Relaxed);
     }
 
     /// Adds `NAME.npy`, a C-ordered array of `dtype` and `shape`: the header, then what `body`
@@ -99,26 +191,41 @@ impl NpzWriter {
         let options = SimpleFileOptions::default()
             .compression_method(CompressionMethod::Deflated)
             .large_file(bytes >= u64::from(u32::MAX) - 1024);
-        let written = self
-            .zip
+        let Some(zip) = self.zip.as_mut() else {
+            return Ok(()); // finished: `finish` takes the writer, so this cannot be reached
+        };
+        let written = zip
             .start_file(format!("{name}.npy"), options)
             .map_err(ZipFailure::from)
             .and_then(|()| {
-                self.zip.write_all(&npy_header(dtype.descr(), shape))?;
-                body(&mut self.zip)?;
+                zip.write_all(&npy_header(dtype.descr(), shape))?;
+                body(zip)?;
                 Ok(())
             });
-        written.map_err(|e| e.at(&self.path))
+        written.map_err(|e| {
+            self.abandon();
+            e.at(&self.path)
+        })
     }
 
     /// Writes the zip's directory and flushes the file.
-    pub fn finish(self) -> Result<(), NpzError> {
-        let path = self.path;
-        self.zip
+    pub fn finish(mut self) -> Result<(), NpzError> {
+        let Some(zip) = self.zip.take() else {
+            return Ok(());
+        };
+        let finished = zip
             .finish()
             .map_err(ZipFailure::from)
-            .and_then(|mut file| Ok(file.flush()?))
-            .map_err(|e| e.at(&path))
+            .and_then(|mut file| Ok(file.flush()?));
+        finished.map_err(|e| e.at(&self.path))
+    }
+}
+
+impl Drop for NpzWriter {
+    fn drop(&mut self) {
+        if self.zip.is_some() {
+            self.abandon();
+        }
     }
 }
 
@@ -224,6 +331,28 @@ mod tests {
         assert_eq!(ids.to_vec(), [4, -1, 9]);
         let values: Array2<f32> = reader.by_name("values").unwrap();
         assert_eq!(values.into_raw_vec_and_offset().0, [1.5, -2.0, 0.25, 8.0]);
+    }
+
+    /// A write that fails (ENOSPC) is an error naming the file; the writer is then abandoned,
+    /// and dropping it neither fails nor retries the file.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_full_disk_is_an_error_and_the_file_is_abandoned() {
+        let mut npz = NpzWriter::create("/dev/full").unwrap();
+        let big = vec![0u8; 1 << 20];
+        let err = npz
+            .array("mask", Dtype::Bool, &[big.len()], |out| out.write_all(&big))
+            .unwrap_err();
+        assert!(
+            matches!(&err, NpzError::Io { source, .. } if source.raw_os_error() == Some(28)),
+            "{err}"
+        );
+        assert!(err.to_string().contains("/dev/full"), "{err}");
+        assert!(npz.abandoned.load(Ordering::Relaxed));
+        // Further writes go nowhere and do not fail.
+        npz.array("frame", Dtype::I64, &[1], |out| out.write_all(&[0; 8]))
+            .unwrap();
+        drop(npz);
     }
 
     #[test]

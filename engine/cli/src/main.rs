@@ -18,6 +18,7 @@ mod lock;
 mod mattes;
 mod progress;
 mod report;
+mod runtime_dir;
 mod signals;
 mod track;
 
@@ -25,7 +26,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, DeviceArg};
 use crate::error::CliError;
 use crate::report::Report;
 
@@ -34,6 +35,12 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return clap_exit(&e),
     };
+    if let Command::Track(args) = &cli.command
+        && args.device != DeviceArg::Cpu
+    {
+        // Before anything else: it may run this command again, in this process.
+        runtime_dir::ensure();
+    }
     progress::install_logger(cli.verbose);
     let mut report = Report::new();
     let outcome = match cli.command {

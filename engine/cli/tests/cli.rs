@@ -868,3 +868,56 @@ fn force_never_deletes_a_user_s_file_inside_the_output() {
     let line = assert_refused(&run(&traced), tmp.path(), &["out", "script.json", "trace"]);
     assert!(line.contains("holds step_000.npz,"), "{line}");
 }
+
+/// A disk that fills while the trace is written (here: a file size limit, EFBIG): one error line
+/// naming the file, nothing from the zip library, nothing left behind.
+#[cfg(unix)]
+#[test]
+fn a_trace_that_cannot_be_written_is_one_sentence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = three_objects_args(tmp.path());
+    args.push("--force".into());
+    // The shell ignores SIGXFSZ (inherited by the CLI) so that writes past the limit fail with
+    // EFBIG instead of killing the process; 64 blocks is less than a propagation's .npz.
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 64; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_sam2-rotoscope"))
+        .args(&args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let line = text.trim_end();
+    assert!(
+        !line.contains('\n')
+            && line.starts_with("error: Could not write ")
+            && line.contains(".npz"),
+        "{text}"
+    );
+    assert!(
+        names(tmp.path()).is_empty(),
+        "left behind: {:?}",
+        names(tmp.path())
+    );
+}
+
+/// A successful run prints nothing on stderr, even where Mesa's Vulkan layer would complain
+/// about a missing `XDG_RUNTIME_DIR` (cron, ssh, containers) while wgpu looks for a GPU.
+#[cfg(unix)]
+#[test]
+fn a_run_on_device_auto_without_a_runtime_dir_is_quiet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = click_script(tmp.path(), 0);
+    let mut args = track_args(&test_model(), &script, &tmp.path().join("out"));
+    args.truncate(args.len() - 2); // --device cpu
+    args.extend(os(&[&"--device", &"auto"]));
+    let output = binary()
+        .args(&args)
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    assert_ok(&output, "--device auto");
+    assert_eq!(stderr(&output), "", "nothing on stderr");
+}
