@@ -59,6 +59,18 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
         return Err(CliError::ClipMissing { path: clip_path });
     }
     let source = FolderSource::open(&clip_path)?;
+    let numbers: Vec<u64> = source.clip().frames().iter().map(|f| f.number).collect();
+    if let Some(gap) = first_gap(&numbers) {
+        progress::print_line(&format!(
+            "warning: The frames of {} are numbered with gaps ({} is followed by {}); they are taken in order as frames 0 to {}, so frame {} of the script and the mattes is the file numbered {}.",
+            clip_path.display(),
+            gap.before,
+            gap.after,
+            numbers.len() - 1,
+            gap.index,
+            gap.after
+        ));
+    }
     script.check_frames(&args.script, source.num_frames())?;
     check_apart(&args.out, args.trace.as_deref())?;
     StagedDir::check(&args.out, mattes::existing(args.force))
@@ -221,6 +233,31 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
     Ok(format!("The mattes are in {}", out_path.display()))
 }
 
+/// Where a clip's frame numbers first jump: the file numbered `after` follows `before` and is
+/// frame `index`.
+#[derive(Debug, PartialEq, Eq)]
+struct Gap {
+    before: u64,
+    after: u64,
+    index: usize,
+}
+
+/// The first gap in `numbers` (sorted, as the clip lists them), if any. A clip that starts at 1
+/// (or any number) has no gap: numbering from 1 is common and means nothing.
+fn first_gap(numbers: &[u64]) -> Option<Gap> {
+    numbers
+        .windows(2)
+        .enumerate()
+        .find_map(|(i, pair)| match *pair {
+            [before, after] if after != before.saturating_add(1) => Some(Gap {
+                before,
+                after,
+                index: i + 1,
+            }),
+            _ => None,
+        })
+}
+
 /// Our defaults (corrections stick), then the script's `predictor` settings, then the flags.
 fn session_settings(model: &Model, script: &Script, args: &TrackArgs) -> SessionSettings {
     let mut settings = SessionSettings::for_model(model);
@@ -332,6 +369,29 @@ mod tests {
             click(0, 1)
         ));
         assert_eq!(planned_updates(&s, 10), 1 + 1);
+    }
+
+    #[test]
+    fn the_first_gap_in_the_frame_numbers_is_found() {
+        assert_eq!(
+            first_gap(&[0, 5, 9]),
+            Some(Gap {
+                before: 0,
+                after: 5,
+                index: 1
+            })
+        );
+        assert_eq!(
+            first_gap(&[1, 2, 3, 7]),
+            Some(Gap {
+                before: 3,
+                after: 7,
+                index: 3
+            })
+        );
+        assert_eq!(first_gap(&[1, 2, 3]), None);
+        assert_eq!(first_gap(&[0]), None);
+        assert_eq!(first_gap(&[]), None);
     }
 
     #[test]

@@ -921,3 +921,47 @@ fn a_run_on_device_auto_without_a_runtime_dir_is_quiet() {
     assert_ok(&output, "--device auto");
     assert_eq!(stderr(&output), "", "nothing on stderr");
 }
+
+/// Frames numbered with gaps are taken in order, and the run says so once, naming the first gap.
+#[test]
+fn frames_numbered_with_gaps_are_named_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clip = tmp.path().join("clip");
+    std::fs::create_dir(&clip).unwrap();
+    let shapes = fixtures_dir().join("clips/shapes");
+    for (number, source) in [(0, 0), (5, 1), (9, 2)] {
+        std::fs::copy(
+            shapes.join(format!("{source:05}.png")),
+            clip.join(format!("{number:05}.png")),
+        )
+        .unwrap();
+    }
+    let script = click_script(tmp.path(), 0);
+    let out = tmp.path().join("out");
+    let mut args = track_args(&test_model(), &script, &out);
+    args.extend(os(&[&"--clip", &clip]));
+    let output = run(&args);
+    assert_ok(&output, "gaps");
+    let text = stderr(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(
+        lines[0].starts_with("warning: The frames of ")
+            && lines[0].contains("(0 is followed by 5)")
+            && lines[0].contains("frames 0 to 2"),
+        "{text}"
+    );
+    assert_eq!(
+        names(&out.join("object_1")),
+        ["00000.png", "00001.png", "00002.png"]
+    );
+
+    // Numbered from 5 on without gaps: nothing to say.
+    std::fs::rename(clip.join("00009.png"), clip.join("00006.png")).unwrap();
+    std::fs::rename(clip.join("00005.png"), clip.join("00007.png")).unwrap();
+    std::fs::rename(clip.join("00000.png"), clip.join("00005.png")).unwrap();
+    args.push("--force".into());
+    let output = run(&args);
+    assert_ok(&output, "no gaps");
+    assert_eq!(stderr(&output), "");
+}
