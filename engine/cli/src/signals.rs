@@ -16,7 +16,7 @@
 //! its rename.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 use std::time::Duration;
 
 use nix::sys::signal::{SigSet, Signal};
@@ -86,6 +86,11 @@ enum Leftover {
 
 static LEFTOVERS: Mutex<Vec<Leftover>> = Mutex::new(Vec::new());
 
+/// Whether the output has been renamed into place ([`commit`]).
+static STAGE: AtomicU8 = AtomicU8::new(BEFORE_COMMIT);
+const BEFORE_COMMIT: u8 = 0;
+const COMMITTED: u8 = 1;
+
 /// Blocks the stop signals in this thread — and so in every thread started after — and starts
 /// the thread that receives them. Must run before any other thread is started.
 pub fn install() -> Result<(), CliError> {
@@ -104,8 +109,8 @@ pub fn install() -> Result<(), CliError> {
 }
 
 fn receive(set: SigSet) {
-    loop {
-        let Ok(signal) = set.wait() else { continue };
+    // sigwait fails only for a set it cannot wait on, which would fail every time.
+    while let Ok(signal) = set.wait() {
         let Some(stop) = StopSignal::from_signal(signal) else {
             continue;
         };
@@ -130,9 +135,12 @@ fn stop_now(stop: StopSignal) -> ! {
             }
         }
     }
-    progress::print_line(&format!(
-        "error: Stopped at once by a second {stop}; nothing was written."
-    ));
+    // After the commit the output is complete, and the line must not say otherwise.
+    progress::print_line(&if STAGE.load(Ordering::SeqCst) == COMMITTED {
+        format!("error: Stopped at once by a second {stop}, after the output was complete.")
+    } else {
+        format!("error: Stopped at once by a second {stop}; nothing was written.")
+    });
     // The signal's own default action ends the process: no atexit handlers (ONNX Runtime's
     // teardown under a running graph is what prints), and the parent sees "killed by SIGxxx".
     // No handler was ever installed, so unblocking the signal here and raising it does that.
@@ -201,6 +209,9 @@ pub fn commit<T>(renames: impl FnOnce() -> Result<T, CliError>) -> Result<T, Cli
     let mut leftovers = LEFTOVERS.lock();
     check()?;
     let result = renames();
+    if result.is_ok() {
+        STAGE.store(COMMITTED, Ordering::SeqCst);
+    }
     leftovers.retain(|l| matches!(l, Leftover::File(_)));
     result
 }
