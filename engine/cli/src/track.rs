@@ -59,18 +59,7 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
         return Err(CliError::ClipMissing { path: clip_path });
     }
     let source = FolderSource::open(&clip_path)?;
-    let numbers: Vec<u64> = source.clip().frames().iter().map(|f| f.number).collect();
-    if let Some(gap) = first_gap(&numbers) {
-        progress::print_line(&format!(
-            "warning: The frames of {} are numbered with gaps ({} is followed by {}); they are taken in order as frames 0 to {}, so frame {} of the script and the mattes is the file numbered {}.",
-            clip_path.display(),
-            gap.before,
-            gap.after,
-            numbers.len() - 1,
-            gap.index,
-            gap.after
-        ));
-    }
+    warn_about_gaps(&clip_path, &source);
     script.check_frames(&args.script, source.num_frames())?;
     check_apart(&args.out, args.trace.as_deref())?;
     StagedDir::check(&args.out, mattes::existing(args.force))
@@ -231,6 +220,23 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
         matte_time.as_secs_f64(),
     ));
     Ok(format!("The mattes are in {}", out_path.display()))
+}
+
+/// One warning when the clip's frame numbers have gaps: the frames are renumbered 0, 1, 2, … in
+/// order, which a user who numbered them 0, 5, 9 may not expect.
+fn warn_about_gaps(clip_path: &Path, source: &FolderSource) {
+    let numbers: Vec<u64> = source.clip().frames().iter().map(|f| f.number).collect();
+    if let Some(gap) = first_gap(&numbers) {
+        progress::print_line(&format!(
+            "warning: The frames of {} are numbered with gaps ({} is followed by {}); they are taken in order as frames 0 to {}, so frame {} of the script and the mattes is the file numbered {}.",
+            clip_path.display(),
+            gap.before,
+            gap.after,
+            numbers.len().saturating_sub(1),
+            gap.index,
+            gap.after
+        ));
+    }
 }
 
 /// Where a clip's frame numbers first jump: the file numbered `after` follows `before` and is
