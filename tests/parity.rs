@@ -44,7 +44,14 @@ struct Worst {
 
 fn compare_step(trace: &Trace, got: &StepResult, video: (usize, usize), worst: &mut Worst) {
     let name = trace.dir().display().to_string();
-    let header = &trace.header().steps[got.step];
+    let steps = &trace.header().steps;
+    let header = steps.get(got.step).unwrap_or_else(|| {
+        panic!(
+            "{name}: the replay made step {} but the trace has {} steps",
+            got.step,
+            steps.len()
+        )
+    });
     assert_eq!(
         header.op, got.op,
         "{name}: step {} is {:?} in the trace",
@@ -81,6 +88,15 @@ fn compare_step(trace: &Trace, got: &StepResult, video: (usize, usize), worst: &
                 Some(r) => r.low_res_logits.to_vec(),
                 None => vec![NO_OBJECT_LOGIT; side * side],
             };
+            assert_eq!(
+                logits.len(),
+                reference.len(),
+                "{name}: step {} ({}), frame {}, object {}: low-res logits differ in size from the trace's",
+                got.step,
+                got.op,
+                frame.frame,
+                out.object
+            );
             let diff = logits
                 .iter()
                 .zip(&reference)
@@ -116,6 +132,14 @@ fn compare_step(trace: &Trace, got: &StepResult, video: (usize, usize), worst: &
             }
             let up = resize_bilinear(&logits, side, side, w, h);
             let mask = want.mask.index_axis(ndarray::Axis(0), k);
+            assert_eq!(
+                up.len(),
+                mask.len(),
+                "{name}: step {} frame {} object {}: the trace's mask is not {w}×{h}",
+                got.step,
+                frame.frame,
+                out.object
+            );
             for (value, &expected) in up.iter().zip(mask.iter()) {
                 if value.abs() >= MASK_MARGIN {
                     assert_eq!(
@@ -156,19 +180,29 @@ fn replay(trace_dir: &Path, models: &HashMap<String, Arc<Model>>) -> Worst {
     }
     let mut session = ClipSession::new(Arc::clone(model), Box::new(source), settings).unwrap();
     let mut worst = Worst::default();
+    let mut replayed = 0;
     run_script(
         &mut session,
         &script,
-        |_, _| {},
+        |_, _| ControlFlow::Continue(()),
         |step| {
             compare_step(&trace, step, video, &mut worst);
+            replayed += 1;
             ControlFlow::Continue(())
         },
     )
     .unwrap();
+    let name = trace_dir.display();
+    assert_eq!(
+        replayed,
+        header.steps.len(),
+        "{name}: the replay made {replayed} steps, the trace has {}",
+        header.steps.len()
+    );
     assert_eq!(
         worst.outputs,
-        header.steps.iter().map(|s| s.outputs).sum::<usize>()
+        header.steps.iter().map(|s| s.outputs).sum::<usize>(),
+        "{name}: outputs compared vs outputs in the trace"
     );
     worst
 }

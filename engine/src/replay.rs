@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::predictor::{ClipSession, FrameMasks};
-use crate::propagation::{Direction, Propagation};
+use crate::propagation::{Direction, Propagation, PropagationEnd};
 use crate::script::{Interaction, Op, Script};
 
 /// The outputs of one interaction, in the order the session produced them.
@@ -60,11 +60,13 @@ fn first_channel_16(image: &image::DynamicImage) -> Vec<bool> {
 }
 
 /// Runs every interaction of `script` in order; `on_step` sees each step's outputs as soon as it
-/// is done (and may stop the run), `on_frame` each propagated frame (progress).
+/// is done, `on_frame` each propagated frame (progress). Either may stop the run: `on_frame`
+/// within a propagation, so that a cancel waits for one frame rather than a whole clip (the step
+/// is then not reported).
 pub fn run_script(
     session: &mut ClipSession,
     script: &Script,
-    mut on_frame: impl FnMut(usize, &FrameMasks),
+    mut on_frame: impl FnMut(usize, &FrameMasks) -> ControlFlow<()>,
     mut on_step: impl FnMut(&StepResult) -> ControlFlow<()>,
 ) -> Result<()> {
     let (w, h) = session.video_size();
@@ -102,18 +104,20 @@ pub fn run_script(
                 max_frames,
             } => {
                 let mut frames = Vec::new();
-                session.propagate(
+                let end = session.propagate(
                     Propagation {
                         start_frame: *start_frame,
                         direction: Direction::from_reverse(*reverse),
                         max_frames: *max_frames,
                     },
                     |masks| {
-                        on_frame(index, masks);
                         frames.push(masks.clone());
-                        ControlFlow::Continue(())
+                        on_frame(index, masks)
                     },
                 )?;
+                if let PropagationEnd::Cancelled { .. } = end {
+                    return Ok(());
+                }
                 frames
             }
             Interaction::RemoveObject { object } => session.remove_object(*object)?,

@@ -2,76 +2,43 @@
 //! the CLI's `track --trace` produces, so that anyone can compare the engine with a trace made by
 //! the official predictor (`bundle/exporter/py reference`) through the same reader and tolerances.
 //!
-//! Two properties matter beyond the format:
-//!
-//! - **All or nothing.** A trace is written into a staging folder next to the target and renamed
-//!   into place by [`TraceWriter::finish`]; a writer dropped before that (an error, a cancelled
-//!   run) removes the staging folder. A half-written trace would otherwise read as a complete,
-//!   shorter one. [`StagedDir`] does this for any output folder; the CLI's mattes use it too.
-//! - **Bounded memory.** A step's arrays are streamed into its `.npz` output by output, so a long
-//!   propagation over a 4K clip holds one frame's mask at a time rather than K of them
-//!   (ndarray-npy's `NpzWriter` wants each whole array in memory). The files are what
-//!   `np.savez_compressed` writes: a zip of deflated `.npy` files (format version 1.0), which
-//!   [`Trace::read_step`](crate::trace::Trace::read_step) and NumPy read alike.
+//! A trace is all or nothing: it is written into a [`StagedDir`] and renamed into place by
+//! [`TraceWriter::finish`]; a writer dropped before that removes it. Each step's arrays are
+//! streamed into its `.npz` file output by output ([`NpzWriter`]), so memory stays at one
+//! frame's mask however long the step.
 
-use std::ffi::{OsStr, OsString};
-use std::fs::{self, File};
-use std::io::{self, BufWriter, Seek, Write};
+use std::ffi::OsStr;
+use std::fs;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use zip::write::SimpleFileOptions;
-use zip::{CompressionMethod, ZipWriter};
 
 use crate::masklet::FrameResult;
 use crate::model::{Model, Runtime};
+use crate::npz::{Dtype, NpzError, NpzWriter};
 use crate::predictor::ClipSession;
 use crate::replay::StepResult;
 use crate::resample::BilinearResize;
 use crate::script::ObjectId;
+use crate::staged_dir::{
+    Existing, StagedDir, WriteError, absolute, first_foreign, io_error, parent_and_name,
+};
 use crate::trace::{
     NO_OBJECT_LOGIT, TRACE_FILE, TRACE_FORMAT, TRACE_VERSION, TraceHeader, TracePredictor,
     TraceStep,
 };
 
-/// A failure to write an output folder. Messages are sentences; the CLI adds its own advice
-/// (`--force`) for [`WriteError::Exists`].
+/// A failure to write a trace. Messages are sentences.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum WriteError {
-    #[error("The folder {path} already exists, and replacing it was not asked for.")]
-    Exists { path: PathBuf },
+pub enum TraceWriteError {
+    /// The trace folder: it exists, cannot be created, or a file in it cannot be written.
+    #[error(transparent)]
+    Folder(#[from] WriteError),
 
-    #[error("{path} exists and is not a folder; it is never replaced.")]
-    NotAFolder { path: PathBuf },
-
-    #[error(
-        "The folder {path} is not replaced because it holds {entry}, which is not part of {what}; remove the folder yourself or write elsewhere."
-    )]
-    Foreign {
-        path: PathBuf,
-        entry: String,
-        what: &'static str,
-    },
-
-    #[error(
-        "The folder {parent}, in which {path} would be written, does not exist; create it first."
-    )]
-    NoParent { path: PathBuf, parent: PathBuf },
-
-    #[error("{path} names no folder that can be written (it has no parent or no name).")]
-    NotAPath { path: PathBuf },
-
-    #[error("Could not {action} {path}: {source}.")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Npz(#[from] NpzError),
 
     #[error("Could not write the trace file {path}: {message}.")]
-    Npz { path: PathBuf, message: String },
+    Header { path: PathBuf, message: String },
 
     #[error(
         "The trace writer was given step {found} when step {expected} was due; steps are written in order, each once."
@@ -90,207 +57,6 @@ pub enum WriteError {
     },
 }
 
-fn io_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> WriteError + 'a {
-    move |source| WriteError::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// What [`StagedDir::create`] does with a target that already exists.
-#[derive(Debug, Clone, Copy)]
-pub enum Existing {
-    /// Refuse ([`WriteError::Exists`]).
-    Refuse,
-    /// Replace it at commit, but only a folder every entry of which passes `is_ours` (an empty
-    /// folder does): a mistyped `--out ~ --force` must not delete a home folder. `what` names
-    /// such output in the message when something else is found ("an earlier trace").
-    Replace {
-        is_ours: fn(&OsStr) -> bool,
-        what: &'static str,
-    },
-}
-
-/// A folder that appears complete or not at all: written under a hidden sibling name
-/// (`.NAME.partial-…`), renamed to its target by [`StagedDir::commit`], removed when dropped
-/// uncommitted.
-///
-/// The staging folder is a sibling so that the rename never crosses file systems. It is created
-/// with [`fs::create_dir`], which honours the user's umask, unlike a private temporary folder
-/// whose 0700 mode the finished output would keep.
-#[derive(Debug)]
-pub struct StagedDir {
-    target: PathBuf,
-    staging: PathBuf,
-    existing: Existing,
-    committed: bool,
-}
-
-/// Makes names unique within this process; the process id makes them unique across processes.
-static NEXT_NAME: AtomicU64 = AtomicU64::new(0);
-
-/// `PARENT/.NAME.TAG-PID-N`, for the first N that does not exist yet.
-fn sibling(parent: &Path, name: &OsStr, tag: &str) -> PathBuf {
-    loop {
-        let n = NEXT_NAME.fetch_add(1, Ordering::Relaxed);
-        let mut file = OsString::from(".");
-        file.push(name);
-        file.push(format!(".{tag}-{}-{n}", std::process::id()));
-        let path = parent.join(file);
-        if fs::symlink_metadata(&path).is_err() {
-            return path;
-        }
-    }
-}
-
-/// The absolute form of `path` (lexically; nothing needs to exist).
-fn absolute(path: &Path) -> Result<PathBuf, WriteError> {
-    std::path::absolute(path).map_err(io_error("resolve", path))
-}
-
-fn parent_and_name(target: &Path) -> Result<(&Path, &OsStr), WriteError> {
-    match (target.parent(), target.file_name()) {
-        (Some(parent), Some(name)) => Ok((parent, name)),
-        _ => Err(WriteError::NotAPath {
-            path: target.to_path_buf(),
-        }),
-    }
-}
-
-impl StagedDir {
-    /// Checks `target` (its parent folder must exist; an existing target is dealt with as
-    /// `existing` says) and creates the staging folder.
-    pub fn create(target: impl AsRef<Path>, existing: Existing) -> Result<StagedDir, WriteError> {
-        let target = absolute(target.as_ref())?;
-        StagedDir::check(&target, existing)?;
-        let (parent, name) = parent_and_name(&target)?;
-        // Another process may take a name between the check and the creation; take the next.
-        let mut attempts = 0;
-        let staging = loop {
-            let candidate = sibling(parent, name, "partial");
-            match fs::create_dir(&candidate) {
-                Ok(()) => break candidate,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 16 => {
-                    attempts += 1;
-                }
-                Err(e) => return Err(io_error("create the folder", &candidate)(e)),
-            }
-        };
-        Ok(StagedDir {
-            target,
-            staging,
-            existing,
-            committed: false,
-        })
-    }
-
-    /// Checks, creating nothing, what [`StagedDir::create`] checks: that the parent folder exists
-    /// and what `existing` says about an existing target. Lets a caller refuse early, before
-    /// expensive work.
-    pub fn check(target: impl AsRef<Path>, existing: Existing) -> Result<(), WriteError> {
-        let target = absolute(target.as_ref())?;
-        let (parent, _) = parent_and_name(&target)?;
-        if !parent.is_dir() {
-            return Err(WriteError::NoParent {
-                path: target.clone(),
-                parent: parent.to_path_buf(),
-            });
-        }
-        check_existing(&target, existing)
-    }
-
-    /// Where to write now.
-    pub fn path(&self) -> &Path {
-        &self.staging
-    }
-
-    /// Where the folder ends up (absolute).
-    pub fn target(&self) -> &Path {
-        &self.target
-    }
-
-    /// Renames the staging folder to the target, replacing an existing target if that is
-    /// allowed (checked again: it may have appeared since [`StagedDir::create`]). Returns the
-    /// target.
-    pub fn commit(mut self) -> Result<PathBuf, WriteError> {
-        check_existing(&self.target, self.existing)?;
-        let (parent, name) = parent_and_name(&self.target)?;
-        let old = match fs::symlink_metadata(&self.target) {
-            Ok(_) => {
-                // Moved aside first and deleted last, so that a failed rename can put it back.
-                let old = sibling(parent, name, "replaced");
-                fs::rename(&self.target, &old).map_err(io_error("move aside", &self.target))?;
-                Some(old)
-            }
-            Err(_) => None,
-        };
-        if let Err(source) = fs::rename(&self.staging, &self.target) {
-            if let Some(old) = &old
-                && let Err(e) = fs::rename(old, &self.target)
-            {
-                log::warn!(
-                    "The earlier {} could not be put back from {}: {e}.",
-                    self.target.display(),
-                    old.display()
-                );
-            }
-            return Err(WriteError::Io {
-                action: "rename into place the finished folder",
-                path: self.target.clone(),
-                source,
-            });
-        }
-        self.committed = true;
-        if let Some(old) = old
-            && let Err(e) = fs::remove_dir_all(&old)
-        {
-            log::warn!(
-                "The replaced folder was left at {}, because it could not be removed: {e}.",
-                old.display()
-            );
-        }
-        Ok(self.target.clone())
-    }
-}
-
-impl Drop for StagedDir {
-    fn drop(&mut self) {
-        if !self.committed {
-            // Best effort: there is nobody left to report a failure to.
-            let _ = fs::remove_dir_all(&self.staging);
-        }
-    }
-}
-
-/// `Ok` when `target` does not exist, or may be replaced.
-fn check_existing(target: &Path, existing: Existing) -> Result<(), WriteError> {
-    let Ok(meta) = fs::symlink_metadata(target) else {
-        return Ok(());
-    };
-    let Existing::Replace { is_ours, what } = existing else {
-        return Err(WriteError::Exists {
-            path: target.to_path_buf(),
-        });
-    };
-    if !meta.is_dir() {
-        return Err(WriteError::NotAFolder {
-            path: target.to_path_buf(),
-        });
-    }
-    for entry in fs::read_dir(target).map_err(io_error("list", target))? {
-        let name = entry.map_err(io_error("list", target))?.file_name();
-        if !is_ours(&name) {
-            return Err(WriteError::Foreign {
-                path: target.to_path_buf(),
-                entry: name.to_string_lossy().into_owned(),
-                what,
-            });
-        }
-    }
-    Ok(())
-}
-
 /// Whether a file name belongs in a trace folder (`trace.json`, `step_NNN.npz`).
 pub fn is_trace_entry(name: &OsStr) -> bool {
     name.to_str().is_some_and(|name| {
@@ -302,11 +68,17 @@ pub fn is_trace_entry(name: &OsStr) -> bool {
     })
 }
 
-/// How to treat an existing trace folder: refused, or replaced when it holds only a trace.
+/// The first entry of a trace folder that is not a trace's file.
+fn not_a_trace_file(dir: &Path) -> std::io::Result<Option<PathBuf>> {
+    first_foreign(dir, |name, kind| kind.is_file() && is_trace_entry(name))
+}
+
+/// How to treat an existing trace folder: refused, or replaced when it holds only a trace's
+/// files.
 pub fn trace_existing(replace: bool) -> Existing {
     if replace {
         Existing::Replace {
-            is_ours: is_trace_entry,
+            foreign: not_a_trace_file,
             what: "a reference trace",
         }
     } else {
@@ -477,7 +249,7 @@ impl TraceWriter {
         target: impl AsRef<Path>,
         info: TraceInfo,
         existing: Existing,
-    ) -> Result<TraceWriter, WriteError> {
+    ) -> Result<TraceWriter, TraceWriteError> {
         let staged = StagedDir::create(target, existing)?;
         // The target's parent exists (checked above), so it can be resolved like the clip and
         // the script, and the relative paths survive symbolic links on either side.
@@ -531,10 +303,10 @@ impl TraceWriter {
 
     /// Writes one step: its `.npz` file when it has outputs, its entry in `trace.json` always.
     /// Steps must come in order, from 0.
-    pub fn write_step(&mut self, step: &StepResult) -> Result<(), WriteError> {
+    pub fn write_step(&mut self, step: &StepResult) -> Result<(), TraceWriteError> {
         let expected = self.header.steps.len();
         if step.step != expected {
-            return Err(WriteError::StepOrder {
+            return Err(TraceWriteError::StepOrder {
                 expected,
                 found: step.step,
             });
@@ -555,7 +327,7 @@ impl TraceWriter {
             if let Some(r) = o.result
                 && r.low_res_logits.len() != side * side
             {
-                return Err(WriteError::LogitsSize {
+                return Err(TraceWriteError::LogitsSize {
                     step: step.step,
                     frame: o.frame,
                     object: o.object,
@@ -569,17 +341,7 @@ impl TraceWriter {
         } else {
             let file = format!("step_{:03}.npz", step.step);
             let path = self.staged.path().join(&file);
-            self.write_npz(&path, &outputs).map_err(|e| match e {
-                NpzFailure::Io(source) => WriteError::Io {
-                    action: "write",
-                    path: path.clone(),
-                    source,
-                },
-                NpzFailure::Zip(e) => WriteError::Npz {
-                    path: path.clone(),
-                    message: e.to_string(),
-                },
-            })?;
+            self.write_npz(&path, &outputs)?;
             Some(file)
         };
         self.header.steps.push(TraceStep {
@@ -591,22 +353,22 @@ impl TraceWriter {
         Ok(())
     }
 
-    fn write_npz(&mut self, path: &Path, outputs: &[Output]) -> Result<(), NpzFailure> {
+    fn write_npz(&mut self, path: &Path, outputs: &[Output]) -> Result<(), NpzError> {
         let k = outputs.len();
         let (side, (w, h)) = (self.side, self.resize.output_size());
-        let mut zip = ZipWriter::new(BufWriter::new(File::create(path)?));
-        write_npy(&mut zip, "frame", "<i8", &[k], |out| {
+        let mut npz = NpzWriter::create(path)?;
+        npz.array("frame", Dtype::I64, &[k], |out| {
             outputs
                 .iter()
                 .try_for_each(|o| out.write_all(&(o.frame as i64).to_le_bytes()))
         })?;
-        write_npy(&mut zip, "object", "<i8", &[k], |out| {
+        npz.array("object", Dtype::I64, &[k], |out| {
             outputs
                 .iter()
                 .try_for_each(|o| out.write_all(&(o.object.0 as i64).to_le_bytes()))
         })?;
         let absent = vec![NO_OBJECT_LOGIT; side * side];
-        write_npy(&mut zip, "low_res_logits", "<f4", &[k, side, side], |out| {
+        npz.array("low_res_logits", Dtype::F32, &[k, side, side], |out| {
             let mut bytes = Vec::with_capacity(side * side * 4);
             for o in outputs {
                 let logits = o.result.map_or(&absent[..], |r| &r.low_res_logits[..]);
@@ -616,14 +378,14 @@ impl TraceWriter {
             }
             Ok(())
         })?;
-        write_npy(&mut zip, "object_score_logits", "<f4", &[k], |out| {
+        npz.array("object_score_logits", Dtype::F32, &[k], |out| {
             outputs.iter().try_for_each(|o| {
                 let score = o.result.map_or(f32::NAN, |r| r.object_score);
                 out.write_all(&score.to_le_bytes())
             })
         })?;
         let (resize, upsampled, mask) = (&self.resize, &mut self.upsampled, &mut self.mask);
-        write_npy(&mut zip, "mask", "|b1", &[k, h, w], |out| {
+        npz.array("mask", Dtype::Bool, &[k, h, w], |out| {
             for o in outputs {
                 match o.result {
                     // The mask the official predictor returns: logits upsampled as
@@ -640,94 +402,27 @@ impl TraceWriter {
             }
             Ok(())
         })?;
-        zip.finish()?.flush()?;
-        Ok(())
+        npz.finish()
     }
 
     /// Writes `trace.json` and moves the folder into place; returns its path.
-    pub fn finish(self) -> Result<PathBuf, WriteError> {
-        self.seal()?.commit()
+    pub fn finish(self) -> Result<PathBuf, TraceWriteError> {
+        Ok(self.seal()?.commit()?)
     }
 
     /// Writes `trace.json` and returns the complete folder, still staged: for a caller that
     /// commits several outputs together and wants nothing but renames left at that point.
-    pub fn seal(self) -> Result<StagedDir, WriteError> {
+    pub fn seal(self) -> Result<StagedDir, TraceWriteError> {
         let path = self.staged.path().join(TRACE_FILE);
-        let mut json = serde_json::to_vec_pretty(&self.header).map_err(|e| WriteError::Npz {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let mut json =
+            serde_json::to_vec_pretty(&self.header).map_err(|e| TraceWriteError::Header {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
         json.push(b'\n');
         fs::write(&path, json).map_err(io_error("write", &path))?;
         Ok(self.staged)
     }
-}
-
-/// Why writing an `.npz` failed, before the path is attached.
-enum NpzFailure {
-    Io(io::Error),
-    Zip(zip::result::ZipError),
-}
-
-impl From<io::Error> for NpzFailure {
-    fn from(e: io::Error) -> Self {
-        NpzFailure::Io(e)
-    }
-}
-
-impl From<zip::result::ZipError> for NpzFailure {
-    fn from(e: zip::result::ZipError) -> Self {
-        match e {
-            zip::result::ZipError::Io(e) => NpzFailure::Io(e),
-            other => NpzFailure::Zip(other),
-        }
-    }
-}
-
-/// The `.npy` header (format 1.0) of a C-ordered array; padded so that the data starts at a
-/// multiple of 64 bytes, as NumPy pads it.
-fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(ToString::to_string).collect();
-    let shape = match dims.as_slice() {
-        [one] => format!("({one},)"),
-        _ => format!("({})", dims.join(", ")),
-    };
-    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    const PREAMBLE: usize = 10; // magic (6), version (2), header length (2)
-    let pad = (64 - (PREAMBLE + dict.len() + 1) % 64) % 64;
-    dict.extend(std::iter::repeat_n(' ', pad));
-    dict.push('\n');
-    // At most a few hundred bytes for any shape of three dimensions.
-    let len = u16::try_from(dict.len()).unwrap_or(u16::MAX);
-    let mut header = b"\x93NUMPY\x01\x00".to_vec();
-    header.extend(len.to_le_bytes());
-    header.extend(dict.bytes());
-    header
-}
-
-/// Adds `NAME.npy` to the archive: the header, then what `body` writes (which must be exactly
-/// the array's bytes in C order).
-fn write_npy<W: Write + Seek>(
-    zip: &mut ZipWriter<W>,
-    name: &str,
-    descr: &str,
-    shape: &[usize],
-    body: impl FnOnce(&mut ZipWriter<W>) -> io::Result<()>,
-) -> Result<(), NpzFailure> {
-    let item: u64 = match descr {
-        "<i8" => 8,
-        "<f4" => 4,
-        _ => 1,
-    };
-    let bytes = shape.iter().fold(item, |n, &d| n.saturating_mul(d as u64));
-    // Zip64 only where the entry needs it; NumPy reads both.
-    let options = SimpleFileOptions::default()
-        .compression_method(CompressionMethod::Deflated)
-        .large_file(bytes >= u64::from(u32::MAX) - 1024);
-    zip.start_file(format!("{name}.npy"), options)?;
-    zip.write_all(&npy_header(descr, shape))?;
-    body(zip)?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -888,7 +583,7 @@ mod tests {
         assert!(
             matches!(
                 err,
-                WriteError::StepOrder {
+                TraceWriteError::StepOrder {
                     expected: 0,
                     found: 1
                 }
@@ -925,72 +620,13 @@ mod tests {
     }
 
     #[test]
-    fn an_existing_target_is_refused_or_replaced_only_when_it_is_ours() {
-        let tmp = tempfile::tempdir().unwrap();
-        let target = tmp.path().join("t");
-        fs::create_dir(&target).unwrap();
-        fs::write(target.join("step_000.npz"), b"old").unwrap();
-        let err = StagedDir::create(&target, Existing::Refuse).unwrap_err();
-        assert!(matches!(err, WriteError::Exists { .. }), "{err}");
-
-        let staged = StagedDir::create(&target, trace_existing(true)).unwrap();
-        fs::write(staged.path().join(TRACE_FILE), b"new").unwrap();
-        staged.commit().unwrap();
-        assert_eq!(fs::read(target.join(TRACE_FILE)).unwrap(), b"new");
-        assert!(!target.join("step_000.npz").exists());
-        assert_eq!(
-            fs::read_dir(tmp.path()).unwrap().count(),
-            1,
-            "no staging or replaced folder left"
-        );
-
-        fs::write(target.join("notes.txt"), b"mine").unwrap();
-        let err = StagedDir::create(&target, trace_existing(true)).unwrap_err();
-        assert!(err.to_string().contains("holds notes.txt"), "{err}");
-
-        let file = tmp.path().join("file");
-        fs::write(&file, b"").unwrap();
-        let err = StagedDir::create(&file, trace_existing(true)).unwrap_err();
-        assert!(matches!(err, WriteError::NotAFolder { .. }), "{err}");
-    }
-
-    #[test]
-    fn a_target_that_appears_meanwhile_is_not_overwritten() {
-        let tmp = tempfile::tempdir().unwrap();
-        let target = tmp.path().join("t");
-        let staged = StagedDir::create(&target, Existing::Refuse).unwrap();
-        fs::create_dir(&target).unwrap();
-        let err = staged.commit().unwrap_err();
-        assert!(matches!(err, WriteError::Exists { .. }), "{err}");
-        assert_eq!(
-            fs::read_dir(tmp.path()).unwrap().count(),
-            1,
-            "the staging folder is gone"
-        );
-    }
-
-    #[test]
-    fn a_missing_parent_is_a_sentence() {
-        let tmp = tempfile::tempdir().unwrap();
-        let err = StagedDir::create(tmp.path().join("a").join("b"), Existing::Refuse).unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains("does not exist; create it first."), "{text}");
-    }
-
-    #[test]
-    fn npy_headers_are_numpy_s() {
-        let header = npy_header("<f4", &[2, 3, 4]);
-        assert_eq!(header.len() % 64, 0);
-        assert_eq!(&header[..8], b"\x93NUMPY\x01\x00");
-        let text = std::str::from_utf8(&header[10..]).unwrap();
-        assert!(text.starts_with("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 4), }"));
-        assert!(text.ends_with(" \n"));
-        let one = npy_header("<i8", &[5]);
-        assert!(
-            std::str::from_utf8(&one[10..])
-                .unwrap()
-                .contains("'shape': (5,)")
-        );
+    fn only_a_trace_s_own_files_are_replaced() {
+        for name in ["trace.json", "step_000.npz", "step_1234.npz"] {
+            assert!(is_trace_entry(OsStr::new(name)), "{name}");
+        }
+        for name in ["step_.npz", "step_00x.npz", "notes.txt", "step_000.npy"] {
+            assert!(!is_trace_entry(OsStr::new(name)), "{name}");
+        }
     }
 
     #[test]

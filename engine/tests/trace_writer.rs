@@ -21,11 +21,12 @@ use std::sync::Arc;
 use common::{compare_traces, fixtures_dir, model_for, reference_settings};
 use sam2_engine::predictor::{ClipSession, SessionSettings};
 use sam2_engine::replay::run_script;
-use sam2_engine::trace_writer::{Existing, TraceInfo, TraceWriter};
+use sam2_engine::staged_dir::Existing;
+use sam2_engine::trace_writer::{TraceInfo, TraceWriter};
 use sam2_engine::{FolderSource, Model, Runtime, Script, Trace};
 
 /// A reset (a step without a file), a removed object, box and mask prompts, and corrections
-/// kept: every kind of step the writer sees. tests/cli.rs covers every fixture script.
+/// kept: every kind of step the writer sees. engine/cli/tests/cli.rs covers every fixture script.
 const TRACES: [&str; 3] = ["reset", "three_objects", "correction_kept"];
 
 #[test]
@@ -65,7 +66,7 @@ fn a_trace_written_from_a_replay_reads_back_and_matches_its_reference() {
         run_script(
             &mut session,
             &script,
-            |_, _| {},
+            |_, _| ControlFlow::Continue(()),
             |step| {
                 writer.write_step(step).unwrap();
                 ControlFlow::Continue(())

@@ -71,7 +71,13 @@ fn build() -> Result<Built, String> {
         &bundle_without_model_dir.to_string_lossy(),
     ]))?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    run(Command::new(cargo).args(["build", "-p", "sam2-engine", "--bin", "sam2-rotoscope"]))?;
+    run(Command::new(cargo).args([
+        "build",
+        "-p",
+        "sam2-rotoscope-cli",
+        "--bin",
+        "sam2-rotoscope",
+    ]))?;
     let cli = target_dir().join("debug/sam2-rotoscope");
     for (what, path) in [
         (

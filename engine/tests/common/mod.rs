@@ -28,11 +28,19 @@ pub const LOGIT_TOLERANCE: f32 = 1e-3;
 pub const MASK_MARGIN: f32 = 1e-3;
 
 /// The fixture root: `SAM2_FIXTURES_DIR` if set (as for the tests in tests/), else
-/// tests/fixtures of this checkout.
+/// tests/fixtures of this checkout — found upwards from the crate, as this file serves the engine
+/// (engine/) and the CLI (engine/cli/).
 pub fn fixtures_dir() -> PathBuf {
     match std::env::var_os("SAM2_FIXTURES_DIR") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures"),
+        _ => {
+            let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+            crate_dir
+                .ancestors()
+                .map(|dir| dir.join("tests/fixtures"))
+                .find(|dir| dir.is_dir())
+                .unwrap_or_else(|| crate_dir.join("../tests/fixtures"))
+        }
     }
 }
 
@@ -111,9 +119,15 @@ pub fn compare_traces(ours: &Trace, reference: &Trace) -> Compared {
         assert_eq!(got.object, want.object, "{here}: objects in order");
         for k in 0..got.len() {
             let at = format!("{here}, frame {}, object {}", got.frame[k], got.object[k]);
-            let diff = logits(&got, k)
+            let (mine, theirs) = (logits(&got, k), logits(&want, k));
+            assert_eq!(
+                mine.len(),
+                theirs.len(),
+                "{at}: low-res logits differ in size"
+            );
+            let diff = mine
                 .iter()
-                .zip(logits(&want, k))
+                .zip(theirs)
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0f32, f32::max);
             assert!(diff <= LOGIT_TOLERANCE, "{at}: logits differ by {diff}");
@@ -127,6 +141,11 @@ pub fn compare_traces(ours: &Trace, reference: &Trace) -> Compared {
             let (mine, theirs) = (
                 got.mask.index_axis(Axis(0), k),
                 want.mask.index_axis(Axis(0), k),
+            );
+            assert_eq!(
+                (up.len(), mine.len()),
+                (theirs.len(), theirs.len()),
+                "{at}: the masks are not the video's size"
             );
             for ((value, &m), &t) in up.iter().zip(mine.iter()).zip(theirs.iter()) {
                 assert_eq!(
@@ -169,6 +188,12 @@ pub fn final_outputs(
 ) -> HashMap<(usize, u64), (usize, usize)> {
     use sam2_engine::script::Interaction;
     let mut latest = HashMap::new();
+    assert_eq!(
+        trace.header().steps.len(),
+        script.interactions.len(),
+        "{}: one step per interaction of the script",
+        trace.dir().display()
+    );
     for (step, interaction) in trace.header().steps.iter().zip(&script.interactions) {
         match interaction {
             Interaction::Reset => latest.clear(),

@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 
 use sam2_engine::matte::MatteError;
-use sam2_engine::trace_writer::WriteError;
+use sam2_engine::staged_dir::WriteError;
+use sam2_engine::trace_writer::TraceWriteError;
+
+use crate::signals::StopSignal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -17,6 +20,9 @@ pub enum CliError {
     #[error(transparent)]
     Write(#[from] WriteError),
 
+    #[error(transparent)]
+    Trace(#[from] TraceWriteError),
+
     #[error(
         "The {what} {path} already exists; pass --force to replace it, or choose another folder."
     )]
@@ -26,6 +32,25 @@ pub enum CliError {
         "The trace folder {trace} and the output folder {out} overlap; give two separate folders."
     )]
     OutputsOverlap { out: PathBuf, trace: PathBuf },
+
+    #[error(
+        "Another sam2-rotoscope run is writing the {what} {path} now (it holds {lock}); wait for it to finish, or choose another folder."
+    )]
+    Busy {
+        what: &'static str,
+        path: PathBuf,
+        lock: PathBuf,
+    },
+
+    #[error("Could not lock {path} against other runs: {source}.")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{path} names no folder that can be written (it has no parent or no name).")]
+    NotAnOutputPath { path: PathBuf },
 
     #[error(
         "The model directory {path} does not exist; --model takes the folder that bundle/exporter wrote (it holds manifest.json)."
@@ -54,9 +79,20 @@ pub enum CliError {
     Png { path: PathBuf, message: String },
 
     #[error(
-        "Ctrl-C could not be caught ({message}), so an interrupted run could leave a half-written folder behind; run without a terminal that sends it, or report this."
+        "SIGINT, SIGTERM and SIGHUP could not be caught ({message}), so a stopped run could leave a half-written folder behind; report this."
     )]
     SignalHandler { message: String },
+
+    #[error("{done}, but the report could not be printed to stdout: {source}.")]
+    Stdout {
+        /// What was done in spite of it, as the start of a sentence.
+        done: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("Stopped by {signal} before the output was complete; nothing was written.")]
+    Stopped { signal: StopSignal },
 }
 
 impl CliError {
@@ -65,6 +101,14 @@ impl CliError {
         match error {
             WriteError::Exists { path } => CliError::OutputExists { what, path },
             other => CliError::Write(other),
+        }
+    }
+
+    /// [`CliError::from_write`] for the trace writer's errors.
+    pub fn from_trace(what: &'static str, error: TraceWriteError) -> CliError {
+        match error {
+            TraceWriteError::Folder(e) => CliError::from_write(what, e),
+            other => CliError::Trace(other),
         }
     }
 }

@@ -5,9 +5,10 @@
 //! `track --trace` and the written trace compared with the reference at the parity tolerances;
 //! the mattes of the same runs are checked against the written logits. Then the failures a user
 //! meets: a frame outside the clip, a missing model, clip or ONNX Runtime, a broken model, an
-//! existing output folder, a usage error, Ctrl-C — each one sentence, and no output left behind.
+//! existing output folder, a usage error, SIGINT/SIGTERM/SIGHUP — each one sentence, and no
+//! output left behind.
 //!
-//! `CARGO_BIN_EXE_sam2-rotoscope` is why this file lives in the engine crate: cargo builds the
+//! `CARGO_BIN_EXE_sam2-rotoscope` is why this file lives in the CLI's crate: cargo builds the
 //! binary before these tests and tells them where it is.
 
 // Test code unwraps, panics and indexes on purpose (clippy.toml allows it inside #[test] functions;
@@ -19,6 +20,9 @@
     clippy::indexing_slicing
 )]
 
+// The engine's fixture helpers (where the fixtures are, how two traces are compared), shared
+// rather than copied so that both crates compare traces at the same tolerances.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::ffi::OsString;
@@ -526,65 +530,138 @@ fn check_model_accepts_the_fixture_model() {
     );
 }
 
-/// Ctrl-C during a run: exit 130 and nothing left behind. The signal is sent as soon as the
-/// staging folder appears; a run that finishes first is retried.
-#[cfg(unix)]
-#[test]
-fn ctrl_c_leaves_no_output() {
-    use std::time::{Duration, Instant};
+/// `track` on the three-objects script into `dir/out` (and `dir/trace`), one thread per operator.
+fn three_objects_args(dir: &Path) -> Vec<OsString> {
     let reference = reference("three_objects");
+    let mut args = track_args(
+        &test_model(),
+        &reference.script_path().unwrap(),
+        &dir.join("out"),
+    );
+    args.extend(os(&[&"--trace", &dir.join("trace"), &"--threads", &"1"]));
+    args
+}
+
+/// Starts `args` and waits until its staging folder appears in `dir` (tracking has begun);
+/// `None` when the run ended first.
+#[cfg(unix)]
+fn start_tracking(args: &[OsString], dir: &Path) -> Option<std::process::Child> {
+    use std::time::{Duration, Instant};
+    let mut child = binary()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        if names(dir).iter().any(|n| n.contains(".partial-")) {
+            return Some(child);
+        }
+        if child.try_wait().unwrap().is_some() || started.elapsed() > Duration::from_secs(60) {
+            child.wait().unwrap();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A signal during a run: the run returns from the graph it is in, removes its staging folders,
+/// prints exactly one line and exits with 128 + the signal's number. A run that finishes
+/// before the signal arrives is retried.
+#[cfg(unix)]
+fn assert_signal_stops_cleanly(signal: nix::sys::signal::Signal, code: i32) {
     for _attempt in 0..5 {
         let tmp = tempfile::tempdir().unwrap();
-        let mut args = os(&[
-            &"track",
-            &"--model",
-            &test_model(),
-            &"--script",
-            &reference.script_path().unwrap(),
-            &"--out",
-            &tmp.path().join("out"),
-            &"--device",
-            &"cpu",
-            &"--trace",
-            &tmp.path().join("trace"),
-        ]);
-        args.extend(os(&[&"--threads", &"1"]));
-        let mut child = binary()
-            .args(&args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        let staged = loop {
-            let partial = names(tmp.path()).iter().any(|n| n.contains(".partial-"));
-            if partial || started.elapsed() > Duration::from_secs(30) {
-                break partial;
-            }
-            if child.try_wait().unwrap().is_some() {
-                break false;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
-        if !staged {
-            child.wait().unwrap();
+        let Some(child) = start_tracking(&three_objects_args(tmp.path()), tmp.path()) else {
             continue;
-        }
-        let status = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        };
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
         let output = child.wait_with_output().unwrap();
         if output.status.success() {
             continue; // it finished before the signal arrived
         }
-        assert_eq!(output.status.code(), Some(130), "{}", stderr(&output));
-        assert!(
-            stderr(&output).contains("error: Interrupted"),
-            "{}",
-            stderr(&output)
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(code), "{signal}: {text}");
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [format!(
+                "error: Stopped by {signal} before the output was complete; nothing was written."
+            )],
+            "{signal}: exactly one line, nothing from ONNX Runtime"
         );
+        assert!(
+            names(tmp.path()).is_empty(),
+            "{signal}: left behind: {:?}",
+            names(tmp.path())
+        );
+        return;
+    }
+    panic!("no run could be stopped by {signal} in 5 attempts");
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_cleanly_with_130() {
+    assert_signal_stops_cleanly(nix::sys::signal::Signal::SIGINT, 130);
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_cleanly_with_143() {
+    assert_signal_stops_cleanly(nix::sys::signal::Signal::SIGTERM, 143);
+}
+
+#[cfg(unix)]
+#[test]
+fn sighup_stops_cleanly_with_129() {
+    assert_signal_stops_cleanly(nix::sys::signal::Signal::SIGHUP, 129);
+}
+
+/// A second signal while the run stops ends it at once, and still leaves nothing behind.
+#[cfg(unix)]
+#[test]
+fn a_second_signal_stops_at_once_and_leaves_nothing() {
+    use nix::sys::signal::{Signal, kill};
+    for _attempt in 0..5 {
+        let tmp = tempfile::tempdir().unwrap();
+        let Some(child) = start_tracking(&three_objects_args(tmp.path()), tmp.path()) else {
+            continue;
+        };
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        kill(pid, Signal::SIGINT).unwrap();
+        let _ = kill(pid, Signal::SIGTERM);
+        let output = child.wait_with_output().unwrap();
+        if output.status.success() {
+            continue;
+        }
+        let text = stderr(&output);
+        let lines: Vec<&str> = text.lines().collect();
+        // Either the first signal's stop was done before the second arrived (130), or the
+        // second ended the process (killed by SIGTERM); nothing is left either way.
+        use std::os::unix::process::ExitStatusExt;
+        match output.status.code() {
+            Some(130) => assert!(
+                lines.len() <= 2
+                    && lines.first()
+                        == Some(
+                            &"error: Stopped by SIGINT before the output was complete; nothing was written."
+                        ),
+                "{text}"
+            ),
+            // Ended by the second signal's default action.
+            None => assert!(
+                output.status.signal() == Some(Signal::SIGTERM as i32)
+                    && lines.len() <= 2
+                    && lines.contains(
+                        &"error: Stopped at once by a second SIGTERM; nothing was written."
+                    ),
+                "{:?}: {text}",
+                output.status
+            ),
+            other => panic!("exit {other:?}: {text}"),
+        }
         assert!(
             names(tmp.path()).is_empty(),
             "left behind: {:?}",
@@ -592,5 +669,297 @@ fn ctrl_c_leaves_no_output() {
         );
         return;
     }
-    panic!("no run could be interrupted in 5 attempts");
+    panic!("no run could be stopped in 5 attempts");
+}
+
+/// Two runs on the same output folder: the second fails at once, before any work, with a
+/// sentence — the lock's, which is taken before the model is even read (a run that got past it
+/// would fail at its commit, or with --force silently replace the other's output); the first
+/// is undisturbed.
+#[cfg(unix)]
+#[test]
+fn a_second_run_on_the_same_output_fails_at_once() {
+    for _attempt in 0..5 {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut args = three_objects_args(tmp.path());
+        args.push("--force".into());
+        let Some(first) = start_tracking(&args, tmp.path()) else {
+            continue;
+        };
+        let second = run(&args);
+        let first = first.wait_with_output().unwrap();
+        if !first.status.success() {
+            panic!("the first run failed: {}", stderr(&first));
+        }
+        let text = stderr(&second);
+        if second.status.success() {
+            continue; // the first finished before the second started
+        }
+        assert_eq!(second.status.code(), Some(1), "{text}");
+        let line = text.trim_end();
+        assert!(
+            !line.contains('\n')
+                && line
+                    .starts_with("error: Another sam2-rotoscope run is writing the output folder"),
+            "{text}"
+        );
+        assert_eq!(
+            names(tmp.path()),
+            ["out", "trace"],
+            "only the first run's output"
+        );
+        let objects = names(&tmp.path().join("out"));
+        assert!(
+            !objects.is_empty() && objects.iter().all(|n| n.starts_with("object_")),
+            "{objects:?}"
+        );
+        return;
+    }
+    panic!("no two runs overlapped in 5 attempts");
+}
+
+/// A staging folder left by a run that was killed outright is removed by the next run on the
+/// same output; one whose process still runs is not.
+#[cfg(unix)]
+#[test]
+fn a_killed_run_s_staging_folder_is_removed_by_the_next_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = click_script(tmp.path(), 0);
+    let out = tmp.path().join("out");
+    // A process id that runs no process: a child that has been waited for.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    let dead = tmp.path().join(format!(".out.partial-{gone_pid}-0"));
+    let alive = tmp
+        .path()
+        .join(format!(".out.partial-{}-0", std::process::id()));
+    for dir in [&dead, &alive] {
+        std::fs::create_dir_all(dir.join("object_1")).unwrap();
+        std::fs::write(dir.join("object_1/00000.png"), b"half").unwrap();
+    }
+    assert_ok(&run(&track_args(&test_model(), &script, &out)), "track");
+    let alive_name = alive.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(
+        names(tmp.path()),
+        [alive_name.as_str(), "out", "script.json"]
+    );
+}
+
+/// A stdout whose reader is gone: every write fails with EPIPE.
+fn closed_pipe() -> std::process::Stdio {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer.into()
+}
+
+/// A stdout that is always full: every write fails with ENOSPC.
+fn full_device() -> std::process::Stdio {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap()
+        .into()
+}
+
+fn with_stdout(args: &[OsString], stdout: std::process::Stdio) -> Output {
+    binary()
+        .args(args)
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+/// The reader of stdout went away (`… | head -1`): the work is done, so the run succeeds and
+/// says once, on stderr, that the report was not printed — no panic.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_is_not_a_failure() {
+    const NOTE: &str = "note: stdout was closed, so the report was not printed.";
+    let output = with_stdout(&os(&[&"check-model", &test_model()]), closed_pipe());
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stderr(&output).trim_end(), NOTE);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let script = click_script(tmp.path(), 0);
+    let out = tmp.path().join("out");
+    let output = with_stdout(&track_args(&test_model(), &script, &out), closed_pipe());
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stderr(&output).trim_end(), NOTE);
+    assert_eq!(
+        names(&out.join("object_1")).len(),
+        10,
+        "the mattes are written"
+    );
+
+    let output = with_stdout(&os(&[&"--help"]), closed_pipe());
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stderr(&output), "");
+}
+
+/// A full stdout (`> /dev/full`) is an error, one sentence that says the work itself was done.
+#[cfg(unix)]
+#[test]
+fn a_full_stdout_is_one_sentence_after_the_work() {
+    let output = with_stdout(&os(&[&"check-model", &test_model()]), full_device());
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let line = text.trim_end();
+    assert!(
+        !line.contains('\n')
+            && line.starts_with("error: The model directory ")
+            && line.contains("is usable, but the report could not be printed to stdout")
+            && line.ends_with('.'),
+        "{text}"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let script = click_script(tmp.path(), 0);
+    let out = tmp.path().join("out");
+    let output = with_stdout(&track_args(&test_model(), &script, &out), full_device());
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.trim_end().starts_with("error: The mattes are in ") && !text.trim_end().contains('\n'),
+        "{text}"
+    );
+    assert_eq!(
+        names(&out.join("object_1")).len(),
+        10,
+        "the mattes are written"
+    );
+
+    let output = with_stdout(&os(&[&"--help"]), full_device());
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).starts_with("error: Could not print to stdout"));
+}
+
+/// `--force` replaces only what this command writes: a user's file inside an object folder, or
+/// a file where an object folder would be, makes it refuse, naming that path.
+#[test]
+fn force_never_deletes_a_user_s_file_inside_the_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = click_script(tmp.path(), 0);
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(out.join("object_1")).unwrap();
+    std::fs::write(out.join("object_1/00000.png"), b"old").unwrap();
+    std::fs::write(out.join("object_1/notes.txt"), b"mine").unwrap();
+    let mut forced = track_args(&test_model(), &script, &out);
+    forced.push("--force".into());
+    let line = assert_refused(&run(&forced), tmp.path(), &["out", "script.json"]);
+    assert!(line.contains("holds object_1/notes.txt"), "{line}");
+    assert_eq!(names(&out.join("object_1")), ["00000.png", "notes.txt"]);
+
+    std::fs::remove_dir_all(out.join("object_1")).unwrap();
+    std::fs::write(out.join("object_7"), b"a file, not an earlier output").unwrap();
+    let line = assert_refused(&run(&forced), tmp.path(), &["out", "script.json"]);
+    assert!(line.contains("holds object_7,"), "{line}");
+    assert!(out.join("object_7").is_file());
+
+    // A trace folder likewise.
+    std::fs::remove_file(out.join("object_7")).unwrap();
+    let trace = tmp.path().join("trace");
+    std::fs::create_dir_all(trace.join("step_000.npz")).unwrap();
+    let mut traced = forced.clone();
+    traced.extend(os(&[&"--trace", &trace]));
+    let line = assert_refused(&run(&traced), tmp.path(), &["out", "script.json", "trace"]);
+    assert!(line.contains("holds step_000.npz,"), "{line}");
+}
+
+/// A disk that fills while the trace is written (here: a file size limit, EFBIG): one error line
+/// naming the file, nothing from the zip library, nothing left behind.
+#[cfg(unix)]
+#[test]
+fn a_trace_that_cannot_be_written_is_one_sentence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = three_objects_args(tmp.path());
+    args.push("--force".into());
+    // The shell ignores SIGXFSZ (inherited by the CLI) so that writes past the limit fail with
+    // EFBIG instead of killing the process; 64 blocks is less than a propagation's .npz.
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 64; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_sam2-rotoscope"))
+        .args(&args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let line = text.trim_end();
+    assert!(
+        !line.contains('\n')
+            && line.starts_with("error: Could not write ")
+            && line.contains(".npz"),
+        "{text}"
+    );
+    assert!(
+        names(tmp.path()).is_empty(),
+        "left behind: {:?}",
+        names(tmp.path())
+    );
+}
+
+/// A successful run prints nothing on stderr, even where Mesa's Vulkan layer would complain
+/// about a missing `XDG_RUNTIME_DIR` (cron, ssh, containers) while wgpu looks for a GPU.
+#[cfg(unix)]
+#[test]
+fn a_run_on_device_auto_without_a_runtime_dir_is_quiet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = click_script(tmp.path(), 0);
+    let mut args = track_args(&test_model(), &script, &tmp.path().join("out"));
+    args.truncate(args.len() - 2); // --device cpu
+    args.extend(os(&[&"--device", &"auto"]));
+    let output = binary()
+        .args(&args)
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    assert_ok(&output, "--device auto");
+    assert_eq!(stderr(&output), "", "nothing on stderr");
+}
+
+/// Frames numbered with gaps are taken in order, and the run says so once, naming the first gap.
+#[test]
+fn frames_numbered_with_gaps_are_named_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clip = tmp.path().join("clip");
+    std::fs::create_dir(&clip).unwrap();
+    let shapes = fixtures_dir().join("clips/shapes");
+    for (number, source) in [(0, 0), (5, 1), (9, 2)] {
+        std::fs::copy(
+            shapes.join(format!("{source:05}.png")),
+            clip.join(format!("{number:05}.png")),
+        )
+        .unwrap();
+    }
+    let script = click_script(tmp.path(), 0);
+    let out = tmp.path().join("out");
+    let mut args = track_args(&test_model(), &script, &out);
+    args.extend(os(&[&"--clip", &clip]));
+    let output = run(&args);
+    assert_ok(&output, "gaps");
+    let text = stderr(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(
+        lines[0].starts_with("warning: The frames of ")
+            && lines[0].contains("(0 is followed by 5)")
+            && lines[0].contains("frames 0 to 2"),
+        "{text}"
+    );
+    assert_eq!(
+        names(&out.join("object_1")),
+        ["00000.png", "00001.png", "00002.png"]
+    );
+
+    // Numbered from 5 on without gaps: nothing to say.
+    std::fs::rename(clip.join("00009.png"), clip.join("00006.png")).unwrap();
+    std::fs::rename(clip.join("00005.png"), clip.join("00007.png")).unwrap();
+    std::fs::rename(clip.join("00000.png"), clip.join("00005.png")).unwrap();
+    args.push("--force".into());
+    let output = run(&args);
+    assert_ok(&output, "no gaps");
+    assert_eq!(stderr(&output), "");
 }

@@ -11,7 +11,7 @@
 
 use std::ffi::OsStr;
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -21,18 +21,19 @@ use indicatif::ProgressBar;
 use parking_lot::Mutex;
 use sam2_engine::ClipSession;
 use sam2_engine::matte::{MatteSettings, MatteUpsampler, finish, to_u8, to_u16};
+use sam2_engine::staged_dir::{Existing, entries, first_foreign};
 use sam2_engine::trace::NO_OBJECT_LOGIT;
-use sam2_engine::trace_writer::Existing;
 
 use crate::args::Bits;
 use crate::error::CliError;
+use crate::signals;
 
-/// How an existing output folder is treated: refused, or replaced when it holds only
-/// `object_<id>` folders (what this command writes).
+/// How an existing output folder is treated: refused, or replaced when it holds only what this
+/// command writes — `object_<id>` folders of `<frame>.png` files.
 pub fn existing(replace: bool) -> Existing {
     if replace {
         Existing::Replace {
-            is_ours: is_object_folder,
+            foreign: not_a_matte,
             what: "an earlier matte output",
         }
     } else {
@@ -40,10 +41,36 @@ pub fn existing(replace: bool) -> Existing {
     }
 }
 
+/// The first entry of an output folder that this command does not write.
+fn not_a_matte(dir: &Path) -> io::Result<Option<PathBuf>> {
+    if let Some(entry) = first_foreign(dir, |name, kind| kind.is_dir() && is_object_folder(name))? {
+        return Ok(Some(entry));
+    }
+    for (folder, _) in entries(dir)? {
+        if let Some(entry) = first_foreign(&dir.join(&folder), |name, kind| {
+            kind.is_file() && is_frame_file(name)
+        })? {
+            return Ok(Some(Path::new(&folder).join(entry)));
+        }
+    }
+    Ok(None)
+}
+
 fn is_object_folder(name: &OsStr) -> bool {
     name.to_str()
         .and_then(|n| n.strip_prefix("object_"))
-        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+        .is_some_and(all_digits)
+}
+
+/// `<frame>.png`, the frame five digits or more.
+fn is_frame_file(name: &OsStr) -> bool {
+    name.to_str()
+        .and_then(|n| n.strip_suffix(".png"))
+        .is_some_and(|frame| frame.len() >= 5 && all_digits(frame))
+}
+
+fn all_digits(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// One matte to finish and encode.
@@ -139,6 +166,7 @@ fn produce(
             if failure.lock().is_some() {
                 return Ok(());
             }
+            signals::check()?;
             let logits = match session.result(frame, object) {
                 Some(result) => upsampler.upsample(&result.low_res_logits, side, side, w, h)?,
                 None => vec![NO_OBJECT_LOGIT; w * h],
@@ -197,6 +225,18 @@ mod tests {
             "object_1.png",
         ] {
             assert!(!is_object_folder(OsStr::new(name)), "{name}");
+        }
+        for name in ["00000.png", "123456.png"] {
+            assert!(is_frame_file(OsStr::new(name)), "{name}");
+        }
+        for name in [
+            "0000.png",
+            "00000.PNG",
+            "0000x.png",
+            "00000.png.bak",
+            ".png",
+        ] {
+            assert!(!is_frame_file(OsStr::new(name)), "{name}");
         }
     }
 }

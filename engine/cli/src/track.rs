@@ -15,17 +15,21 @@ use sam2_engine::matte::MatteUpsampler;
 use sam2_engine::model::{ModelDir, Runtime};
 use sam2_engine::replay::run_script;
 use sam2_engine::script::{Interaction, ObjectId, Op};
-use sam2_engine::trace_writer::{StagedDir, TraceInfo, TraceWriter, trace_existing};
+use sam2_engine::staged_dir::StagedDir;
+use sam2_engine::trace_writer::{TraceInfo, TraceWriter, trace_existing};
 use sam2_engine::{ClipSession, FolderSource, FrameSource, Model, Script, SessionSettings};
 
 use crate::args::TrackArgs;
 use crate::error::CliError;
-use crate::{interrupt, mattes, progress};
+use crate::lock::OutputLock;
+use crate::report::Report;
+use crate::{mattes, progress, signals};
 
 const OUT_FOLDER: &str = "output folder";
 const TRACE_FOLDER: &str = "trace folder";
 
-pub fn run(args: &TrackArgs) -> Result<(), CliError> {
+/// Returns what was done, for [`Report::finish`].
+pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
     let matte_settings = args.matte.settings();
     matte_settings.validate()?;
     if !args.model.exists() {
@@ -55,6 +59,7 @@ pub fn run(args: &TrackArgs) -> Result<(), CliError> {
         return Err(CliError::ClipMissing { path: clip_path });
     }
     let source = FolderSource::open(&clip_path)?;
+    warn_about_gaps(&clip_path, &source);
     script.check_frames(&args.script, source.num_frames())?;
     check_apart(&args.out, args.trace.as_deref())?;
     StagedDir::check(&args.out, mattes::existing(args.force))
@@ -63,27 +68,45 @@ pub fn run(args: &TrackArgs) -> Result<(), CliError> {
         StagedDir::check(trace, trace_existing(args.force))
             .map_err(|e| CliError::from_write(TRACE_FOLDER, e))?;
     }
+    // Before any work: a second run on the same folders fails now, not after all its work.
+    let out_lock = OutputLock::take(&args.out, OUT_FOLDER)?;
+    out_lock.remove_leftovers(&args.out);
+    let _trace_lock = match &args.trace {
+        Some(trace) => {
+            let lock = OutputLock::take(trace, TRACE_FOLDER)?;
+            lock.remove_leftovers(trace);
+            Some(lock)
+        }
+        None => None,
+    };
+    // Each stage below takes seconds on a large model; a signal is honoured between them.
     let model_dir = ModelDir::open(&args.model)?;
-
+    signals::check()?;
     let runtime = Runtime::load_default()?
         .with_device(args.device.model())
         .with_intra_threads(args.threads.map(usize::from));
     let model = Model::load(model_dir, &runtime)?;
+    signals::check()?;
     let mut upsampler = MatteUpsampler::new(args.device.matte())?;
     let settings = session_settings(&model, &script, args);
     let mut session = ClipSession::new(model, Box::new(source), settings)?;
+    signals::check()?;
 
-    let out = StagedDir::create(&args.out, mattes::existing(args.force))
-        .map_err(|e| CliError::from_write(OUT_FOLDER, e))?;
-    interrupt::register(out.path());
+    let out = signals::create_folder(
+        || StagedDir::create(&args.out, mattes::existing(args.force)),
+        StagedDir::path,
+    )
+    .map_err(|e| CliError::from_write(OUT_FOLDER, e))?;
     let mut trace = match &args.trace {
         Some(target) => {
             let mut info = TraceInfo::for_session(&session, &runtime);
             info.clip = Some(clip_path.clone());
             info.script = Some(args.script.clone());
-            let writer = TraceWriter::create(target, info, trace_existing(args.force))
-                .map_err(|e| CliError::from_write(TRACE_FOLDER, e))?;
-            interrupt::register(writer.staging_path());
+            let writer = signals::create_folder(
+                || TraceWriter::create(target, info, trace_existing(args.force)),
+                TraceWriter::staging_path,
+            )
+            .map_err(|e| CliError::from_trace(TRACE_FOLDER, e))?;
             Some(writer)
         }
         None => None,
@@ -104,14 +127,23 @@ pub fn run(args: &TrackArgs) -> Result<(), CliError> {
     let mut trace_time = Duration::ZERO;
     let mut trace_error = None;
     let started = Instant::now();
+    // A signal stops the run after the frame or step in progress.
+    let stop = || match signals::stop_requested() {
+        Some(_) => ControlFlow::Break(()),
+        None => ControlFlow::Continue(()),
+    };
     let ran = run_script(
         &mut session,
         &script,
-        |_, _| count(1),
+        |_, _| {
+            count(1);
+            stop()
+        },
         |step| {
             if step.op != Op::Propagate {
                 count(step.frames.len() as u64);
             }
+            stop()?;
             if let Some(writer) = trace.as_mut() {
                 let t = Instant::now();
                 if let Err(e) = writer.write_step(step) {
@@ -128,6 +160,7 @@ pub fn run(args: &TrackArgs) -> Result<(), CliError> {
     if let Some(e) = trace_error {
         return Err(e.into());
     }
+    signals::check()?;
     let tracking = started.elapsed().saturating_sub(trace_time);
 
     // Mattes.
@@ -153,8 +186,8 @@ pub fn run(args: &TrackArgs) -> Result<(), CliError> {
     let trace = trace
         .map(TraceWriter::seal)
         .transpose()
-        .map_err(|e| CliError::from_write(TRACE_FOLDER, e))?;
-    let (out_path, trace_path) = interrupt::commit(|| {
+        .map_err(|e| CliError::from_trace(TRACE_FOLDER, e))?;
+    let (out_path, trace_path) = signals::commit(|| {
         let out_path = out
             .commit()
             .map_err(|e| CliError::from_write(OUT_FOLDER, e))?;
@@ -170,7 +203,7 @@ pub fn run(args: &TrackArgs) -> Result<(), CliError> {
     let trace_note = trace_path
         .map(|p| format!("; trace in {}", p.display()))
         .unwrap_or_default();
-    println!(
+    report.line(&format!(
         "{frames} frames, {objects} object{}: {} frame updates in {seconds:.2} s ({:.1} frames/s); \
          model runs: image encoder {}, mask decoder {}, memory attention {}, memory encoder {}, \
          memories rebuilt {}; {written} {}-bit mattes in {} ({:.2} s){trace_note}",
@@ -185,8 +218,50 @@ pub fn run(args: &TrackArgs) -> Result<(), CliError> {
         args.bits.count(),
         out_path.display(),
         matte_time.as_secs_f64(),
-    );
-    Ok(())
+    ));
+    Ok(format!("The mattes are in {}", out_path.display()))
+}
+
+/// One warning when the clip's frame numbers have gaps: the frames are renumbered 0, 1, 2, … in
+/// order, which a user who numbered them 0, 5, 9 may not expect.
+fn warn_about_gaps(clip_path: &Path, source: &FolderSource) {
+    let numbers: Vec<u64> = source.clip().frames().iter().map(|f| f.number).collect();
+    if let Some(gap) = first_gap(&numbers) {
+        progress::print_line(&format!(
+            "warning: The frames of {} are numbered with gaps ({} is followed by {}); they are taken in order as frames 0 to {}, so frame {} of the script and the mattes is the file numbered {}.",
+            clip_path.display(),
+            gap.before,
+            gap.after,
+            numbers.len().saturating_sub(1),
+            gap.index,
+            gap.after
+        ));
+    }
+}
+
+/// Where a clip's frame numbers first jump: the file numbered `after` follows `before` and is
+/// frame `index`.
+#[derive(Debug, PartialEq, Eq)]
+struct Gap {
+    before: u64,
+    after: u64,
+    index: usize,
+}
+
+/// The first gap in `numbers` (sorted, as the clip lists them), if any. A clip that starts at 1
+/// (or any number) has no gap: numbering from 1 is common and means nothing.
+fn first_gap(numbers: &[u64]) -> Option<Gap> {
+    numbers
+        .windows(2)
+        .enumerate()
+        .find_map(|(i, pair)| match *pair {
+            [before, after] if after != before.saturating_add(1) => Some(Gap {
+                before,
+                after,
+                index: i + 1,
+            }),
+            _ => None,
+        })
 }
 
 /// Our defaults (corrections stick), then the script's `predictor` settings, then the flags.
@@ -300,6 +375,29 @@ mod tests {
             click(0, 1)
         ));
         assert_eq!(planned_updates(&s, 10), 1 + 1);
+    }
+
+    #[test]
+    fn the_first_gap_in_the_frame_numbers_is_found() {
+        assert_eq!(
+            first_gap(&[0, 5, 9]),
+            Some(Gap {
+                before: 0,
+                after: 5,
+                index: 1
+            })
+        );
+        assert_eq!(
+            first_gap(&[1, 2, 3, 7]),
+            Some(Gap {
+                before: 3,
+                after: 7,
+                index: 3
+            })
+        );
+        assert_eq!(first_gap(&[1, 2, 3]), None);
+        assert_eq!(first_gap(&[0]), None);
+        assert_eq!(first_gap(&[]), None);
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub enum Command {
     /// five digits) for every object the session holds at the end of the script and for every
     /// frame of the clip: a frame the object has no result on gets an empty matte, so that a
     /// compositor reads a complete sequence. The folder appears complete or not at all (it is
-    /// written under a hidden name next to OUT_DIR and renamed at the end; an error or Ctrl-C
+    /// written under a hidden name next to OUT_DIR and renamed at the end; an error or a signal
     /// removes it).
     Track(TrackArgs),
 }

@@ -4,8 +4,10 @@ use sam2_engine::model::{GraphName, ModelDir, Runtime};
 
 use crate::args::CheckModelArgs;
 use crate::error::CliError;
+use crate::report::Report;
 
-pub fn run(args: &CheckModelArgs) -> Result<(), CliError> {
+/// Returns what was done, for [`Report::finish`].
+pub fn run(args: &CheckModelArgs, report: &mut Report) -> Result<String, CliError> {
     if !args.dir.exists() {
         return Err(CliError::ModelMissing {
             path: args.dir.clone(),
@@ -13,7 +15,7 @@ pub fn run(args: &CheckModelArgs) -> Result<(), CliError> {
     }
     let model = ModelDir::open(&args.dir)?;
     let m = model.manifest();
-    println!(
+    report.line(&format!(
         "{}: {} {}, S={}, C={}, mem_dim={}, {} files verified",
         model.path().display(),
         m.family,
@@ -22,19 +24,25 @@ pub fn run(args: &CheckModelArgs) -> Result<(), CliError> {
         m.hidden_dim,
         m.mem_dim,
         m.files.len()
-    );
+    ));
     let runtime = Runtime::load_default()?;
-    println!("ONNX Runtime: {}", runtime.library_path().display());
+    report.line(&format!(
+        "ONNX Runtime: {}",
+        runtime.library_path().display()
+    ));
     let mut sessions = model.load_sessions(&runtime)?;
     for name in GraphName::ALL {
         let graph = sessions.get_mut(name);
         graph.run_on_zeros()?;
-        println!(
+        report.line(&format!(
             "{name}: {} inputs, {} outputs match the manifest; a run on zeros gave the declared shapes",
             graph.spec().inputs.len(),
             graph.spec().outputs.len()
-        );
+        ));
     }
-    println!("ok");
-    Ok(())
+    report.line("ok");
+    Ok(format!(
+        "The model directory {} is usable",
+        model.path().display()
+    ))
 }

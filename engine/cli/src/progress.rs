@@ -4,7 +4,7 @@
 //! printed above it ([`print_line`]). The bar is drawn only when stderr is a terminal, so logs
 //! and CI output stay plain text.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use log::{Level, LevelFilter, Log, Metadata, Record};
@@ -37,12 +37,16 @@ pub fn finish() {
     }
 }
 
-/// Prints a line to stderr, above the bar if one is drawn.
+/// Prints a line to stderr, above the bar if one is drawn. A stderr that cannot be written is
+/// ignored: there is nowhere left to say so.
 pub fn print_line(line: &str) {
+    let print = || {
+        let _ = writeln!(std::io::stderr(), "{line}");
+    };
     let bar = BAR.lock().clone();
     match bar {
-        Some(bar) if !bar.is_hidden() => bar.suspend(|| eprintln!("{line}")),
-        _ => eprintln!("{line}"),
+        Some(bar) if !bar.is_hidden() => bar.suspend(print),
+        _ => print(),
     }
 }
 
