@@ -943,7 +943,12 @@ fn rendering_in_order_tracks_frame_by_frame_with_the_cli_mattes() {
     );
     assert_eq!(renders.len(), n);
     for (t, fetched) in &renders {
-        assert!(!fetched.is_empty());
+        // Once: the image composed into the output is the one the model encodes.
+        assert_eq!(
+            fetched.len(),
+            1,
+            "the render of frame {t} fetched the source more than once: {fetched:?}"
+        );
         for e in fetched {
             assert_eq!(
                 e["frame"].as_f64(),
@@ -995,6 +1000,7 @@ fn rendering_in_order_tracks_frame_by_frame_with_the_cli_mattes() {
     let (renders, outside) = fetches_by_render(&host.fetches().unwrap());
     assert!(outside.is_empty(), "{outside:?}");
     for (t, fetched) in &renders {
+        assert_eq!(fetched.len(), 1, "render of {t}: {fetched:?}");
         for e in fetched {
             assert_eq!(e["frame"].as_f64(), Some(*t), "render of {t}: {e}");
         }
@@ -1286,27 +1292,57 @@ fn saved_and_reopened_prompts_render_the_same() {
 // ------------------------------------------------------------------------------------------------
 // 7. The overlay
 
-#[test]
-fn pen_events_edit_the_selected_objects_prompts() {
-    let (mut host, frames) = instance_over("shapes");
-    let height = frames[0].height;
-    let h = height as f64;
-    // A soft matte: any change to the model's output changes the render.
-    host.set_param("softness", 1.0).unwrap();
-    let empty = alpha(&mut host, 0.0);
-    assert!(empty.iter().all(|&a| a == 0), "no prompts, no matte");
-    assert_eq!(prompts(&mut host, 1), Value::Null);
+/// The overlay test's session: a host over the shapes clip with a soft matte (any change to the
+/// model's output changes the render), and the last render of frame 0, which every edit must
+/// change.
+struct PenSession {
+    host: Host,
+    frames: Vec<Frame>,
+    height: usize,
+    last: Vec<u8>,
+}
 
-    let mut last = empty;
-    let mut changed = |host: &mut Host, what: &str| {
-        let a = alpha(host, 0.0);
-        assert!(a != last, "{what}: the render did not change");
-        last = a.clone();
+impl PenSession {
+    fn start() -> PenSession {
+        let (mut host, frames) = instance_over("shapes");
+        let height = frames[0].height;
+        host.set_param("softness", 1.0).unwrap();
+        let empty = alpha(&mut host, 0.0);
+        assert!(empty.iter().all(|&a| a == 0), "no prompts, no matte");
+        assert_eq!(prompts(&mut host, 1), Value::Null);
+        PenSession {
+            host,
+            frames,
+            height,
+            last: empty,
+        }
+    }
+
+    fn h(&self) -> f64 {
+        self.height as f64
+    }
+
+    fn click(&mut self, x: f64, y: f64, time: f64, ctrl: bool) -> Value {
+        click(&mut self.host, self.height, x, y, time, ctrl)
+    }
+
+    /// Renders frame 0 and checks that `what` changed it.
+    fn changed(&mut self, what: &str) -> Vec<u8> {
+        let a = alpha(&mut self.host, 0.0);
+        assert!(a != self.last, "{what}: the render did not change");
+        self.last = a.clone();
         a
-    };
+    }
 
-    // A click: a positive point, y flipped from canonical to source pixels.
-    let r = click(&mut host, height, 70.0, 90.0, 0.0, false);
+    fn assert_frame0(&mut self, expected: Value) {
+        assert_prompts(&prompts(&mut self.host, 1), &json!({ "0": expected }));
+    }
+}
+
+/// A click: a positive point, y flipped from canonical to source pixels; the frame's matte is the
+/// CLI's, and the overlay draws the point where it was clicked (canonical coordinates).
+fn a_click_adds_a_positive_point_drawn_where_it_was_clicked(s: &mut PenSession) {
+    let r = s.click(70.0, 90.0, 0.0, false);
     assert_eq!(r["handled"], true);
     assert!(
         r["plugin_changed"]
@@ -1315,28 +1351,19 @@ fn pen_events_edit_the_selected_objects_prompts() {
             .contains(&json!("object1Prompts")),
         "{r}"
     );
-    assert_prompts(
-        &prompts(&mut host, 1),
-        &json!({"0": frame_doc(&[([70.0, 90.0], 1)], None)}),
-    );
-    let one_click = changed(&mut host, "a click");
+    s.assert_frame0(frame_doc(&[([70.0, 90.0], 1)], None));
+    let one_click = s.changed("a click");
+    assert!(one_click.iter().any(|&a| a > 0));
+    s.host.set_param("softness", 0.0).unwrap();
+    let hard = render(&mut s.host, 0.0);
+    s.host.set_param("softness", 1.0).unwrap();
     assert_matte(
-        &support::channel_top_down(
-            &{
-                host.set_param("softness", 0.0).unwrap();
-                let out = render(&mut host, 0.0);
-                host.set_param("softness", 1.0).unwrap();
-                out
-            },
-            3,
-        ),
+        &support::channel_top_down(&hard, 3),
         &support::cli_mattes("one_click").union(0),
-        frames[0].width,
+        s.frames[0].width,
         "the clicked frame",
     );
-    assert!(one_click.iter().any(|&a| a > 0));
-    // The overlay draws the point where it was clicked (canonical coordinates).
-    let ops = host.draw(0.0).unwrap()["ops"].clone();
+    let ops = s.host.draw(0.0).unwrap()["ops"].clone();
     let polygons: Vec<&Value> = ops
         .as_array()
         .unwrap()
@@ -1348,40 +1375,59 @@ fn pen_events_edit_the_selected_objects_prompts() {
     let cx = pts.iter().map(|p| p[0].as_f64().unwrap()).sum::<f64>() / pts.len() as f64;
     let cy = pts.iter().map(|p| p[1].as_f64().unwrap()).sum::<f64>() / pts.len() as f64;
     assert!(
-        (cx - 70.0).abs() < 1e-9 && (cy - (h - 90.0)).abs() < 1e-9,
+        (cx - 70.0).abs() < 1e-9 && (cy - (s.h() - 90.0)).abs() < 1e-9,
         "{cx}, {cy}"
     );
+}
 
-    // Ctrl-click and Alt-click: negative points; Shift-click: positive.
-    click(&mut host, height, 200.0, 40.0, 0.0, true);
-    changed(&mut host, "a ctrl-click");
-    host.pen(&Pen::down(250.0, h - 150.0).alt().at(0.0))
+/// Ctrl-click and Alt-click: negative points; Shift-click: positive.
+fn modifiers_choose_the_points_label(s: &mut PenSession) {
+    let h = s.h();
+    s.click(200.0, 40.0, 0.0, true);
+    s.changed("a ctrl-click");
+    s.host
+        .pen(&Pen::down(250.0, h - 150.0).alt().at(0.0))
         .unwrap();
-    host.pen(&Pen::up(250.0, h - 150.0).alt().at(0.0)).unwrap();
-    changed(&mut host, "an alt-click");
-    host.pen(&Pen::down(120.0, h - 100.0).shift().at(0.0))
+    s.host
+        .pen(&Pen::up(250.0, h - 150.0).alt().at(0.0))
         .unwrap();
-    host.pen(&Pen::up(120.0, h - 100.0).shift().at(0.0))
+    s.changed("an alt-click");
+    s.host
+        .pen(&Pen::down(120.0, h - 100.0).shift().at(0.0))
         .unwrap();
-    changed(&mut host, "a shift-click");
-    assert_prompts(
-        &prompts(&mut host, 1),
-        &json!({"0": frame_doc(&[([70.0, 90.0], 1), ([200.0, 40.0], 0), ([250.0, 150.0], 0), ([120.0, 100.0], 1)], None)}),
-    );
+    s.host
+        .pen(&Pen::up(120.0, h - 100.0).shift().at(0.0))
+        .unwrap();
+    s.changed("a shift-click");
+    s.assert_frame0(frame_doc(
+        &[
+            ([70.0, 90.0], 1),
+            ([200.0, 40.0], 0),
+            ([250.0, 150.0], 0),
+            ([120.0, 100.0], 1),
+        ],
+        None,
+    ));
+}
 
-    // Clicking an existing point (within 7 screen pixels) removes it.
-    click(&mut host, height, 203.0, 42.0, 0.0, false);
-    assert_prompts(
-        &prompts(&mut host, 1),
-        &json!({"0": frame_doc(&[([70.0, 90.0], 1), ([250.0, 150.0], 0), ([120.0, 100.0], 1)], None)}),
-    );
-    changed(&mut host, "removing a point");
+/// Clicking an existing point (within 7 screen pixels) removes it.
+fn a_click_on_a_point_removes_it(s: &mut PenSession) {
+    s.click(203.0, 42.0, 0.0, false);
+    s.assert_frame0(frame_doc(
+        &[([70.0, 90.0], 1), ([250.0, 150.0], 0), ([120.0, 100.0], 1)],
+        None,
+    ));
+    s.changed("removing a point");
+}
 
-    // A drag draws a box (the rubber band shows while dragging) and replaces the frame's clicks.
-    host.pen(&Pen::down(40.0, h - 60.0).at(0.0)).unwrap();
-    host.pen(&Pen::motion(80.0, h - 100.0).at(0.0)).unwrap();
-    host.pen(&Pen::motion(110.0, h - 125.0).at(0.0)).unwrap();
-    let ops = host.draw(0.0).unwrap()["ops"].clone();
+/// A drag draws a box (the rubber band shows while dragging) and replaces the frame's clicks; a
+/// click after the box is kept with it, and a press that moves 2 pixels is still a click.
+fn a_drag_draws_a_box_that_replaces_the_clicks(s: &mut PenSession) {
+    let h = s.h();
+    s.host.pen(&Pen::down(40.0, h - 60.0).at(0.0)).unwrap();
+    s.host.pen(&Pen::motion(80.0, h - 100.0).at(0.0)).unwrap();
+    s.host.pen(&Pen::motion(110.0, h - 125.0).at(0.0)).unwrap();
+    let ops = s.host.draw(0.0).unwrap()["ops"].clone();
     let band = [
         [40.0, h - 60.0],
         [110.0, h - 60.0],
@@ -1400,56 +1446,67 @@ fn pen_events_edit_the_selected_objects_prompts() {
         }),
         "no rubber band {band:?} in {ops}"
     );
-    host.pen(&Pen::up(110.0, h - 125.0).at(0.0)).unwrap();
-    assert_prompts(
-        &prompts(&mut host, 1),
-        &json!({"0": frame_doc(&[], Some([40.0, 60.0, 110.0, 125.0]))}),
-    );
-    changed(&mut host, "a box");
-    // A click after the box is kept with it; a press that moves 2 pixels is still a click.
-    click(&mut host, height, 75.0, 92.0, 0.0, false);
-    host.pen(&Pen::down(150.0, h - 100.0).at(0.0)).unwrap();
-    host.pen(&Pen::motion(152.0, h - 101.0).at(0.0)).unwrap();
-    host.pen(&Pen::up(152.0, h - 101.0).at(0.0)).unwrap();
-    assert_prompts(
-        &prompts(&mut host, 1),
-        &json!({"0": frame_doc(&[([75.0, 92.0], 1), ([150.0, 100.0], 1)], Some([40.0, 60.0, 110.0, 125.0]))}),
-    );
-    changed(&mut host, "clicks after the box");
+    s.host.pen(&Pen::up(110.0, h - 125.0).at(0.0)).unwrap();
+    s.assert_frame0(frame_doc(&[], Some([40.0, 60.0, 110.0, 125.0])));
+    s.changed("a box");
+    s.click(75.0, 92.0, 0.0, false);
+    s.host.pen(&Pen::down(150.0, h - 100.0).at(0.0)).unwrap();
+    s.host.pen(&Pen::motion(152.0, h - 101.0).at(0.0)).unwrap();
+    s.host.pen(&Pen::up(152.0, h - 101.0).at(0.0)).unwrap();
+    s.assert_frame0(frame_doc(
+        &[([75.0, 92.0], 1), ([150.0, 100.0], 1)],
+        Some([40.0, 60.0, 110.0, 125.0]),
+    ));
+    s.changed("clicks after the box");
+}
 
-    // The selected object gets the clicks; other frames get their own prompts.
-    host.set_param("selectedObject", 1).unwrap();
-    click(&mut host, height, 260.0, 45.0, 0.0, false);
+/// The selected object gets the clicks; other frames get their own prompts.
+fn clicks_go_to_the_selected_object_and_the_current_frame(s: &mut PenSession) {
+    s.host.set_param("selectedObject", 1).unwrap();
+    s.click(260.0, 45.0, 0.0, false);
     assert_prompts(
-        &prompts(&mut host, 2),
+        &prompts(&mut s.host, 2),
         &json!({"0": frame_doc(&[([260.0, 45.0], 1)], None)}),
     );
-    changed(&mut host, "a second object");
-    host.set_param("selectedObject", 0).unwrap();
-    click(&mut host, height, 100.0, 100.0, 3.0, false);
-    let p1 = prompts(&mut host, 1);
+    s.changed("a second object");
+    s.host.set_param("selectedObject", 0).unwrap();
+    s.click(100.0, 100.0, 3.0, false);
+    let p1 = prompts(&mut s.host, 1);
     assert_eq!(p1["frames"]["3"], frame_doc(&[([100.0, 100.0], 1)], None));
     assert_eq!(p1["frames"].as_object().unwrap().len(), 2);
+}
 
-    // Delete clears the selected object's frame; Clear Frame and Clear All do the same by button.
-    host.key("down", "delete").unwrap();
-    host.key("up", "delete").unwrap();
-    let p1 = prompts(&mut host, 1);
+/// Delete clears the selected object's frame; Clear Frame and Clear All do the same by button.
+fn delete_and_the_clear_buttons_remove_prompts(s: &mut PenSession) {
+    s.host.key("down", "delete").unwrap();
+    s.host.key("up", "delete").unwrap();
+    let p1 = prompts(&mut s.host, 1);
     assert!(
         p1["frames"].get("0").is_none() && p1["frames"].get("3").is_some(),
         "{p1}"
     );
-    let only_two = changed(&mut host, "Delete");
+    let only_two = s.changed("Delete");
     assert!(only_two.iter().any(|&a| a > 0), "object 2 is still there");
-    press(&mut host, "clearFrame", 3.0);
-    assert_eq!(prompts(&mut host, 1), Value::Null);
-    assert!(prompts(&mut host, 2) != Value::Null);
-    press(&mut host, "clearAll", 0.0);
-    assert_eq!(prompts(&mut host, 2), Value::Null);
-    let cleared = alpha(&mut host, 0.0);
+    press(&mut s.host, "clearFrame", 3.0);
+    assert_eq!(prompts(&mut s.host, 1), Value::Null);
+    assert!(prompts(&mut s.host, 2) != Value::Null);
+    press(&mut s.host, "clearAll", 0.0);
+    assert_eq!(prompts(&mut s.host, 2), Value::Null);
+    let cleared = alpha(&mut s.host, 0.0);
     assert!(cleared.iter().all(|&a| a == 0), "Clear All leaves no matte");
-    assert_eq!(host.live_images().unwrap(), 0);
-    host.quit().unwrap();
+}
+
+#[test]
+fn pen_events_edit_the_selected_objects_prompts() {
+    let mut s = PenSession::start();
+    a_click_adds_a_positive_point_drawn_where_it_was_clicked(&mut s);
+    modifiers_choose_the_points_label(&mut s);
+    a_click_on_a_point_removes_it(&mut s);
+    a_drag_draws_a_box_that_replaces_the_clicks(&mut s);
+    clicks_go_to_the_selected_object_and_the_current_frame(&mut s);
+    delete_and_the_clear_buttons_remove_prompts(&mut s);
+    assert_eq!(s.host.live_images().unwrap(), 0);
+    s.host.quit().unwrap();
 }
 
 // ------------------------------------------------------------------------------------------------

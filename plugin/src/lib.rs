@@ -105,10 +105,11 @@ fn dispatch(
     let Some(effect) = effect else {
         return kOfxStatReplyDefault;
     };
-    let report = |result: Result<(), String>| match result {
+    // Describing happens before any instance: there is nowhere to show a message but the log.
+    let report = |result: error::Result<()>| match result {
         Ok(()) => kOfxStatOK,
         Err(why) => {
-            log::error!("SAM 2 Rotoscope: {why}.");
+            log::error!("SAM 2 Rotoscope cannot describe itself: {why}");
             kOfxStatFailed
         }
     };
@@ -128,7 +129,8 @@ fn dispatch(
                 }
             }
             Err(why) => {
-                let text = format!("SAM 2 Rotoscope could not start: {why}.");
+                let text = format!("SAM 2 Rotoscope could not start. {why}");
+                log::error!("{text}");
                 messages::set_persistent(effect, Severity::Error, &text);
                 kOfxStatFailed
             }
