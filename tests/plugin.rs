@@ -586,6 +586,75 @@ fn a_missing_model_is_a_persistent_error_and_the_source_passes_through() {
     host.quit().unwrap();
 }
 
+/// A host over the bundle without a model, with this environment, that rendered frame 0 with one
+/// click: the error message it shows.
+fn missing_model_message(env: &[(&str, &str)]) -> String {
+    let frames = support::clip("shapes");
+    let clicks = support::prompts_doc(&[(0, None, &[([70.0, 90.0], 1)])]);
+    let mut host = support::host_with_env(&support::setup().bundle_without_model_dir, env);
+    host.set_source(&support::images(&frames[..2])).unwrap();
+    host.create_instance(SAM2_PLUGIN_ID, FILTER).unwrap();
+    host.set_param("object1Prompts", clicks.as_str()).unwrap();
+    render(&mut host, 0.0);
+    let p = host.messages().unwrap().persistent.expect("a message");
+    assert_eq!(p.kind, "OfxMessageError", "{p:?}");
+    assert!(p.text.contains("No SAM 2 model"), "{p:?}");
+    host.quit().unwrap();
+    p.text
+}
+
+#[test]
+fn an_error_message_names_the_log_that_holds_its_cause() {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("not/yet/there/sam2.log");
+    let log_name = log.to_string_lossy().into_owned();
+
+    // On (info): the message ends with the log's path, and the log holds the cause.
+    let text = missing_model_message(&[
+        ("SAM2_ROTOSCOPE_LOG", "info"),
+        ("SAM2_ROTOSCOPE_LOG_FILE", &log_name),
+    ]);
+    assert!(
+        text.ends_with(&format!("Details are in the log, {log_name}.")),
+        "{text}"
+    );
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("logging at level INFO"),
+        "the log says how it was started:\n{logged}"
+    );
+    assert!(
+        logged
+            .lines()
+            .any(|l| l.contains(" ERROR ") && l.contains("No SAM 2 model")),
+        "the cause is logged as an error:\n{logged}"
+    );
+
+    // Off: no file; the message says how to switch it on and where it would go.
+    let off = logs.path().join("off.log");
+    let off_name = off.to_string_lossy().into_owned();
+    let text = missing_model_message(&[
+        ("SAM2_ROTOSCOPE_LOG", "off"),
+        ("SAM2_ROTOSCOPE_LOG_FILE", &off_name),
+    ]);
+    assert!(
+        text.contains("SAM2_ROTOSCOPE_LOG=debug") && text.contains(&off_name),
+        "{text}"
+    );
+    assert!(!off.exists(), "logging off writes nothing");
+
+    // A file that cannot be written: the effect works as before, and says where it tried.
+    let blocked = logs.path().join("a-file");
+    std::fs::write(&blocked, "").unwrap();
+    let unwritable = blocked.join("sam2.log");
+    let unwritable_name = unwritable.to_string_lossy().into_owned();
+    let text = missing_model_message(&[("SAM2_ROTOSCOPE_LOG_FILE", &unwritable_name)]);
+    assert!(
+        text.contains("could not be written") && text.contains(&unwritable_name),
+        "{text}"
+    );
+}
+
 // ------------------------------------------------------------------------------------------------
 // 3. Parity with the CLI
 
@@ -1959,7 +2028,11 @@ fn a_thousand_random_host_actions_leave_a_working_plugin() {
     let mut host = Host::spawn_with(
         driver::HostOptions::new(&support::setup().bundle_dir)
             .timeout(Duration::from_secs(30))
-            .env("MALLOC_ARENA_MAX", "1"),
+            .env("MALLOC_ARENA_MAX", "1")
+            .env(
+                "SAM2_ROTOSCOPE_LOG_FILE",
+                &support::test_log_file().to_string_lossy(),
+            ),
     )
     .unwrap();
     host.load().unwrap();

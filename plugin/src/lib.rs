@@ -8,6 +8,7 @@
 //!   drawing; [`overlay`] — its interact entry.
 //! - [`render`] — pixel conversion for every depth and layout, and the output modes.
 //! - [`models`] — where ONNX Runtime and the model are found; models shared between instances.
+//! - [`logging`] — the log file (`SAM2_ROTOSCOPE_LOG`), named by every persistent error message.
 //!
 //! Every entry point runs inside [`guard`]: a panic becomes kOfxStatFailed and a persistent
 //! message, never an unwind across the C boundary.
@@ -19,6 +20,7 @@ pub(crate) mod describe;
 pub mod error;
 mod host_source;
 pub(crate) mod instance;
+pub mod logging;
 pub mod models;
 pub(crate) mod overlay;
 pub(crate) mod params;
@@ -59,7 +61,7 @@ pub(crate) fn guard(effect: Option<Effect>, work: impl FnOnce() -> OfxStatus) ->
             let text = error::PluginError::Internal(what).to_string();
             log::error!("{text}");
             if let Some(effect) = effect {
-                messages::set_persistent(effect, Severity::Error, &text);
+                messages::set_persistent(effect, Severity::Error, &logging::with_pointer(&text));
             }
             kOfxStatFailed
         }
@@ -91,6 +93,7 @@ fn dispatch(
     out_args: Option<PropSet>,
 ) -> OfxStatus {
     if action == kOfxActionLoad {
+        logging::install();
         return match ffi::host::load() {
             Ok(()) => kOfxStatOK,
             Err(why) => {
@@ -131,7 +134,7 @@ fn dispatch(
             Err(why) => {
                 let text = format!("SAM 2 Rotoscope could not start. {why}");
                 log::error!("{text}");
-                messages::set_persistent(effect, Severity::Error, &text);
+                messages::set_persistent(effect, Severity::Error, &logging::with_pointer(&text));
                 kOfxStatFailed
             }
         };

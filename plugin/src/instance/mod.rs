@@ -33,6 +33,7 @@ use crate::ffi::messages::{self, Severity};
 use crate::ffi::path::own_binary;
 use crate::ffi::props::PropSet;
 use crate::host_source::{Fingerprints, HostSource, LentFrame};
+use crate::logging;
 use crate::models::{self, BundlePaths, ModelKey};
 use crate::params::{Params, Values};
 use crate::pen::Pen;
@@ -113,7 +114,7 @@ impl Instance {
     }
 
     /// Shows `notice` as the effect's persistent message (or clears it), calling the host only
-    /// when it changes.
+    /// when it changes, and logs it. An error ends with where the log is.
     pub(crate) fn show(&self, notice: Option<(Severity, String)>) {
         {
             let mut shown = self.shown.lock();
@@ -123,6 +124,14 @@ impl Instance {
             shown.clone_from(&notice);
         }
         match notice {
+            Some((Severity::Error, text)) => {
+                log::error!("{text}");
+                messages::set_persistent(
+                    self.effect,
+                    Severity::Error,
+                    &logging::with_pointer(&text),
+                );
+            }
             Some((severity, text)) => {
                 log::warn!("{text}");
                 messages::set_persistent(self.effect, severity, &text);
