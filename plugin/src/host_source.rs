@@ -89,6 +89,7 @@ impl HostSource {
 
     /// The engine's frame from a host image, and its fingerprint recorded.
     fn convert(&self, index: usize, image: &Image) -> RgbFrame {
+        // Hosts before OpenFX 1.4 give no region of definition; their images are whole frames.
         let region = image
             .region_of_definition()
             .unwrap_or_else(|| image.bounds());

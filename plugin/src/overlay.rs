@@ -156,6 +156,7 @@ impl Instance {
         let Some((slot, prompts)) = self.selected_prompts(time) else {
             return kOfxStatReplyDefault;
         };
+        // Hosts that do not say draw one canonical unit per screen pixel.
         let pixel_scale = args
             .doubles::<2>(kOfxInteractPropPixelScale)
             .map_or(1.0, |s| s[0]);
@@ -254,6 +255,7 @@ impl Instance {
                     .map(|(_, l)| l.as_slice()),
             })
             .collect();
+        // Hosts that do not say draw one canonical unit per screen pixel.
         let pixel_scale = args
             .doubles::<2>(kOfxInteractPropPixelScale)
             .map_or(1.0, |s| s[0]);

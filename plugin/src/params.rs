@@ -1065,6 +1065,7 @@ impl Params {
             device,
             linear_source: self.int(Id::LinearSource, time)? != 0,
             cache_bytes: budget_mib.saturating_mul(1 << 20),
+            // Below the parameter's range (0): never.
             reach: usize::try_from(self.int(Id::TrackOnRender, time)?).unwrap_or(0),
         })
     }

@@ -158,6 +158,7 @@ impl Instance {
     /// The model the parameters ask for (loaded once per process and shared); a failure is
     /// remembered until the choice changes, so a broken model is not re-read at every render.
     fn model(&self, values: &Values) -> Result<Arc<sam2_engine::Model>> {
+        // Without a bundle path there is no bundled model: the message then names no folder.
         let models_dir = self
             .bundle
             .as_ref()

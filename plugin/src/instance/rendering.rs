@@ -118,6 +118,7 @@ impl Instance {
             Some(None) => return true,
             Some(Some(known)) => known,
         };
+        // Hosts before OpenFX 1.4 give no region of definition; their images are whole frames.
         let region = image
             .region_of_definition()
             .unwrap_or_else(|| image.bounds());
