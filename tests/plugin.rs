@@ -260,9 +260,8 @@ fn fetches_by_render(log: &[Value]) -> (Vec<(f64, Vec<Value>)>, Vec<Value>) {
 // ------------------------------------------------------------------------------------------------
 // 1. Load and describe
 
-#[test]
-fn loads_and_describes_itself_in_the_filter_and_general_contexts() {
-    let mut host = support::spawn(&support::setup().bundle_dir);
+/// The load report: one plug-in, ours, with its label, overlay, contexts, depths and bundle.
+fn the_load_report_lists_the_effect(host: &mut Host) {
     let report = host.load().unwrap();
     assert_eq!(report.plugins.len(), 1, "{}", report.raw);
     let me = report.plugin(SAM2_PLUGIN_ID).unwrap();
@@ -293,7 +292,10 @@ fn loads_and_describes_itself_in_the_filter_and_general_contexts() {
     for b in report.raw["binaries"].as_array().unwrap() {
         assert_eq!(b["ok"], true, "{b}");
     }
+}
 
+/// The effect's own description (kOfxActionDescribe).
+fn the_effect_describes_itself(host: &mut Host) {
     let d = host.describe(SAM2_PLUGIN_ID, None).unwrap();
     assert_eq!(d["label"], "SAM 2 Rotoscope");
     assert_eq!(d["grouping"], "Keyer");
@@ -308,155 +310,166 @@ fn loads_and_describes_itself_in_the_filter_and_general_contexts() {
             "single_instance": false,
         }),
     );
+}
 
-    for context in [FILTER, GENERAL] {
-        let d = host.describe(SAM2_PLUGIN_ID, Some(context)).unwrap();
-        let clips: Vec<&str> = d["clips"]
+/// One context's description: the clips, the four pages and every parameter's kind.
+fn the_context_declares_clips_pages_and_parameters(host: &mut Host, context: &str) {
+    let d = host.describe(SAM2_PLUGIN_ID, Some(context)).unwrap();
+    let clips: Vec<&str> = d["clips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(clips, ["Source", "Output"], "{context}");
+    let source = &d["clips"][0];
+    assert_eq!(
+        source["components"],
+        json!(["OfxImageComponentRGBA", "OfxImageComponentRGB"])
+    );
+    assert_eq!(source["optional"], false);
+    assert_eq!(source["temporal_access"], true);
+    assert_eq!(
+        d["clips"][1]["components"],
+        json!(["OfxImageComponentRGBA"])
+    );
+
+    let params = d["params"].as_array().unwrap();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{context}: no param {name}"))
+            .clone()
+    };
+    // The four pages, in order, with their children.
+    let pages: Vec<&str> = params
+        .iter()
+        .filter(|p| p["type"] == "OfxParamTypePage")
+        .map(|p| p["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(pages, ["Prompts", "Matte", "Model", "Cache"], "{context}");
+    let children = |page: &str| -> Vec<String> {
+        param(page)["props"]["OfxParamPropPageChild"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|c| c["name"].as_str().unwrap())
-            .collect();
-        assert_eq!(clips, ["Source", "Output"], "{context}");
-        let source = &d["clips"][0];
-        assert_eq!(
-            source["components"],
-            json!(["OfxImageComponentRGBA", "OfxImageComponentRGB"])
-        );
-        assert_eq!(source["optional"], false);
-        assert_eq!(source["temporal_access"], true);
-        assert_eq!(
-            d["clips"][1]["components"],
-            json!(["OfxImageComponentRGBA"])
-        );
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect()
+    };
+    let prompts_page = children("promptsPage");
+    for name in [
+        "selectedObject",
+        "trackForward",
+        "trackBackward",
+        "trackBoth",
+        "clearTrackAfter",
+        "clearFrame",
+        "clearAll",
+        "status",
+    ] {
+        assert!(prompts_page.contains(&name.to_string()), "{name}");
+    }
+    for slot in 1..=8 {
+        let group = format!("object{slot}Group");
+        assert!(prompts_page.contains(&group), "{group}");
+        assert_eq!(param(&group)["type"], "OfxParamTypeGroup");
+        for field in ["Name", "Colour", "Enabled", "Prompts"] {
+            let p = param(&format!("object{slot}{field}"));
+            assert_eq!(p["parent"], group.as_str(), "{p}");
+        }
+        let prompts = param(&format!("object{slot}Prompts"));
+        assert_eq!(prompts["type"], "OfxParamTypeString");
+        assert_eq!(prompts["secret"], true, "the prompts are hidden");
+        assert_eq!(prompts["persistent"], true, "the prompts are saved");
+    }
+    assert_eq!(
+        children("mattePage"),
+        [
+            "outputMode",
+            "premultiply",
+            "overlayOpacity",
+            "threshold",
+            "softness",
+            "feather",
+            "chokeExpand",
+            "fillHoles",
+            "removeSpecks"
+        ]
+    );
+    assert_eq!(
+        children("modelPage"),
+        ["modelDirectory", "device", "linearSource"]
+    );
+    assert_eq!(children("cachePage"), ["memoryBudget", "trackOnRender"]);
+    for button in [
+        "trackForward",
+        "trackBackward",
+        "trackBoth",
+        "clearTrackAfter",
+        "clearFrame",
+        "clearAll",
+    ] {
+        assert_eq!(param(button)["type"], "OfxParamTypePushButton", "{button}");
+    }
+    let kinds = [
+        ("selectedObject", "OfxParamTypeChoice"),
+        ("outputMode", "OfxParamTypeChoice"),
+        ("premultiply", "OfxParamTypeBoolean"),
+        ("overlayOpacity", "OfxParamTypeDouble"),
+        ("threshold", "OfxParamTypeDouble"),
+        ("softness", "OfxParamTypeDouble"),
+        ("feather", "OfxParamTypeDouble"),
+        ("chokeExpand", "OfxParamTypeInteger"),
+        ("fillHoles", "OfxParamTypeInteger"),
+        ("removeSpecks", "OfxParamTypeInteger"),
+        ("modelDirectory", "OfxParamTypeString"),
+        ("device", "OfxParamTypeChoice"),
+        ("linearSource", "OfxParamTypeBoolean"),
+        ("memoryBudget", "OfxParamTypeInteger"),
+        ("trackOnRender", "OfxParamTypeInteger"),
+        ("status", "OfxParamTypeString"),
+        ("object1Colour", "OfxParamTypeRGB"),
+        ("object1Enabled", "OfxParamTypeBoolean"),
+    ];
+    for (name, kind) in kinds {
+        assert_eq!(param(name)["type"], kind, "{name}");
+    }
+    assert_eq!(
+        param("selectedObject")["options"],
+        json!((1..=8).map(|i| format!("Object {i}")).collect::<Vec<_>>())
+    );
+    assert_eq!(
+        param("outputMode")["options"],
+        json!([
+            "Source + matte as alpha",
+            "Matte only",
+            "Overlay (tinted objects)",
+            "ID matte (object number)",
+            "Selected object only"
+        ])
+    );
+    assert_eq!(param("device")["options"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        param("status")["persistent"],
+        false,
+        "the status is not saved"
+    );
+    assert_eq!(
+        param("modelDirectory")["props"]["OfxParamPropStringMode"],
+        "OfxParamStringIsDirectoryPath"
+    );
+    assert_eq!(param("trackOnRender")["props"]["OfxParamPropDefault"], 8);
+    assert_eq!(param("memoryBudget")["props"]["OfxParamPropDefault"], 1024);
+}
 
-        let params = d["params"].as_array().unwrap();
-        let param = |name: &str| {
-            params
-                .iter()
-                .find(|p| p["name"] == name)
-                .unwrap_or_else(|| panic!("{context}: no param {name}"))
-                .clone()
-        };
-        // The four pages, in order, with their children.
-        let pages: Vec<&str> = params
-            .iter()
-            .filter(|p| p["type"] == "OfxParamTypePage")
-            .map(|p| p["label"].as_str().unwrap())
-            .collect();
-        assert_eq!(pages, ["Prompts", "Matte", "Model", "Cache"], "{context}");
-        let children = |page: &str| -> Vec<String> {
-            param(page)["props"]["OfxParamPropPageChild"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c.as_str().unwrap().to_string())
-                .collect()
-        };
-        let prompts_page = children("promptsPage");
-        for name in [
-            "selectedObject",
-            "trackForward",
-            "trackBackward",
-            "trackBoth",
-            "clearTrackAfter",
-            "clearFrame",
-            "clearAll",
-            "status",
-        ] {
-            assert!(prompts_page.contains(&name.to_string()), "{name}");
-        }
-        for slot in 1..=8 {
-            let group = format!("object{slot}Group");
-            assert!(prompts_page.contains(&group), "{group}");
-            assert_eq!(param(&group)["type"], "OfxParamTypeGroup");
-            for field in ["Name", "Colour", "Enabled", "Prompts"] {
-                let p = param(&format!("object{slot}{field}"));
-                assert_eq!(p["parent"], group.as_str(), "{p}");
-            }
-            let prompts = param(&format!("object{slot}Prompts"));
-            assert_eq!(prompts["type"], "OfxParamTypeString");
-            assert_eq!(prompts["secret"], true, "the prompts are hidden");
-            assert_eq!(prompts["persistent"], true, "the prompts are saved");
-        }
-        assert_eq!(
-            children("mattePage"),
-            [
-                "outputMode",
-                "premultiply",
-                "overlayOpacity",
-                "threshold",
-                "softness",
-                "feather",
-                "chokeExpand",
-                "fillHoles",
-                "removeSpecks"
-            ]
-        );
-        assert_eq!(
-            children("modelPage"),
-            ["modelDirectory", "device", "linearSource"]
-        );
-        assert_eq!(children("cachePage"), ["memoryBudget", "trackOnRender"]);
-        for button in [
-            "trackForward",
-            "trackBackward",
-            "trackBoth",
-            "clearTrackAfter",
-            "clearFrame",
-            "clearAll",
-        ] {
-            assert_eq!(param(button)["type"], "OfxParamTypePushButton", "{button}");
-        }
-        let kinds = [
-            ("selectedObject", "OfxParamTypeChoice"),
-            ("outputMode", "OfxParamTypeChoice"),
-            ("premultiply", "OfxParamTypeBoolean"),
-            ("overlayOpacity", "OfxParamTypeDouble"),
-            ("threshold", "OfxParamTypeDouble"),
-            ("softness", "OfxParamTypeDouble"),
-            ("feather", "OfxParamTypeDouble"),
-            ("chokeExpand", "OfxParamTypeInteger"),
-            ("fillHoles", "OfxParamTypeInteger"),
-            ("removeSpecks", "OfxParamTypeInteger"),
-            ("modelDirectory", "OfxParamTypeString"),
-            ("device", "OfxParamTypeChoice"),
-            ("linearSource", "OfxParamTypeBoolean"),
-            ("memoryBudget", "OfxParamTypeInteger"),
-            ("trackOnRender", "OfxParamTypeInteger"),
-            ("status", "OfxParamTypeString"),
-            ("object1Colour", "OfxParamTypeRGB"),
-            ("object1Enabled", "OfxParamTypeBoolean"),
-        ];
-        for (name, kind) in kinds {
-            assert_eq!(param(name)["type"], kind, "{name}");
-        }
-        assert_eq!(
-            param("selectedObject")["options"],
-            json!((1..=8).map(|i| format!("Object {i}")).collect::<Vec<_>>())
-        );
-        assert_eq!(
-            param("outputMode")["options"],
-            json!([
-                "Source + matte as alpha",
-                "Matte only",
-                "Overlay (tinted objects)",
-                "ID matte (object number)",
-                "Selected object only"
-            ])
-        );
-        assert_eq!(param("device")["options"].as_array().unwrap().len(), 3);
-        assert_eq!(
-            param("status")["persistent"],
-            false,
-            "the status is not saved"
-        );
-        assert_eq!(
-            param("modelDirectory")["props"]["OfxParamPropStringMode"],
-            "OfxParamStringIsDirectoryPath"
-        );
-        assert_eq!(param("trackOnRender")["props"]["OfxParamPropDefault"], 8);
-        assert_eq!(param("memoryBudget")["props"]["OfxParamPropDefault"], 1024);
+#[test]
+fn loads_and_describes_itself_in_the_filter_and_general_contexts() {
+    let mut host = support::spawn(&support::setup().bundle_dir);
+    the_load_report_lists_the_effect(&mut host);
+    the_effect_describes_itself(&mut host);
+    for context in [FILTER, GENERAL] {
+        the_context_declares_clips_pages_and_parameters(&mut host, context);
     }
     // A context it does not offer is refused.
     assert!(matches!(
@@ -680,8 +693,10 @@ fn click_script(host: &mut Host, height: usize, script: &str) {
     }
 }
 
-#[test]
-fn track_forward_gives_the_cli_mattes() {
+/// Two objects clicked with the pen on the crossing clip, tracked forward: the progress bar, the
+/// frames read outside renders, the status line and the CLI's mattes; a disabled object, enabled
+/// again, is tracked again to the same mattes.
+fn two_clicked_objects_track_forward_to_the_cli_mattes() {
     // Two objects clicked with the pen on the crossing clip.
     let (mut host, frames) = instance_over("crossing");
     let n = frames.len();
@@ -760,20 +775,15 @@ fn track_forward_gives_the_cli_mattes() {
         );
     }
     host.quit().unwrap();
+}
 
-    // One object given through its prompts parameter on the shapes clip.
-    let (mut host, frames) = instance_over("shapes");
-    for (slot, doc) in script_prompt_params("one_click") {
-        host.set_param(&format!("object{slot}Prompts"), doc.as_str())
-            .unwrap();
-    }
-    let cli = support::cli_mattes("one_click");
+/// The progress bar's cancel button stops the Track half-way and keeps what was tracked (with
+/// Track On Render off, the rest shows the source and a warning); Track again finishes it.
+fn a_cancelled_track_keeps_what_it_tracked(host: &mut Host, frames: &[Frame], cli: &Mattes) {
     let n = frames.len();
-    // The progress bar's cancel button stops the Track half-way and keeps what was tracked
-    // (with Track On Render off, the rest shows the source and a warning).
     host.set_param("trackOnRender", 0).unwrap();
     host.cancel_at_progress(0.5).unwrap();
-    press(&mut host, "trackForward", 0.0);
+    press(host, "trackForward", 0.0);
     host.clear_abort().unwrap();
     let status = host.get_param("status").unwrap();
     let tracked: usize = status
@@ -788,13 +798,13 @@ fn track_forward_gives_the_cli_mattes() {
     assert!(tracked > 1 && tracked < n, "cancelled half-way: {status}");
     for f in 0..tracked {
         assert_matte(
-            &alpha(&mut host, f as f64),
+            &alpha(host, f as f64),
             &cli.union(f),
             cli.width,
             &format!("cancelled Track, frame {f}"),
         );
     }
-    support::shows_source(&render(&mut host, (n - 1) as f64), &frames[n - 1])
+    support::shows_source(&render(host, (n - 1) as f64), &frames[n - 1])
         .unwrap_or_else(|e| panic!("an untracked frame after a cancelled Track: {e}"));
     assert!(
         host.messages()
@@ -803,20 +813,17 @@ fn track_forward_gives_the_cli_mattes() {
             .is_some_and(|p| p.text.contains("not tracked"))
     );
     host.set_param("trackOnRender", 8).unwrap();
-    press(&mut host, "trackForward", 0.0);
-    check_all_frames(&mut host, &frames, &cli, "one_click, Track");
+    press(host, "trackForward", 0.0);
+    check_all_frames(host, frames, cli, "one_click, Track");
+}
 
-    // Clear Track After frame 4: the later mattes are hidden (the source is shown, with a
-    // warning), and a render does not bring them back even within reach; Track does.
-    press(&mut host, "clearTrackAfter", 4.0);
-    assert_matte(
-        &alpha(&mut host, 4.0),
-        &cli.union(4),
-        cli.width,
-        "frame 4, kept",
-    );
+/// Clear Track After frame 4: the later mattes are hidden (the source is shown, with a warning),
+/// and a render does not bring them back even within reach; Track does.
+fn clear_track_after_hides_the_later_mattes(host: &mut Host, frames: &[Frame], cli: &Mattes) {
+    press(host, "clearTrackAfter", 4.0);
+    assert_matte(&alpha(host, 4.0), &cli.union(4), cli.width, "frame 4, kept");
     for f in [5, 8] {
-        support::shows_source(&render(&mut host, f as f64), &frames[f])
+        support::shows_source(&render(host, f as f64), &frames[f])
             .unwrap_or_else(|e| panic!("frame {f} after Clear Track After: {e}"));
         let p = host.messages().unwrap().persistent.expect("a warning");
         assert_eq!(p.kind, "OfxMessageWarning", "{p:?}");
@@ -825,19 +832,17 @@ fn track_forward_gives_the_cli_mattes() {
             "{p:?}"
         );
     }
-    press(&mut host, "trackForward", 4.0);
-    check_all_frames(
-        &mut host,
-        &frames,
-        &cli,
-        "one_click, tracked again from frame 4",
-    );
+    press(host, "trackForward", 4.0);
+    check_all_frames(host, frames, cli, "one_click, tracked again from frame 4");
+}
 
-    // Every depth the plug-in declares gives the same mattes (a new instance on the clip at that
-    // depth: it encodes the frames from images of that depth).
+/// Every depth the plug-in declares gives the same mattes (a new instance on the clip at that
+/// depth: it encodes the frames from images of that depth).
+fn every_depth_tracks_to_the_same_mattes(host: &mut Host, frames: &[Frame], cli: &Mattes) {
+    let n = frames.len();
     for depth in [Depth::Short, Depth::Half, Depth::Float] {
         host.destroy_instance().unwrap();
-        host.set_source_with(&Source::new(support::images(&frames)).depth(depth))
+        host.set_source_with(&Source::new(support::images(frames)).depth(depth))
             .unwrap();
         host.create_instance(SAM2_PLUGIN_ID, FILTER).unwrap();
         for (slot, doc) in script_prompt_params("one_click") {
@@ -846,7 +851,7 @@ fn track_forward_gives_the_cli_mattes() {
         }
         host.request(json!({"cmd": "fetches", "clear": true}))
             .unwrap();
-        press(&mut host, "trackForward", 0.0);
+        press(host, "trackForward", 0.0);
         assert!(
             host.fetches()
                 .unwrap()
@@ -856,15 +861,25 @@ fn track_forward_gives_the_cli_mattes() {
                 >= n,
             "{depth:?}: the new instance reads the frames"
         );
-        let out = render(&mut host, 0.0);
+        let out = render(host, 0.0);
         assert_eq!(out.depth, depth);
-        check_all_frames(
-            &mut host,
-            &frames,
-            &cli,
-            &format!("one_click, {depth:?} clip"),
-        );
+        check_all_frames(host, frames, cli, &format!("one_click, {depth:?} clip"));
     }
+}
+
+#[test]
+fn track_forward_gives_the_cli_mattes() {
+    two_clicked_objects_track_forward_to_the_cli_mattes();
+    // One object given through its prompts parameter on the shapes clip.
+    let (mut host, frames) = instance_over("shapes");
+    for (slot, doc) in script_prompt_params("one_click") {
+        host.set_param(&format!("object{slot}Prompts"), doc.as_str())
+            .unwrap();
+    }
+    let cli = support::cli_mattes("one_click");
+    a_cancelled_track_keeps_what_it_tracked(&mut host, &frames, &cli);
+    clear_track_after_hides_the_later_mattes(&mut host, &frames, &cli);
+    every_depth_tracks_to_the_same_mattes(&mut host, &frames, &cli);
     host.quit().unwrap();
 }
 
