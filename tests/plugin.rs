@@ -260,9 +260,8 @@ fn fetches_by_render(log: &[Value]) -> (Vec<(f64, Vec<Value>)>, Vec<Value>) {
 // ------------------------------------------------------------------------------------------------
 // 1. Load and describe
 
-#[test]
-fn loads_and_describes_itself_in_the_filter_and_general_contexts() {
-    let mut host = support::spawn(&support::setup().bundle_dir);
+/// The load report: one plug-in, ours, with its label, overlay, contexts, depths and bundle.
+fn the_load_report_lists_the_effect(host: &mut Host) {
     let report = host.load().unwrap();
     assert_eq!(report.plugins.len(), 1, "{}", report.raw);
     let me = report.plugin(SAM2_PLUGIN_ID).unwrap();
@@ -293,7 +292,10 @@ fn loads_and_describes_itself_in_the_filter_and_general_contexts() {
     for b in report.raw["binaries"].as_array().unwrap() {
         assert_eq!(b["ok"], true, "{b}");
     }
+}
 
+/// The effect's own description (kOfxActionDescribe).
+fn the_effect_describes_itself(host: &mut Host) {
     let d = host.describe(SAM2_PLUGIN_ID, None).unwrap();
     assert_eq!(d["label"], "SAM 2 Rotoscope");
     assert_eq!(d["grouping"], "Keyer");
@@ -308,155 +310,166 @@ fn loads_and_describes_itself_in_the_filter_and_general_contexts() {
             "single_instance": false,
         }),
     );
+}
 
-    for context in [FILTER, GENERAL] {
-        let d = host.describe(SAM2_PLUGIN_ID, Some(context)).unwrap();
-        let clips: Vec<&str> = d["clips"]
+/// One context's description: the clips, the four pages and every parameter's kind.
+fn the_context_declares_clips_pages_and_parameters(host: &mut Host, context: &str) {
+    let d = host.describe(SAM2_PLUGIN_ID, Some(context)).unwrap();
+    let clips: Vec<&str> = d["clips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(clips, ["Source", "Output"], "{context}");
+    let source = &d["clips"][0];
+    assert_eq!(
+        source["components"],
+        json!(["OfxImageComponentRGBA", "OfxImageComponentRGB"])
+    );
+    assert_eq!(source["optional"], false);
+    assert_eq!(source["temporal_access"], true);
+    assert_eq!(
+        d["clips"][1]["components"],
+        json!(["OfxImageComponentRGBA"])
+    );
+
+    let params = d["params"].as_array().unwrap();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{context}: no param {name}"))
+            .clone()
+    };
+    // The four pages, in order, with their children.
+    let pages: Vec<&str> = params
+        .iter()
+        .filter(|p| p["type"] == "OfxParamTypePage")
+        .map(|p| p["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(pages, ["Prompts", "Matte", "Model", "Cache"], "{context}");
+    let children = |page: &str| -> Vec<String> {
+        param(page)["props"]["OfxParamPropPageChild"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|c| c["name"].as_str().unwrap())
-            .collect();
-        assert_eq!(clips, ["Source", "Output"], "{context}");
-        let source = &d["clips"][0];
-        assert_eq!(
-            source["components"],
-            json!(["OfxImageComponentRGBA", "OfxImageComponentRGB"])
-        );
-        assert_eq!(source["optional"], false);
-        assert_eq!(source["temporal_access"], true);
-        assert_eq!(
-            d["clips"][1]["components"],
-            json!(["OfxImageComponentRGBA"])
-        );
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect()
+    };
+    let prompts_page = children("promptsPage");
+    for name in [
+        "selectedObject",
+        "trackForward",
+        "trackBackward",
+        "trackBoth",
+        "clearTrackAfter",
+        "clearFrame",
+        "clearAll",
+        "status",
+    ] {
+        assert!(prompts_page.contains(&name.to_string()), "{name}");
+    }
+    for slot in 1..=8 {
+        let group = format!("object{slot}Group");
+        assert!(prompts_page.contains(&group), "{group}");
+        assert_eq!(param(&group)["type"], "OfxParamTypeGroup");
+        for field in ["Name", "Colour", "Enabled", "Prompts"] {
+            let p = param(&format!("object{slot}{field}"));
+            assert_eq!(p["parent"], group.as_str(), "{p}");
+        }
+        let prompts = param(&format!("object{slot}Prompts"));
+        assert_eq!(prompts["type"], "OfxParamTypeString");
+        assert_eq!(prompts["secret"], true, "the prompts are hidden");
+        assert_eq!(prompts["persistent"], true, "the prompts are saved");
+    }
+    assert_eq!(
+        children("mattePage"),
+        [
+            "outputMode",
+            "premultiply",
+            "overlayOpacity",
+            "threshold",
+            "softness",
+            "feather",
+            "chokeExpand",
+            "fillHoles",
+            "removeSpecks"
+        ]
+    );
+    assert_eq!(
+        children("modelPage"),
+        ["modelDirectory", "device", "linearSource"]
+    );
+    assert_eq!(children("cachePage"), ["memoryBudget", "trackOnRender"]);
+    for button in [
+        "trackForward",
+        "trackBackward",
+        "trackBoth",
+        "clearTrackAfter",
+        "clearFrame",
+        "clearAll",
+    ] {
+        assert_eq!(param(button)["type"], "OfxParamTypePushButton", "{button}");
+    }
+    let kinds = [
+        ("selectedObject", "OfxParamTypeChoice"),
+        ("outputMode", "OfxParamTypeChoice"),
+        ("premultiply", "OfxParamTypeBoolean"),
+        ("overlayOpacity", "OfxParamTypeDouble"),
+        ("threshold", "OfxParamTypeDouble"),
+        ("softness", "OfxParamTypeDouble"),
+        ("feather", "OfxParamTypeDouble"),
+        ("chokeExpand", "OfxParamTypeInteger"),
+        ("fillHoles", "OfxParamTypeInteger"),
+        ("removeSpecks", "OfxParamTypeInteger"),
+        ("modelDirectory", "OfxParamTypeString"),
+        ("device", "OfxParamTypeChoice"),
+        ("linearSource", "OfxParamTypeBoolean"),
+        ("memoryBudget", "OfxParamTypeInteger"),
+        ("trackOnRender", "OfxParamTypeInteger"),
+        ("status", "OfxParamTypeString"),
+        ("object1Colour", "OfxParamTypeRGB"),
+        ("object1Enabled", "OfxParamTypeBoolean"),
+    ];
+    for (name, kind) in kinds {
+        assert_eq!(param(name)["type"], kind, "{name}");
+    }
+    assert_eq!(
+        param("selectedObject")["options"],
+        json!((1..=8).map(|i| format!("Object {i}")).collect::<Vec<_>>())
+    );
+    assert_eq!(
+        param("outputMode")["options"],
+        json!([
+            "Source + matte as alpha",
+            "Matte only",
+            "Overlay (tinted objects)",
+            "ID matte (object number)",
+            "Selected object only"
+        ])
+    );
+    assert_eq!(param("device")["options"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        param("status")["persistent"],
+        false,
+        "the status is not saved"
+    );
+    assert_eq!(
+        param("modelDirectory")["props"]["OfxParamPropStringMode"],
+        "OfxParamStringIsDirectoryPath"
+    );
+    assert_eq!(param("trackOnRender")["props"]["OfxParamPropDefault"], 8);
+    assert_eq!(param("memoryBudget")["props"]["OfxParamPropDefault"], 1024);
+}
 
-        let params = d["params"].as_array().unwrap();
-        let param = |name: &str| {
-            params
-                .iter()
-                .find(|p| p["name"] == name)
-                .unwrap_or_else(|| panic!("{context}: no param {name}"))
-                .clone()
-        };
-        // The four pages, in order, with their children.
-        let pages: Vec<&str> = params
-            .iter()
-            .filter(|p| p["type"] == "OfxParamTypePage")
-            .map(|p| p["label"].as_str().unwrap())
-            .collect();
-        assert_eq!(pages, ["Prompts", "Matte", "Model", "Cache"], "{context}");
-        let children = |page: &str| -> Vec<String> {
-            param(page)["props"]["OfxParamPropPageChild"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c.as_str().unwrap().to_string())
-                .collect()
-        };
-        let prompts_page = children("promptsPage");
-        for name in [
-            "selectedObject",
-            "trackForward",
-            "trackBackward",
-            "trackBoth",
-            "clearTrackAfter",
-            "clearFrame",
-            "clearAll",
-            "status",
-        ] {
-            assert!(prompts_page.contains(&name.to_string()), "{name}");
-        }
-        for slot in 1..=8 {
-            let group = format!("object{slot}Group");
-            assert!(prompts_page.contains(&group), "{group}");
-            assert_eq!(param(&group)["type"], "OfxParamTypeGroup");
-            for field in ["Name", "Colour", "Enabled", "Prompts"] {
-                let p = param(&format!("object{slot}{field}"));
-                assert_eq!(p["parent"], group.as_str(), "{p}");
-            }
-            let prompts = param(&format!("object{slot}Prompts"));
-            assert_eq!(prompts["type"], "OfxParamTypeString");
-            assert_eq!(prompts["secret"], true, "the prompts are hidden");
-            assert_eq!(prompts["persistent"], true, "the prompts are saved");
-        }
-        assert_eq!(
-            children("mattePage"),
-            [
-                "outputMode",
-                "premultiply",
-                "overlayOpacity",
-                "threshold",
-                "softness",
-                "feather",
-                "chokeExpand",
-                "fillHoles",
-                "removeSpecks"
-            ]
-        );
-        assert_eq!(
-            children("modelPage"),
-            ["modelDirectory", "device", "linearSource"]
-        );
-        assert_eq!(children("cachePage"), ["memoryBudget", "trackOnRender"]);
-        for button in [
-            "trackForward",
-            "trackBackward",
-            "trackBoth",
-            "clearTrackAfter",
-            "clearFrame",
-            "clearAll",
-        ] {
-            assert_eq!(param(button)["type"], "OfxParamTypePushButton", "{button}");
-        }
-        let kinds = [
-            ("selectedObject", "OfxParamTypeChoice"),
-            ("outputMode", "OfxParamTypeChoice"),
-            ("premultiply", "OfxParamTypeBoolean"),
-            ("overlayOpacity", "OfxParamTypeDouble"),
-            ("threshold", "OfxParamTypeDouble"),
-            ("softness", "OfxParamTypeDouble"),
-            ("feather", "OfxParamTypeDouble"),
-            ("chokeExpand", "OfxParamTypeInteger"),
-            ("fillHoles", "OfxParamTypeInteger"),
-            ("removeSpecks", "OfxParamTypeInteger"),
-            ("modelDirectory", "OfxParamTypeString"),
-            ("device", "OfxParamTypeChoice"),
-            ("linearSource", "OfxParamTypeBoolean"),
-            ("memoryBudget", "OfxParamTypeInteger"),
-            ("trackOnRender", "OfxParamTypeInteger"),
-            ("status", "OfxParamTypeString"),
-            ("object1Colour", "OfxParamTypeRGB"),
-            ("object1Enabled", "OfxParamTypeBoolean"),
-        ];
-        for (name, kind) in kinds {
-            assert_eq!(param(name)["type"], kind, "{name}");
-        }
-        assert_eq!(
-            param("selectedObject")["options"],
-            json!((1..=8).map(|i| format!("Object {i}")).collect::<Vec<_>>())
-        );
-        assert_eq!(
-            param("outputMode")["options"],
-            json!([
-                "Source + matte as alpha",
-                "Matte only",
-                "Overlay (tinted objects)",
-                "ID matte (object number)",
-                "Selected object only"
-            ])
-        );
-        assert_eq!(param("device")["options"].as_array().unwrap().len(), 3);
-        assert_eq!(
-            param("status")["persistent"],
-            false,
-            "the status is not saved"
-        );
-        assert_eq!(
-            param("modelDirectory")["props"]["OfxParamPropStringMode"],
-            "OfxParamStringIsDirectoryPath"
-        );
-        assert_eq!(param("trackOnRender")["props"]["OfxParamPropDefault"], 8);
-        assert_eq!(param("memoryBudget")["props"]["OfxParamPropDefault"], 1024);
+#[test]
+fn loads_and_describes_itself_in_the_filter_and_general_contexts() {
+    let mut host = support::spawn(&support::setup().bundle_dir);
+    the_load_report_lists_the_effect(&mut host);
+    the_effect_describes_itself(&mut host);
+    for context in [FILTER, GENERAL] {
+        the_context_declares_clips_pages_and_parameters(&mut host, context);
     }
     // A context it does not offer is refused.
     assert!(matches!(
@@ -586,6 +599,75 @@ fn a_missing_model_is_a_persistent_error_and_the_source_passes_through() {
     host.quit().unwrap();
 }
 
+/// A host over the bundle without a model, with this environment, that rendered frame 0 with one
+/// click: the error message it shows.
+fn missing_model_message(env: &[(&str, &str)]) -> String {
+    let frames = support::clip("shapes");
+    let clicks = support::prompts_doc(&[(0, None, &[([70.0, 90.0], 1)])]);
+    let mut host = support::host_with_env(&support::setup().bundle_without_model_dir, env);
+    host.set_source(&support::images(&frames[..2])).unwrap();
+    host.create_instance(SAM2_PLUGIN_ID, FILTER).unwrap();
+    host.set_param("object1Prompts", clicks.as_str()).unwrap();
+    render(&mut host, 0.0);
+    let p = host.messages().unwrap().persistent.expect("a message");
+    assert_eq!(p.kind, "OfxMessageError", "{p:?}");
+    assert!(p.text.contains("No SAM 2 model"), "{p:?}");
+    host.quit().unwrap();
+    p.text
+}
+
+#[test]
+fn an_error_message_names_the_log_that_holds_its_cause() {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("not/yet/there/sam2.log");
+    let log_name = log.to_string_lossy().into_owned();
+
+    // On (info): the message ends with the log's path, and the log holds the cause.
+    let text = missing_model_message(&[
+        ("SAM2_ROTOSCOPE_LOG", "info"),
+        ("SAM2_ROTOSCOPE_LOG_FILE", &log_name),
+    ]);
+    assert!(
+        text.ends_with(&format!("Details are in the log, {log_name}.")),
+        "{text}"
+    );
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("logging at level INFO"),
+        "the log says how it was started:\n{logged}"
+    );
+    assert!(
+        logged
+            .lines()
+            .any(|l| l.contains(" ERROR ") && l.contains("No SAM 2 model")),
+        "the cause is logged as an error:\n{logged}"
+    );
+
+    // Off: no file; the message says how to switch it on and where it would go.
+    let off = logs.path().join("off.log");
+    let off_name = off.to_string_lossy().into_owned();
+    let text = missing_model_message(&[
+        ("SAM2_ROTOSCOPE_LOG", "off"),
+        ("SAM2_ROTOSCOPE_LOG_FILE", &off_name),
+    ]);
+    assert!(
+        text.contains("SAM2_ROTOSCOPE_LOG=debug") && text.contains(&off_name),
+        "{text}"
+    );
+    assert!(!off.exists(), "logging off writes nothing");
+
+    // A file that cannot be written: the effect works as before, and says where it tried.
+    let blocked = logs.path().join("a-file");
+    std::fs::write(&blocked, "").unwrap();
+    let unwritable = blocked.join("sam2.log");
+    let unwritable_name = unwritable.to_string_lossy().into_owned();
+    let text = missing_model_message(&[("SAM2_ROTOSCOPE_LOG_FILE", &unwritable_name)]);
+    assert!(
+        text.contains("could not be written") && text.contains(&unwritable_name),
+        "{text}"
+    );
+}
+
 // ------------------------------------------------------------------------------------------------
 // 3. Parity with the CLI
 
@@ -611,8 +693,10 @@ fn click_script(host: &mut Host, height: usize, script: &str) {
     }
 }
 
-#[test]
-fn track_forward_gives_the_cli_mattes() {
+/// Two objects clicked with the pen on the crossing clip, tracked forward: the progress bar, the
+/// frames read outside renders, the status line and the CLI's mattes; a disabled object, enabled
+/// again, is tracked again to the same mattes.
+fn two_clicked_objects_track_forward_to_the_cli_mattes() {
     // Two objects clicked with the pen on the crossing clip.
     let (mut host, frames) = instance_over("crossing");
     let n = frames.len();
@@ -691,20 +775,15 @@ fn track_forward_gives_the_cli_mattes() {
         );
     }
     host.quit().unwrap();
+}
 
-    // One object given through its prompts parameter on the shapes clip.
-    let (mut host, frames) = instance_over("shapes");
-    for (slot, doc) in script_prompt_params("one_click") {
-        host.set_param(&format!("object{slot}Prompts"), doc.as_str())
-            .unwrap();
-    }
-    let cli = support::cli_mattes("one_click");
+/// The progress bar's cancel button stops the Track half-way and keeps what was tracked (with
+/// Track On Render off, the rest shows the source and a warning); Track again finishes it.
+fn a_cancelled_track_keeps_what_it_tracked(host: &mut Host, frames: &[Frame], cli: &Mattes) {
     let n = frames.len();
-    // The progress bar's cancel button stops the Track half-way and keeps what was tracked
-    // (with Track On Render off, the rest shows the source and a warning).
     host.set_param("trackOnRender", 0).unwrap();
     host.cancel_at_progress(0.5).unwrap();
-    press(&mut host, "trackForward", 0.0);
+    press(host, "trackForward", 0.0);
     host.clear_abort().unwrap();
     let status = host.get_param("status").unwrap();
     let tracked: usize = status
@@ -719,13 +798,13 @@ fn track_forward_gives_the_cli_mattes() {
     assert!(tracked > 1 && tracked < n, "cancelled half-way: {status}");
     for f in 0..tracked {
         assert_matte(
-            &alpha(&mut host, f as f64),
+            &alpha(host, f as f64),
             &cli.union(f),
             cli.width,
             &format!("cancelled Track, frame {f}"),
         );
     }
-    support::shows_source(&render(&mut host, (n - 1) as f64), &frames[n - 1])
+    support::shows_source(&render(host, (n - 1) as f64), &frames[n - 1])
         .unwrap_or_else(|e| panic!("an untracked frame after a cancelled Track: {e}"));
     assert!(
         host.messages()
@@ -734,20 +813,17 @@ fn track_forward_gives_the_cli_mattes() {
             .is_some_and(|p| p.text.contains("not tracked"))
     );
     host.set_param("trackOnRender", 8).unwrap();
-    press(&mut host, "trackForward", 0.0);
-    check_all_frames(&mut host, &frames, &cli, "one_click, Track");
+    press(host, "trackForward", 0.0);
+    check_all_frames(host, frames, cli, "one_click, Track");
+}
 
-    // Clear Track After frame 4: the later mattes are hidden (the source is shown, with a
-    // warning), and a render does not bring them back even within reach; Track does.
-    press(&mut host, "clearTrackAfter", 4.0);
-    assert_matte(
-        &alpha(&mut host, 4.0),
-        &cli.union(4),
-        cli.width,
-        "frame 4, kept",
-    );
+/// Clear Track After frame 4: the later mattes are hidden (the source is shown, with a warning),
+/// and a render does not bring them back even within reach; Track does.
+fn clear_track_after_hides_the_later_mattes(host: &mut Host, frames: &[Frame], cli: &Mattes) {
+    press(host, "clearTrackAfter", 4.0);
+    assert_matte(&alpha(host, 4.0), &cli.union(4), cli.width, "frame 4, kept");
     for f in [5, 8] {
-        support::shows_source(&render(&mut host, f as f64), &frames[f])
+        support::shows_source(&render(host, f as f64), &frames[f])
             .unwrap_or_else(|e| panic!("frame {f} after Clear Track After: {e}"));
         let p = host.messages().unwrap().persistent.expect("a warning");
         assert_eq!(p.kind, "OfxMessageWarning", "{p:?}");
@@ -756,19 +832,17 @@ fn track_forward_gives_the_cli_mattes() {
             "{p:?}"
         );
     }
-    press(&mut host, "trackForward", 4.0);
-    check_all_frames(
-        &mut host,
-        &frames,
-        &cli,
-        "one_click, tracked again from frame 4",
-    );
+    press(host, "trackForward", 4.0);
+    check_all_frames(host, frames, cli, "one_click, tracked again from frame 4");
+}
 
-    // Every depth the plug-in declares gives the same mattes (a new instance on the clip at that
-    // depth: it encodes the frames from images of that depth).
+/// Every depth the plug-in declares gives the same mattes (a new instance on the clip at that
+/// depth: it encodes the frames from images of that depth).
+fn every_depth_tracks_to_the_same_mattes(host: &mut Host, frames: &[Frame], cli: &Mattes) {
+    let n = frames.len();
     for depth in [Depth::Short, Depth::Half, Depth::Float] {
         host.destroy_instance().unwrap();
-        host.set_source_with(&Source::new(support::images(&frames)).depth(depth))
+        host.set_source_with(&Source::new(support::images(frames)).depth(depth))
             .unwrap();
         host.create_instance(SAM2_PLUGIN_ID, FILTER).unwrap();
         for (slot, doc) in script_prompt_params("one_click") {
@@ -777,7 +851,7 @@ fn track_forward_gives_the_cli_mattes() {
         }
         host.request(json!({"cmd": "fetches", "clear": true}))
             .unwrap();
-        press(&mut host, "trackForward", 0.0);
+        press(host, "trackForward", 0.0);
         assert!(
             host.fetches()
                 .unwrap()
@@ -787,15 +861,25 @@ fn track_forward_gives_the_cli_mattes() {
                 >= n,
             "{depth:?}: the new instance reads the frames"
         );
-        let out = render(&mut host, 0.0);
+        let out = render(host, 0.0);
         assert_eq!(out.depth, depth);
-        check_all_frames(
-            &mut host,
-            &frames,
-            &cli,
-            &format!("one_click, {depth:?} clip"),
-        );
+        check_all_frames(host, frames, cli, &format!("one_click, {depth:?} clip"));
     }
+}
+
+#[test]
+fn track_forward_gives_the_cli_mattes() {
+    two_clicked_objects_track_forward_to_the_cli_mattes();
+    // One object given through its prompts parameter on the shapes clip.
+    let (mut host, frames) = instance_over("shapes");
+    for (slot, doc) in script_prompt_params("one_click") {
+        host.set_param(&format!("object{slot}Prompts"), doc.as_str())
+            .unwrap();
+    }
+    let cli = support::cli_mattes("one_click");
+    a_cancelled_track_keeps_what_it_tracked(&mut host, &frames, &cli);
+    clear_track_after_hides_the_later_mattes(&mut host, &frames, &cli);
+    every_depth_tracks_to_the_same_mattes(&mut host, &frames, &cli);
     host.quit().unwrap();
 }
 
@@ -943,7 +1027,12 @@ fn rendering_in_order_tracks_frame_by_frame_with_the_cli_mattes() {
     );
     assert_eq!(renders.len(), n);
     for (t, fetched) in &renders {
-        assert!(!fetched.is_empty());
+        // Once: the image composed into the output is the one the model encodes.
+        assert_eq!(
+            fetched.len(),
+            1,
+            "the render of frame {t} fetched the source more than once: {fetched:?}"
+        );
         for e in fetched {
             assert_eq!(
                 e["frame"].as_f64(),
@@ -995,6 +1084,7 @@ fn rendering_in_order_tracks_frame_by_frame_with_the_cli_mattes() {
     let (renders, outside) = fetches_by_render(&host.fetches().unwrap());
     assert!(outside.is_empty(), "{outside:?}");
     for (t, fetched) in &renders {
+        assert_eq!(fetched.len(), 1, "render of {t}: {fetched:?}");
         for e in fetched {
             assert_eq!(e["frame"].as_f64(), Some(*t), "render of {t}: {e}");
         }
@@ -1286,27 +1376,57 @@ fn saved_and_reopened_prompts_render_the_same() {
 // ------------------------------------------------------------------------------------------------
 // 7. The overlay
 
-#[test]
-fn pen_events_edit_the_selected_objects_prompts() {
-    let (mut host, frames) = instance_over("shapes");
-    let height = frames[0].height;
-    let h = height as f64;
-    // A soft matte: any change to the model's output changes the render.
-    host.set_param("softness", 1.0).unwrap();
-    let empty = alpha(&mut host, 0.0);
-    assert!(empty.iter().all(|&a| a == 0), "no prompts, no matte");
-    assert_eq!(prompts(&mut host, 1), Value::Null);
+/// The overlay test's session: a host over the shapes clip with a soft matte (any change to the
+/// model's output changes the render), and the last render of frame 0, which every edit must
+/// change.
+struct PenSession {
+    host: Host,
+    frames: Vec<Frame>,
+    height: usize,
+    last: Vec<u8>,
+}
 
-    let mut last = empty;
-    let mut changed = |host: &mut Host, what: &str| {
-        let a = alpha(host, 0.0);
-        assert!(a != last, "{what}: the render did not change");
-        last = a.clone();
+impl PenSession {
+    fn start() -> PenSession {
+        let (mut host, frames) = instance_over("shapes");
+        let height = frames[0].height;
+        host.set_param("softness", 1.0).unwrap();
+        let empty = alpha(&mut host, 0.0);
+        assert!(empty.iter().all(|&a| a == 0), "no prompts, no matte");
+        assert_eq!(prompts(&mut host, 1), Value::Null);
+        PenSession {
+            host,
+            frames,
+            height,
+            last: empty,
+        }
+    }
+
+    fn h(&self) -> f64 {
+        self.height as f64
+    }
+
+    fn click(&mut self, x: f64, y: f64, time: f64, ctrl: bool) -> Value {
+        click(&mut self.host, self.height, x, y, time, ctrl)
+    }
+
+    /// Renders frame 0 and checks that `what` changed it.
+    fn changed(&mut self, what: &str) -> Vec<u8> {
+        let a = alpha(&mut self.host, 0.0);
+        assert!(a != self.last, "{what}: the render did not change");
+        self.last = a.clone();
         a
-    };
+    }
 
-    // A click: a positive point, y flipped from canonical to source pixels.
-    let r = click(&mut host, height, 70.0, 90.0, 0.0, false);
+    fn assert_frame0(&mut self, expected: Value) {
+        assert_prompts(&prompts(&mut self.host, 1), &json!({ "0": expected }));
+    }
+}
+
+/// A click: a positive point, y flipped from canonical to source pixels; the frame's matte is the
+/// CLI's, and the overlay draws the point where it was clicked (canonical coordinates).
+fn a_click_adds_a_positive_point_drawn_where_it_was_clicked(s: &mut PenSession) {
+    let r = s.click(70.0, 90.0, 0.0, false);
     assert_eq!(r["handled"], true);
     assert!(
         r["plugin_changed"]
@@ -1315,28 +1435,19 @@ fn pen_events_edit_the_selected_objects_prompts() {
             .contains(&json!("object1Prompts")),
         "{r}"
     );
-    assert_prompts(
-        &prompts(&mut host, 1),
-        &json!({"0": frame_doc(&[([70.0, 90.0], 1)], None)}),
-    );
-    let one_click = changed(&mut host, "a click");
+    s.assert_frame0(frame_doc(&[([70.0, 90.0], 1)], None));
+    let one_click = s.changed("a click");
+    assert!(one_click.iter().any(|&a| a > 0));
+    s.host.set_param("softness", 0.0).unwrap();
+    let hard = render(&mut s.host, 0.0);
+    s.host.set_param("softness", 1.0).unwrap();
     assert_matte(
-        &support::channel_top_down(
-            &{
-                host.set_param("softness", 0.0).unwrap();
-                let out = render(&mut host, 0.0);
-                host.set_param("softness", 1.0).unwrap();
-                out
-            },
-            3,
-        ),
+        &support::channel_top_down(&hard, 3),
         &support::cli_mattes("one_click").union(0),
-        frames[0].width,
+        s.frames[0].width,
         "the clicked frame",
     );
-    assert!(one_click.iter().any(|&a| a > 0));
-    // The overlay draws the point where it was clicked (canonical coordinates).
-    let ops = host.draw(0.0).unwrap()["ops"].clone();
+    let ops = s.host.draw(0.0).unwrap()["ops"].clone();
     let polygons: Vec<&Value> = ops
         .as_array()
         .unwrap()
@@ -1348,40 +1459,59 @@ fn pen_events_edit_the_selected_objects_prompts() {
     let cx = pts.iter().map(|p| p[0].as_f64().unwrap()).sum::<f64>() / pts.len() as f64;
     let cy = pts.iter().map(|p| p[1].as_f64().unwrap()).sum::<f64>() / pts.len() as f64;
     assert!(
-        (cx - 70.0).abs() < 1e-9 && (cy - (h - 90.0)).abs() < 1e-9,
+        (cx - 70.0).abs() < 1e-9 && (cy - (s.h() - 90.0)).abs() < 1e-9,
         "{cx}, {cy}"
     );
+}
 
-    // Ctrl-click and Alt-click: negative points; Shift-click: positive.
-    click(&mut host, height, 200.0, 40.0, 0.0, true);
-    changed(&mut host, "a ctrl-click");
-    host.pen(&Pen::down(250.0, h - 150.0).alt().at(0.0))
+/// Ctrl-click and Alt-click: negative points; Shift-click: positive.
+fn modifiers_choose_the_points_label(s: &mut PenSession) {
+    let h = s.h();
+    s.click(200.0, 40.0, 0.0, true);
+    s.changed("a ctrl-click");
+    s.host
+        .pen(&Pen::down(250.0, h - 150.0).alt().at(0.0))
         .unwrap();
-    host.pen(&Pen::up(250.0, h - 150.0).alt().at(0.0)).unwrap();
-    changed(&mut host, "an alt-click");
-    host.pen(&Pen::down(120.0, h - 100.0).shift().at(0.0))
+    s.host
+        .pen(&Pen::up(250.0, h - 150.0).alt().at(0.0))
         .unwrap();
-    host.pen(&Pen::up(120.0, h - 100.0).shift().at(0.0))
+    s.changed("an alt-click");
+    s.host
+        .pen(&Pen::down(120.0, h - 100.0).shift().at(0.0))
         .unwrap();
-    changed(&mut host, "a shift-click");
-    assert_prompts(
-        &prompts(&mut host, 1),
-        &json!({"0": frame_doc(&[([70.0, 90.0], 1), ([200.0, 40.0], 0), ([250.0, 150.0], 0), ([120.0, 100.0], 1)], None)}),
-    );
+    s.host
+        .pen(&Pen::up(120.0, h - 100.0).shift().at(0.0))
+        .unwrap();
+    s.changed("a shift-click");
+    s.assert_frame0(frame_doc(
+        &[
+            ([70.0, 90.0], 1),
+            ([200.0, 40.0], 0),
+            ([250.0, 150.0], 0),
+            ([120.0, 100.0], 1),
+        ],
+        None,
+    ));
+}
 
-    // Clicking an existing point (within 7 screen pixels) removes it.
-    click(&mut host, height, 203.0, 42.0, 0.0, false);
-    assert_prompts(
-        &prompts(&mut host, 1),
-        &json!({"0": frame_doc(&[([70.0, 90.0], 1), ([250.0, 150.0], 0), ([120.0, 100.0], 1)], None)}),
-    );
-    changed(&mut host, "removing a point");
+/// Clicking an existing point (within 7 screen pixels) removes it.
+fn a_click_on_a_point_removes_it(s: &mut PenSession) {
+    s.click(203.0, 42.0, 0.0, false);
+    s.assert_frame0(frame_doc(
+        &[([70.0, 90.0], 1), ([250.0, 150.0], 0), ([120.0, 100.0], 1)],
+        None,
+    ));
+    s.changed("removing a point");
+}
 
-    // A drag draws a box (the rubber band shows while dragging) and replaces the frame's clicks.
-    host.pen(&Pen::down(40.0, h - 60.0).at(0.0)).unwrap();
-    host.pen(&Pen::motion(80.0, h - 100.0).at(0.0)).unwrap();
-    host.pen(&Pen::motion(110.0, h - 125.0).at(0.0)).unwrap();
-    let ops = host.draw(0.0).unwrap()["ops"].clone();
+/// A drag draws a box (the rubber band shows while dragging) and replaces the frame's clicks; a
+/// click after the box is kept with it, and a press that moves 2 pixels is still a click.
+fn a_drag_draws_a_box_that_replaces_the_clicks(s: &mut PenSession) {
+    let h = s.h();
+    s.host.pen(&Pen::down(40.0, h - 60.0).at(0.0)).unwrap();
+    s.host.pen(&Pen::motion(80.0, h - 100.0).at(0.0)).unwrap();
+    s.host.pen(&Pen::motion(110.0, h - 125.0).at(0.0)).unwrap();
+    let ops = s.host.draw(0.0).unwrap()["ops"].clone();
     let band = [
         [40.0, h - 60.0],
         [110.0, h - 60.0],
@@ -1400,56 +1530,67 @@ fn pen_events_edit_the_selected_objects_prompts() {
         }),
         "no rubber band {band:?} in {ops}"
     );
-    host.pen(&Pen::up(110.0, h - 125.0).at(0.0)).unwrap();
-    assert_prompts(
-        &prompts(&mut host, 1),
-        &json!({"0": frame_doc(&[], Some([40.0, 60.0, 110.0, 125.0]))}),
-    );
-    changed(&mut host, "a box");
-    // A click after the box is kept with it; a press that moves 2 pixels is still a click.
-    click(&mut host, height, 75.0, 92.0, 0.0, false);
-    host.pen(&Pen::down(150.0, h - 100.0).at(0.0)).unwrap();
-    host.pen(&Pen::motion(152.0, h - 101.0).at(0.0)).unwrap();
-    host.pen(&Pen::up(152.0, h - 101.0).at(0.0)).unwrap();
-    assert_prompts(
-        &prompts(&mut host, 1),
-        &json!({"0": frame_doc(&[([75.0, 92.0], 1), ([150.0, 100.0], 1)], Some([40.0, 60.0, 110.0, 125.0]))}),
-    );
-    changed(&mut host, "clicks after the box");
+    s.host.pen(&Pen::up(110.0, h - 125.0).at(0.0)).unwrap();
+    s.assert_frame0(frame_doc(&[], Some([40.0, 60.0, 110.0, 125.0])));
+    s.changed("a box");
+    s.click(75.0, 92.0, 0.0, false);
+    s.host.pen(&Pen::down(150.0, h - 100.0).at(0.0)).unwrap();
+    s.host.pen(&Pen::motion(152.0, h - 101.0).at(0.0)).unwrap();
+    s.host.pen(&Pen::up(152.0, h - 101.0).at(0.0)).unwrap();
+    s.assert_frame0(frame_doc(
+        &[([75.0, 92.0], 1), ([150.0, 100.0], 1)],
+        Some([40.0, 60.0, 110.0, 125.0]),
+    ));
+    s.changed("clicks after the box");
+}
 
-    // The selected object gets the clicks; other frames get their own prompts.
-    host.set_param("selectedObject", 1).unwrap();
-    click(&mut host, height, 260.0, 45.0, 0.0, false);
+/// The selected object gets the clicks; other frames get their own prompts.
+fn clicks_go_to_the_selected_object_and_the_current_frame(s: &mut PenSession) {
+    s.host.set_param("selectedObject", 1).unwrap();
+    s.click(260.0, 45.0, 0.0, false);
     assert_prompts(
-        &prompts(&mut host, 2),
+        &prompts(&mut s.host, 2),
         &json!({"0": frame_doc(&[([260.0, 45.0], 1)], None)}),
     );
-    changed(&mut host, "a second object");
-    host.set_param("selectedObject", 0).unwrap();
-    click(&mut host, height, 100.0, 100.0, 3.0, false);
-    let p1 = prompts(&mut host, 1);
+    s.changed("a second object");
+    s.host.set_param("selectedObject", 0).unwrap();
+    s.click(100.0, 100.0, 3.0, false);
+    let p1 = prompts(&mut s.host, 1);
     assert_eq!(p1["frames"]["3"], frame_doc(&[([100.0, 100.0], 1)], None));
     assert_eq!(p1["frames"].as_object().unwrap().len(), 2);
+}
 
-    // Delete clears the selected object's frame; Clear Frame and Clear All do the same by button.
-    host.key("down", "delete").unwrap();
-    host.key("up", "delete").unwrap();
-    let p1 = prompts(&mut host, 1);
+/// Delete clears the selected object's frame; Clear Frame and Clear All do the same by button.
+fn delete_and_the_clear_buttons_remove_prompts(s: &mut PenSession) {
+    s.host.key("down", "delete").unwrap();
+    s.host.key("up", "delete").unwrap();
+    let p1 = prompts(&mut s.host, 1);
     assert!(
         p1["frames"].get("0").is_none() && p1["frames"].get("3").is_some(),
         "{p1}"
     );
-    let only_two = changed(&mut host, "Delete");
+    let only_two = s.changed("Delete");
     assert!(only_two.iter().any(|&a| a > 0), "object 2 is still there");
-    press(&mut host, "clearFrame", 3.0);
-    assert_eq!(prompts(&mut host, 1), Value::Null);
-    assert!(prompts(&mut host, 2) != Value::Null);
-    press(&mut host, "clearAll", 0.0);
-    assert_eq!(prompts(&mut host, 2), Value::Null);
-    let cleared = alpha(&mut host, 0.0);
+    press(&mut s.host, "clearFrame", 3.0);
+    assert_eq!(prompts(&mut s.host, 1), Value::Null);
+    assert!(prompts(&mut s.host, 2) != Value::Null);
+    press(&mut s.host, "clearAll", 0.0);
+    assert_eq!(prompts(&mut s.host, 2), Value::Null);
+    let cleared = alpha(&mut s.host, 0.0);
     assert!(cleared.iter().all(|&a| a == 0), "Clear All leaves no matte");
-    assert_eq!(host.live_images().unwrap(), 0);
-    host.quit().unwrap();
+}
+
+#[test]
+fn pen_events_edit_the_selected_objects_prompts() {
+    let mut s = PenSession::start();
+    a_click_adds_a_positive_point_drawn_where_it_was_clicked(&mut s);
+    modifiers_choose_the_points_label(&mut s);
+    a_click_on_a_point_removes_it(&mut s);
+    a_drag_draws_a_box_that_replaces_the_clicks(&mut s);
+    clicks_go_to_the_selected_object_and_the_current_frame(&mut s);
+    delete_and_the_clear_buttons_remove_prompts(&mut s);
+    assert_eq!(s.host.live_images().unwrap(), 0);
+    s.host.quit().unwrap();
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -1902,7 +2043,11 @@ fn a_thousand_random_host_actions_leave_a_working_plugin() {
     let mut host = Host::spawn_with(
         driver::HostOptions::new(&support::setup().bundle_dir)
             .timeout(Duration::from_secs(30))
-            .env("MALLOC_ARENA_MAX", "1"),
+            .env("MALLOC_ARENA_MAX", "1")
+            .env(
+                "SAM2_ROTOSCOPE_LOG_FILE",
+                &support::test_log_file().to_string_lossy(),
+            ),
     )
     .unwrap();
     host.load().unwrap();

@@ -27,6 +27,12 @@ pub trait FrameSource: Send {
     fn video_size(&self) -> (u32, u32);
     /// The frame at `index`; a failure is reported as [`Error::FrameSource`].
     fn frame(&mut self, index: usize) -> Result<RgbFrame>;
+    /// Whether a frame may come at another size than [`video_size`](Self::video_size): a host's
+    /// proxy render. The encoder resizes every frame to its square input, so such a frame is
+    /// resized once, from its own pixels. By default every frame must have the video size.
+    fn frames_may_be_scaled(&self) -> bool {
+        false
+    }
 }
 
 /// Frames from a clip folder (docs/formats.md), decoded on demand. While the model works on one

@@ -81,7 +81,8 @@ impl Frames {
             return Ok(features);
         }
         let image = self.source.frame(frame)?;
-        if (image.width, image.height) != self.video_size
+        let scaled = self.source.frames_may_be_scaled() && image.width > 0 && image.height > 0;
+        if ((image.width, image.height) != self.video_size && !scaled)
             || image.data.len() != image.width as usize * image.height as usize * 3
         {
             return Err(Error::FrameSource {

@@ -22,6 +22,7 @@ use openfx::sys::image_effect_v1::image_effect::{
     kOfxImageEffectSimpleSourceClipName, kOfxImageFieldBoth,
 };
 
+use crate::error::{PluginError, Result};
 use crate::ffi::entry::declare_overlay;
 use crate::ffi::images::Effect;
 use crate::ffi::props::PropSet;
@@ -40,6 +41,12 @@ pub const DESCRIPTION: &str = "Segment Anything 2 for rotoscoping: click an obje
 pub const SOURCE_CLIP: &CStr = kOfxImageEffectSimpleSourceClipName;
 pub const OUTPUT_CLIP: &CStr = kOfxImageEffectOutputClipName;
 
+fn refused(what: &str) -> PluginError {
+    PluginError::HostRefused {
+        what: what.to_string(),
+    }
+}
+
 fn lossy(s: &CStr) -> String {
     s.to_string_lossy().into_owned()
 }
@@ -51,10 +58,10 @@ fn set_strings(props: PropSet, name: &CStr, values: &[&CStr]) {
 }
 
 /// kOfxActionDescribe.
-pub fn describe(effect: Effect) -> Result<(), String> {
+pub fn describe(effect: Effect) -> Result<()> {
     let props = effect
         .props()
-        .ok_or("the host gave no property set to describe the effect")?;
+        .ok_or_else(|| refused("give a property set to describe the effect"))?;
     props.set_string(kOfxPropLabel, 0, LABEL);
     props.set_string(kOfxPropShortLabel, 0, "SAM 2 Roto");
     props.set_string(kOfxPropLongLabel, 0, LABEL);
@@ -104,10 +111,10 @@ pub fn describe(effect: Effect) -> Result<(), String> {
 }
 
 /// kOfxImageEffectActionDescribeInContext.
-pub fn describe_in_context(effect: Effect) -> Result<(), String> {
+pub fn describe_in_context(effect: Effect) -> Result<()> {
     let source = effect
         .define_clip(SOURCE_CLIP)
-        .ok_or("the host refused to define the Source clip")?;
+        .ok_or_else(|| refused("define the Source clip"))?;
     set_strings(
         source,
         kOfxImageEffectPropSupportedComponents,
@@ -124,7 +131,7 @@ pub fn describe_in_context(effect: Effect) -> Result<(), String> {
     );
     let output = effect
         .define_clip(OUTPUT_CLIP)
-        .ok_or("the host refused to define the Output clip")?;
+        .ok_or_else(|| refused("define the Output clip"))?;
     set_strings(
         output,
         kOfxImageEffectPropSupportedComponents,
@@ -133,9 +140,9 @@ pub fn describe_in_context(effect: Effect) -> Result<(), String> {
     output.set_int(kOfxImageEffectPropSupportsTiles, 0, 1);
     let set = effect
         .params()
-        .ok_or("the host gave no parameter set to describe")?;
+        .ok_or_else(|| refused("give a parameter set to describe"))?;
     let props = effect
         .props()
-        .ok_or("the host gave no property set to describe the effect")?;
+        .ok_or_else(|| refused("give a property set to describe the effect"))?;
     params::describe(set, props)
 }

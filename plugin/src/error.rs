@@ -8,6 +8,15 @@ use sam2_engine::matte::MatteError;
 use crate::prompts::PromptsError;
 use crate::render::RenderError;
 
+/// Why the plugin could not load (kOfxActionLoad); the host then does not offer the effect.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    #[error("the host did not call setHost before loading the plugin")]
+    NoHost,
+    #[error("the host does not offer the OpenFX {0} suite")]
+    MissingSuite(&'static str),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     #[error("{0}")]
@@ -40,8 +49,29 @@ pub enum PluginError {
     #[error("The Source input is not connected; connect the clip to segment.")]
     NoSource,
 
-    #[error("The host did not hand over the source image at frame {frame}{detail}.")]
-    SourceImage { frame: i64, detail: String },
+    #[error("The output image could not be written: {problem}.")]
+    OutputImage { problem: String },
+
+    #[error(
+        "The host did not {what}, which SAM 2 Rotoscope needs; it cannot work in this host as it is."
+    )]
+    HostRefused { what: String },
+
+    #[error(
+        "The host gave the {action} action no {property}, which OpenFX requires; the action was not carried out."
+    )]
+    MissingProperty {
+        action: &'static str,
+        property: String,
+    },
+
+    #[error(
+        "The host has no parameter {name} on this effect; the effect was described differently from how it was created (an older or newer plugin?). Recreate the effect."
+    )]
+    MissingParameter { name: String },
+
+    #[error("The host did not give the value of the parameter {name}.")]
+    UnreadableParameter { name: String },
 
     #[error(
         "The host handed over a {what} image, which SAM 2 Rotoscope cannot read; it reads RGBA or RGB in 8-bit, 16-bit, half or float."

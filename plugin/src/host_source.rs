@@ -1,10 +1,12 @@
 //! The engine's frames from the host: a [`FrameSource`] over the Source clip, fetching a frame
-//! by time (`clipGetImage`, with temporal clip access) only when a model call needs it.
+//! by time (`clipGetImage`, with temporal clip access) only when a model call needs it — except
+//! the frame a render has fetched already, which the render lends it ([`LentFrame`]), so that no
+//! host frame is fetched twice in one render.
 //!
-//! A frame is fetched at whatever render scale the current action has; a proxy-scale frame is
-//! resampled to the session's full-resolution size, so the session stays one size (SAM 2 resizes
-//! every frame to its own square input anyway), and remembered as provisional. Each full-resolution
-//! frame's fingerprint is kept so that a render can tell that the source changed under it.
+//! A frame is fetched at whatever render scale the current action has; a proxy-scale frame goes
+//! to the engine at its own size (the engine resizes every frame to SAM 2's square input, so it is
+//! resized once) and is remembered as provisional. Each full-resolution frame's fingerprint is
+//! kept so that a render can tell that the source changed under it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use sam2_engine::{Error, FrameSource, RgbFrame};
 
-use crate::ffi::images::{Clip, ImageError};
+use crate::ffi::images::{Clip, Image, ImageError};
 use crate::render::{Rows, fingerprint, model_frame};
 use crate::tracker::ClipInfo;
 
@@ -21,21 +23,82 @@ use crate::tracker::ClipInfo;
 /// render or a Track starts a new session rather than let it shape the final mattes.
 pub type Fingerprints = Arc<Mutex<HashMap<usize, Option<u64>>>>;
 
+/// The Source image the current render fetched (at its time), lent to the session for as long as
+/// the render works the tracker: a cache miss on that frame reads it instead of asking the host
+/// for it again. Lent only while the render holds the tracker's lock, so one render's image is
+/// never seen by another.
+#[derive(Debug, Clone, Default)]
+pub struct LentFrame(Arc<Mutex<Option<(f64, Image)>>>);
+
+impl LentFrame {
+    /// Lends `image` (fetched at `time`) until the returned guard drops, which gives it back.
+    pub fn lend<'a>(&'a self, time: f64, image: &'a mut Option<Image>) -> Lending<'a> {
+        if let Some(lent) = image.take() {
+            *self.0.lock() = Some((time, lent));
+        }
+        Lending {
+            slot: self,
+            owner: image,
+        }
+    }
+
+    /// Runs `f` on the lent image, if one is lent.
+    pub fn with<R>(&self, f: impl FnOnce(&Image) -> R) -> Option<R> {
+        self.0.lock().as_ref().map(|(_, image)| f(image))
+    }
+}
+
+/// A lent image (the guard holds the owner's place); dropping it hands the image back to its owner.
+#[derive(Debug)]
+pub struct Lending<'a> {
+    slot: &'a LentFrame,
+    owner: &'a mut Option<Image>,
+}
+
+impl Drop for Lending<'_> {
+    fn drop(&mut self) {
+        if let Some((_, image)) = self.slot.0.lock().take() {
+            *self.owner = Some(image);
+        }
+    }
+}
+
 /// The Source clip as the engine sees it.
 #[derive(Debug)]
 pub struct HostSource {
     clip: Clip,
     info: ClipInfo,
     fingerprints: Fingerprints,
+    lent: LentFrame,
 }
 
 impl HostSource {
-    pub fn new(clip: Clip, info: ClipInfo, fingerprints: Fingerprints) -> HostSource {
+    pub fn new(
+        clip: Clip,
+        info: ClipInfo,
+        fingerprints: Fingerprints,
+        lent: LentFrame,
+    ) -> HostSource {
         HostSource {
             clip,
             info,
             fingerprints,
+            lent,
         }
+    }
+
+    /// The engine's frame from a host image, and its fingerprint recorded.
+    fn convert(&self, index: usize, image: &Image) -> RgbFrame {
+        // Hosts before OpenFX 1.4 give no region of definition; their images are whole frames.
+        let region = image
+            .region_of_definition()
+            .unwrap_or_else(|| image.bounds());
+        let frame = model_frame(image, region, self.info.linear_light);
+        let full_size = (frame.width, frame.height) == self.info.video_size;
+        // Only full-resolution frames can be compared with a later full-resolution render.
+        let print = full_size.then(|| fingerprint(image, region));
+        self.fingerprints.lock().insert(index, print);
+        frame
     }
 }
 
@@ -59,29 +122,25 @@ impl FrameSource for HostSource {
         self.info.video_size
     }
 
+    /// Proxy renders hand over smaller frames; the engine resizes them to its input once.
+    fn frames_may_be_scaled(&self) -> bool {
+        true
+    }
+
     fn frame(&mut self, index: usize) -> sam2_engine::Result<RgbFrame> {
         let time = self.info.frame(index) as f64;
+        {
+            let lent = self.lent.0.lock();
+            if let Some((lent_time, image)) = lent.as_ref()
+                && *lent_time == time
+            {
+                return Ok(self.convert(index, image));
+            }
+        }
         let image = self.clip.image(time).map_err(|e| Error::FrameSource {
             frame: index,
             message: image_problem(&e),
         })?;
-        let region = image
-            .region_of_definition()
-            .unwrap_or_else(|| image.bounds());
-        let rgb = model_frame(&image, region, self.info.video_size, self.info.linear_light);
-        let full_size = (region.width(), region.height())
-            == (
-                self.info.video_size.0 as usize,
-                self.info.video_size.1 as usize,
-            );
-        // Only full-resolution frames can be compared with a later full-resolution render.
-        let print = full_size.then(|| fingerprint(&image, region));
-        self.fingerprints.lock().insert(index, print);
-        let (width, height) = self.info.video_size;
-        Ok(RgbFrame {
-            width,
-            height,
-            data: rgb,
-        })
+        Ok(self.convert(index, &image))
     }
 }

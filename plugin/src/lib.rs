@@ -8,6 +8,7 @@
 //!   drawing; [`overlay`] — its interact entry.
 //! - [`render`] — pixel conversion for every depth and layout, and the output modes.
 //! - [`models`] — where ONNX Runtime and the model are found; models shared between instances.
+//! - [`logging`] — the log file (`SAM2_ROTOSCOPE_LOG`), named by every persistent error message.
 //!
 //! Every entry point runs inside [`guard`]: a panic becomes kOfxStatFailed and a persistent
 //! message, never an unwind across the C boundary.
@@ -19,6 +20,7 @@ pub(crate) mod describe;
 pub mod error;
 mod host_source;
 pub(crate) mod instance;
+pub mod logging;
 pub mod models;
 pub(crate) mod overlay;
 pub(crate) mod overlay_gl;
@@ -61,7 +63,7 @@ pub(crate) fn guard(effect: Option<Effect>, work: impl FnOnce() -> OfxStatus) ->
             let text = error::PluginError::Internal(what).to_string();
             log::error!("{text}");
             if let Some(effect) = effect {
-                messages::set_persistent(effect, Severity::Error, &text);
+                messages::set_persistent(effect, Severity::Error, &logging::with_pointer(&text));
             }
             kOfxStatFailed
         }
@@ -93,6 +95,7 @@ fn dispatch(
     out_args: Option<PropSet>,
 ) -> OfxStatus {
     if action == kOfxActionLoad {
+        logging::install();
         return match ffi::host::load() {
             Ok(()) => kOfxStatOK,
             Err(why) => {
@@ -107,10 +110,11 @@ fn dispatch(
     let Some(effect) = effect else {
         return kOfxStatReplyDefault;
     };
-    let report = |result: Result<(), String>| match result {
+    // Describing happens before any instance: there is nowhere to show a message but the log.
+    let report = |result: error::Result<()>| match result {
         Ok(()) => kOfxStatOK,
         Err(why) => {
-            log::error!("SAM 2 Rotoscope: {why}.");
+            log::error!("SAM 2 Rotoscope cannot describe itself: {why}");
             kOfxStatFailed
         }
     };
@@ -130,8 +134,9 @@ fn dispatch(
                 }
             }
             Err(why) => {
-                let text = format!("SAM 2 Rotoscope could not start: {why}.");
-                messages::set_persistent(effect, Severity::Error, &text);
+                let text = format!("SAM 2 Rotoscope could not start. {why}");
+                log::error!("{text}");
+                messages::set_persistent(effect, Severity::Error, &logging::with_pointer(&text));
                 kOfxStatFailed
             }
         };

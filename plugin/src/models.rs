@@ -132,6 +132,7 @@ pub fn model_dir(chosen: &str, models_dir: &Path) -> Result<PathBuf> {
     if models_dir.join(sam2_engine::model::MANIFEST_FILE).is_file() {
         return Ok(models_dir.to_path_buf());
     }
+    // A folder that cannot be read holds no model for us: the "no model" message names it.
     let mut found: Vec<PathBuf> = std::fs::read_dir(models_dir)
         .map(|entries| {
             entries

@@ -11,7 +11,7 @@ use std::ffi::CStr;
 
 use openfx::sys::generic::core::{
     OfxStatus, kOfxActionCreateInstance, kOfxActionDescribe, kOfxActionDestroyInstance,
-    kOfxPropTime, kOfxStatOK, kOfxStatReplyDefault,
+    kOfxPropTime, kOfxStatFailed, kOfxStatOK, kOfxStatReplyDefault,
 };
 use openfx::sys::image_effect_v1::interact::{
     kOfxInteractActionDraw, kOfxInteractActionKeyDown, kOfxInteractActionKeyRepeat,
@@ -23,7 +23,6 @@ use openfx::sys::image_effect_v1::key_syms::kOfxPropKeySym;
 
 use crate::ffi::images::RawHandle;
 use crate::ffi::interact::Interact;
-use crate::ffi::messages::Severity;
 use crate::ffi::props::PropSet;
 use crate::instance::Instance;
 use crate::pen::{ObjectView, PenContext, PenOutcome, outline, overlay};
@@ -96,6 +95,15 @@ pub fn main_entry(action: &CStr, handle: RawHandle, args: Option<PropSet>) -> Of
     })
 }
 
+/// The time of an overlay action, which OpenFX requires; logged when the host leaves it out.
+fn overlay_time(args: PropSet) -> Option<f64> {
+    let time = args.double(kOfxPropTime, 0);
+    if time.is_none() {
+        log::error!("the host gave an overlay action no time; the action was not carried out");
+    }
+    time
+}
+
 impl Instance {
     fn canvas(&self, time: f64) -> Option<Canvas> {
         let rod = self.source?.region_of_definition(time)?;
@@ -107,8 +115,8 @@ impl Instance {
 
     /// The selected object's prompts, read from its parameter.
     fn selected_prompts(&self, time: f64) -> Option<(u32, ObjectPrompts)> {
-        let slot = self.params.selected(time);
-        let text = self.params.object(slot)?.prompts.string()?;
+        let slot = self.params.selected(time).ok()?;
+        let text = self.params.prompts_text(slot).ok()?;
         ObjectPrompts::parse(&text, "the selected object")
             .ok()
             .map(|p| (slot, p))
@@ -123,9 +131,12 @@ impl Instance {
                 kOfxStatOK
             }
             PenOutcome::Edit(edit) => {
-                let values = self.params.values(time);
-                if let Err(e) = self.apply_edit(slot, edit, &values) {
-                    self.show(Some((Severity::Error, e.to_string())));
+                let edited = self
+                    .params
+                    .values(time)
+                    .and_then(|values| self.apply_edit(slot, edit, &values));
+                if let Err(e) = edited {
+                    self.show_error(&e);
                 }
                 interact.redraw();
                 kOfxStatOK
@@ -134,7 +145,9 @@ impl Instance {
     }
 
     fn pen_event(&self, interact: Interact, args: PropSet, event: PenEvent) -> OfxStatus {
-        let time = args.double(kOfxPropTime, 0).unwrap_or(0.0);
+        let Some(time) = overlay_time(args) else {
+            return kOfxStatFailed;
+        };
         let (Some(canvas), Some(pos)) = (
             self.canvas(time),
             args.doubles::<2>(kOfxInteractPropPenPosition),
@@ -144,6 +157,7 @@ impl Instance {
         let Some((slot, prompts)) = self.selected_prompts(time) else {
             return kOfxStatReplyDefault;
         };
+        // Hosts that do not say draw one canonical unit per screen pixel.
         let pixel_scale = args
             .doubles::<2>(kOfxInteractPropPixelScale)
             .map_or(1.0, |s| s[0]);
@@ -165,7 +179,9 @@ impl Instance {
     }
 
     fn key_event(&self, interact: Interact, args: PropSet, down: bool) -> OfxStatus {
-        let time = args.double(kOfxPropTime, 0).unwrap_or(0.0);
+        let Some(time) = overlay_time(args) else {
+            return kOfxStatFailed;
+        };
         let Some(key) = args
             .int(kOfxPropKeySym, 0)
             .and_then(|k| u32::try_from(k).ok())
@@ -189,13 +205,20 @@ impl Instance {
             // Neither the Draw Suite nor OpenGL: the overlay edits but does not draw.
             return kOfxStatReplyDefault;
         };
-        let time = args.double(kOfxPropTime, 0).unwrap_or(0.0);
+        let Some(time) = overlay_time(args) else {
+            return kOfxStatFailed;
+        };
         let Some(canvas) = self.canvas(time) else {
             return kOfxStatReplyDefault;
         };
         let frame = time.round() as i64;
-        let values = self.params.values(time);
-        let (objects, _) = self.read_prompts(&values);
+        // Nothing to draw from parameters the host does not give (a render says why).
+        let Ok(values) = self.params.values(time) else {
+            return kOfxStatReplyDefault;
+        };
+        let Ok((objects, _)) = self.read_prompts(&values) else {
+            return kOfxStatReplyDefault;
+        };
         // Outlines when the tracker is free and has results here; never wait for it.
         let outlines: Vec<(u32, Vec<[f64; 2]>)> = self
             .tracker
@@ -233,6 +256,7 @@ impl Instance {
                     .map(|(_, l)| l.as_slice()),
             })
             .collect();
+        // Hosts that do not say draw one canonical unit per screen pixel.
         let pixel_scale = args
             .doubles::<2>(kOfxInteractPropPixelScale)
             .map_or(1.0, |s| s[0]);

@@ -1,10 +1,13 @@
-//! The parameters: their identifiers (below, once), their definitions on four pages (describe),
-//! their handles (fetched once per instance) and their values at a time (render, buttons).
+//! The parameters, declared once each in two tables — [`TABLE`] (the instance's own) and
+//! [`OBJECT_TABLE`] (what each of the eight objects has) — from which describe defines them, an
+//! instance fetches their handles, and [`Params::values`] reads them at a time.
 //!
 //! Pages: **Prompts** (the selected object, the Track and Clear buttons, the status line, and a
 //! group per object: name, colour, enabled, and its prompts — a hidden string holding JSON, see
 //! [`crate::prompts`]), **Matte** (output mode and finishing), **Model** (directory, device,
 //! linear-light source) and **Cache** (memory budget, how far a render tracks on its own).
+//!
+//! Names are what projects save: they, the defaults and the pages never change.
 
 use std::ffi::{CStr, CString};
 
@@ -25,53 +28,17 @@ use openfx::sys::image_effect_v1::param::{
 use sam2_engine::matte::MatteSettings;
 use sam2_engine::model::device::Device;
 
+use crate::error::{PluginError, Result};
 use crate::ffi::params::{Param, ParamSet};
 use crate::ffi::props::PropSet;
 use crate::render::{Look, OutputMode};
 use crate::tracker::{DEFAULT_RENDER_REACH, MAX_OBJECTS};
 
-// Pages.
-pub const PAGE_PROMPTS: &CStr = c"promptsPage";
-pub const PAGE_MATTE: &CStr = c"mattePage";
-pub const PAGE_MODEL: &CStr = c"modelPage";
-pub const PAGE_CACHE: &CStr = c"cachePage";
-
-// Prompts page.
-pub const SELECTED_OBJECT: &CStr = c"selectedObject";
-pub const TRACK_FORWARD: &CStr = c"trackForward";
-pub const TRACK_BACKWARD: &CStr = c"trackBackward";
-pub const TRACK_BOTH: &CStr = c"trackBoth";
-pub const CLEAR_AFTER: &CStr = c"clearTrackAfter";
-pub const CLEAR_FRAME: &CStr = c"clearFrame";
-pub const CLEAR_ALL: &CStr = c"clearAll";
-pub const STATUS: &CStr = c"status";
-
-// Matte page.
-pub const OUTPUT_MODE: &CStr = c"outputMode";
-pub const PREMULTIPLY: &CStr = c"premultiply";
-pub const OVERLAY_OPACITY: &CStr = c"overlayOpacity";
-pub const THRESHOLD: &CStr = c"threshold";
-pub const SOFTNESS: &CStr = c"softness";
-pub const FEATHER: &CStr = c"feather";
-pub const EXPAND: &CStr = c"chokeExpand";
-pub const FILL_HOLES: &CStr = c"fillHoles";
-pub const REMOVE_SPECKS: &CStr = c"removeSpecks";
-
-// Model page.
-pub const MODEL_DIRECTORY: &CStr = c"modelDirectory";
-pub const DEVICE: &CStr = c"device";
-pub const LINEAR_SOURCE: &CStr = c"linearSource";
-
-// Cache page.
-pub const MEMORY_BUDGET: &CStr = c"memoryBudget";
-pub const TRACK_ON_RENDER: &CStr = c"trackOnRender";
-
-/// Hidden: bumped after work that changes the output without changing a visible parameter
-/// (tracking, clearing a track), so the host drops the frames it cached.
-pub const REVISION: &CStr = c"revision";
-
 /// Default frame-cache budget (MiB): about 50 frames of the 1024 models.
 pub const DEFAULT_MEMORY_BUDGET_MIB: i32 = 1024;
+
+/// The smallest frame-cache budget (MiB) the parameter allows.
+const MIN_MEMORY_BUDGET_MIB: i32 = 64;
 
 /// The device choice, in the order of its options.
 pub const DEVICES: [(Device, &str); 3] = [
@@ -90,6 +57,463 @@ const PALETTE: [[f64; 3]; MAX_OBJECTS as usize] = [
     [0.00, 0.74, 0.83],
     [1.00, 0.34, 0.13],
     [0.91, 0.12, 0.39],
+];
+
+// ---------------------------------------------------------------------------------------------
+// The tables.
+
+/// The pages, in the order hosts show them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    Prompts,
+    Matte,
+    Model,
+    Cache,
+}
+
+impl Page {
+    pub const ALL: [Page; 4] = [Page::Prompts, Page::Matte, Page::Model, Page::Cache];
+
+    pub fn name(self) -> &'static CStr {
+        match self {
+            Page::Prompts => c"promptsPage",
+            Page::Matte => c"mattePage",
+            Page::Model => c"modelPage",
+            Page::Cache => c"cachePage",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Page::Prompts => "Prompts",
+            Page::Matte => "Matte",
+            Page::Model => "Model",
+            Page::Cache => "Cache",
+        }
+    }
+}
+
+/// The options of a choice parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choices {
+    /// "Object 1" … "Object 8".
+    Objects,
+    /// [`OutputMode::ALL`].
+    OutputModes,
+    /// [`DEVICES`].
+    Devices,
+}
+
+impl Choices {
+    fn labels(self) -> Vec<String> {
+        match self {
+            Choices::Objects => (1..=MAX_OBJECTS).map(default_object_name).collect(),
+            Choices::OutputModes => OutputMode::ALL
+                .iter()
+                .map(|m| m.label().to_string())
+                .collect(),
+            Choices::Devices => DEVICES.iter().map(|(_, l)| (*l).to_string()).collect(),
+        }
+    }
+}
+
+/// How a string parameter is edited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextMode {
+    SingleLine,
+    Directory,
+}
+
+/// A parameter's type, with its default and range. Object parameters' defaults depend on the
+/// object ([`ObjectField`]): a group is labelled with the object's default name and the first is
+/// open, a name defaults to that name, a colour to the object's palette colour.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    /// Pressing a button changes no value and must not re-render by itself.
+    Button,
+    Choice {
+        choices: Choices,
+        default: i32,
+    },
+    Bool {
+        default: bool,
+    },
+    Int {
+        default: i32,
+        range: [i32; 2],
+        display: [i32; 2],
+    },
+    Double {
+        default: f64,
+        range: [f64; 2],
+        display: [f64; 2],
+    },
+    /// Default: empty, or the object's name.
+    Text {
+        mode: TextMode,
+    },
+    /// Default: the object's palette colour.
+    Rgb,
+    /// An object's group.
+    Group,
+}
+
+/// OpenFX parameter properties beyond the kind; `None` leaves the host's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flags {
+    pub animates: Option<bool>,
+    pub secret: bool,
+    pub persistent: Option<bool>,
+    pub can_undo: Option<bool>,
+    pub enabled: Option<bool>,
+    pub evaluate_on_change: Option<bool>,
+}
+
+/// The host's defaults.
+const HOST: Flags = Flags {
+    animates: None,
+    secret: false,
+    persistent: None,
+    can_undo: None,
+    enabled: None,
+    evaluate_on_change: None,
+};
+
+/// A setting that does not animate.
+const STILL: Flags = Flags {
+    animates: Some(false),
+    ..HOST
+};
+
+/// The instance's own parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Id {
+    SelectedObject,
+    TrackForward,
+    TrackBackward,
+    TrackBoth,
+    ClearAfter,
+    ClearFrame,
+    ClearAll,
+    Status,
+    /// Hidden: bumped after work that changes the output without changing a visible parameter
+    /// (tracking, clearing a track), so the host drops the frames it cached.
+    Revision,
+    OutputMode,
+    Premultiply,
+    OverlayOpacity,
+    Threshold,
+    Softness,
+    Feather,
+    Expand,
+    FillHoles,
+    RemoveSpecks,
+    ModelDirectory,
+    Device,
+    LinearSource,
+    MemoryBudget,
+    TrackOnRender,
+}
+
+/// One of the instance's parameters, declared.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spec {
+    pub id: Id,
+    /// The name projects save.
+    pub name: &'static CStr,
+    /// The page it is a child of (none: hidden).
+    pub page: Option<Page>,
+    pub label: &'static str,
+    pub hint: &'static str,
+    pub kind: Kind,
+    pub flags: Flags,
+}
+
+/// An entry of [`TABLE`], in the order parameters are defined (hosts without pages show them in
+/// that order).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Entry {
+    One(Spec),
+    /// Every object's group and parameters ([`OBJECT_TABLE`]), object by object.
+    Objects,
+}
+
+const fn button(id: Id, name: &'static CStr, label: &'static str, hint: &'static str) -> Entry {
+    Entry::One(Spec {
+        id,
+        name,
+        page: Some(Page::Prompts),
+        label,
+        hint,
+        kind: Kind::Button,
+        flags: HOST,
+    })
+}
+
+/// Every parameter of the instance, once.
+pub const TABLE: [Entry; 24] = [
+    // Prompts page.
+    Entry::One(Spec {
+        id: Id::SelectedObject,
+        name: c"selectedObject",
+        page: Some(Page::Prompts),
+        label: "Selected Object",
+        hint: "The object that clicks and boxes in the viewer go to, and that \"Selected object only\" outputs.",
+        kind: Kind::Choice {
+            choices: Choices::Objects,
+            default: 0,
+        },
+        flags: STILL,
+    }),
+    button(
+        Id::TrackForward,
+        c"trackForward",
+        "Track Forward",
+        "Tracks every object from the current frame to the end of the clip.",
+    ),
+    button(
+        Id::TrackBackward,
+        c"trackBackward",
+        "Track Backward",
+        "Tracks every object from the current frame back to the start of the clip.",
+    ),
+    button(
+        Id::TrackBoth,
+        c"trackBoth",
+        "Track Both Ways",
+        "Tracks every object from the current frame to both ends of the clip.",
+    ),
+    button(
+        Id::ClearAfter,
+        c"clearTrackAfter",
+        "Clear Track After",
+        "Forgets the tracked mattes after the current frame (prompts stay).",
+    ),
+    button(
+        Id::ClearFrame,
+        c"clearFrame",
+        "Clear Frame",
+        "Removes the selected object's points and box on the current frame.",
+    ),
+    button(
+        Id::ClearAll,
+        c"clearAll",
+        "Clear All",
+        "Removes every prompt of every object, and their tracks.",
+    ),
+    Entry::One(Spec {
+        id: Id::Status,
+        name: c"status",
+        page: Some(Page::Prompts),
+        label: "Status",
+        hint: "The model in use, the frames tracked and the frame cache.",
+        kind: Kind::Text {
+            mode: TextMode::SingleLine,
+        },
+        // Read-only, not saved, and no render or undo step when the effect updates it.
+        flags: Flags {
+            enabled: Some(false),
+            persistent: Some(false),
+            evaluate_on_change: Some(false),
+            can_undo: Some(false),
+            ..STILL
+        },
+    }),
+    Entry::Objects,
+    Entry::One(Spec {
+        id: Id::Revision,
+        name: c"revision",
+        page: None,
+        label: "Revision",
+        hint: "",
+        kind: Kind::Int {
+            default: 0,
+            range: [0, i32::MAX],
+            display: [0, 100],
+        },
+        flags: Flags {
+            secret: true,
+            can_undo: Some(false),
+            persistent: Some(false),
+            ..STILL
+        },
+    }),
+    // Matte page.
+    Entry::One(Spec {
+        id: Id::OutputMode,
+        name: c"outputMode",
+        page: Some(Page::Matte),
+        label: "Output",
+        hint: "What the effect outputs: the source with the matte as alpha, the matte alone, a tinted overlay, an ID matte (each pixel holds its object's number), or the selected object's matte.",
+        kind: Kind::Choice {
+            choices: Choices::OutputModes,
+            default: 0,
+        },
+        flags: STILL,
+    }),
+    Entry::One(Spec {
+        id: Id::Premultiply,
+        name: c"premultiply",
+        page: Some(Page::Matte),
+        label: "Premultiply",
+        hint: "Multiplies the source's colour by the matte in the source + matte outputs.",
+        kind: Kind::Bool { default: false },
+        flags: STILL,
+    }),
+    Entry::One(Spec {
+        id: Id::OverlayOpacity,
+        name: c"overlayOpacity",
+        page: Some(Page::Matte),
+        label: "Overlay Opacity",
+        hint: "How strongly the overlay output tints each object.",
+        kind: Kind::Double {
+            default: 0.5,
+            range: [0.0, 1.0],
+            display: [0.0, 1.0],
+        },
+        flags: HOST,
+    }),
+    Entry::One(Spec {
+        id: Id::Threshold,
+        name: c"threshold",
+        page: Some(Page::Matte),
+        label: "Threshold",
+        hint: "The mask logit above which a pixel belongs to the object: 0 is SAM 2's own; higher tightens the matte, lower loosens it.",
+        kind: Kind::Double {
+            default: 0.0,
+            range: [-100.0, 100.0],
+            display: [-10.0, 10.0],
+        },
+        flags: HOST,
+    }),
+    Entry::One(Spec {
+        id: Id::Softness,
+        name: c"softness",
+        page: Some(Page::Matte),
+        label: "Softness",
+        hint: "Edge softness in logits: 0 is a hard matte, 1 is the model's own probability.",
+        kind: Kind::Double {
+            default: 0.0,
+            range: [0.0, 100.0],
+            display: [0.0, 5.0],
+        },
+        flags: HOST,
+    }),
+    Entry::One(Spec {
+        id: Id::Feather,
+        name: c"feather",
+        page: Some(Page::Matte),
+        label: "Feather",
+        hint: "Blurs the matte's edge over about this many pixels.",
+        kind: Kind::Double {
+            default: 0.0,
+            range: [0.0, 500.0],
+            display: [0.0, 50.0],
+        },
+        flags: HOST,
+    }),
+    Entry::One(Spec {
+        id: Id::Expand,
+        name: c"chokeExpand",
+        page: Some(Page::Matte),
+        label: "Choke / Expand",
+        hint: "Grows the matte by this many pixels, or chokes it when negative.",
+        kind: Kind::Int {
+            default: 0,
+            range: [-500, 500],
+            display: [-50, 50],
+        },
+        flags: HOST,
+    }),
+    Entry::One(Spec {
+        id: Id::FillHoles,
+        name: c"fillHoles",
+        page: Some(Page::Matte),
+        label: "Fill Holes",
+        hint: "Fills holes in the matte smaller than this many pixels (0: off).",
+        kind: Kind::Int {
+            default: 0,
+            range: [0, i32::MAX],
+            display: [0, 10_000],
+        },
+        flags: HOST,
+    }),
+    Entry::One(Spec {
+        id: Id::RemoveSpecks,
+        name: c"removeSpecks",
+        page: Some(Page::Matte),
+        label: "Remove Specks",
+        hint: "Removes islands of matte smaller than this many pixels (0: off).",
+        kind: Kind::Int {
+            default: 0,
+            range: [0, i32::MAX],
+            display: [0, 10_000],
+        },
+        flags: HOST,
+    }),
+    // Model page.
+    Entry::One(Spec {
+        id: Id::ModelDirectory,
+        name: c"modelDirectory",
+        page: Some(Page::Model),
+        label: "Model Directory",
+        hint: "A SAM 2 model exported with bundle/exporter; empty: the model shipped in the plugin bundle (Contents/Resources/models).",
+        kind: Kind::Text {
+            mode: TextMode::Directory,
+        },
+        flags: Flags {
+            can_undo: Some(true),
+            ..STILL
+        },
+    }),
+    Entry::One(Spec {
+        id: Id::Device,
+        name: c"device",
+        page: Some(Page::Model),
+        label: "Device",
+        hint: "Where SAM 2 runs. Auto: a GPU when ONNX Runtime has one, else the CPU. GPU: a GPU or an error.",
+        kind: Kind::Choice {
+            choices: Choices::Devices,
+            default: 0,
+        },
+        flags: STILL,
+    }),
+    Entry::One(Spec {
+        id: Id::LinearSource,
+        name: c"linearSource",
+        page: Some(Page::Model),
+        label: "Source Is Linear",
+        hint: "Encodes the source to sRGB before SAM 2 sees it; turn on for scene-linear sources (SAM 2 was trained on display images).",
+        kind: Kind::Bool { default: false },
+        flags: STILL,
+    }),
+    // Cache page.
+    Entry::One(Spec {
+        id: Id::MemoryBudget,
+        name: c"memoryBudget",
+        page: Some(Page::Cache),
+        label: "Memory Budget (MiB)",
+        hint: "Memory for encoded frames (about 20 MiB each at 1024). A change applies when the clip's session is next created (new model or source).",
+        kind: Kind::Int {
+            default: DEFAULT_MEMORY_BUDGET_MIB,
+            range: [MIN_MEMORY_BUDGET_MIB, 1 << 20],
+            display: [256, 16_384],
+        },
+        flags: STILL,
+    }),
+    Entry::One(Spec {
+        id: Id::TrackOnRender,
+        name: c"trackOnRender",
+        page: Some(Page::Cache),
+        label: "Track On Render (frames)",
+        hint: "A render of an untracked frame tracks from the nearest tracked or prompted frame when it is at most this many frames away; farther frames need a Track button. 0: never.",
+        kind: Kind::Int {
+            default: DEFAULT_RENDER_REACH as i32,
+            range: [0, 1000],
+            display: [0, 50],
+        },
+        flags: STILL,
+    }),
 ];
 
 /// The parameters every object has, named `object<n><suffix>`.
@@ -114,8 +538,92 @@ impl ObjectField {
     }
 }
 
+/// One of every object's parameters, declared (its group is its parent, the group is on the
+/// Prompts page).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ObjectSpec {
+    pub field: ObjectField,
+    /// Groups are labelled with the object's default name instead.
+    pub label: &'static str,
+    pub hint: &'static str,
+    pub kind: Kind,
+    pub flags: Flags,
+}
+
+/// Every object's parameters, once.
+pub const OBJECT_TABLE: [ObjectSpec; 5] = [
+    ObjectSpec {
+        field: ObjectField::Group,
+        label: "",
+        hint: "",
+        kind: Kind::Group,
+        flags: HOST,
+    },
+    ObjectSpec {
+        field: ObjectField::Name,
+        label: "Name",
+        hint: "The object's name, used in messages.",
+        kind: Kind::Text {
+            mode: TextMode::SingleLine,
+        },
+        flags: STILL,
+    },
+    ObjectSpec {
+        field: ObjectField::Colour,
+        label: "Colour",
+        hint: "The object's colour in the overlay and the viewer.",
+        kind: Kind::Rgb,
+        flags: STILL,
+    },
+    ObjectSpec {
+        field: ObjectField::Enabled,
+        label: "Enabled",
+        hint: "Tracks and outputs this object; when off its prompts are kept but it is not tracked.",
+        kind: Kind::Bool { default: true },
+        flags: STILL,
+    },
+    // The prompts: hidden, saved with the project, undoable.
+    ObjectSpec {
+        field: ObjectField::Prompts,
+        label: "Prompts",
+        hint: "The object's points and boxes by frame (JSON).",
+        kind: Kind::Text {
+            mode: TextMode::SingleLine,
+        },
+        flags: Flags {
+            secret: true,
+            persistent: Some(true),
+            can_undo: Some(true),
+            ..STILL
+        },
+    },
+];
+
+/// The instance's parameters as declared.
+pub fn specs() -> impl Iterator<Item = &'static Spec> {
+    TABLE.iter().filter_map(|e| match e {
+        Entry::One(spec) => Some(spec),
+        Entry::Objects => None,
+    })
+}
+
+/// The declaration of parameter `id`.
+pub fn spec(id: Id) -> Result<&'static Spec> {
+    specs()
+        .find(|s| s.id == id)
+        .ok_or_else(|| PluginError::Internal(format!("the parameter {id:?} is not declared")))
+}
+
+/// The parameter of the instance named `name` (a button pressed, a value changed).
+pub fn find(name: &str) -> Option<Id> {
+    specs()
+        .find(|s| s.name.to_bytes() == name.as_bytes())
+        .map(|s| s.id)
+}
+
 /// The name of object `slot`'s parameter `field` (e.g. `object3Prompts`).
 pub fn object_param(slot: u32, field: ObjectField) -> CString {
+    // Digits and ASCII letters hold no NUL.
     CString::new(format!("object{slot}{}", field.suffix())).unwrap_or_default()
 }
 
@@ -125,485 +633,217 @@ pub fn default_object_name(slot: u32) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Definitions (describe in context): one helper per kind.
+// Definitions (describe in context), from the tables.
 
-/// What every parameter has.
-struct Common<'a> {
+/// A parameter as the host gets it: a declaration made concrete for one object, or as it is.
+struct Definition<'a> {
     name: &'a CStr,
     label: &'a str,
     hint: &'a str,
     parent: Option<&'a CStr>,
+    kind: Kind,
+    flags: Flags,
+    /// String default (empty but for object names).
+    text: &'a str,
+    /// RGB default (object colours).
+    colour: [f64; 3],
+    /// Groups: open in the host's panel.
+    open: bool,
 }
 
-fn common<'a>(name: &'a CStr, label: &'a str, hint: &'a str) -> Common<'a> {
-    Common {
-        name,
-        label,
-        hint,
-        parent: None,
+fn set_bool(props: PropSet, name: &CStr, value: Option<bool>) {
+    if let Some(v) = value {
+        props.set_int(name, 0, i32::from(v));
     }
 }
 
-/// `c` as a child of the group `parent`.
-fn within<'a>(c: Common<'a>, parent: &'a CStr) -> Common<'a> {
-    Common {
-        parent: Some(parent),
-        ..c
+fn define(set: ParamSet, d: &Definition) -> Result<()> {
+    let kind = match d.kind {
+        Kind::Button => kOfxParamTypePushButton,
+        Kind::Choice { .. } => kOfxParamTypeChoice,
+        Kind::Bool { .. } => kOfxParamTypeBoolean,
+        Kind::Int { .. } => kOfxParamTypeInteger,
+        Kind::Double { .. } => kOfxParamTypeDouble,
+        Kind::Text { .. } => kOfxParamTypeString,
+        Kind::Rgb => kOfxParamTypeRGB,
+        Kind::Group => kOfxParamTypeGroup,
+    };
+    let p = set
+        .define(kind, d.name)
+        .ok_or_else(|| PluginError::HostRefused {
+            what: format!("define the parameter {}", d.name.to_string_lossy()),
+        })?;
+    p.set_string(kOfxPropLabel, 0, d.label);
+    p.set_string(kOfxParamPropHint, 0, d.hint);
+    p.set_string(kOfxParamPropScriptName, 0, &d.name.to_string_lossy());
+    if let Some(parent) = d.parent {
+        p.set_string(kOfxParamPropParent, 0, &parent.to_string_lossy());
     }
-}
-
-/// Defines a parameter and sets what every kind shares.
-fn define(set: ParamSet, kind: &CStr, c: &Common) -> Result<PropSet, String> {
-    let props = set.define(kind, c.name).ok_or_else(|| {
-        format!(
-            "the host refused to define the parameter {}",
-            c.name.to_string_lossy()
-        )
-    })?;
-    props.set_string(kOfxPropLabel, 0, c.label);
-    props.set_string(kOfxParamPropHint, 0, c.hint);
-    props.set_string(kOfxParamPropScriptName, 0, &c.name.to_string_lossy());
-    if let Some(parent) = c.parent {
-        props.set_string(kOfxParamPropParent, 0, &parent.to_string_lossy());
+    match d.kind {
+        Kind::Button => {
+            p.set_int(kOfxParamPropEvaluateOnChange, 0, 0);
+            p.set_int(kOfxParamPropCanUndo, 0, 0);
+        }
+        Kind::Choice { choices, default } => {
+            let labels = choices.labels();
+            let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+            p.set_strings(kOfxParamPropChoiceOption, &labels);
+            p.set_int(kOfxParamPropDefault, 0, default);
+        }
+        Kind::Bool { default } => {
+            p.set_int(kOfxParamPropDefault, 0, i32::from(default));
+        }
+        Kind::Int {
+            default,
+            range,
+            display,
+        } => {
+            p.set_int(kOfxParamPropDefault, 0, default);
+            p.set_int(kOfxParamPropMin, 0, range[0]);
+            p.set_int(kOfxParamPropMax, 0, range[1]);
+            p.set_int(kOfxParamPropDisplayMin, 0, display[0]);
+            p.set_int(kOfxParamPropDisplayMax, 0, display[1]);
+        }
+        Kind::Double {
+            default,
+            range,
+            display,
+        } => {
+            p.set_string(
+                kOfxParamPropDoubleType,
+                0,
+                &kOfxParamDoubleTypePlain.to_string_lossy(),
+            );
+            p.set_double(kOfxParamPropDefault, 0, default);
+            p.set_double(kOfxParamPropMin, 0, range[0]);
+            p.set_double(kOfxParamPropMax, 0, range[1]);
+            p.set_double(kOfxParamPropDisplayMin, 0, display[0]);
+            p.set_double(kOfxParamPropDisplayMax, 0, display[1]);
+            p.set_double(kOfxParamPropIncrement, 0, 0.1);
+            p.set_int(kOfxParamPropDigits, 0, 2);
+        }
+        Kind::Text { mode } => {
+            let mode = match mode {
+                TextMode::SingleLine => kOfxParamStringIsSingleLine,
+                TextMode::Directory => kOfxParamStringIsDirectoryPath,
+            };
+            p.set_string(kOfxParamPropDefault, 0, d.text);
+            p.set_string(kOfxParamPropStringMode, 0, &mode.to_string_lossy());
+        }
+        Kind::Rgb => {
+            p.set_doubles(kOfxParamPropDefault, &d.colour);
+        }
+        Kind::Group => {
+            p.set_int(kOfxParamPropGroupOpen, 0, i32::from(d.open));
+        }
     }
-    Ok(props)
-}
-
-fn define_double(
-    set: ParamSet,
-    c: &Common,
-    default: f64,
-    range: [f64; 2],
-    display: [f64; 2],
-) -> Result<(), String> {
-    let p = define(set, kOfxParamTypeDouble, c)?;
-    p.set_string(
-        kOfxParamPropDoubleType,
-        0,
-        &kOfxParamDoubleTypePlain.to_string_lossy(),
-    );
-    p.set_double(kOfxParamPropDefault, 0, default);
-    p.set_double(kOfxParamPropMin, 0, range[0]);
-    p.set_double(kOfxParamPropMax, 0, range[1]);
-    p.set_double(kOfxParamPropDisplayMin, 0, display[0]);
-    p.set_double(kOfxParamPropDisplayMax, 0, display[1]);
-    p.set_double(kOfxParamPropIncrement, 0, 0.1);
-    p.set_int(kOfxParamPropDigits, 0, 2);
+    let f = d.flags;
+    set_bool(p, kOfxParamPropAnimates, f.animates);
+    if f.secret {
+        p.set_int(kOfxParamPropSecret, 0, 1);
+    }
+    set_bool(p, kOfxParamPropPersistant, f.persistent);
+    set_bool(p, kOfxParamPropCanUndo, f.can_undo);
+    set_bool(p, kOfxParamPropEnabled, f.enabled);
+    set_bool(p, kOfxParamPropEvaluateOnChange, f.evaluate_on_change);
     Ok(())
 }
 
-fn define_int(
-    set: ParamSet,
-    c: &Common,
-    default: i32,
-    range: [i32; 2],
-    display: [i32; 2],
-) -> Result<PropSet, String> {
-    let p = define(set, kOfxParamTypeInteger, c)?;
-    p.set_int(kOfxParamPropDefault, 0, default);
-    p.set_int(kOfxParamPropMin, 0, range[0]);
-    p.set_int(kOfxParamPropMax, 0, range[1]);
-    p.set_int(kOfxParamPropDisplayMin, 0, display[0]);
-    p.set_int(kOfxParamPropDisplayMax, 0, display[1]);
-    Ok(p)
-}
-
-fn define_bool(set: ParamSet, c: &Common, default: bool) -> Result<PropSet, String> {
-    let p = define(set, kOfxParamTypeBoolean, c)?;
-    p.set_int(kOfxParamPropDefault, 0, i32::from(default));
-    Ok(p)
-}
-
-fn define_choice(
-    set: ParamSet,
-    c: &Common,
-    options: &[&str],
-    default: i32,
-) -> Result<PropSet, String> {
-    let p = define(set, kOfxParamTypeChoice, c)?;
-    p.set_strings(kOfxParamPropChoiceOption, options);
-    p.set_int(kOfxParamPropDefault, 0, default);
-    p.set_int(kOfxParamPropAnimates, 0, 0);
-    Ok(p)
-}
-
-fn define_string(set: ParamSet, c: &Common, default: &str, mode: &CStr) -> Result<PropSet, String> {
-    let p = define(set, kOfxParamTypeString, c)?;
-    p.set_string(kOfxParamPropDefault, 0, default);
-    p.set_string(kOfxParamPropStringMode, 0, &mode.to_string_lossy());
-    p.set_int(kOfxParamPropAnimates, 0, 0);
-    Ok(p)
-}
-
-fn define_rgb(set: ParamSet, c: &Common, default: [f64; 3]) -> Result<(), String> {
-    let p = define(set, kOfxParamTypeRGB, c)?;
-    p.set_doubles(kOfxParamPropDefault, &default);
-    p.set_int(kOfxParamPropAnimates, 0, 0);
-    Ok(())
-}
-
-fn define_button(set: ParamSet, c: &Common) -> Result<(), String> {
-    let p = define(set, kOfxParamTypePushButton, c)?;
-    // Pressing a button changes no value and must not re-render by itself.
-    p.set_int(kOfxParamPropEvaluateOnChange, 0, 0);
-    p.set_int(kOfxParamPropCanUndo, 0, 0);
-    Ok(())
-}
-
-fn define_group(set: ParamSet, c: &Common, open: bool) -> Result<(), String> {
-    let p = define(set, kOfxParamTypeGroup, c)?;
-    p.set_int(kOfxParamPropGroupOpen, 0, i32::from(open));
-    Ok(())
-}
-
-fn define_page(set: ParamSet, name: &CStr, label: &str, children: &[&CStr]) -> Result<(), String> {
-    let p = define(set, kOfxParamTypePage, &common(name, label, ""))?;
-    let names: Vec<String> = children
-        .iter()
-        .map(|c| c.to_string_lossy().into_owned())
-        .collect();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    p.set_strings(kOfxParamPropPageChild, &names);
-    Ok(())
+/// Defines object `slot`'s group and parameters; returns the group's name.
+fn define_object(set: ParamSet, slot: u32) -> Result<CString> {
+    let group = object_param(slot, ObjectField::Group);
+    let name = default_object_name(slot);
+    let colour = PALETTE
+        .get(slot as usize - 1)
+        .copied()
+        .ok_or_else(|| PluginError::Internal(format!("no palette colour for object {slot}")))?;
+    for spec in &OBJECT_TABLE {
+        let param = object_param(slot, spec.field);
+        let is_group = spec.field == ObjectField::Group;
+        define(
+            set,
+            &Definition {
+                name: &param,
+                label: if is_group { &name } else { spec.label },
+                hint: spec.hint,
+                parent: (!is_group).then_some(group.as_c_str()),
+                kind: spec.kind,
+                flags: spec.flags,
+                text: if spec.field == ObjectField::Name {
+                    &name
+                } else {
+                    ""
+                },
+                colour,
+                open: slot == 1,
+            },
+        )?;
+    }
+    Ok(group)
 }
 
 /// Defines every parameter and the pages (describe in context).
-pub fn describe(set: ParamSet, effect_props: PropSet) -> Result<(), String> {
-    // Prompts page.
-    let options: Vec<String> = (1..=MAX_OBJECTS).map(default_object_name).collect();
-    let options: Vec<&str> = options.iter().map(String::as_str).collect();
-    define_choice(
-        set,
-        &common(
-            SELECTED_OBJECT,
-            "Selected Object",
-            "The object that clicks and boxes in the viewer go to, and that \"Selected object only\" outputs.",
-        ),
-        &options,
-        0,
-    )?;
-    for (name, label, hint) in [
-        (
-            TRACK_FORWARD,
-            "Track Forward",
-            "Tracks every object from the current frame to the end of the clip.",
-        ),
-        (
-            TRACK_BACKWARD,
-            "Track Backward",
-            "Tracks every object from the current frame back to the start of the clip.",
-        ),
-        (
-            TRACK_BOTH,
-            "Track Both Ways",
-            "Tracks every object from the current frame to both ends of the clip.",
-        ),
-        (
-            CLEAR_AFTER,
-            "Clear Track After",
-            "Forgets the tracked mattes after the current frame (prompts stay).",
-        ),
-        (
-            CLEAR_FRAME,
-            "Clear Frame",
-            "Removes the selected object's points and box on the current frame.",
-        ),
-        (
-            CLEAR_ALL,
-            "Clear All",
-            "Removes every prompt of every object, and their tracks.",
-        ),
-    ] {
-        define_button(set, &common(name, label, hint))?;
+pub fn describe(set: ParamSet, effect_props: PropSet) -> Result<()> {
+    let mut children: Vec<(Page, CString)> = Vec::new();
+    for entry in &TABLE {
+        match entry {
+            Entry::One(spec) => {
+                define(
+                    set,
+                    &Definition {
+                        name: spec.name,
+                        label: spec.label,
+                        hint: spec.hint,
+                        parent: None,
+                        kind: spec.kind,
+                        flags: spec.flags,
+                        text: "",
+                        colour: [1.0; 3],
+                        open: false,
+                    },
+                )?;
+                if let Some(page) = spec.page {
+                    children.push((page, spec.name.to_owned()));
+                }
+            }
+            Entry::Objects => {
+                for slot in 1..=MAX_OBJECTS {
+                    children.push((Page::Prompts, define_object(set, slot)?));
+                }
+            }
+        }
     }
-    let status = define_string(
-        set,
-        &common(
-            STATUS,
-            "Status",
-            "The model in use, the frames tracked and the frame cache.",
-        ),
-        "",
-        kOfxParamStringIsSingleLine,
-    )?;
-    status.set_int(kOfxParamPropEnabled, 0, 0);
-    status.set_int(kOfxParamPropPersistant, 0, 0);
-    status.set_int(kOfxParamPropEvaluateOnChange, 0, 0);
-    status.set_int(kOfxParamPropCanUndo, 0, 0);
-    let mut prompts_page: Vec<CString> = [
-        SELECTED_OBJECT,
-        TRACK_FORWARD,
-        TRACK_BACKWARD,
-        TRACK_BOTH,
-        CLEAR_AFTER,
-        CLEAR_FRAME,
-        CLEAR_ALL,
-        STATUS,
-    ]
-    .iter()
-    .map(|c| (*c).to_owned())
-    .collect();
-    for slot in 1..=MAX_OBJECTS {
-        let group = object_param(slot, ObjectField::Group);
-        let label = default_object_name(slot);
-        define_group(set, &common(&group, &label, ""), slot == 1)?;
-        let name = object_param(slot, ObjectField::Name);
-        let colour = object_param(slot, ObjectField::Colour);
-        let enabled = object_param(slot, ObjectField::Enabled);
-        let prompts = object_param(slot, ObjectField::Prompts);
-        define_string(
-            set,
-            &within(
-                common(&name, "Name", "The object's name, used in messages."),
-                &group,
-            ),
-            &label,
-            kOfxParamStringIsSingleLine,
-        )?;
-        define_rgb(
-            set,
-            &within(
-                common(
-                    &colour,
-                    "Colour",
-                    "The object's colour in the overlay and the viewer.",
-                ),
-                &group,
-            ),
-            PALETTE.get(slot as usize - 1).copied().unwrap_or([1.0; 3]),
-        )?;
-        let enabled_props = define_bool(
-            set,
-            &within(
-                common(
-                    &enabled,
-                    "Enabled",
-                    "Tracks and outputs this object; when off its prompts are kept but it is not tracked.",
-                ),
-                &group,
-            ),
-            true,
-        )?;
-        enabled_props.set_int(kOfxParamPropAnimates, 0, 0);
-        // The prompts: hidden, saved with the project, undoable.
-        let p = define_string(
-            set,
-            &within(
-                common(
-                    &prompts,
-                    "Prompts",
-                    "The object's points and boxes by frame (JSON).",
-                ),
-                &group,
-            ),
-            "",
-            kOfxParamStringIsSingleLine,
-        )?;
-        p.set_int(kOfxParamPropSecret, 0, 1);
-        p.set_int(kOfxParamPropPersistant, 0, 1);
-        p.set_int(kOfxParamPropCanUndo, 0, 1);
-        prompts_page.push(group);
-    }
-    let revision = define_int(
-        set,
-        &common(REVISION, "Revision", ""),
-        0,
-        [0, i32::MAX],
-        [0, 100],
-    )?;
-    revision.set_int(kOfxParamPropSecret, 0, 1);
-    revision.set_int(kOfxParamPropAnimates, 0, 0);
-    revision.set_int(kOfxParamPropCanUndo, 0, 0);
-    revision.set_int(kOfxParamPropPersistant, 0, 0);
-
-    // Matte page.
-    let modes: Vec<&str> = OutputMode::ALL.iter().map(|m| m.label()).collect();
-    define_choice(
-        set,
-        &common(
-            OUTPUT_MODE,
-            "Output",
-            "What the effect outputs: the source with the matte as alpha, the matte alone, a tinted overlay, an ID matte (each pixel holds its object's number), or the selected object's matte.",
-        ),
-        &modes,
-        0,
-    )?;
-    define_bool(
-        set,
-        &common(
-            PREMULTIPLY,
-            "Premultiply",
-            "Multiplies the source's colour by the matte in the source + matte outputs.",
-        ),
-        false,
-    )?
-    .set_int(kOfxParamPropAnimates, 0, 0);
-    define_double(
-        set,
-        &common(
-            OVERLAY_OPACITY,
-            "Overlay Opacity",
-            "How strongly the overlay output tints each object.",
-        ),
-        0.5,
-        [0.0, 1.0],
-        [0.0, 1.0],
-    )?;
-    define_double(
-        set,
-        &common(
-            THRESHOLD,
-            "Threshold",
-            "The mask logit above which a pixel belongs to the object: 0 is SAM 2's own; higher tightens the matte, lower loosens it.",
-        ),
-        0.0,
-        [-100.0, 100.0],
-        [-10.0, 10.0],
-    )?;
-    define_double(
-        set,
-        &common(
-            SOFTNESS,
-            "Softness",
-            "Edge softness in logits: 0 is a hard matte, 1 is the model's own probability.",
-        ),
-        0.0,
-        [0.0, 100.0],
-        [0.0, 5.0],
-    )?;
-    define_double(
-        set,
-        &common(
-            FEATHER,
-            "Feather",
-            "Blurs the matte's edge over about this many pixels.",
-        ),
-        0.0,
-        [0.0, 500.0],
-        [0.0, 50.0],
-    )?;
-    define_int(
-        set,
-        &common(
-            EXPAND,
-            "Choke / Expand",
-            "Grows the matte by this many pixels, or chokes it when negative.",
-        ),
-        0,
-        [-500, 500],
-        [-50, 50],
-    )?;
-    define_int(
-        set,
-        &common(
-            FILL_HOLES,
-            "Fill Holes",
-            "Fills holes in the matte smaller than this many pixels (0: off).",
-        ),
-        0,
-        [0, i32::MAX],
-        [0, 10_000],
-    )?;
-    define_int(
-        set,
-        &common(
-            REMOVE_SPECKS,
-            "Remove Specks",
-            "Removes islands of matte smaller than this many pixels (0: off).",
-        ),
-        0,
-        [0, i32::MAX],
-        [0, 10_000],
-    )?;
-
-    // Model page.
-    let dir = define_string(
-        set,
-        &common(
-            MODEL_DIRECTORY,
-            "Model Directory",
-            "A SAM 2 model exported with bundle/exporter; empty: the model shipped in the plugin bundle (Contents/Resources/models).",
-        ),
-        "",
-        kOfxParamStringIsDirectoryPath,
-    )?;
-    dir.set_int(kOfxParamPropCanUndo, 0, 1);
-    let device_labels: Vec<&str> = DEVICES.iter().map(|(_, l)| *l).collect();
-    define_choice(
-        set,
-        &common(
-            DEVICE,
-            "Device",
-            "Where SAM 2 runs. Auto: a GPU when ONNX Runtime has one, else the CPU. GPU: a GPU or an error.",
-        ),
-        &device_labels,
-        0,
-    )?;
-    define_bool(
-        set,
-        &common(LINEAR_SOURCE, "Source Is Linear", "Encodes the source to sRGB before SAM 2 sees it; turn on for scene-linear sources (SAM 2 was trained on display images)."),
-        false,
-    )?
-    .set_int(kOfxParamPropAnimates, 0, 0);
-
-    // Cache page.
-    define_int(
-        set,
-        &common(MEMORY_BUDGET, "Memory Budget (MiB)", "Memory for encoded frames (about 20 MiB each at 1024). A change applies when the clip's session is next created (new model or source)."),
-        DEFAULT_MEMORY_BUDGET_MIB,
-        [64, 1 << 20],
-        [256, 16_384],
-    )?
-    .set_int(kOfxParamPropAnimates, 0, 0);
-    define_int(
-        set,
-        &common(TRACK_ON_RENDER, "Track On Render (frames)", "A render of an untracked frame tracks from the nearest tracked or prompted frame when it is at most this many frames away; farther frames need a Track button. 0: never."),
-        DEFAULT_RENDER_REACH as i32,
-        [0, 1000],
-        [0, 50],
-    )?
-    .set_int(kOfxParamPropAnimates, 0, 0);
-
-    let prompts_children: Vec<&CStr> = prompts_page.iter().map(CString::as_c_str).collect();
-    define_page(set, PAGE_PROMPTS, "Prompts", &prompts_children)?;
-    define_page(
-        set,
-        PAGE_MATTE,
-        "Matte",
-        &[
-            OUTPUT_MODE,
-            PREMULTIPLY,
-            OVERLAY_OPACITY,
-            THRESHOLD,
-            SOFTNESS,
-            FEATHER,
-            EXPAND,
-            FILL_HOLES,
-            REMOVE_SPECKS,
-        ],
-    )?;
-    define_page(
-        set,
-        PAGE_MODEL,
-        "Model",
-        &[MODEL_DIRECTORY, DEVICE, LINEAR_SOURCE],
-    )?;
-    define_page(set, PAGE_CACHE, "Cache", &[MEMORY_BUDGET, TRACK_ON_RENDER])?;
-    if let Some(props) = set.props() {
-        let pages: Vec<String> = [PAGE_PROMPTS, PAGE_MATTE, PAGE_MODEL, PAGE_CACHE]
+    for page in Page::ALL {
+        let p =
+            set.define(kOfxParamTypePage, page.name())
+                .ok_or_else(|| PluginError::HostRefused {
+                    what: format!("define the page {}", page.name().to_string_lossy()),
+                })?;
+        p.set_string(kOfxPropLabel, 0, page.label());
+        p.set_string(kOfxParamPropHint, 0, "");
+        p.set_string(kOfxParamPropScriptName, 0, &page.name().to_string_lossy());
+        let names: Vec<String> = children
             .iter()
-            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|(on, _)| *on == page)
+            .map(|(_, c)| c.to_string_lossy().into_owned())
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        p.set_strings(kOfxParamPropPageChild, &names);
+    }
+    if let Some(props) = set.props() {
+        let pages: Vec<String> = Page::ALL
+            .iter()
+            .map(|p| p.name().to_string_lossy().into_owned())
             .collect();
         let pages: Vec<&str> = pages.iter().map(String::as_str).collect();
         props.set_strings(kOfxPluginPropParamPageOrder, &pages);
     }
     // The output's premultiplication follows these.
+    let slaves = [spec(Id::OutputMode)?.name, spec(Id::Premultiply)?.name]
+        .map(|n| n.to_string_lossy().into_owned());
     effect_props.set_strings(
         kOfxImageEffectPropClipPreferencesSlaveParam,
-        &[
-            &OUTPUT_MODE.to_string_lossy(),
-            &PREMULTIPLY.to_string_lossy(),
-        ],
+        &[slaves[0].as_str(), slaves[1].as_str()],
     );
     Ok(())
 }
@@ -625,24 +865,8 @@ pub struct ObjectParams {
 #[derive(Debug, Clone)]
 pub struct Params {
     pub set: ParamSet,
-    pub selected_object: Param,
-    pub status: Param,
-    pub revision: Param,
+    handles: Vec<(Id, Param)>,
     pub objects: Vec<ObjectParams>,
-    pub output_mode: Param,
-    pub premultiply: Param,
-    pub overlay_opacity: Param,
-    pub threshold: Param,
-    pub softness: Param,
-    pub feather: Param,
-    pub expand: Param,
-    pub fill_holes: Param,
-    pub remove_specks: Param,
-    pub model_directory: Param,
-    pub device: Param,
-    pub linear_source: Param,
-    pub memory_budget: Param,
-    pub track_on_render: Param,
 }
 
 /// One object's values.
@@ -675,15 +899,33 @@ impl Values {
     pub fn object(&self, slot: u32) -> Option<&ObjectValues> {
         self.objects.iter().find(|o| o.slot == slot)
     }
+
+    /// Object `slot`'s name (its default name when it has none).
+    pub fn object_name(&self, slot: u32) -> String {
+        self.object(slot)
+            .map_or_else(|| default_object_name(slot), |o| o.name.clone())
+    }
+}
+
+/// The parameter `name` could not be read.
+fn unreadable(name: &CStr) -> PluginError {
+    PluginError::UnreadableParameter {
+        name: name.to_string_lossy().into_owned(),
+    }
 }
 
 impl Params {
-    /// Fetches every handle; names what is missing otherwise.
-    pub fn fetch(set: ParamSet) -> Result<Params, String> {
+    /// Fetches every handle the tables declare; names what is missing otherwise.
+    pub fn fetch(set: ParamSet) -> Result<Params> {
         let get = |name: &CStr| {
             set.param(name)
-                .ok_or_else(|| format!("the host lost the parameter {}", name.to_string_lossy()))
+                .ok_or_else(|| PluginError::MissingParameter {
+                    name: name.to_string_lossy().into_owned(),
+                })
         };
+        let handles = specs()
+            .map(|s| Ok((s.id, get(s.name)?)))
+            .collect::<Result<Vec<_>>>()?;
         let objects = (1..=MAX_OBJECTS)
             .map(|slot| {
                 Ok(ObjectParams {
@@ -694,98 +936,138 @@ impl Params {
                     prompts: get(&object_param(slot, ObjectField::Prompts))?,
                 })
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>>>()?;
         Ok(Params {
             set,
-            selected_object: get(SELECTED_OBJECT)?,
-            status: get(STATUS)?,
-            revision: get(REVISION)?,
+            handles,
             objects,
-            output_mode: get(OUTPUT_MODE)?,
-            premultiply: get(PREMULTIPLY)?,
-            overlay_opacity: get(OVERLAY_OPACITY)?,
-            threshold: get(THRESHOLD)?,
-            softness: get(SOFTNESS)?,
-            feather: get(FEATHER)?,
-            expand: get(EXPAND)?,
-            fill_holes: get(FILL_HOLES)?,
-            remove_specks: get(REMOVE_SPECKS)?,
-            model_directory: get(MODEL_DIRECTORY)?,
-            device: get(DEVICE)?,
-            linear_source: get(LINEAR_SOURCE)?,
-            memory_budget: get(MEMORY_BUDGET)?,
-            track_on_render: get(TRACK_ON_RENDER)?,
         })
+    }
+
+    /// The handle of parameter `id`.
+    pub fn get(&self, id: Id) -> Result<Param> {
+        self.handles
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, p)| *p)
+            .ok_or_else(|| PluginError::Internal(format!("the parameter {id:?} was not fetched")))
     }
 
     pub fn object(&self, slot: u32) -> Option<&ObjectParams> {
         self.objects.iter().find(|o| o.slot == slot)
     }
 
-    /// The selected object's slot (1–8) at `time`.
-    pub fn selected(&self, time: f64) -> u32 {
-        let index = self.selected_object.int_at(time).unwrap_or(0);
-        u32::try_from(index).map_or(1, |i| (i + 1).clamp(1, MAX_OBJECTS))
+    fn int(&self, id: Id, time: f64) -> Result<i32> {
+        self.get(id)?
+            .int_at(time)
+            .ok_or_else(|| unreadable(spec(id).map_or(c"", |s| s.name)))
     }
 
-    /// Reads the values at `time`; a value the host does not give keeps its default.
-    pub fn values(&self, time: f64) -> Values {
-        let double = |p: Param, default: f64| {
-            p.double_at(time)
-                .filter(|v| v.is_finite())
-                .unwrap_or(default)
-        };
-        let int = |p: Param, default: i32| p.int_at(time).unwrap_or(default);
-        let count = |p: Param| u32::try_from(int(p, 0)).unwrap_or(0);
+    fn double(&self, id: Id, time: f64) -> Result<f64> {
+        let value = self
+            .get(id)?
+            .double_at(time)
+            .ok_or_else(|| unreadable(spec(id).map_or(c"", |s| s.name)))?;
+        if value.is_finite() {
+            Ok(value)
+        } else {
+            Err(PluginError::Internal(format!(
+                "the host gave {value} for {id:?}"
+            )))
+        }
+    }
+
+    fn string(&self, id: Id) -> Result<String> {
+        self.get(id)?
+            .string()
+            .ok_or_else(|| unreadable(spec(id).map_or(c"", |s| s.name)))
+    }
+
+    /// The selected object's slot (1–8) at `time`.
+    pub fn selected(&self, time: f64) -> Result<u32> {
+        let index = self.int(Id::SelectedObject, time)?;
+        // The choice has one option per object; the host keeps the index among them.
+        Ok(u32::try_from(index).map_or(1, |i| (i + 1).clamp(1, MAX_OBJECTS)))
+    }
+
+    /// Object `slot`'s prompts parameter as it is now.
+    pub fn prompts_text(&self, slot: u32) -> Result<String> {
+        let param = self
+            .object(slot)
+            .ok_or_else(|| PluginError::Internal(format!("no object {slot}")))?;
+        param
+            .prompts
+            .string()
+            .ok_or_else(|| unreadable(&object_param(slot, ObjectField::Prompts)))
+    }
+
+    /// Reads the values at `time`.
+    pub fn values(&self, time: f64) -> Result<Values> {
+        let count = |id| self.int(id, time).map(|v| u32::try_from(v).unwrap_or(0));
         let look = Look {
-            mode: OutputMode::from_index(int(self.output_mode, 0)),
-            premultiply: self.premultiply.bool_at(time).unwrap_or(false),
-            selected: self.selected(time),
-            overlay_opacity: double(self.overlay_opacity, 0.5).clamp(0.0, 1.0) as f32,
+            // An index beyond the options (a project saved by a newer plugin) shows the default.
+            mode: OutputMode::from_index(self.int(Id::OutputMode, time)?),
+            premultiply: self.int(Id::Premultiply, time)? != 0,
+            selected: self.selected(time)?,
+            overlay_opacity: self.double(Id::OverlayOpacity, time)?.clamp(0.0, 1.0) as f32,
         };
+        // Negative counts and sizes are outside the parameters' ranges; they read as off.
         let matte = MatteSettings {
-            threshold: double(self.threshold, 0.0) as f32,
-            softness: double(self.softness, 0.0).max(0.0) as f32,
-            fill_holes_below: count(self.fill_holes),
-            remove_specks_below: count(self.remove_specks),
-            expand: int(self.expand, 0),
-            feather: double(self.feather, 0.0).max(0.0) as f32,
+            threshold: self.double(Id::Threshold, time)? as f32,
+            softness: self.double(Id::Softness, time)?.max(0.0) as f32,
+            fill_holes_below: count(Id::FillHoles)?,
+            remove_specks_below: count(Id::RemoveSpecks)?,
+            expand: self.int(Id::Expand, time)?,
+            feather: self.double(Id::Feather, time)?.max(0.0) as f32,
         };
-        let objects = self
-            .objects
-            .iter()
-            .map(|o| {
-                let colour = o.colour.rgb_at(time).unwrap_or([1.0; 3]).map(|c| c as f32);
-                ObjectValues {
-                    slot: o.slot,
-                    name: o
+        let objects =
+            self.objects
+                .iter()
+                .map(|o| {
+                    let colour = o
+                        .colour
+                        .rgb_at(time)
+                        .ok_or_else(|| unreadable(&object_param(o.slot, ObjectField::Colour)))?
+                        .map(|c| c as f32);
+                    let name = o
                         .name
                         .string()
-                        .filter(|n| !n.trim().is_empty())
-                        .unwrap_or_else(|| default_object_name(o.slot)),
-                    colour,
-                    enabled: o.enabled.bool_at(time).unwrap_or(true),
-                }
-            })
-            .collect();
-        let device = usize::try_from(int(self.device, 0))
+                        .ok_or_else(|| unreadable(&object_param(o.slot, ObjectField::Name)))?;
+                    Ok(ObjectValues {
+                        slot: o.slot,
+                        // A cleared name: the object's default name, so messages still name it.
+                        name: if name.trim().is_empty() {
+                            default_object_name(o.slot)
+                        } else {
+                            name
+                        },
+                        colour,
+                        enabled: o.enabled.bool_at(time).ok_or_else(|| {
+                            unreadable(&object_param(o.slot, ObjectField::Enabled))
+                        })?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+        // An index beyond the options (a project saved by a newer plugin): Auto.
+        let device = usize::try_from(self.int(Id::Device, time)?)
             .ok()
             .and_then(|i| DEVICES.get(i))
             .map_or(Device::Auto, |(d, _)| *d);
-        let budget_mib =
-            usize::try_from(int(self.memory_budget, DEFAULT_MEMORY_BUDGET_MIB).max(64))
-                .unwrap_or(64);
-        Values {
+        let budget_mib = self
+            .int(Id::MemoryBudget, time)?
+            .max(MIN_MEMORY_BUDGET_MIB)
+            .unsigned_abs() as usize;
+        Ok(Values {
             look,
             matte,
             objects,
-            model_directory: self.model_directory.string().unwrap_or_default(),
+            model_directory: self.string(Id::ModelDirectory)?,
             device,
-            linear_source: self.linear_source.bool_at(time).unwrap_or(false),
+            linear_source: self.int(Id::LinearSource, time)? != 0,
             cache_bytes: budget_mib.saturating_mul(1 << 20),
-            reach: usize::try_from(int(self.track_on_render, DEFAULT_RENDER_REACH as i32))
-                .unwrap_or(0),
-        }
+            // Below the parameter's range (0): never.
+            reach: usize::try_from(self.int(Id::TrackOnRender, time)?).unwrap_or(0),
+        })
     }
 }
 
@@ -793,28 +1075,104 @@ impl Params {
 mod tests {
     use super::*;
 
+    const FIELDS: [ObjectField; 5] = [
+        ObjectField::Group,
+        ObjectField::Name,
+        ObjectField::Colour,
+        ObjectField::Enabled,
+        ObjectField::Prompts,
+    ];
+
     #[test]
-    fn object_parameter_names_are_distinct_and_stable() {
+    fn parameter_names_are_distinct_and_stable() {
         assert_eq!(
             object_param(3, ObjectField::Prompts).as_c_str(),
             c"object3Prompts"
         );
         let mut names: Vec<CString> = (1..=MAX_OBJECTS)
-            .flat_map(|s| {
-                [
-                    ObjectField::Group,
-                    ObjectField::Name,
-                    ObjectField::Colour,
-                    ObjectField::Enabled,
-                    ObjectField::Prompts,
-                ]
-                .map(|f| object_param(s, f))
-            })
+            .flat_map(|s| FIELDS.map(|f| object_param(s, f)))
+            .chain(specs().map(|s| s.name.to_owned()))
+            .chain(Page::ALL.map(|p| p.name().to_owned()))
             .collect();
         let n = names.len();
         names.sort();
         names.dedup();
         assert_eq!(names.len(), n);
         assert_eq!(PALETTE.len(), MAX_OBJECTS as usize);
+        assert_eq!(
+            OBJECT_TABLE.map(|s| s.field),
+            FIELDS,
+            "the object table declares each field once, in order"
+        );
+    }
+
+    #[test]
+    fn every_id_is_declared_once_and_found_by_its_name() {
+        let ids: Vec<Id> = specs().map(|s| s.id).collect();
+        for (i, id) in ids.iter().enumerate() {
+            assert!(!ids[i + 1..].contains(id), "{id:?} twice");
+            let s = spec(*id).unwrap();
+            assert_eq!(find(&s.name.to_string_lossy()), Some(*id));
+        }
+        assert_eq!(ids.len(), 23);
+        assert_eq!(find("object1Prompts"), None);
+        assert_eq!(
+            TABLE.iter().filter(|e| **e == Entry::Objects).count(),
+            1,
+            "the objects are defined in one place"
+        );
+    }
+
+    #[test]
+    fn the_saved_names_defaults_and_pages_are_the_released_ones() {
+        // Projects save parameters by name: these must never change.
+        let page_of = |p: Option<Page>| p.map(|p| p.name().to_string_lossy().into_owned());
+        let got: Vec<(String, Option<String>)> = specs()
+            .map(|s| (s.name.to_string_lossy().into_owned(), page_of(s.page)))
+            .collect();
+        let want = [
+            ("selectedObject", Some("promptsPage")),
+            ("trackForward", Some("promptsPage")),
+            ("trackBackward", Some("promptsPage")),
+            ("trackBoth", Some("promptsPage")),
+            ("clearTrackAfter", Some("promptsPage")),
+            ("clearFrame", Some("promptsPage")),
+            ("clearAll", Some("promptsPage")),
+            ("status", Some("promptsPage")),
+            ("revision", None),
+            ("outputMode", Some("mattePage")),
+            ("premultiply", Some("mattePage")),
+            ("overlayOpacity", Some("mattePage")),
+            ("threshold", Some("mattePage")),
+            ("softness", Some("mattePage")),
+            ("feather", Some("mattePage")),
+            ("chokeExpand", Some("mattePage")),
+            ("fillHoles", Some("mattePage")),
+            ("removeSpecks", Some("mattePage")),
+            ("modelDirectory", Some("modelPage")),
+            ("device", Some("modelPage")),
+            ("linearSource", Some("modelPage")),
+            ("memoryBudget", Some("cachePage")),
+            ("trackOnRender", Some("cachePage")),
+        ]
+        .map(|(n, p)| (n.to_string(), p.map(str::to_string)));
+        assert_eq!(got, want);
+        let default = |id| spec(id).unwrap().kind;
+        assert_eq!(
+            default(Id::MemoryBudget),
+            Kind::Int {
+                default: 1024,
+                range: [64, 1 << 20],
+                display: [256, 16_384]
+            }
+        );
+        assert!(matches!(
+            default(Id::TrackOnRender),
+            Kind::Int { default: 8, .. }
+        ));
+        assert!(matches!(
+            default(Id::OverlayOpacity),
+            Kind::Double { default: 0.5, .. }
+        ));
     }
 }

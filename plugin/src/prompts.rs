@@ -41,6 +41,15 @@ pub enum PromptsError {
     NewerVersion { object: String, version: u64 },
 }
 
+/// What is wrong with one frame of a prompts document (the end of a [`PromptsError::Parse`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum FrameProblem {
+    #[error("{points} points with {labels} labels")]
+    LabelCount { points: usize, labels: usize },
+    #[error("the box has a coordinate that is not a number")]
+    BoxNotANumber,
+}
+
 /// One click in source pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Point {
@@ -245,18 +254,15 @@ impl RawFrame {
         }
     }
 
-    fn into_prompt(self) -> Result<FramePrompt, String> {
+    fn into_prompt(self) -> Result<FramePrompt, FrameProblem> {
         if self.points.len() != self.labels.len() {
-            return Err(format!(
-                "{} points with {} labels",
-                self.points.len(),
-                self.labels.len()
-            ));
+            return Err(FrameProblem::LabelCount {
+                points: self.points.len(),
+                labels: self.labels.len(),
+            });
         }
         let bbox = match self.bbox {
-            Some(b) => {
-                Some(normalize_box(b).ok_or("the box has a coordinate that is not a number")?)
-            }
+            Some(b) => Some(normalize_box(b).ok_or(FrameProblem::BoxNotANumber)?),
             None => None,
         };
         let points = self

@@ -2864,9 +2864,8 @@ static void notifySourceChanged(const std::string &clip, Value &r) {
   r["instances"] = Value(statuses);
 }
 
-static std::map<std::string, Handler> makeHandlers() {
-  std::map<std::string, Handler> h;
-
+// The host and the plug-ins: ping, configure, load, suites, describe, unload.
+static void addHostHandlers(std::map<std::string, Handler> &h) {
   h["ping"] = [](const Value &) {
     Value r;
     r["pong"] = true;
@@ -2989,6 +2988,15 @@ static std::map<std::string, Handler> makeHandlers() {
     return r;
   };
 
+
+  h["unload"] = [](const Value &) {
+    unloadAll();
+    return Value::object();
+  };
+}
+
+// The project, the source footage, instances, clip preferences, the current time.
+static void addSceneHandlers(std::map<std::string, Handler> &h) {
   h["set_project"] = [](const Value &a) {
     std::lock_guard<std::mutex> l(gStateMutex);
     gProject.width = a.num("width", gProject.width);
@@ -3095,7 +3103,10 @@ static std::map<std::string, Handler> makeHandlers() {
     gTime = a.num("time", 0);
     return Value::object();
   };
+}
 
+// Parameters: set and get, list, save and load (a project saved and reopened).
+static void addParamHandlers(std::map<std::string, Handler> &h) {
   h["set_param"] = [](const Value &a) {
     TestInstance *inst = instanceArg(a);
     std::string name = a.str("name");
@@ -3193,7 +3204,10 @@ static std::map<std::string, Handler> makeHandlers() {
     r["changes"] = Value(changes);
     return r;
   };
+}
 
+// Actions, regions of definition, time domains, renders, waiting and aborting.
+static void addRenderHandlers(std::map<std::string, Handler> &h) {
   h["action"] = [](const Value &a) {
     TestInstance *inst = instanceArg(a);
     std::string n = a.str("name");
@@ -3291,7 +3305,10 @@ static std::map<std::string, Handler> makeHandlers() {
     r["abort_polls"] = double(inst->abortPolls.load());
     return r;
   };
+}
 
+// The viewer overlay: pen, keys, focus, drawing.
+static void addOverlayHandlers(std::map<std::string, Handler> &h) {
   h["pen"] = [](const Value &a) {
     TestInstance *inst = instanceArg(a);
     TestOverlay *ov = ensureOverlay(inst);
@@ -3397,7 +3414,10 @@ static std::map<std::string, Handler> makeHandlers() {
     r["ops"] = Value(dc.ops);
     return r;
   };
+}
 
+// What the host recorded: messages, progress, events, image fetches, live images.
+static void addRecordHandlers(std::map<std::string, Handler> &h) {
   h["messages"] = [](const Value &a) {
     bool clear = a.boolean("clear", false);
     Value r;
@@ -3440,12 +3460,16 @@ static std::map<std::string, Handler> makeHandlers() {
     r["live_images"] = double(gLiveImages.load());
     return r;
   };
+}
 
-  h["unload"] = [](const Value &) {
-    unloadAll();
-    return Value::object();
-  };
-
+static std::map<std::string, Handler> makeHandlers() {
+  std::map<std::string, Handler> h;
+  addHostHandlers(h);
+  addSceneHandlers(h);
+  addParamHandlers(h);
+  addRenderHandlers(h);
+  addOverlayHandlers(h);
+  addRecordHandlers(h);
   return h;
 }
 

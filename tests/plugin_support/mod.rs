@@ -129,9 +129,43 @@ pub fn setup() -> &'static Built {
 /// Seconds a host may take to answer one command before the test calls it hung.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A host whose OFX_PLUGIN_PATH is `plugin_dir`, with the per-command timeout, not loaded yet.
+/// The plug-in's log file in every test host that does not name its own (so that the tests do
+/// not write to the user's cache folder); docs/plugin.md.
+pub fn test_log_file() -> PathBuf {
+    target_dir().join("plugin-tests/logs/sam2-rotoscope.log")
+}
+
+/// A host whose OFX_PLUGIN_PATH is `plugin_dir`, with the per-command timeout, not loaded yet;
+/// the plug-in logs to [`test_log_file`].
 pub fn spawn(plugin_dir: &Path) -> Host {
-    Host::spawn_with(HostOptions::new(plugin_dir).timeout(ANSWER_TIMEOUT)).unwrap()
+    spawn_with_env(
+        plugin_dir,
+        &[(
+            "SAM2_ROTOSCOPE_LOG_FILE",
+            &test_log_file().to_string_lossy(),
+        )],
+    )
+}
+
+/// As [`spawn`], with this environment for the host (and so the plug-in).
+pub fn spawn_with_env(plugin_dir: &Path, env: &[(&str, &str)]) -> Host {
+    let mut options = HostOptions::new(plugin_dir).timeout(ANSWER_TIMEOUT);
+    for (key, value) in env {
+        options = options.env(key, value);
+    }
+    Host::spawn_with(options).unwrap()
+}
+
+/// A loaded host over `plugin_dir` with this environment.
+pub fn host_with_env(plugin_dir: &Path, env: &[(&str, &str)]) -> Host {
+    let mut host = spawn_with_env(plugin_dir, env);
+    let report = host.load().unwrap();
+    assert!(
+        report.plugin(driver::SAM2_PLUGIN_ID).is_some_and(|p| p.ok),
+        "{}",
+        report.raw
+    );
+    host
 }
 
 /// A host over `plugin_dir`, loaded, with the per-command timeout.

@@ -19,6 +19,7 @@ use openfx::sys::image_effect_v1::progress::{
 };
 
 use super::props::PropSet;
+use crate::error::LoadError;
 
 static HOST: AtomicPtr<OfxHost> = AtomicPtr::new(ptr::null_mut());
 
@@ -62,22 +63,21 @@ fn fetch<T>(host: &OfxHost, name: &CStr, version: c_int) -> Option<&'static T> {
 
 /// Fetches the suites (kOfxActionLoad). Fails, naming what is missing, when the host lacks a
 /// required suite; the plugin then does not load.
-pub fn load() -> Result<(), String> {
+pub fn load() -> Result<(), LoadError> {
     if SUITES.get().is_some() {
         return Ok(());
     }
     // SAFETY: the pointer was handed to setHost by the host, which keeps the struct alive while our
     // binary is loaded; null (no setHost yet) reads as None.
     let Some(host) = (unsafe { HOST.load(Ordering::SeqCst).as_ref() }) else {
-        return Err("the host did not call setHost before loading the plugin".into());
+        return Err(LoadError::NoHost);
     };
-    let required = |what: &str| format!("the host does not offer the OpenFX {what} suite");
     let property = fetch::<OfxPropertySuiteV1>(host, kOfxPropertySuite, 1)
-        .ok_or_else(|| required("property"))?;
+        .ok_or(LoadError::MissingSuite("property"))?;
     let effect = fetch::<OfxImageEffectSuiteV1>(host, kOfxImageEffectSuite, 1)
-        .ok_or_else(|| required("image effect"))?;
+        .ok_or(LoadError::MissingSuite("image effect"))?;
     let param = fetch::<OfxParameterSuiteV1>(host, kOfxParameterSuite, 1)
-        .ok_or_else(|| required("parameter"))?;
+        .ok_or(LoadError::MissingSuite("parameter"))?;
     let progress = fetch::<OfxProgressSuiteV2>(host, kOfxProgressSuite, 2)
         .map(ProgressSuite::V2)
         .or_else(|| fetch::<OfxProgressSuiteV1>(host, kOfxProgressSuite, 1).map(ProgressSuite::V1));

@@ -228,6 +228,12 @@ pub struct Image {
     layout: PixelLayout,
 }
 
+// SAFETY: an image is the host's property set and pixel memory, valid on any thread until it is
+// released (module docs: suite functions may be called from any thread during an action). The
+// plugin moves one between threads only inside a mutex (the render's image lent to the session),
+// and releases it exactly once, in Drop.
+unsafe impl Send for Image {}
+
 impl Image {
     fn new(props: PropSet) -> Result<Image, ImageError> {
         // Built first so that an early return releases the image.

@@ -1,0 +1,260 @@
+//! An effect instance: its clips and parameters (fetched once), its tracking state (one engine
+//! session, shared by the host's render threads behind a mutex), and the actions, by concern:
+//! [`rendering`] (render: the frame's mattes and the output), [`buttons`] (Track, Clear, and the
+//! status line), [`clip`] (the Source clip as the session sees it, clip preferences, regions of
+//! interest).
+//!
+//! **Locks.** The tracker's mutex is the only long one. A Track button holds it for the whole
+//! propagation and calls the host's progress bar meanwhile, which may let the host run other
+//! actions of this instance, even on the same thread; so while tracking (`tracking` set before
+//! the lock is taken) a render does not wait for it but shows the source with a "busy" message,
+//! and the revision bump at the end makes the host render again. Overlay actions never wait for
+//! it. No other lock is held across a host call.
+//!
+//! **Messages.** Errors become the effect's persistent message and a pass-through output (the
+//! source unchanged); the prompts stay in their parameters whatever fails.
+
+mod buttons;
+mod clip;
+mod rendering;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use openfx::sys::generic::core::{OfxStatus, kOfxPluginPropFilePath, kOfxPropTime, kOfxStatOK};
+use parking_lot::{Mutex, MutexGuard};
+use sam2_engine::matte::{MatteDevice, MatteUpsampler};
+
+use crate::describe::{OUTPUT_CLIP, SOURCE_CLIP};
+use crate::error::{PluginError, Result};
+use crate::ffi::images::{Clip, Effect};
+use crate::ffi::messages::{self, Severity};
+use crate::ffi::path::own_binary;
+use crate::ffi::props::PropSet;
+use crate::host_source::{Fingerprints, HostSource, LentFrame};
+use crate::logging;
+use crate::models::{self, BundlePaths, ModelKey};
+use crate::params::{Params, Values};
+use crate::pen::Pen;
+use crate::prompts::{ObjectPrompts, PromptsError};
+use crate::tracker::{ClipInfo, Tracker};
+
+use self::rendering::Finished;
+
+/// The last-read prompt parameter of one object and what it parsed to.
+type PromptCache = Vec<Option<(String, Result<ObjectPrompts, PromptsError>)>>;
+
+/// One effect instance.
+#[derive(Debug)]
+pub struct Instance {
+    pub(crate) effect: Effect,
+    pub(crate) source: Option<Clip>,
+    output: Option<Clip>,
+    pub(crate) params: Params,
+    bundle: Option<BundlePaths>,
+    pub(crate) tracker: Mutex<Tracker>,
+    tracking: AtomicBool,
+    fingerprints: Fingerprints,
+    /// The Source image of the render in progress, lent to the session (host_source).
+    lent: LentFrame,
+    upsampler: Mutex<Option<(MatteDevice, MatteUpsampler)>>,
+    finished: Mutex<Option<Arc<Finished>>>,
+    model_failure: Mutex<Option<(ModelKey, String)>>,
+    shown: Mutex<Option<(Severity, String)>>,
+    prompts: Mutex<PromptCache>,
+    pub(crate) pen: Mutex<Pen>,
+}
+
+/// Where the bundle this binary was loaded from is: from the binary's own path, else from the
+/// host's plugin path property.
+fn bundle_paths(effect: Effect) -> Option<BundlePaths> {
+    own_binary()
+        .and_then(|b| BundlePaths::from_binary(&b))
+        .filter(|b| b.binary_dir.is_dir())
+        .or_else(|| {
+            let root = effect.props()?.string(kOfxPluginPropFilePath, 0)?;
+            Some(BundlePaths::from_bundle_root(std::path::Path::new(&root)))
+        })
+}
+
+/// A time property an action must be given (OpenFX requires it on every action that has one).
+fn required_time(args: PropSet, action: &'static str) -> Result<f64> {
+    args.double(kOfxPropTime, 0)
+        .ok_or(PluginError::MissingProperty {
+            action,
+            property: "time".into(),
+        })
+}
+
+impl Instance {
+    /// createInstance: fetches the clips and parameters once.
+    pub fn create(effect: Effect) -> Result<Instance> {
+        let set = effect.params().ok_or_else(|| PluginError::HostRefused {
+            what: "give the new instance its parameters".into(),
+        })?;
+        let params = Params::fetch(set)?;
+        Ok(Instance {
+            effect,
+            source: effect.clip(SOURCE_CLIP),
+            output: effect.clip(OUTPUT_CLIP),
+            params,
+            bundle: bundle_paths(effect),
+            tracker: Mutex::new(Tracker::default()),
+            tracking: AtomicBool::new(false),
+            fingerprints: Fingerprints::default(),
+            lent: LentFrame::default(),
+            upsampler: Mutex::new(None),
+            finished: Mutex::new(None),
+            model_failure: Mutex::new(None),
+            shown: Mutex::new(None),
+            prompts: Mutex::new(vec![None; crate::tracker::MAX_OBJECTS as usize]),
+            pen: Mutex::new(Pen::default()),
+        })
+    }
+
+    /// Shows `notice` as the effect's persistent message (or clears it), calling the host only
+    /// when it changes, and logs it. An error ends with where the log is.
+    pub(crate) fn show(&self, notice: Option<(Severity, String)>) {
+        {
+            let mut shown = self.shown.lock();
+            if *shown == notice {
+                return;
+            }
+            shown.clone_from(&notice);
+        }
+        match notice {
+            Some((Severity::Error, text)) => {
+                log::error!("{text}");
+                messages::set_persistent(
+                    self.effect,
+                    Severity::Error,
+                    &logging::with_pointer(&text),
+                );
+            }
+            Some((severity, text)) => {
+                log::warn!("{text}");
+                messages::set_persistent(self.effect, severity, &text);
+            }
+            None => {
+                messages::clear_persistent(self.effect);
+            }
+        }
+    }
+
+    /// Shows `error` as the effect's persistent error message.
+    pub(crate) fn show_error(&self, error: &PluginError) {
+        self.show(Some((Severity::Error, error.to_string())));
+    }
+
+    /// The tracker, unless a Track button holds it (then a render does not wait).
+    fn lock_tracker(&self) -> Result<MutexGuard<'_, Tracker>> {
+        if self.tracking.load(Ordering::SeqCst) {
+            return self.tracker.try_lock().ok_or(PluginError::Busy);
+        }
+        Ok(self.tracker.lock())
+    }
+
+    /// The model the parameters ask for (loaded once per process and shared); a failure is
+    /// remembered until the choice changes, so a broken model is not re-read at every render.
+    fn model(&self, values: &Values) -> Result<Arc<sam2_engine::Model>> {
+        // Without a bundle path there is no bundled model: the message then names no folder.
+        let models_dir = self
+            .bundle
+            .as_ref()
+            .map(BundlePaths::models_dir)
+            .unwrap_or_default();
+        let key = ModelKey {
+            dir: models::model_dir(&values.model_directory, &models_dir)?,
+            device: values.device,
+        };
+        if let Some((failed, message)) = self.model_failure.lock().as_ref()
+            && failed == &key
+        {
+            return Err(PluginError::Model(message.clone()));
+        }
+        let loaded = models::ort_library(
+            self.bundle.as_ref(),
+            std::env::var_os(sam2_engine::model::runtime::ORT_DYLIB_ENV),
+        )
+        .and_then(|library| models::load_model(&key, &library));
+        match loaded {
+            Ok(model) => {
+                *self.model_failure.lock() = None;
+                Ok(model)
+            }
+            Err(e) => {
+                *self.model_failure.lock() = Some((key, e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    /// The enabled objects' prompts (parsed only when a parameter changed), and sentences about
+    /// the ones that could not be read.
+    pub(crate) fn read_prompts(
+        &self,
+        values: &Values,
+    ) -> Result<(BTreeMap<u32, ObjectPrompts>, Vec<String>)> {
+        let raw: Vec<(u32, String, String)> = values
+            .objects
+            .iter()
+            .filter(|o| o.enabled)
+            .map(|o| Ok((o.slot, o.name.clone(), self.params.prompts_text(o.slot)?)))
+            .collect::<Result<_>>()?;
+        let mut cache = self.prompts.lock();
+        let mut objects = BTreeMap::new();
+        let mut warnings = Vec::new();
+        for (slot, name, text) in raw {
+            let entry = cache.get_mut(slot as usize - 1).ok_or_else(|| {
+                PluginError::Internal(format!("no prompt cache for object {slot}"))
+            })?;
+            if entry.as_ref().is_none_or(|(t, _)| *t != text) {
+                let parsed = ObjectPrompts::parse(&text, &name);
+                *entry = Some((text, parsed));
+            }
+            match entry.as_ref().map(|(_, p)| p) {
+                Some(Ok(p)) => {
+                    objects.insert(slot, p.clone());
+                }
+                Some(Err(e)) => warnings.push(e.to_string()),
+                None => {}
+            }
+        }
+        Ok((objects, warnings))
+    }
+
+    /// Model, session and prompts in step with the parameters; sentences about objects the
+    /// engine refused (the others go on).
+    fn prepare(
+        &self,
+        tracker: &mut Tracker,
+        values: &Values,
+        objects: &BTreeMap<u32, ObjectPrompts>,
+    ) -> Result<(ClipInfo, Vec<String>)> {
+        let clip = self.connected_source()?;
+        let info = self.clip_info(clip, values.linear_source)?;
+        let model = self.model(values)?;
+        let fingerprints = Arc::clone(&self.fingerprints);
+        let lent = self.lent.clone();
+        tracker.ensure_session(&model, info, values.cache_bytes, || {
+            fingerprints.lock().clear();
+            Box::new(HostSource::new(clip, info, Arc::clone(&fingerprints), lent))
+        })?;
+        let report = tracker.sync(objects)?;
+        let failures = report
+            .failed
+            .into_iter()
+            .map(|(slot, e)| format!("{} is left out: {e}", values.object_name(slot)))
+            .collect();
+        Ok((info, failures))
+    }
+
+    /// kOfxActionPurgeCaches: drops the finished mattes kept for tiled renders. The session (the
+    /// memory bank and the encoded frames, bounded by the memory budget) stays: it is the artist's
+    /// work in progress, not a cache the host can rebuild.
+    pub fn purge_caches(&self) -> OfxStatus {
+        *self.finished.lock() = None;
+        kOfxStatOK
+    }
+}

@@ -1,0 +1,427 @@
+//! The render path: the frame's mattes (tracking on render within reach, a new session when the
+//! source changed or proxy frames were encoded), finished for the render scale, and composed into
+//! the output — or the source passed through with a message.
+
+use std::sync::Arc;
+
+use openfx::sys::generic::core::{OfxStatus, kOfxStatFailed, kOfxStatOK};
+use openfx::sys::image_effect_v1::image_effect::{
+    kOfxImageEffectPropRenderScale, kOfxImageEffectPropRenderWindow,
+};
+use sam2_engine::matte::{MatteDevice, MatteSettings, MatteUpsampler, finish};
+use sam2_engine::model::device::Device;
+
+use super::{Instance, required_time};
+use crate::error::{PluginError, Result};
+use crate::ffi::images::{Image, ImageError};
+use crate::ffi::messages::Severity;
+use crate::ffi::props::PropSet;
+use crate::host_source::image_problem;
+use crate::params::Values;
+use crate::render::{
+    MatteFrame, ObjectLayer, RectI, Rows, fingerprint, pixel_rect, render, scaled_settings,
+};
+use crate::tracker::{ClipInfo, FrameState};
+
+/// Finished mattes of one frame, kept for the next render of the same frame (hosts that render
+/// in tiles ask for the same frame many times).
+#[derive(Debug)]
+pub(super) struct Finished {
+    index: usize,
+    region: RectI,
+    settings: MatteSettings,
+    logits: Vec<(u32, Arc<[f32]>)>,
+    mattes: Vec<(u32, Vec<f32>)>,
+}
+
+impl Finished {
+    fn matches(
+        &self,
+        index: usize,
+        region: RectI,
+        settings: &MatteSettings,
+        logits: &[(u32, Arc<[f32]>)],
+    ) -> bool {
+        self.index == index
+            && self.region == region
+            && &self.settings == settings
+            && self.logits.len() == logits.len()
+            && self
+                .logits
+                .iter()
+                .zip(logits)
+                .all(|((a, x), (b, y))| a == b && Arc::ptr_eq(x, y))
+    }
+}
+
+/// What a render shows.
+#[derive(Debug)]
+enum Shown {
+    /// The mattes (possibly none: no object has prompts) over this region, and a warning about
+    /// objects not tracked here.
+    Mattes {
+        region: RectI,
+        finished: Option<Arc<Finished>>,
+        untracked: Option<String>,
+    },
+    /// No object is tracked on this frame: the source, and this warning.
+    NotTracked(String),
+}
+
+/// The warning for a frame where `missing` objects (names; all when `None`) are not tracked.
+fn not_tracked_text(frame: i64, nearest: Option<i64>, missing: Option<&[String]>) -> String {
+    let hint = match nearest {
+        Some(n) if n < frame => {
+            format!(" (the nearest tracked frame is {n}: go there and press Track Forward)")
+        }
+        Some(n) => {
+            format!(" (the nearest tracked frame is {n}: go there and press Track Backward)")
+        }
+        None => String::new(),
+    };
+    match missing {
+        None => format!("Frame {frame} is not tracked yet; press Track to see its matte{hint}."),
+        Some(names) => format!(
+            "{} {} not tracked at frame {frame} yet; press Track to see {}{hint}.",
+            names.join(", "),
+            if names.len() == 1 { "is" } else { "are" },
+            if names.len() == 1 { "it" } else { "them" },
+        ),
+    }
+}
+
+fn matte_device(device: Device) -> MatteDevice {
+    match device {
+        Device::Cpu => MatteDevice::Cpu,
+        // A GPU for the model does not require one for the matte, which the CPU makes as well.
+        Device::Gpu | Device::Auto => MatteDevice::Auto,
+    }
+}
+
+/// What the tracker gave for the rendered frame.
+struct Tracked {
+    info: ClipInfo,
+    index: usize,
+    state: FrameState,
+    logits: Vec<(u32, Arc<[f32]>)>,
+    /// The side of the low-resolution logits (0 when there are none).
+    side: usize,
+}
+
+impl Instance {
+    /// Whether the source image rendered now differs from the one the session encoded for this
+    /// frame (an upstream change): then everything tracked through it is out of date.
+    fn source_changed(&self, image: &Image, index: usize, info: &ClipInfo) -> bool {
+        let known = match self.fingerprints.lock().get(&index).copied() {
+            None => return false,
+            // Encoded from a proxy render: the session is provisional.
+            Some(None) => return true,
+            Some(Some(known)) => known,
+        };
+        // Hosts before OpenFX 1.4 give no region of definition; their images are whole frames.
+        let region = image
+            .region_of_definition()
+            .unwrap_or_else(|| image.bounds());
+        if (region.width(), region.height())
+            != (info.video_size.0 as usize, info.video_size.1 as usize)
+        {
+            return false;
+        }
+        fingerprint(image, region) != known
+    }
+
+    /// Whether the session encoded a frame read at a proxy scale (provisional until a full-size
+    /// render or a Track replaces the session).
+    pub(super) fn has_proxy_frames(&self) -> bool {
+        self.fingerprints.lock().values().any(Option::is_none)
+    }
+
+    /// The matte upsampler for `device`, made once.
+    fn upsample(
+        &self,
+        device: Device,
+        logits: &[f32],
+        side: usize,
+        w: usize,
+        h: usize,
+    ) -> Result<Vec<f32>> {
+        let wanted = matte_device(device);
+        let mut slot = self.upsampler.lock();
+        if slot.as_ref().is_none_or(|(d, _)| *d != wanted) {
+            *slot = Some((wanted, MatteUpsampler::new(wanted)?));
+        }
+        match slot.as_mut() {
+            Some((_, upsampler)) => Ok(upsampler.upsample(logits, side, side, w, h)?),
+            None => Err(PluginError::Internal("no matte upsampler".into())),
+        }
+    }
+
+    /// Upsamples and finishes the objects' mattes for `region` (or reuses the last ones).
+    fn finish_mattes(
+        &self,
+        tracked: Tracked,
+        region: RectI,
+        settings: MatteSettings,
+        device: Device,
+    ) -> Result<Arc<Finished>> {
+        let Tracked {
+            index,
+            logits,
+            side,
+            ..
+        } = tracked;
+        if let Some(f) = self.finished.lock().as_ref()
+            && f.matches(index, region, &settings, &logits)
+        {
+            return Ok(Arc::clone(f));
+        }
+        let (w, h) = (region.width(), region.height());
+        let mut mattes = Vec::with_capacity(logits.len());
+        for (slot, l) in &logits {
+            let up = self.upsample(device, l, side, w, h)?;
+            mattes.push((*slot, finish(&up, w, h, &settings)?));
+        }
+        let finished = Arc::new(Finished {
+            index,
+            region,
+            settings,
+            logits,
+            mattes,
+        });
+        *self.finished.lock() = Some(Arc::clone(&finished));
+        Ok(finished)
+    }
+
+    /// Brings the session to the frame at `time`: a new one when the frame's source changed or
+    /// proxy frames were encoded (full-resolution renders only), then the frame tracked within
+    /// reach. The render's `source` image is lent to the session meanwhile, so that encoding this
+    /// frame (for its prompts or its track) does not fetch it from the host a second time. Sentences about objects left out go to
+    /// `warnings`.
+    fn track_to(
+        &self,
+        time: f64,
+        scale: [f64; 2],
+        values: &Values,
+        source: &mut Option<Image>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Tracked> {
+        let (objects, mut unreadable) = self.read_prompts(values)?;
+        warnings.append(&mut unreadable);
+        let frame = time.round() as i64;
+        let mut tracker = self.lock_tracker()?;
+        // Lent for as long as the tracker is held (syncing the prompts may encode the frame too);
+        // given back before the lock is released (drop order).
+        let _lent = self.lent.lend(time, source);
+        let (mut info, mut failures) = self.prepare(&mut tracker, values, &objects)?;
+        let index = info.index(frame).ok_or(PluginError::OutsideClip {
+            frame,
+            first: info.first_frame,
+            last: info.last_frame(),
+        })?;
+        if scale == [1.0, 1.0]
+            && (self.has_proxy_frames()
+                // No source image: nothing to compare, the session stays.
+                || self
+                    .lent
+                    .with(|image| self.source_changed(image, index, &info))
+                    .unwrap_or(false))
+        {
+            log::info!(
+                "frame {frame}: the session read proxy frames or the source changed; starting a new session"
+            );
+            tracker.drop_session();
+            (info, failures) = self.prepare(&mut tracker, values, &objects)?;
+        }
+        warnings.append(&mut failures);
+        // Without temporal access only the rendered frame can be read: one step at a time.
+        let reach = if crate::ffi::host::temporal_clip_access() {
+            values.reach
+        } else {
+            values.reach.min(1)
+        };
+        let state = tracker.ensure_frame(index, reach, &mut || self.effect.aborted())?;
+        let logits = tracker.logits(index);
+        let side = match tracker.low_res_side() {
+            Some(side) => side,
+            None if logits.is_empty() => 0,
+            None => {
+                return Err(PluginError::Internal(
+                    "mattes without a session to size them".into(),
+                ));
+            }
+        };
+        Ok(Tracked {
+            info,
+            index,
+            state,
+            logits,
+            side,
+        })
+    }
+
+    /// What the frame at `time` shows, and warnings to show with it.
+    fn frame_mattes(
+        &self,
+        time: f64,
+        scale: [f64; 2],
+        values: &Values,
+        source: &mut Option<Image>,
+    ) -> Result<(Shown, Vec<String>)> {
+        let clip = self.connected_source()?;
+        let mut warnings = Vec::new();
+        let tracked = self.track_to(time, scale, values, source, &mut warnings)?;
+        let frame = time.round() as i64;
+        let region = source
+            .as_ref()
+            .and_then(Image::region_of_definition)
+            .or_else(|| {
+                clip.region_of_definition(time)
+                    .map(|rod| pixel_rect(rod, scale, self.source_par()))
+            })
+            .ok_or(PluginError::NoSource)?;
+        let untracked = match &tracked.state {
+            FrameState::NoObjects => {
+                return Ok((
+                    Shown::Mattes {
+                        region,
+                        finished: None,
+                        untracked: None,
+                    },
+                    warnings,
+                ));
+            }
+            FrameState::NotTracked { nearest, missing } => {
+                let nearest = nearest.map(|i| tracked.info.frame(i));
+                if tracked.logits.is_empty() {
+                    return Ok((
+                        Shown::NotTracked(not_tracked_text(frame, nearest, None)),
+                        warnings,
+                    ));
+                }
+                let names: Vec<String> = missing
+                    .iter()
+                    .map(|&slot| values.object_name(slot))
+                    .collect();
+                Some(not_tracked_text(frame, nearest, Some(&names)))
+            }
+            FrameState::Ready => None,
+        };
+        // The objects current here are shown even when others are not tracked yet.
+        let settings = scaled_settings(&values.matte, scale[0]);
+        let finished = self.finish_mattes(tracked, region, settings, values.device)?;
+        Ok((
+            Shown::Mattes {
+                region,
+                finished: Some(finished),
+                untracked,
+            },
+            warnings,
+        ))
+    }
+
+    /// kOfxImageEffectActionRender.
+    pub fn render(&self, args: PropSet) -> OfxStatus {
+        match self.render_frame(args) {
+            Ok(notice) => {
+                self.show(notice);
+                kOfxStatOK
+            }
+            Err(e) => {
+                self.show_error(&e);
+                kOfxStatFailed
+            }
+        }
+    }
+
+    /// Renders the frame `args` ask for; the notice to show with it.
+    fn render_frame(&self, args: PropSet) -> Result<Option<(Severity, String)>> {
+        let time = required_time(args, "render")?;
+        let missing = |property: &str| PluginError::MissingProperty {
+            action: "render",
+            property: property.into(),
+        };
+        let scale = args
+            .doubles::<2>(kOfxImageEffectPropRenderScale)
+            .filter(|s| s.iter().all(|v| v.is_finite() && *v > 0.0))
+            .ok_or_else(|| missing("render scale"))?;
+        let [x1, y1, x2, y2] = args
+            .ints::<4>(kOfxImageEffectPropRenderWindow)
+            .ok_or_else(|| missing("render window"))?;
+        let window = RectI { x1, y1, x2, y2 };
+        let mut output = self
+            .output
+            .ok_or_else(|| PluginError::Internal("the instance has no Output clip".into()))?
+            .image(time)
+            .map_err(|e| PluginError::OutputImage {
+                problem: image_problem(&e),
+            })?;
+        // The source fetched once for the whole render: composed into the output, and lent to
+        // the session should the model need this frame.
+        let mut source = match self.source.map(|c| c.image(time)) {
+            Some(Ok(image)) => Some(image),
+            Some(Err(ImageError::Unsupported(what))) => {
+                return Err(PluginError::UnsupportedImage { what });
+            }
+            // Not connected, or no image at this time: transparent black, and the session says
+            // why when it needs the frame.
+            _ => None,
+        };
+        let values = self.params.values(time)?;
+        let (frame, notice) = match self.frame_mattes(time, scale, &values, &mut source) {
+            Ok((
+                Shown::Mattes {
+                    region,
+                    finished,
+                    untracked,
+                },
+                warnings,
+            )) => {
+                let texts: Vec<String> = untracked.into_iter().chain(warnings).collect();
+                let notice = (!texts.is_empty()).then(|| (Severity::Warning, texts.join(" ")));
+                (Some((region, finished)), notice)
+            }
+            Ok((Shown::NotTracked(text), warnings)) => {
+                let texts: Vec<String> = std::iter::once(text).chain(warnings).collect();
+                (None, Some((Severity::Warning, texts.join(" "))))
+            }
+            Err(e @ (PluginError::Busy | PluginError::OutsideClip { .. })) => {
+                (None, Some((Severity::Warning, e.to_string())))
+            }
+            Err(e) => (None, Some((Severity::Error, e.to_string()))),
+        };
+        let source_rows = source.as_ref().map(|s| s as &dyn Rows);
+        match &frame {
+            Some((region, finished)) => {
+                let layers = finished
+                    .as_ref()
+                    .map(|f| {
+                        f.mattes
+                            .iter()
+                            .filter_map(|(slot, matte)| {
+                                let object = values.object(*slot)?;
+                                Some(ObjectLayer {
+                                    slot: *slot,
+                                    colour: object.colour,
+                                    matte,
+                                })
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let mattes = MatteFrame {
+                    region: *region,
+                    layers,
+                };
+                render(
+                    source_rows,
+                    &mut output,
+                    window,
+                    Some(&mattes),
+                    &values.look,
+                )?;
+            }
+            None => render(source_rows, &mut output, window, None, &values.look)?,
+        }
+        Ok(notice)
+    }
+}
