@@ -360,30 +360,8 @@ impl MemoryBank {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::manifest::StorageDtype;
 
-    fn settings() -> MemorySettings {
-        MemorySettings {
-            num_maskmem: 7,
-            max_cond_frames_in_attn: -1,
-            memory_temporal_stride_for_eval: 1,
-            use_obj_ptrs_in_encoder: true,
-            max_obj_ptrs_in_encoder: 16,
-            only_obj_ptrs_in_the_past_for_eval: true,
-            add_tpos_enc_to_obj_ptrs: true,
-            proj_tpos_enc_in_obj_ptrs: true,
-            use_signed_tpos_enc_to_obj_ptrs: true,
-            directly_add_no_mem_embed: true,
-            sigmoid_scale_for_mem_enc: 20.0,
-            sigmoid_bias_for_mem_enc: -10.0,
-            binarize_mask_from_pts_for_mem_enc: true,
-            non_overlap_masks_for_mem_enc: false,
-            memory_storage_dtype: StorageDtype::Bfloat16,
-            no_obj_embed_spatial: true,
-            maskmem_tpos_enc: "memory_attention.onnx".into(),
-            obj_ptr_tpos_proj: "memory_attention.onnx".into(),
-        }
-    }
+    use crate::memory_selection::tests::settings;
 
     /// An output whose logits and score say which frame it is; a memory of `memory` values.
     fn output(frame: usize, memory: Option<usize>, unfilled: usize) -> FrameResult {

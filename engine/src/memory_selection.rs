@@ -173,10 +173,11 @@ pub fn lookup<'a, V>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn settings() -> MemorySettings {
+    /// SAM 2.1's memory settings, shared with the memory bank's tests.
+    pub(crate) fn settings() -> MemorySettings {
         MemorySettings {
             num_maskmem: 7,
             max_cond_frames_in_attn: -1,
