@@ -1,51 +1,13 @@
-//! Where the overlay draws: the Draw Suite when the host has one (OpenFX 1.5: Resolve, Nuke 14+,
-//! Natron), else legacy OpenGL in the context the host made current for the draw action (the
-//! older OpenGL hosts). Both take the same strokes in canonical coordinates, so the overlay's
-//! drawing ([`crate::pen::overlay`]) does not know which one it feeds.
+//! Where the overlay draws: the Draw Suite when the host offers one (OpenFX 1.5), else legacy
+//! OpenGL in the context the host made current for the draw action — Nuke, Natron and Resolve draw
+//! overlays with OpenGL, and Natron has no Draw Suite at all. Both take the same strokes in
+//! canonical coordinates, so the overlay's drawing ([`crate::pen::overlay`]) does not know which
+//! one it feeds.
 
 use crate::ffi::gl::Gl;
 use crate::ffi::interact::Draw;
 use crate::ffi::props::PropSet;
 use crate::pen::StrokeKind;
-
-/// Something the overlay's strokes can be drawn with.
-pub trait OverlayBackend {
-    /// Draws a stroke: `points` in canonical coordinates.
-    fn stroke(
-        &self,
-        kind: StrokeKind,
-        colour: [f32; 4],
-        width: f32,
-        dashed: bool,
-        points: &[[f64; 2]],
-    );
-}
-
-impl OverlayBackend for Draw {
-    fn stroke(
-        &self,
-        kind: StrokeKind,
-        colour: [f32; 4],
-        width: f32,
-        dashed: bool,
-        points: &[[f64; 2]],
-    ) {
-        Draw::stroke(self, kind, colour, width, dashed, points);
-    }
-}
-
-impl OverlayBackend for Gl {
-    fn stroke(
-        &self,
-        kind: StrokeKind,
-        colour: [f32; 4],
-        width: f32,
-        dashed: bool,
-        points: &[[f64; 2]],
-    ) {
-        Gl::stroke(self, kind, colour, width, dashed, points);
-    }
-}
 
 /// The backend of one draw action.
 #[derive(Debug)]
@@ -62,9 +24,7 @@ impl Backend {
             .map(Backend::DrawSuite)
             .or_else(|| Gl::get().map(Backend::OpenGl))
     }
-}
 
-impl Backend {
     /// Draws a stroke with whichever backend this is: `points` in canonical coordinates.
     pub fn stroke(
         &self,
@@ -74,10 +34,9 @@ impl Backend {
         dashed: bool,
         points: &[[f64; 2]],
     ) {
-        let backend: &dyn OverlayBackend = match self {
-            Backend::DrawSuite(draw) => draw,
-            Backend::OpenGl(gl) => *gl,
-        };
-        backend.stroke(kind, colour, width, dashed, points);
+        match self {
+            Backend::DrawSuite(draw) => draw.stroke(kind, colour, width, dashed, points),
+            Backend::OpenGl(gl) => gl.stroke(kind, colour, width, dashed, points),
+        }
     }
 }
