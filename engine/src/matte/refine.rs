@@ -196,7 +196,7 @@ fn refine(
     check_buffer("upsampled logits", logits.len(), plan.width, plan.height)?;
     check_guide(guide, &plan)?;
     let grid = subsample(logits, guide.rgb, &plan, threads);
-    let coefficients = coefficients(&grid, &plan);
+    let coefficients = coefficients(&grid, &plan, threads);
     Ok(apply(&coefficients, guide.rgb, &plan, threads, output))
 }
 
@@ -341,58 +341,95 @@ fn channel_count(guide: GuideChannels) -> usize {
 /// at the borders (the mean of what is inside, as in He's reference code). Running sums in f64,
 /// so the cost does not depend on `r` and the sums lose nothing.
 fn box_mean(plane: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
-    // Horizontal sums per row.
-    let mut horizontal = vec![0.0f64; w * h];
+    let mut horizontal = vec![0.0f32; w * h];
     for (src, dst) in plane.chunks_exact(w).zip(horizontal.chunks_exact_mut(w)) {
-        let mut prefix = Vec::with_capacity(w + 1);
-        prefix.push(0.0f64);
-        let mut acc = 0.0f64;
-        for &v in src {
-            acc += f64::from(v);
-            prefix.push(acc);
-        }
+        let mut acc: f64 = src[..r.min(w)].iter().map(|&v| f64::from(v)).sum();
         for (x, d) in dst.iter_mut().enumerate() {
+            if x + r < w {
+                acc += f64::from(src[x + r]);
+            }
+            if x > r {
+                acc -= f64::from(src[x - r - 1]);
+            }
             let (lo, hi) = (x.saturating_sub(r), (x + r + 1).min(w));
-            *d = (prefix[hi] - prefix[lo]) / (hi - lo) as f64;
+            *d = (acc / (hi - lo) as f64) as f32;
         }
     }
-    // Vertical sums per column, a row of prefix sums at a time.
-    let mut prefix = vec![0.0f64; w * (h + 1)];
-    for y in 0..h {
-        for x in 0..w {
-            prefix[(y + 1) * w + x] = prefix[y * w + x] + horizontal[y * w + x];
+    // Vertical running sums, a row of accumulators at a time.
+    let mut acc = vec![0.0f64; w];
+    for row in horizontal.chunks_exact(w).take(r.min(h)) {
+        for (a, &v) in acc.iter_mut().zip(row) {
+            *a += f64::from(v);
         }
     }
     let mut out = vec![0.0f32; w * h];
-    for y in 0..h {
+    for (y, dst) in out.chunks_exact_mut(w).enumerate() {
+        if y + r < h {
+            for (a, &v) in acc
+                .iter_mut()
+                .zip(&horizontal[(y + r) * w..(y + r + 1) * w])
+            {
+                *a += f64::from(v);
+            }
+        }
+        if y > r {
+            for (a, &v) in acc
+                .iter_mut()
+                .zip(&horizontal[(y - r - 1) * w..(y - r) * w])
+            {
+                *a -= f64::from(v);
+            }
+        }
         let (lo, hi) = (y.saturating_sub(r), (y + r + 1).min(h));
         let inv = 1.0 / (hi - lo) as f64;
-        for x in 0..w {
-            out[y * w + x] = ((prefix[hi * w + x] - prefix[lo * w + x]) * inv) as f32;
+        for (d, &a) in dst.iter_mut().zip(&acc) {
+            *d = (a * inv) as f32;
         }
     }
     out
 }
 
+/// [`box_mean`] of several planes, spread over up to `threads` threads.
+fn box_means(planes: &[Vec<f32>], w: usize, h: usize, r: usize, threads: usize) -> Vec<Vec<f32>> {
+    let mut out: Vec<Vec<f32>> = vec![Vec::new(); planes.len()];
+    let threads = resolve_threads(threads).clamp(1, planes.len().max(1));
+    let per = planes.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        for (src, dst) in planes.chunks(per).zip(out.chunks_mut(per)) {
+            scope.spawn(move || {
+                for (p, d) in src.iter().zip(dst) {
+                    *d = box_mean(p, w, h, r);
+                }
+            });
+        }
+    });
+    out
+}
+
+fn resolve_threads(threads: usize) -> usize {
+    match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
 /// The box-filtered coefficients on the grid, interleaved per cell: `[ā_r, ā_g, ā_b, b̄]`
 /// (a luminance guide uses `ā_r` alone, the others are 0).
-fn coefficients(grid: &Grid, plan: &RefinePlan) -> Vec<f32> {
+fn coefficients(grid: &Grid, plan: &RefinePlan, threads: usize) -> Vec<f32> {
     let (w, h, r) = (plan.low_w, plan.low_h, plan.low_radius);
     let eps = plan.epsilon;
-    let mean = |plane: &[f32]| box_mean(plane, w, h, r);
-    let product = |a: &[f32], b: &[f32]| -> Vec<f32> {
-        let prod: Vec<f32> = a.iter().zip(b).map(|(x, y)| x * y).collect();
-        mean(&prod)
-    };
+    let product =
+        |a: &[f32], b: &[f32]| -> Vec<f32> { a.iter().zip(b).map(|(x, y)| x * y).collect() };
     let p = &grid.p;
-    let mean_p = mean(p);
     let mut ab = vec![0.0f32; w * h * 4];
     match plan.guide {
         GuideChannels::Luminance => {
             let i = &grid.guide[0];
-            let mean_i = mean(i);
-            let mean_ii = product(i, i);
-            let mean_ip = product(i, p);
+            let planes = [p.clone(), i.clone(), product(i, i), product(i, p)];
+            let [mean_p, mean_i, mean_ii, mean_ip] = &box_means(&planes, w, h, r, threads)[..]
+            else {
+                return ab;
+            };
             for (k, cell) in ab.chunks_exact_mut(4).enumerate() {
                 let var = mean_ii[k] - mean_i[k] * mean_i[k];
                 let cov = mean_ip[k] - mean_i[k] * mean_p[k];
@@ -403,10 +440,26 @@ fn coefficients(grid: &Grid, plan: &RefinePlan) -> Vec<f32> {
         }
         GuideChannels::Colour => {
             let [r_, g_, b_] = &grid.guide;
-            let (mr, mg, mb) = (mean(r_), mean(g_), mean(b_));
-            let (rr, rg, rb) = (product(r_, r_), product(r_, g_), product(r_, b_));
-            let (gg, gb, bb) = (product(g_, g_), product(g_, b_), product(b_, b_));
-            let (rp, gp, bp) = (product(r_, p), product(g_, p), product(b_, p));
+            let planes = [
+                p.clone(),
+                r_.clone(),
+                g_.clone(),
+                b_.clone(),
+                product(r_, r_),
+                product(r_, g_),
+                product(r_, b_),
+                product(g_, g_),
+                product(g_, b_),
+                product(b_, b_),
+                product(r_, p),
+                product(g_, p),
+                product(b_, p),
+            ];
+            let [mean_p, mr, mg, mb, rr, rg, rb, gg, gb, bb, rp, gp, bp] =
+                &box_means(&planes, w, h, r, threads)[..]
+            else {
+                return ab;
+            };
             for (k, cell) in ab.chunks_exact_mut(4).enumerate() {
                 let m = [mr[k], mg[k], mb[k]];
                 // Σ + εU, symmetric.
@@ -431,11 +484,12 @@ fn coefficients(grid: &Grid, plan: &RefinePlan) -> Vec<f32> {
     }
     // ā and b̄: the box means of the coefficients.
     let planes: Vec<Vec<f32>> = (0..4)
-        .map(|c| mean(&ab.chunks_exact(4).map(|cell| cell[c]).collect::<Vec<_>>()))
+        .map(|c| ab.chunks_exact(4).map(|cell| cell[c]).collect())
         .collect();
+    let means = box_means(&planes, w, h, r, threads);
     for (k, cell) in ab.chunks_exact_mut(4).enumerate() {
         for (c, v) in cell.iter_mut().enumerate() {
-            *v = planes[c][k];
+            *v = means[c][k];
         }
     }
     ab
@@ -494,7 +548,7 @@ fn grid_taps(full: usize, low: usize, s: usize) -> Vec<Tap> {
         .collect()
 }
 
-/// `q = ā·I + b̄` at full resolution, clamped to [0, 1].
+/// `q = ā·I + b̄` at full resolution, clamped to [0, 1] (or its logit).
 fn apply(ab: &[f32], rgb: &[u8], plan: &RefinePlan, threads: usize, output: Output) -> Vec<f32> {
     let (w, lw) = (plan.width, plan.low_w);
     let xs = grid_taps(plan.width, plan.low_w, plan.subsample);
@@ -543,11 +597,7 @@ fn for_bands<T: Send>(
     work: impl Fn(&mut [T], usize) + Sync,
 ) {
     let rows = data.len() / row_len.max(1);
-    let threads = match threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    }
-    .clamp(1, rows.max(1));
+    let threads = resolve_threads(threads).clamp(1, rows.max(1));
     if threads == 1 {
         work(data, 0);
         return;
