@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use sam2_engine::mask_prompt::{mask_as_logits, to_model_size};
 use sam2_engine::matte::{
-    self, EdgeRefinement, Guide, GuideChannels, MatteDevice, MatteError, MatteSettings,
-    MatteUpsampler, refine_alpha, refine_edges,
+    self, EdgeRefinement, GpuUpsampler, Guide, GuideChannels, MatteDevice, MatteError,
+    MatteSettings, MatteUpsampler, refine_alpha, refine_edges,
 };
 
 fn fixtures() -> PathBuf {
@@ -279,4 +279,98 @@ fn on_a_real_photo_clip_the_edge_follows_the_ground_truth() {
     eprintln!("F {f_before:.3} → {f_after:.3}, IoU {iou_before:.4} → {iou_after:.4}");
     assert!(f_after >= f_before + 0.1, "F {f_before} → {f_after}");
     assert!(iou_after >= iou_before, "IoU {iou_before} → {iou_after}");
+}
+
+/// Opens the GPU, or says loudly why the GPU half of a test is skipped (CI sets
+/// `SAM2_REQUIRE_GPU_ADAPTER=1`, and then a missing adapter fails `tests/matte.rs`).
+fn gpu_or_say_why(test: &str) -> Option<GpuUpsampler> {
+    match GpuUpsampler::new() {
+        Ok(gpu) => Some(gpu),
+        Err(error) => {
+            let required = std::env::var("SAM2_REQUIRE_GPU_ADAPTER").is_ok_and(|v| v == "1");
+            assert!(
+                !required,
+                "{test}: no GPU adapter although one is required: {error}"
+            );
+            eprintln!("\n*** {test}: NO GPU ADAPTER, the GPU path is NOT tested: {error} ***\n");
+            None
+        }
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+#[test]
+fn gpu_and_cpu_refinement_agree_within_1e_4() {
+    let Some(mut gpu) = gpu_or_say_why("gpu_and_cpu_refinement_agree_within_1e_4") else {
+        return;
+    };
+    // An odd size (its RGB bytes are not whole words) with a textured guide, and the real-photo
+    // clip at 1080p.
+    let (w, h) = (301, 170);
+    let rgb: Vec<u8> = (0..w * h * 3)
+        .map(|i: usize| {
+            let (x, y) = ((i / 3) % w, (i / 3) / w);
+            let stripe = if (x / 9 + y / 13) % 2 == 0 { 60 } else { 190 };
+            (stripe + ((i.wrapping_mul(2_654_435_761) >> 13) % 40) as usize) as u8
+        })
+        .collect();
+    let low: Vec<f32> = (0..64 * 64)
+        .map(|i| {
+            14.0 - (((i % 64) as f32 - 30.0).powi(2) + ((i / 64) as f32 - 33.0).powi(2)).sqrt()
+        })
+        .collect();
+    let mut cases = vec![(rgb, w, h, low, 64)];
+    let dir = fixtures().join("edges");
+    let coverage = image::open(dir.join("astronaut-over-cat-1080.png"))
+        .unwrap()
+        .to_luma8();
+    let (fw, fh) = (coverage.width() as usize, coverage.height() as usize);
+    let truth: Vec<bool> = coverage.as_raw().iter().map(|&c| c >= 128).collect();
+    let frame: Vec<u8> = coverage
+        .as_raw()
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &c)| [c / 2 + 60, ((i % fw) / 7) as u8, 255 - c / 3])
+        .collect();
+    let low = mask_as_logits(&to_model_size(&truth, fw, fh, 1024), 1024, 20.0, -10.0);
+    cases.push((frame, fw, fh, low, 256));
+    for (rgb, w, h, low, side) in &cases {
+        let guide = Guide {
+            rgb,
+            width: *w,
+            height: *h,
+        };
+        let upsampled = matte::upsample_bilinear(low, *side, *side, *w, *h).unwrap();
+        for channels in [GuideChannels::Colour, GuideChannels::Luminance] {
+            let settings = EdgeRefinement {
+                guide: channels,
+                ..Default::default()
+            };
+            let cpu = refine_alpha(&upsampled, guide, &settings, 2).unwrap();
+            let on_gpu = gpu
+                .upsample_refined_alpha(low, *side, *side, guide, &settings)
+                .unwrap();
+            let worst = cpu
+                .iter()
+                .zip(&on_gpu)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            eprintln!("{w}×{h} {channels:?}: max |CPU − GPU| = {worst:e}");
+            assert!(worst <= 1e-4, "{w}×{h} {channels:?}: {worst}");
+            // The pipeline's logits, compared as the probability they stand for.
+            let cpu_logits = refine_edges(&upsampled, guide, &settings, 2).unwrap();
+            let gpu_logits = gpu
+                .upsample_refined(low, *side, *side, guide, &settings)
+                .unwrap();
+            let worst = cpu_logits
+                .iter()
+                .zip(&gpu_logits)
+                .map(|(a, b)| (sigmoid(*a) - sigmoid(*b)).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst <= 1e-4, "{w}×{h} {channels:?} logits: {worst}");
+        }
+    }
 }

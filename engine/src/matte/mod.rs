@@ -24,6 +24,7 @@ mod finishing;
 mod gpu;
 mod morphology;
 mod refine;
+mod refine_gpu;
 
 pub use bilinear::{upsample_bilinear, upsample_bilinear_into};
 pub use components::{fill_holes, remove_specks};
@@ -137,7 +138,8 @@ impl MatteUpsampler {
     /// Refine Edges as a pipeline stage: upsamples `in_w × in_h` logits to the guide frame's size,
     /// then, when `refinement` is given, refines them with the frame as the guide
     /// ([`refine_edges`]); the result is logits for [`finish`]. With `None` this is exactly
-    /// [`MatteUpsampler::upsample`], bit for bit.
+    /// [`MatteUpsampler::upsample`], bit for bit. On the GPU the frame stays on the card between
+    /// upsampling and refinement; the fallbacks are those of [`MatteUpsampler::upsample`].
     pub fn upsample_refined(
         &mut self,
         src: &[f32],
@@ -146,10 +148,30 @@ impl MatteUpsampler {
         guide: Guide<'_>,
         refinement: Option<&EdgeRefinement>,
     ) -> Result<Vec<f32>, MatteError> {
-        let upsampled = self.upsample(src, in_w, in_h, guide.width, guide.height)?;
-        match refinement {
-            None => Ok(upsampled),
-            Some(settings) => refine_edges(&upsampled, guide, settings, 0),
+        let Some(settings) = refinement else {
+            return self.upsample(src, in_w, in_h, guide.width, guide.height);
+        };
+        let Some(gpu) = self.gpu.as_mut() else {
+            let upsampled = upsample_bilinear(src, in_w, in_h, guide.width, guide.height)?;
+            return refine_edges(&upsampled, guide, settings, 0);
+        };
+        match gpu.upsample_refined(src, in_w, in_h, guide, settings) {
+            Ok(out) => Ok(out),
+            Err(
+                error @ (MatteError::EmptySize { .. }
+                | MatteError::TooManyPixels { .. }
+                | MatteError::LengthMismatch { .. }
+                | MatteError::InvalidSetting { .. }),
+            ) => Err(error),
+            Err(error) if self.requested == MatteDevice::Auto => {
+                log::warn!("{error} This frame's matte is made on the CPU.");
+                if matches!(error, MatteError::DeviceLost { .. }) {
+                    self.gpu = None;
+                }
+                let upsampled = upsample_bilinear(src, in_w, in_h, guide.width, guide.height)?;
+                refine_edges(&upsampled, guide, settings, 0)
+            }
+            Err(error) => Err(error),
         }
     }
 }

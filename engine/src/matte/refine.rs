@@ -18,7 +18,8 @@
 //! q = ½ and softness 1 gives `q` itself.
 //!
 //! The steps are laid out so that `shaders/guided_filter.wgsl` can run the same arithmetic on the
-//! GPU ([`RefinePlan`] is what both share).
+//! GPU ([`RefinePlan`] is what both share; see `refine_gpu.rs` and
+//! [`GpuUpsampler::upsample_refined`](super::GpuUpsampler::upsample_refined)).
 
 use serde::{Deserialize, Serialize};
 
@@ -180,7 +181,7 @@ pub fn refine_alpha(
 
 /// What the full-resolution pass writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Output {
+pub(crate) enum Output {
     Alpha,
     Logits,
 }
