@@ -76,6 +76,9 @@ pub struct Edges {
     pub results: Vec<CaseResult>,
     /// Median refine time (CPU, `threads` threads) per size.
     pub cpu_times: Vec<((usize, usize), Duration)>,
+    /// Median time of the GPU's upsample + refine + readback per size, with the adapter's name
+    /// and whether it is a software renderer; or why there is none.
+    pub gpu: Result<(String, bool, Vec<((usize, usize), Duration)>), String>,
     pub settings: EdgeRefinement,
 }
 
@@ -263,11 +266,46 @@ pub fn run(dir: &Path, settings: EdgeRefinement, threads: usize, runs: usize) ->
         }
     }
     cpu_times.sort();
+    let gpu = gpu_times(&cases, &settings, runs);
     Ok(Edges {
         results,
         cpu_times,
+        gpu,
         settings,
     })
+}
+
+/// The GPU path's median time per size (one clip per size).
+fn gpu_times(
+    cases: &[Case],
+    settings: &EdgeRefinement,
+    runs: usize,
+) -> Result<(String, bool, Vec<((usize, usize), Duration)>), String> {
+    let mut gpu = sam2_engine::matte::GpuUpsampler::new().map_err(|e| e.to_string())?;
+    let info = gpu.info().clone();
+    let mut times: Vec<((usize, usize), Duration)> = Vec::new();
+    for case in cases {
+        if times.iter().any(|(s, _)| *s == (case.width, case.height)) || runs == 0 {
+            continue;
+        }
+        let guide = Guide {
+            rgb: &case.frame,
+            width: case.width,
+            height: case.height,
+        };
+        gpu.upsample_refined(&case.logits, LOGITS, LOGITS, guide, settings)
+            .map_err(|e| e.to_string())?;
+        let time = median_of(runs, || {
+            gpu.upsample_refined(&case.logits, LOGITS, LOGITS, guide, settings)
+        });
+        times.push(((case.width, case.height), time));
+    }
+    times.sort();
+    Ok((
+        format!("{} ({})", info.name, info.driver),
+        info.software,
+        times,
+    ))
 }
 
 /// Means of (bilinear, refined) scores over the clips of one size.
@@ -363,6 +401,28 @@ pub fn section(edges: &Edges, threads: usize, runs: usize) -> Section {
             )),
             None => rows.push(Row::info(what, format!("{ms:.1} ms"))),
         }
+    }
+    match &edges.gpu {
+        Ok((name, software, times)) => {
+            for (size, time) in times {
+                rows.push(Row::info(
+                    format!(
+                        "GPU upsample + refine + readback {}×{} (median of {runs})",
+                        size.0, size.1
+                    ),
+                    format!(
+                        "{:.1} ms on {name}{}",
+                        time.as_secs_f64() * 1000.0,
+                        if *software {
+                            ", a software renderer on the CPU"
+                        } else {
+                            ""
+                        }
+                    ),
+                ));
+            }
+        }
+        Err(why) => rows.push(Row::skipped("GPU refine", why.clone(), "")),
     }
     Section {
         title: "Refine Edges against ground truth (tests/fixtures/edges, perfect-mask logits, 1024 model)".into(),
