@@ -429,3 +429,53 @@ pub fn section(edges: &Edges, threads: usize, runs: usize) -> Section {
         rows,
     }
 }
+
+/// Writes the before/after picture of docs/plugin.md: a 320×320 crop of the first clip at 4K
+/// around its outline on the middle row: the frame, today's matte, the refined matte, the mattes
+/// with the ground truth's outline in red.
+pub fn picture(dir: &Path, settings: &EdgeRefinement, out: &Path) -> BoxResult<()> {
+    let cases = load(dir)?;
+    let case = cases
+        .iter()
+        .find(|c| c.width == 3840)
+        .ok_or("no 4K clip in tests/fixtures/edges")?;
+    let (w, h) = (case.width, case.height);
+    let mut up = MatteUpsampler::new(MatteDevice::Cpu)?;
+    let upsampled = up.upsample(&case.logits, LOGITS, LOGITS, w, h)?;
+    let before = matte(case, &upsampled, None, 2)?;
+    let after = matte(case, &upsampled, Some(settings), 2)?;
+    let row = h / 2;
+    let edge_x = (1..w)
+        .rev()
+        .find(|&x| case.truth[row * w + x - 1] != case.truth[row * w + x])
+        .ok_or("no outline on the middle row")?;
+    const SIDE: usize = 320;
+    let x0 = edge_x.saturating_sub(SIDE / 2).min(w - SIDE);
+    let y0 = row - SIDE / 2;
+    let outline: Vec<bool> =
+        boundary(&case.truth, w, h)
+            .iter()
+            .fold(vec![false; w * h], |mut m, &(x, y)| {
+                m[y as usize * w + x as usize] = true;
+                m
+            });
+    let mut img = image::RgbImage::new((SIDE * 3 + 16) as u32, SIDE as u32);
+    for y in 0..SIDE {
+        for x in 0..SIDE {
+            let i = (y0 + y) * w + x0 + x;
+            let frame = [
+                case.frame[i * 3],
+                case.frame[i * 3 + 1],
+                case.frame[i * 3 + 2],
+            ];
+            img.put_pixel(x as u32, y as u32, image::Rgb(frame));
+            for (panel, matte) in [(1, &before), (2, &after)] {
+                let v = (matte[i].clamp(0.0, 1.0) * 255.0).round() as u8;
+                let px = if outline[i] { [230, 30, 30] } else { [v, v, v] };
+                img.put_pixel((panel * (SIDE + 8) + x) as u32, y as u32, image::Rgb(px));
+            }
+        }
+    }
+    img.save(out)?;
+    Ok(())
+}

@@ -22,7 +22,8 @@
 //! `bench rss --model DIR --frames N --threads N` is the memory test's child process.
 //!
 //! `bench edges [--threads N] [--runs N] [--radius PX] [--epsilon E] [--guide colour|luminance]`
-//! prints only the Refine Edges rows (ground truth in tests/fixtures/edges), for tuning.
+//! prints only the Refine Edges rows (ground truth in tests/fixtures/edges), for tuning;
+//! `--picture FILE` writes the before/after crop of docs/plugin.md instead.
 
 mod edges;
 mod machine;
@@ -89,6 +90,8 @@ enum Command {
         threads: usize,
         runs: usize,
         settings: sam2_engine::matte::EdgeRefinement,
+        /// Write the docs' before/after picture there instead of measuring.
+        picture: Option<PathBuf>,
     },
 }
 
@@ -135,6 +138,7 @@ fn parse(args: &[String]) -> BoxResult<Command> {
         it.next();
         let (mut threads, mut runs) = (2, EDGE_RUNS);
         let mut settings = sam2_engine::matte::EdgeRefinement::default();
+        let mut picture = None;
         while let Some(flag) = it.next() {
             let v = value(flag, &mut it)?;
             let float = |v: &str| {
@@ -144,6 +148,7 @@ fn parse(args: &[String]) -> BoxResult<Command> {
             match flag.as_str() {
                 "--threads" => threads = number(flag, &v)?,
                 "--runs" => runs = number(flag, &v)?,
+                "--picture" => picture = Some(PathBuf::from(&v)),
                 "--radius" => settings.radius = Some(float(&v)?),
                 "--epsilon" => settings.epsilon = float(&v)?,
                 "--guide" => {
@@ -159,6 +164,7 @@ fn parse(args: &[String]) -> BoxResult<Command> {
             threads,
             runs,
             settings,
+            picture,
         });
     }
     let mut o = Options {
@@ -237,6 +243,15 @@ fn main() -> ExitCode {
             threads,
             runs,
             settings,
+            picture: Some(path),
+        } => edges::picture(&edges_dir(), &settings, &path).map(|()| {
+            let _ = (threads, runs);
+        }),
+        Command::Edges {
+            threads,
+            runs,
+            settings,
+            picture: None,
         } => {
             let result = edges::run(&edges_dir(), settings, threads, runs)?;
             let sections = [edges::section(&result, threads, runs)];
