@@ -198,12 +198,12 @@ fn settings_are_serde_friendly_and_default_to_a_colour_guide() {
 
 /// The boundary pixels of a hard mask (4-neighbourhood).
 fn boundary(mask: &[bool], w: usize, h: usize) -> Vec<(usize, usize)> {
+    let at = |x: usize, y: usize| mask.get(y * w + x).copied().unwrap_or(false);
     let mut out = Vec::new();
     for y in 0..h {
         for x in 0..w {
-            let m = mask[y * w + x];
-            if (x + 1 < w && mask[y * w + x + 1] != m) || (y + 1 < h && mask[(y + 1) * w + x] != m)
-            {
+            let m = at(x, y);
+            if (x + 1 < w && at(x + 1, y) != m) || (y + 1 < h && at(x, y + 1) != m) {
                 out.push((x, y));
             }
         }
@@ -217,11 +217,17 @@ fn within_two(a: &[(usize, usize)], b: &[(usize, usize)], w: usize, h: usize) ->
     for &(x, y) in b {
         for yy in y.saturating_sub(2)..(y + 3).min(h) {
             for xx in x.saturating_sub(2)..(x + 3).min(w) {
-                near[yy * w + xx] = true;
+                if let Some(v) = near.get_mut(yy * w + xx) {
+                    *v = true;
+                }
             }
         }
     }
-    a.iter().filter(|&&(x, y)| near[y * w + x]).count() as f64 / a.len().max(1) as f64
+    let hits = a
+        .iter()
+        .filter(|&&(x, y)| near.get(y * w + x).copied().unwrap_or(false))
+        .count();
+    hits as f64 / a.len().max(1) as f64
 }
 
 #[test]
@@ -314,7 +320,7 @@ fn gpu_and_cpu_refinement_agree_within_1e_4() {
         .map(|i: usize| {
             let (x, y) = ((i / 3) % w, (i / 3) / w);
             let stripe = if (x / 9 + y / 13) % 2 == 0 { 60 } else { 190 };
-            (stripe + ((i.wrapping_mul(2_654_435_761) >> 13) % 40) as usize) as u8
+            (stripe + (i.wrapping_mul(2_654_435_761) >> 13) % 40) as u8
         })
         .collect();
     let low: Vec<f32> = (0..64 * 64)

@@ -72,13 +72,16 @@ pub struct CaseResult {
     pub refined: Score,
 }
 
+/// The GPU adapter's name, whether it is a software renderer, and a median time per size.
+pub type GpuTimes = (String, bool, Vec<((usize, usize), Duration)>);
+
 pub struct Edges {
     pub results: Vec<CaseResult>,
     /// Median refine time (CPU, `threads` threads) per size.
     pub cpu_times: Vec<((usize, usize), Duration)>,
     /// Median time of the GPU's upsample + refine + readback per size, with the adapter's name
     /// and whether it is a software renderer; or why there is none.
-    pub gpu: Result<(String, bool, Vec<((usize, usize), Duration)>), String>,
+    pub gpu: Result<GpuTimes, String>,
     pub settings: EdgeRefinement,
 }
 
@@ -110,13 +113,11 @@ pub fn load(dir: &Path) -> BoxResult<Vec<Case>> {
             }
             let cov = coverage.as_raw();
             let mut frame = Vec::with_capacity(cov.len() * 3);
-            for (i, &c) in cov.iter().enumerate() {
+            let pixels = fg.as_raw().chunks_exact(3).zip(bg.as_raw().chunks_exact(3));
+            for (&c, (f, b)) in cov.iter().zip(pixels) {
                 let a = f32::from(c) / 255.0;
-                for k in 0..3 {
-                    let (f, b) = (
-                        f32::from(fg.as_raw()[i * 3 + k]),
-                        f32::from(bg.as_raw()[i * 3 + k]),
-                    );
+                for (&f, &b) in f.iter().zip(b) {
+                    let (f, b) = (f32::from(f), f32::from(b));
                     frame.push((a * f + (1.0 - a) * b).round() as u8);
                 }
             }
@@ -140,13 +141,14 @@ pub fn load(dir: &Path) -> BoxResult<Vec<Case>> {
 /// DAVIS's boundary map: a pixel is on the boundary where it differs from its right, lower or
 /// lower-right neighbour.
 fn boundary(mask: &[bool], w: usize, h: usize) -> Vec<(i64, i64)> {
+    let at = |x: usize, y: usize| mask.get(y * w + x).copied().unwrap_or(false);
     let mut out = Vec::new();
     for y in 0..h {
         for x in 0..w {
-            let m = mask[y * w + x];
-            let differs = (x + 1 < w && mask[y * w + x + 1] != m)
-                || (y + 1 < h && mask[(y + 1) * w + x] != m)
-                || (x + 1 < w && y + 1 < h && mask[(y + 1) * w + x + 1] != m);
+            let m = at(x, y);
+            let differs = (x + 1 < w && at(x + 1, y) != m)
+                || (y + 1 < h && at(x, y + 1) != m)
+                || (x + 1 < w && y + 1 < h && at(x + 1, y + 1) != m);
             if differs {
                 out.push((x as i64, y as i64));
             }
@@ -172,7 +174,10 @@ fn matched(points: &[(i64, i64)], map: &[bool], w: usize, h: usize) -> f64 {
                         && yy >= 0
                         && (xx as usize) < w
                         && (yy as usize) < h
-                        && map[yy as usize * w + xx as usize]
+                        && map
+                            .get(yy as usize * w + xx as usize)
+                            .copied()
+                            .unwrap_or(false)
                 })
             })
         })
@@ -187,7 +192,9 @@ pub fn score(matte: &[f32], truth: &[bool], w: usize, h: usize) -> Score {
     let map = |points: &[(i64, i64)]| {
         let mut m = vec![false; w * h];
         for &(x, y) in points {
-            m[y as usize * w + x as usize] = true;
+            if let Some(v) = m.get_mut(y as usize * w + x as usize) {
+                *v = true;
+            }
         }
         m
     };
@@ -276,11 +283,7 @@ pub fn run(dir: &Path, settings: EdgeRefinement, threads: usize, runs: usize) ->
 }
 
 /// The GPU path's median time per size (one clip per size).
-fn gpu_times(
-    cases: &[Case],
-    settings: &EdgeRefinement,
-    runs: usize,
-) -> Result<(String, bool, Vec<((usize, usize), Duration)>), String> {
+fn gpu_times(cases: &[Case], settings: &EdgeRefinement, runs: usize) -> Result<GpuTimes, String> {
     let mut gpu = sam2_engine::matte::GpuUpsampler::new().map_err(|e| e.to_string())?;
     let info = gpu.info().clone();
     let mut times: Vec<((usize, usize), Duration)> = Vec::new();
@@ -447,31 +450,32 @@ pub fn picture(dir: &Path, settings: &EdgeRefinement, out: &Path) -> BoxResult<(
     let row = h / 2;
     let edge_x = (1..w)
         .rev()
-        .find(|&x| case.truth[row * w + x - 1] != case.truth[row * w + x])
+        .find(|&x| case.truth.get(row * w + x - 1) != case.truth.get(row * w + x))
         .ok_or("no outline on the middle row")?;
     const SIDE: usize = 320;
     let x0 = edge_x.saturating_sub(SIDE / 2).min(w - SIDE);
     let y0 = row - SIDE / 2;
-    let outline: Vec<bool> =
-        boundary(&case.truth, w, h)
-            .iter()
-            .fold(vec![false; w * h], |mut m, &(x, y)| {
-                m[y as usize * w + x as usize] = true;
-                m
-            });
+    let mut outline = vec![false; w * h];
+    for (x, y) in boundary(&case.truth, w, h) {
+        if let Some(v) = outline.get_mut(y as usize * w + x as usize) {
+            *v = true;
+        }
+    }
     let mut img = image::RgbImage::new((SIDE * 3 + 16) as u32, SIDE as u32);
     for y in 0..SIDE {
         for x in 0..SIDE {
             let i = (y0 + y) * w + x0 + x;
-            let frame = [
-                case.frame[i * 3],
-                case.frame[i * 3 + 1],
-                case.frame[i * 3 + 2],
-            ];
+            let frame: [u8; 3] = case
+                .frame
+                .get(i * 3..i * 3 + 3)
+                .and_then(|p| p.try_into().ok())
+                .unwrap_or([0, 0, 0]);
             img.put_pixel(x as u32, y as u32, image::Rgb(frame));
+            let on_outline = outline.get(i).copied().unwrap_or(false);
             for (panel, matte) in [(1, &before), (2, &after)] {
-                let v = (matte[i].clamp(0.0, 1.0) * 255.0).round() as u8;
-                let px = if outline[i] { [230, 30, 30] } else { [v, v, v] };
+                let a = matte.get(i).copied().unwrap_or(0.0);
+                let v = (a.clamp(0.0, 1.0) * 255.0).round() as u8;
+                let px = if on_outline { [230, 30, 30] } else { [v, v, v] };
                 img.put_pixel((panel * (SIDE + 8) + x) as u32, y as u32, image::Rgb(px));
             }
         }

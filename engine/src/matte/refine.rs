@@ -196,9 +196,10 @@ fn refine(
     let plan = settings.plan(guide.width, guide.height)?;
     check_buffer("upsampled logits", logits.len(), plan.width, plan.height)?;
     check_guide(guide, &plan)?;
-    let grid = subsample(logits, guide.rgb, &plan, threads);
+    let (pixels, _) = guide.rgb.as_chunks::<3>();
+    let grid = subsample(logits, pixels, &plan, threads);
     let coefficients = coefficients(&grid, &plan, threads);
-    Ok(apply(&coefficients, guide.rgb, &plan, threads, output))
+    Ok(apply(&coefficients, pixels, &plan, threads, output))
 }
 
 pub(crate) fn check_guide(guide: Guide<'_>, plan: &RefinePlan) -> Result<(), MatteError> {
@@ -249,15 +250,11 @@ fn fast_ln(x: f32) -> f32 {
     exponent as f32 * std::f32::consts::LN_2 + 2.0 * t * series
 }
 
-/// The guide's channel values of one RGB pixel, in [0, 1].
+/// The guide's channel values of one RGB pixel, in [0, 1] (luminance in the first, then zeros).
 #[inline]
-fn guide_value(rgb: &[u8], guide: GuideChannels) -> [f32; 3] {
+fn guide_value(rgb: [u8; 3], guide: GuideChannels) -> [f32; 3] {
     const INV: f32 = 1.0 / 255.0;
-    let (r, g, b) = (
-        f32::from(rgb[0]) * INV,
-        f32::from(rgb[1]) * INV,
-        f32::from(rgb[2]) * INV,
-    );
+    let [r, g, b] = rgb.map(|v| f32::from(v) * INV);
     match guide {
         GuideChannels::Colour => [r, g, b],
         GuideChannels::Luminance => [0.2126 * r + 0.7152 * g + 0.0722 * b, 0.0, 0.0],
@@ -270,72 +267,62 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// The subsampled grid, planar: the probability, then the guide's channels (1 or 3).
+/// The subsampled grid, one cell per `s × s` block: `[p, g0, g1, g2]`, the probability and the
+/// guide's channels (a luminance guide fills `g0` alone).
 ///
 /// A cell's probability is the sigmoid of its block's mean logit rather than the mean of the
 /// block's sigmoids: the upsampled logits are bilinear within a logit cell, which is larger than
 /// a block, so the two differ by little, and this spends one exponential per cell instead of one
 /// per pixel.
-struct Grid {
-    p: Vec<f32>,
-    guide: [Vec<f32>; 3],
-}
-
-fn subsample(logits: &[f32], rgb: &[u8], plan: &RefinePlan, threads: usize) -> Grid {
+fn subsample(
+    logits: &[f32],
+    pixels: &[[u8; 3]],
+    plan: &RefinePlan,
+    threads: usize,
+) -> Vec<[f32; 4]> {
     let (w, h, s) = (plan.width, plan.height, plan.subsample);
-    let (lw, lh) = (plan.low_w, plan.low_h);
-    let channels = channel_count(plan.guide);
-    // One row of cells per output row: [p, g0, g1, g2] interleaved, split into planes after.
-    let mut cells = vec![0.0f32; lw * lh * 4];
-    for_bands(&mut cells, lw * 4, threads, |band, first_row| {
-        for (row_offset, row) in band.chunks_exact_mut(lw * 4).enumerate() {
-            let ly = first_row + row_offset;
-            let (y0, y1) = (ly * s, ((ly + 1) * s).min(h));
-            let mut sums = vec![0.0f32; lw * 4];
-            for y in y0..y1 {
-                let logit_row = &logits[y * w..(y + 1) * w];
-                let rgb_row = &rgb[y * w * 3..(y + 1) * w * 3];
-                for (lx, sum) in sums.chunks_exact_mut(4).enumerate() {
-                    let (x0, x1) = (lx * s, ((lx + 1) * s).min(w));
+    let lw = plan.low_w;
+    let mut cells = vec![[0.0f32; 4]; lw * plan.low_h];
+    for_bands(&mut cells, lw, threads, |band, first_row| {
+        let mut sums = vec![[0.0f32; 4]; lw];
+        for (row_offset, row) in band.chunks_exact_mut(lw).enumerate() {
+            let y0 = (first_row + row_offset) * s;
+            let rows = s.min(h.saturating_sub(y0));
+            sums.fill([0.0; 4]);
+            let logit_rows = logits.chunks_exact(w).skip(y0).take(rows);
+            let pixel_rows = pixels.chunks_exact(w).skip(y0).take(rows);
+            for (logit_row, pixel_row) in logit_rows.zip(pixel_rows) {
+                for ((sum, block_logits), block_pixels) in sums
+                    .iter_mut()
+                    .zip(logit_row.chunks(s))
+                    .zip(pixel_row.chunks(s))
+                {
                     let mut acc = [0.0f32; 4];
-                    for x in x0..x1 {
-                        acc[0] += logit_row[x];
-                        let g = guide_value(&rgb_row[x * 3..x * 3 + 3], plan.guide);
+                    for (&l, &px) in block_logits.iter().zip(block_pixels) {
+                        let g = guide_value(px, plan.guide);
+                        acc[0] += l;
                         acc[1] += g[0];
                         acc[2] += g[1];
                         acc[3] += g[2];
                     }
-                    for (s, a) in sum.iter_mut().zip(acc) {
-                        *s += a;
+                    for (total, a) in sum.iter_mut().zip(acc) {
+                        *total += a;
                     }
                 }
             }
-            for (lx, (cell, sum)) in row
-                .chunks_exact_mut(4)
-                .zip(sums.chunks_exact(4))
-                .enumerate()
-            {
-                let (x0, x1) = (lx * s, ((lx + 1) * s).min(w));
-                let inv = 1.0 / ((x1 - x0) * (y1 - y0)) as f32;
-                cell[0] = sigmoid(sum[0] * inv);
-                for c in 0..channels {
-                    cell[1 + c] = sum[1 + c] * inv;
-                }
+            for (lx, (cell, sum)) in row.iter_mut().zip(&sums).enumerate() {
+                let cols = s.min(w.saturating_sub(lx * s));
+                let inv = 1.0 / (cols * rows).max(1) as f32;
+                *cell = [
+                    sigmoid(sum[0] * inv),
+                    sum[1] * inv,
+                    sum[2] * inv,
+                    sum[3] * inv,
+                ];
             }
         }
     });
-    let plane = |c: usize| cells.chunks_exact(4).map(|cell| cell[c]).collect();
-    Grid {
-        p: plane(0),
-        guide: [plane(1), plane(2), plane(3)],
-    }
-}
-
-fn channel_count(guide: GuideChannels) -> usize {
-    match guide {
-        GuideChannels::Colour => 3,
-        GuideChannels::Luminance => 1,
-    }
+    cells
 }
 
 /// The mean over the window of radius `r` around every pixel of a `w × h` plane, the window cut
@@ -344,40 +331,35 @@ fn channel_count(guide: GuideChannels) -> usize {
 fn box_mean(plane: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
     let mut horizontal = vec![0.0f32; w * h];
     for (src, dst) in plane.chunks_exact(w).zip(horizontal.chunks_exact_mut(w)) {
-        let mut acc: f64 = src[..r.min(w)].iter().map(|&v| f64::from(v)).sum();
+        let mut acc: f64 = src.iter().take(r).map(|&v| f64::from(v)).sum();
         for (x, d) in dst.iter_mut().enumerate() {
-            if x + r < w {
-                acc += f64::from(src[x + r]);
+            if let Some(&v) = src.get(x + r) {
+                acc += f64::from(v);
             }
-            if x > r {
-                acc -= f64::from(src[x - r - 1]);
+            if let Some(&v) = x.checked_sub(r + 1).and_then(|i| src.get(i)) {
+                acc -= f64::from(v);
             }
             let (lo, hi) = (x.saturating_sub(r), (x + r + 1).min(w));
             *d = (acc / (hi - lo) as f64) as f32;
         }
     }
     // Vertical running sums, a row of accumulators at a time.
+    let row = |y: usize| horizontal.get(y * w..(y + 1) * w);
     let mut acc = vec![0.0f64; w];
-    for row in horizontal.chunks_exact(w).take(r.min(h)) {
-        for (a, &v) in acc.iter_mut().zip(row) {
+    for y in 0..r.min(h) {
+        for (a, &v) in acc.iter_mut().zip(row(y).unwrap_or_default()) {
             *a += f64::from(v);
         }
     }
     let mut out = vec![0.0f32; w * h];
     for (y, dst) in out.chunks_exact_mut(w).enumerate() {
-        if y + r < h {
-            for (a, &v) in acc
-                .iter_mut()
-                .zip(&horizontal[(y + r) * w..(y + r + 1) * w])
-            {
+        if let Some(entering) = row(y + r) {
+            for (a, &v) in acc.iter_mut().zip(entering) {
                 *a += f64::from(v);
             }
         }
-        if y > r {
-            for (a, &v) in acc
-                .iter_mut()
-                .zip(&horizontal[(y - r - 1) * w..(y - r) * w])
-            {
+        if let Some(leaving) = y.checked_sub(r + 1).and_then(row) {
+            for (a, &v) in acc.iter_mut().zip(leaving) {
                 *a -= f64::from(v);
             }
         }
@@ -390,13 +372,28 @@ fn box_mean(plane: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
     out
 }
 
-/// [`box_mean`] of several planes, spread over up to `threads` threads.
-fn box_means(planes: &[Vec<f32>], w: usize, h: usize, r: usize, threads: usize) -> Vec<Vec<f32>> {
-    let mut out: Vec<Vec<f32>> = vec![Vec::new(); planes.len()];
-    let threads = resolve_threads(threads).clamp(1, planes.len().max(1));
-    let per = planes.len().div_ceil(threads);
+/// The box means of per-cell vectors of `N` values, spread over up to `threads` threads (one
+/// plane per value).
+fn box_means<const N: usize>(
+    cells: &[[f32; N]],
+    w: usize,
+    h: usize,
+    r: usize,
+    threads: usize,
+) -> Vec<[f32; N]> {
+    let planes: Vec<Vec<f32>> = (0..N)
+        .map(|c| {
+            cells
+                .iter()
+                .map(|cell| cell.get(c).copied().unwrap_or(0.0))
+                .collect()
+        })
+        .collect();
+    let mut means: Vec<Vec<f32>> = vec![Vec::new(); N];
+    let threads = resolve_threads(threads).clamp(1, N.max(1));
+    let per = N.div_ceil(threads).max(1);
     std::thread::scope(|scope| {
-        for (src, dst) in planes.chunks(per).zip(out.chunks_mut(per)) {
+        for (src, dst) in planes.chunks(per).zip(means.chunks_mut(per)) {
             scope.spawn(move || {
                 for (p, d) in src.iter().zip(dst) {
                     *d = box_mean(p, w, h, r);
@@ -404,6 +401,14 @@ fn box_means(planes: &[Vec<f32>], w: usize, h: usize, r: usize, threads: usize) 
             });
         }
     });
+    let mut out = vec![[0.0f32; N]; cells.len()];
+    for (c, plane) in means.iter().enumerate() {
+        for (cell, &v) in out.iter_mut().zip(plane) {
+            if let Some(slot) = cell.get_mut(c) {
+                *slot = v;
+            }
+        }
+    }
     out
 }
 
@@ -414,86 +419,70 @@ fn resolve_threads(threads: usize) -> usize {
     }
 }
 
-/// The box-filtered coefficients on the grid, interleaved per cell: `[ā_r, ā_g, ā_b, b̄]`
-/// (a luminance guide uses `ā_r` alone, the others are 0).
-fn coefficients(grid: &Grid, plan: &RefinePlan, threads: usize) -> Vec<f32> {
+/// The box-filtered coefficients on the grid, per cell: `[ā_r, ā_g, ā_b, b̄]` (a luminance guide
+/// uses `ā_r` alone, the others are 0).
+fn coefficients(grid: &[[f32; 4]], plan: &RefinePlan, threads: usize) -> Vec<[f32; 4]> {
     let (w, h, r) = (plan.low_w, plan.low_h, plan.low_radius);
     let eps = plan.epsilon;
-    let product =
-        |a: &[f32], b: &[f32]| -> Vec<f32> { a.iter().zip(b).map(|(x, y)| x * y).collect() };
-    let p = &grid.p;
-    let mut ab = vec![0.0f32; w * h * 4];
-    match plan.guide {
+    let ab: Vec<[f32; 4]> = match plan.guide {
         GuideChannels::Luminance => {
-            let i = &grid.guide[0];
-            let planes = [p.clone(), i.clone(), product(i, i), product(i, p)];
-            let [mean_p, mean_i, mean_ii, mean_ip] = &box_means(&planes, w, h, r, threads)[..]
-            else {
-                return ab;
-            };
-            for (k, cell) in ab.chunks_exact_mut(4).enumerate() {
-                let var = mean_ii[k] - mean_i[k] * mean_i[k];
-                let cov = mean_ip[k] - mean_i[k] * mean_p[k];
-                let a = cov / (var + eps);
-                cell[0] = a;
-                cell[3] = mean_p[k] - a * mean_i[k];
-            }
+            let stats: Vec<[f32; 4]> = grid
+                .iter()
+                .map(|&[p, i, _, _]| [p, i, i * i, i * p])
+                .collect();
+            box_means(&stats, w, h, r, threads)
+                .iter()
+                .map(|&[mean_p, mean_i, mean_ii, mean_ip]| {
+                    let var = mean_ii - mean_i * mean_i;
+                    let cov = mean_ip - mean_i * mean_p;
+                    let a = cov / (var + eps);
+                    [a, 0.0, 0.0, mean_p - a * mean_i]
+                })
+                .collect()
         }
         GuideChannels::Colour => {
-            let [r_, g_, b_] = &grid.guide;
-            let planes = [
-                p.clone(),
-                r_.clone(),
-                g_.clone(),
-                b_.clone(),
-                product(r_, r_),
-                product(r_, g_),
-                product(r_, b_),
-                product(g_, g_),
-                product(g_, b_),
-                product(b_, b_),
-                product(r_, p),
-                product(g_, p),
-                product(b_, p),
-            ];
-            let [mean_p, mr, mg, mb, rr, rg, rb, gg, gb, bb, rp, gp, bp] =
-                &box_means(&planes, w, h, r, threads)[..]
-            else {
-                return ab;
-            };
-            for (k, cell) in ab.chunks_exact_mut(4).enumerate() {
-                let m = [mr[k], mg[k], mb[k]];
-                // Σ + εU, symmetric.
-                let s_rr = rr[k] - m[0] * m[0] + eps;
-                let s_rg = rg[k] - m[0] * m[1];
-                let s_rb = rb[k] - m[0] * m[2];
-                let s_gg = gg[k] - m[1] * m[1] + eps;
-                let s_gb = gb[k] - m[1] * m[2];
-                let s_bb = bb[k] - m[2] * m[2] + eps;
-                let cov = [
-                    rp[k] - m[0] * mean_p[k],
-                    gp[k] - m[1] * mean_p[k],
-                    bp[k] - m[2] * mean_p[k],
-                ];
-                let a = solve_symmetric3(s_rr, s_rg, s_rb, s_gg, s_gb, s_bb, cov);
-                cell[0] = a[0];
-                cell[1] = a[1];
-                cell[2] = a[2];
-                cell[3] = mean_p[k] - a[0] * m[0] - a[1] * m[1] - a[2] * m[2];
-            }
+            let stats: Vec<[f32; 13]> = grid
+                .iter()
+                .map(|&[p, r_, g_, b_]| {
+                    [
+                        p,
+                        r_,
+                        g_,
+                        b_,
+                        r_ * r_,
+                        r_ * g_,
+                        r_ * b_,
+                        g_ * g_,
+                        g_ * b_,
+                        b_ * b_,
+                        r_ * p,
+                        g_ * p,
+                        b_ * p,
+                    ]
+                })
+                .collect();
+            box_means(&stats, w, h, r, threads)
+                .iter()
+                .map(
+                    |&[mean_p, mr, mg, mb, rr, rg, rb, gg, gb, bb, rp, gp, bp]| {
+                        // Σ + εU, symmetric.
+                        let s_rr = rr - mr * mr + eps;
+                        let s_rg = rg - mr * mg;
+                        let s_rb = rb - mr * mb;
+                        let s_gg = gg - mg * mg + eps;
+                        let s_gb = gb - mg * mb;
+                        let s_bb = bb - mb * mb + eps;
+                        let cov = [rp - mr * mean_p, gp - mg * mean_p, bp - mb * mean_p];
+                        let [a0, a1, a2] =
+                            solve_symmetric3(s_rr, s_rg, s_rb, s_gg, s_gb, s_bb, cov);
+                        [a0, a1, a2, mean_p - a0 * mr - a1 * mg - a2 * mb]
+                    },
+                )
+                .collect()
         }
-    }
+    };
     // ā and b̄: the box means of the coefficients.
-    let planes: Vec<Vec<f32>> = (0..4)
-        .map(|c| ab.chunks_exact(4).map(|cell| cell[c]).collect())
-        .collect();
-    let means = box_means(&planes, w, h, r, threads);
-    for (k, cell) in ab.chunks_exact_mut(4).enumerate() {
-        for (c, v) in cell.iter_mut().enumerate() {
-            *v = means[c][k];
-        }
-    }
-    ab
+    box_means(&ab, w, h, r, threads)
 }
 
 /// Solves `S·a = v` for a symmetric positive-definite 3×3 `S` by its adjugate, as the reference
@@ -534,10 +523,11 @@ struct Tap {
 }
 
 fn grid_taps(full: usize, low: usize, s: usize) -> Vec<Tap> {
-    let last = low - 1;
+    let last = low.saturating_sub(1);
     (0..full)
         .map(|x| {
             let u = ((x as f32 + 0.5) / s as f32 - 0.5).max(0.0);
+            // `u` is finite and non-negative, so the cast is a floor.
             let i0 = (u as usize).min(last);
             let i1 = (i0 + 1).min(last);
             Tap {
@@ -549,34 +539,51 @@ fn grid_taps(full: usize, low: usize, s: usize) -> Vec<Tap> {
         .collect()
 }
 
+/// `a + t·(b − a)` per value.
+#[inline]
+fn lerp4(a: [f32; 4], b: [f32; 4], t: f32) -> [f32; 4] {
+    [
+        a[0] + t * (b[0] - a[0]),
+        a[1] + t * (b[1] - a[1]),
+        a[2] + t * (b[2] - a[2]),
+        a[3] + t * (b[3] - a[3]),
+    ]
+}
+
 /// `q = ā·I + b̄` at full resolution, clamped to [0, 1] (or its logit).
-fn apply(ab: &[f32], rgb: &[u8], plan: &RefinePlan, threads: usize, output: Output) -> Vec<f32> {
+fn apply(
+    ab: &[[f32; 4]],
+    pixels: &[[u8; 3]],
+    plan: &RefinePlan,
+    threads: usize,
+    output: Output,
+) -> Vec<f32> {
     let (w, lw) = (plan.width, plan.low_w);
     let xs = grid_taps(plan.width, plan.low_w, plan.subsample);
     let ys = grid_taps(plan.height, plan.low_h, plan.subsample);
+    let grid_row = |i: usize| ab.get(i * lw..(i + 1) * lw).unwrap_or_default();
     let mut out = vec![0.0f32; plan.width * plan.height];
     for_bands(&mut out, w, threads, |band, first_row| {
         // The row's coefficients, interpolated vertically once per row.
-        let mut row_ab = vec![0.0f32; lw * 4];
-        for (row_offset, row) in band.chunks_exact_mut(w).enumerate() {
-            let y = first_row + row_offset;
-            let ty = ys[y];
-            let (top, bottom) = (&ab[ty.i0 * lw * 4..], &ab[ty.i1 * lw * 4..]);
-            for (k, v) in row_ab.iter_mut().enumerate() {
-                *v = top[k] + ty.w1 * (bottom[k] - top[k]);
+        let mut row_ab = vec![[0.0f32; 4]; lw];
+        let rows = band
+            .chunks_exact_mut(w)
+            .zip(ys.iter().skip(first_row))
+            .zip(pixels.chunks_exact(w).skip(first_row));
+        for ((row, ty), pixel_row) in rows {
+            for ((v, &t), &b) in row_ab.iter_mut().zip(grid_row(ty.i0)).zip(grid_row(ty.i1)) {
+                *v = lerp4(t, b, ty.w1);
             }
-            let rgb_row = &rgb[y * w * 3..(y + 1) * w * 3];
-            for (x, q) in row.iter_mut().enumerate() {
-                let tx = xs[x];
-                let (c0, c1) = (
-                    &row_ab[tx.i0 * 4..tx.i0 * 4 + 4],
-                    &row_ab[tx.i1 * 4..tx.i1 * 4 + 4],
-                );
-                let g = guide_value(&rgb_row[x * 3..x * 3 + 3], plan.guide);
-                let mut value = c0[3] + tx.w1 * (c1[3] - c0[3]);
-                for c in 0..3 {
-                    value += (c0[c] + tx.w1 * (c1[c] - c0[c])) * g[c];
-                }
+            for ((q, tx), &px) in row.iter_mut().zip(&xs).zip(pixel_row) {
+                let (Some(&c0), Some(&c1)) = (row_ab.get(tx.i0), row_ab.get(tx.i1)) else {
+                    continue;
+                };
+                let c = lerp4(c0, c1, tx.w1);
+                let g = guide_value(px, plan.guide);
+                let mut value = c[3];
+                value += c[0] * g[0];
+                value += c[1] * g[1];
+                value += c[2] * g[2];
                 *q = value.clamp(0.0, 1.0);
             }
             if output == Output::Logits {

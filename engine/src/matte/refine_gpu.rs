@@ -129,14 +129,22 @@ impl GpuRefiner {
             });
         };
         // Whole words of the RGB bytes; the last, partial word padded with zeros.
-        let whole = rgb.len() / 4 * 4;
-        queue.write_buffer(&buffers.guide, 0, &rgb[..whole]);
-        if whole < rgb.len() {
-            let mut tail = [0u8; 4];
-            tail[..rgb.len() - whole].copy_from_slice(&rgb[whole..]);
-            queue.write_buffer(&buffers.guide, whole as u64, &tail);
+        if buffers.guide_bytes < rgb.len() as u64 {
+            return Err(MatteError::Gpu {
+                adapter: String::new(),
+                operation: "uploading the guide frame",
+                message: "the guide buffer is too small".into(),
+            });
         }
-        debug_assert!(buffers.guide_bytes >= rgb.len() as u64);
+        let (words, rest) = rgb.as_chunks::<4>();
+        queue.write_buffer(&buffers.guide, 0, words.as_flattened());
+        if !rest.is_empty() {
+            let mut tail = [0u8; 4];
+            for (t, &b) in tail.iter_mut().zip(rest) {
+                *t = b;
+            }
+            queue.write_buffer(&buffers.guide, (words.len() * 4) as u64, &tail);
+        }
 
         let groups = |n: usize| u32::try_from(n.div_ceil(WORKGROUP as usize)).unwrap_or(u32::MAX);
         let (lx, ly) = (groups(plan.low_w), groups(plan.low_h));
