@@ -188,7 +188,7 @@ fn settings_are_serde_friendly_and_default_to_a_colour_guide() {
     let settings = EdgeRefinement::default();
     assert_eq!(settings.guide, GuideChannels::Colour);
     let json = serde_json::to_string(&settings).unwrap();
-    assert_eq!(json, r#"{"guide":"colour","radius":null,"epsilon":0.001}"#);
+    assert_eq!(json, r#"{"guide":"colour","radius":null,"epsilon":0.0001}"#);
     let back: EdgeRefinement =
         serde_json::from_str(r#"{"guide":"luminance","radius":20}"#).unwrap();
     assert_eq!(back.guide, GuideChannels::Luminance);
