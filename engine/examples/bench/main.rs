@@ -20,7 +20,12 @@
 //! - `--report FILE`: also write the table there (Markdown).
 //!
 //! `bench rss --model DIR --frames N --threads N` is the memory test's child process.
+//!
+//! `bench edges [--threads N] [--runs N] [--radius PX] [--epsilon E] [--guide colour|luminance]`
+//! prints only the Refine Edges rows (ground truth in tests/fixtures/edges), for tuning;
+//! `--picture FILE` writes the before/after crop of docs/plugin.md instead.
 
+mod edges;
 mod machine;
 mod memory;
 mod table;
@@ -50,6 +55,8 @@ const CLICK_TARGET_MS: f64 = 150.0;
 const RSS_GROWTH_TARGET: f64 = 0.10;
 /// 4K matte upsampling on the CPU allowed.
 const UPSAMPLE_4K_TARGET_MS: f64 = 20.0;
+/// Timed runs per Refine Edges measurement.
+const EDGE_RUNS: usize = 7;
 /// Share of the CPUs used by other processes above which the report warns.
 const CONTENTION_WARNING: f64 = 0.05;
 /// Timed runs per upsampling measurement.
@@ -79,11 +86,22 @@ enum Command {
         frames: usize,
         threads: usize,
     },
+    Edges {
+        threads: usize,
+        runs: usize,
+        settings: sam2_engine::matte::EdgeRefinement,
+        /// Write the docs' before/after picture there instead of measuring.
+        picture: Option<PathBuf>,
+    },
 }
 
 fn checkout() -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     path.canonicalize().unwrap_or(path)
+}
+
+fn edges_dir() -> PathBuf {
+    checkout().join("tests/fixtures/edges")
 }
 
 fn number(flag: &str, value: &str) -> BoxResult<usize> {
@@ -114,6 +132,39 @@ fn parse(args: &[String]) -> BoxResult<Command> {
             model: model.ok_or("bench rss needs --model.")?,
             frames: frames.ok_or("bench rss needs --frames.")?,
             threads,
+        });
+    }
+    if args.first().map(String::as_str) == Some("edges") {
+        it.next();
+        let (mut threads, mut runs) = (2, EDGE_RUNS);
+        let mut settings = sam2_engine::matte::EdgeRefinement::default();
+        let mut picture = None;
+        while let Some(flag) = it.next() {
+            let v = value(flag, &mut it)?;
+            let float = |v: &str| {
+                v.parse::<f32>()
+                    .map_err(|_| format!("{flag} takes a number, not \"{v}\"."))
+            };
+            match flag.as_str() {
+                "--threads" => threads = number(flag, &v)?,
+                "--runs" => runs = number(flag, &v)?,
+                "--picture" => picture = Some(PathBuf::from(&v)),
+                "--radius" => settings.radius = Some(float(&v)?),
+                "--epsilon" => settings.epsilon = float(&v)?,
+                "--guide" => {
+                    settings.guide = serde_json::from_value(serde_json::Value::String(v.clone()))
+                        .map_err(|_| format!("--guide takes colour or luminance, not \"{v}\"."))?
+                }
+                other => {
+                    return Err(format!("bench edges does not know the option {other}.").into());
+                }
+            }
+        }
+        return Ok(Command::Edges {
+            threads,
+            runs,
+            settings,
+            picture,
         });
     }
     let mut o = Options {
@@ -188,6 +239,25 @@ fn main() -> ExitCode {
             frames,
             threads,
         } => memory::child(&model, frames, threads),
+        Command::Edges {
+            threads,
+            runs,
+            settings,
+            picture: Some(path),
+        } => edges::picture(&edges_dir(), &settings, &path).map(|()| {
+            let _ = (threads, runs);
+        }),
+        Command::Edges {
+            threads,
+            runs,
+            settings,
+            picture: None,
+        } => {
+            let result = edges::run(&edges_dir(), settings, threads, runs)?;
+            let sections = [edges::section(&result, threads, runs)];
+            println!("{}", table::render(&sections));
+            Ok(())
+        }
         Command::Bench(options) => bench(&options),
     });
     match result {
@@ -558,6 +628,15 @@ fn bench(o: &Options) -> BoxResult<()> {
         title: format!("matte upsampling, 256² logits, median of {UPSAMPLE_RUNS}, one thread"),
         rows,
     });
+
+    eprintln!("refine edges against ground truth");
+    let refined = edges::run(
+        &edges_dir(),
+        sam2_engine::matte::EdgeRefinement::default(),
+        o.threads,
+        EDGE_RUNS,
+    )?;
+    sections.push(edges::section(&refined, o.threads, EDGE_RUNS));
 
     let busy_after = others_busy(Duration::from_secs(1));
     let mut header = format!(

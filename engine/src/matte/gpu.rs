@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use super::bilinear::{Tap, is_small_output, taps};
 use super::error::{MatteError, check_buffer, check_size};
+use super::refine::{EdgeRefinement, Guide, Output, check_guide};
+use super::refine_gpu::GpuRefiner;
 
 /// Workgroup edge; must match `@workgroup_size` in the shader.
 const WORKGROUP: u32 = 8;
@@ -62,6 +64,8 @@ pub struct GpuUpsampler {
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
     buffers: Option<Buffers>,
+    /// Refine Edges' passes, compiled on first use.
+    refiner: Option<GpuRefiner>,
 }
 
 /// The device and what is needed to turn its failures into [`MatteError`]s.
@@ -112,6 +116,7 @@ impl GpuUpsampler {
             pipeline,
             layout,
             buffers: None,
+            refiner: None,
         })
     }
 
@@ -142,6 +147,9 @@ impl GpuUpsampler {
         if self.buffers.as_ref().map(|b| b.shape) != Some(shape) {
             // Drop the old set first, so that two large sets never coexist on the GPU.
             self.buffers = None;
+            if let Some(refiner) = self.refiner.as_mut() {
+                refiner.invalidate();
+            }
             let buffers = self.gpu.scoped("allocating the matte buffers", |device| {
                 make_buffers(device, &self.gpu.queue, &self.layout, &self.gpu.info, shape)
             })??;
@@ -176,6 +184,116 @@ impl GpuUpsampler {
         // A failed map leaves the buffers in an unknown state; make fresh ones next time.
         if out.is_err() {
             self.buffers = None;
+        }
+        out
+    }
+}
+
+impl GpuUpsampler {
+    /// Refine Edges on the GPU: upsamples `in_w × in_h` logits to the guide's size and refines
+    /// them with the frame as the guide in the same submission, the upsampled frame never leaving
+    /// the card; returns logits, as [`super::refine_edges`] does, within 1e-4 of it in probability.
+    pub fn upsample_refined(
+        &mut self,
+        src: &[f32],
+        in_w: usize,
+        in_h: usize,
+        guide: Guide<'_>,
+        settings: &EdgeRefinement,
+    ) -> Result<Vec<f32>, MatteError> {
+        self.refined(src, in_w, in_h, guide, settings, Output::Logits)
+    }
+
+    /// [`GpuUpsampler::upsample_refined`] without the conversion back to logits: the refined
+    /// probability, as [`super::refine_alpha`].
+    pub fn upsample_refined_alpha(
+        &mut self,
+        src: &[f32],
+        in_w: usize,
+        in_h: usize,
+        guide: Guide<'_>,
+        settings: &EdgeRefinement,
+    ) -> Result<Vec<f32>, MatteError> {
+        self.refined(src, in_w, in_h, guide, settings, Output::Alpha)
+    }
+
+    fn refined(
+        &mut self,
+        src: &[f32],
+        in_w: usize,
+        in_h: usize,
+        guide: Guide<'_>,
+        settings: &EdgeRefinement,
+        output: Output,
+    ) -> Result<Vec<f32>, MatteError> {
+        let (out_w, out_h) = (guide.width, guide.height);
+        check_buffer("low-resolution mask", src.len(), in_w, in_h)?;
+        let len = check_size("upsampled matte", out_w, out_h)?;
+        let plan = settings.plan(out_w, out_h)?;
+        check_guide(guide, &plan)?;
+        self.gpu.check_alive()?;
+        let shape = Shape {
+            in_w,
+            in_h,
+            out_w,
+            out_h,
+        };
+        if self.buffers.as_ref().map(|b| b.shape) != Some(shape) {
+            self.buffers = None;
+            if let Some(refiner) = self.refiner.as_mut() {
+                refiner.invalidate();
+            }
+            let buffers = self.gpu.scoped("allocating the matte buffers", |device| {
+                make_buffers(device, &self.gpu.queue, &self.layout, &self.gpu.info, shape)
+            })??;
+            self.buffers = Some(buffers);
+        }
+        if self.refiner.is_none() {
+            let refiner = self
+                .gpu
+                .scoped("compiling the refine shader", GpuRefiner::new)?;
+            self.refiner = Some(refiner);
+        }
+        let (Some(buffers), Some(refiner)) = (self.buffers.as_ref(), self.refiner.as_mut()) else {
+            return Err(self.gpu.error("allocating the matte buffers", "no buffers"));
+        };
+        let (gx, gy) = (workgroups(out_w), workgroups(out_h));
+        let queue = &self.gpu.queue;
+        let pipeline = &self.pipeline;
+        let encoded = self.gpu.scoped("running the refine shader", |device| {
+            queue.write_buffer(&buffers.src, 0, bytemuck::cast_slice(src));
+            let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("matte upsample and refine"),
+            });
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("matte upsample"),
+                    timestamp_writes: None,
+                });
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, &buffers.bind_group, &[]);
+                pass.dispatch_workgroups(gx, gy, 1);
+            }
+            let refined = refiner.encode(
+                device,
+                queue,
+                &mut encoder,
+                &buffers.dst,
+                guide.rgb,
+                &plan,
+                output,
+            )?;
+            encoder.copy_buffer_to_buffer(refined, 0, &buffers.readback, 0, buffers.dst_bytes);
+            queue.submit([encoder.finish()]);
+            Ok::<(), MatteError>(())
+        })?;
+        encoded?;
+        let out = self.gpu.read_back(buffers, len);
+        if out.is_err() {
+            self.buffers = None;
+            if let Some(refiner) = self.refiner.as_mut() {
+                refiner.invalidate();
+            }
         }
         out
     }

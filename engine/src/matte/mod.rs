@@ -10,6 +10,10 @@
 //! 2. **Finishing** on the CPU ([`finish`] with [`MatteSettings`]): threshold or softness, hole
 //!    filling and speck removal, choke/expand, feather, then conversion to the host's bit depth.
 //!
+//! Between the two, **Refine Edges** ([`refine_edges`], optional, off by default) replaces the
+//! upsampled logits by a guided filter of their probability with the frame as the guide, so that
+//! the edge follows the image rather than the 256² logit grid; its output is logits again.
+//!
 //! Logits stay logits until finishing, so a host can change the finishing settings without
 //! upsampling again.
 
@@ -19,6 +23,8 @@ mod error;
 mod finishing;
 mod gpu;
 mod morphology;
+mod refine;
+mod refine_gpu;
 
 pub use bilinear::{upsample_bilinear, upsample_bilinear_into};
 pub use components::{fill_holes, remove_specks};
@@ -26,6 +32,10 @@ pub use error::MatteError;
 pub use finishing::{MatteSettings, finish, soften, threshold, to_u8, to_u16};
 pub use gpu::{GpuInfo, GpuUpsampler};
 pub use morphology::{MAX_FEATHER_RADIUS, expand, feather};
+pub use refine::{
+    DEFAULT_EPSILON, DEFAULT_RADIUS_PER_1024, EdgeRefinement, Guide, GuideChannels, LOGIT_LIMIT,
+    RefinePlan, alpha_to_logit, refine_alpha, refine_edges,
+};
 
 /// Where upsampling runs; a user setting (serde-friendly for the plugin's saved state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -120,6 +130,46 @@ impl MatteUpsampler {
                     self.gpu = None;
                 }
                 upsample_bilinear(src, in_w, in_h, out_w, out_h)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Refine Edges as a pipeline stage: upsamples `in_w × in_h` logits to the guide frame's size,
+    /// then, when `refinement` is given, refines them with the frame as the guide
+    /// ([`refine_edges`]); the result is logits for [`finish`]. With `None` this is exactly
+    /// [`MatteUpsampler::upsample`], bit for bit. On the GPU the frame stays on the card between
+    /// upsampling and refinement; the fallbacks are those of [`MatteUpsampler::upsample`].
+    pub fn upsample_refined(
+        &mut self,
+        src: &[f32],
+        in_w: usize,
+        in_h: usize,
+        guide: Guide<'_>,
+        refinement: Option<&EdgeRefinement>,
+    ) -> Result<Vec<f32>, MatteError> {
+        let Some(settings) = refinement else {
+            return self.upsample(src, in_w, in_h, guide.width, guide.height);
+        };
+        let Some(gpu) = self.gpu.as_mut() else {
+            let upsampled = upsample_bilinear(src, in_w, in_h, guide.width, guide.height)?;
+            return refine_edges(&upsampled, guide, settings, 0);
+        };
+        match gpu.upsample_refined(src, in_w, in_h, guide, settings) {
+            Ok(out) => Ok(out),
+            Err(
+                error @ (MatteError::EmptySize { .. }
+                | MatteError::TooManyPixels { .. }
+                | MatteError::LengthMismatch { .. }
+                | MatteError::InvalidSetting { .. }),
+            ) => Err(error),
+            Err(error) if self.requested == MatteDevice::Auto => {
+                log::warn!("{error} This frame's matte is made on the CPU.");
+                if matches!(error, MatteError::DeviceLost { .. }) {
+                    self.gpu = None;
+                }
+                let upsampled = upsample_bilinear(src, in_w, in_h, guide.width, guide.height)?;
+                refine_edges(&upsampled, guide, settings, 0)
             }
             Err(error) => Err(error),
         }
