@@ -28,7 +28,7 @@
 //! a long propagation never blocks another clip's instance. Evicted sessions are dropped after the
 //! registry's lock is released.
 //!
-//! # Integration plan (not done here: `instance.rs` and `tracker.rs` are being reshaped)
+//! # Integration (as planned, done: tracker.rs holds the lease, `SESSIONS` is there)
 //!
 //! 1. `tracker.rs`: the session state (`Live`: `ClipSession`, applied prompts, cleared frames) becomes
 //!    the registry's `T` (`TrackedClip`), implementing [`Budgeted`] with the frame cache's bytes plus
@@ -400,6 +400,27 @@ impl<K: Hash + Eq + Clone, T: Budgeted> Lease<K, T> {
         };
         drop(evicted);
         result
+    }
+
+    /// [`Lease::with`], waiting for another user at most `wait`: `None` when the session stayed
+    /// busy (a host may run another instance's action on the thread that works with it).
+    pub fn try_with<R>(&self, wait: std::time::Duration, work: impl FnOnce(&mut T) -> R) -> Option<R> {
+        let (result, bytes) = {
+            let mut session = self.session.try_lock_for(wait)?;
+            let result = work(&mut session);
+            (result, session.bytes())
+        };
+        let evicted = {
+            let mut inner = self.registry.lock();
+            let tick = inner.touch();
+            if let Some(e) = inner.entries.get_mut(&self.key) {
+                e.bytes = bytes;
+                e.last_used = tick;
+            }
+            inner.enforce()
+        };
+        drop(evicted);
+        Some(result)
     }
 
     /// Moves this lease to `key` (the prompts changed). When this lease is the session's only user

@@ -21,7 +21,7 @@ use crate::params::Values;
 use crate::render::{
     MatteFrame, ObjectLayer, RectI, Rows, fingerprint, pixel_rect, render, scaled_settings,
 };
-use crate::tracker::{ClipInfo, FrameState};
+use crate::tracker::{ClipInfo, FrameState, Tracker};
 
 /// Finished mattes of one frame, kept for the next render of the same frame (hosts that render
 /// in tiles ask for the same frame many times).
@@ -110,12 +110,19 @@ struct Tracked {
 
 impl Instance {
     /// Whether the source image rendered now differs from the one the session encoded for this
-    /// frame (an upstream change): then everything tracked through it is out of date.
-    fn source_changed(&self, image: &Image, index: usize, info: &ClipInfo) -> bool {
-        let known = match self.fingerprints.lock().get(&index).copied() {
-            None => return false,
+    /// frame (an upstream change, or a host that handed over another frame's pixels): then
+    /// nothing tracked through it can be vouched for.
+    fn source_changed(
+        &self,
+        tracker: &mut Tracker,
+        image: &Image,
+        index: usize,
+        info: &ClipInfo,
+    ) -> Result<bool> {
+        let known = match tracker.fingerprint(index)? {
+            None => return Ok(false),
             // Encoded from a proxy render: the session is provisional.
-            Some(None) => return true,
+            Some(None) => return Ok(true),
             Some(Some(known)) => known,
         };
         // Hosts before OpenFX 1.4 give no region of definition; their images are whole frames.
@@ -125,15 +132,9 @@ impl Instance {
         if (region.width(), region.height())
             != (info.video_size.0 as usize, info.video_size.1 as usize)
         {
-            return false;
+            return Ok(false);
         }
-        fingerprint(image, region) != known
-    }
-
-    /// Whether the session encoded a frame read at a proxy scale (provisional until a full-size
-    /// render or a Track replaces the session).
-    pub(super) fn has_proxy_frames(&self) -> bool {
-        self.fingerprints.lock().values().any(Option::is_none)
+        Ok(fingerprint(image, region) != known)
     }
 
     /// The matte upsampler for `device`, made once.
@@ -218,18 +219,21 @@ impl Instance {
             first: info.first_frame,
             last: info.last_frame(),
         })?;
-        if scale == [1.0, 1.0]
-            && (self.has_proxy_frames()
+        let full = scale == [1.0, 1.0];
+        let changed = full
+            && match self
+                .lent
+                .with(|image| self.source_changed(&mut tracker, image, index, &info))
+            {
+                Some(changed) => changed?,
                 // No source image: nothing to compare, the session stays.
-                || self
-                    .lent
-                    .with(|image| self.source_changed(image, index, &info))
-                    .unwrap_or(false))
-        {
+                None => false,
+            };
+        if full && (changed || tracker.has_proxy_frames()?) {
             log::info!(
                 "frame {frame}: the session read proxy frames or the source changed; starting a new session"
             );
-            tracker.drop_session();
+            tracker.drop_session()?;
             (info, failures) = self.prepare(&mut tracker, values, &objects)?;
         }
         warnings.append(&mut failures);
@@ -240,7 +244,7 @@ impl Instance {
             values.reach.min(1)
         };
         let state = tracker.ensure_frame(index, reach, &mut || self.effect.aborted())?;
-        let logits = tracker.logits(index);
+        let logits = tracker.logits(index)?;
         let side = match tracker.low_res_side() {
             Some(side) => side,
             None if logits.is_empty() => 0,
