@@ -402,6 +402,11 @@ impl<K: Hash + Eq + Clone, T: Budgeted> Lease<K, T> {
         result
     }
 
+    /// Whether a user is working with the session right now.
+    pub fn is_busy(&self) -> bool {
+        self.session.is_locked()
+    }
+
     /// [`Lease::with`], waiting for another user at most `wait`: `None` when the session stayed
     /// busy (a host may run another instance's action on the thread that works with it).
     pub fn try_with<R>(&self, wait: std::time::Duration, work: impl FnOnce(&mut T) -> R) -> Option<R> {

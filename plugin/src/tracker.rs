@@ -438,6 +438,11 @@ impl Tracker {
         Ok(())
     }
 
+    /// Whether another instance or render thread is working with the session right now.
+    pub fn session_busy(&self) -> bool {
+        self.lease.as_ref().is_some_and(Lease::is_busy)
+    }
+
     /// Lets go of the session (it idles in the registry for the next instance).
     pub fn release(&mut self) {
         self.lease = None;

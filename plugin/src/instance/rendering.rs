@@ -3,6 +3,7 @@
 //! the output — or the source passed through with a message.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openfx::sys::generic::core::{OfxStatus, kOfxStatFailed, kOfxStatOK};
 use openfx::sys::image_effect_v1::image_effect::{
@@ -21,7 +22,7 @@ use crate::params::Values;
 use crate::render::{
     MatteFrame, ObjectLayer, RectI, Rows, fingerprint, pixel_rect, render, scaled_settings,
 };
-use crate::tracker::{ClipInfo, FrameState, Tracker};
+use crate::tracker::{ClipInfo, ClipLength, FrameState, Tracker};
 
 /// Finished mattes of one frame, kept for the next render of the same frame (hosts that render
 /// in tiles ask for the same frame many times).
@@ -98,8 +99,18 @@ fn matte_device(device: Device) -> MatteDevice {
     }
 }
 
+/// How long a render without temporal access waits for the frames before it that other render
+/// threads are tracking (frame-threaded hosts render several frames of a clip at once) when
+/// nobody works with the session and the track makes no progress.
+const IN_ORDER_WAIT: Duration = Duration::from_secs(2);
+
+/// How far behind the nearest tracked frame may be for a render to wait for the frames between.
+const IN_ORDER_WINDOW: usize = 32;
+
 /// What the tracker gave for the rendered frame.
 struct Tracked {
+    /// Some object has prompts (the state may still be `NoObjects`: the engine refused them all).
+    wanted: bool,
     info: ClipInfo,
     index: usize,
     state: FrameState,
@@ -198,7 +209,7 @@ impl Instance {
     /// reach. The render's `source` image is lent to the session meanwhile, so that encoding this
     /// frame (for its prompts or its track) does not fetch it from the host a second time. Sentences about objects left out go to
     /// `warnings`.
-    fn track_to(
+    fn track_once(
         &self,
         time: f64,
         scale: [f64; 2],
@@ -237,6 +248,12 @@ impl Instance {
             (info, failures) = self.prepare(&mut tracker, values, &objects)?;
         }
         warnings.append(&mut failures);
+        if info.length == ClipLength::OpenEnded && !objects.is_empty() {
+            warnings.push(
+                "The host gives no frame range or duration for the clip, so its length is unknown: tracking goes on open-ended, exact for clips of 16 frames or more; for a shorter clip set Clip Length (Cache page) to its frame count."
+                    .into(),
+            );
+        }
         // Without temporal access only the rendered frame can be read: one step at a time.
         let reach = if crate::ffi::host::temporal_clip_access() {
             values.reach
@@ -255,12 +272,59 @@ impl Instance {
             }
         };
         Ok(Tracked {
+            wanted: !objects.is_empty(),
             info,
             index,
             state,
             logits,
             side,
         })
+    }
+
+    /// [`Instance::track_once`]; without temporal access, a frame whose predecessors other render
+    /// threads are tracking (a frame-threaded host, MLT, renders several frames of a clip at
+    /// once) waits for them while they make progress — no lock held meanwhile — rather than pass
+    /// through: only the rendered frame can be read, so a frame is tracked from the one before.
+    fn track_to(
+        &self,
+        time: f64,
+        scale: [f64; 2],
+        values: &Values,
+        source: &mut Option<Image>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Tracked> {
+        let mut progress: Option<(usize, Instant)> = None;
+        loop {
+            let mut these = Vec::new();
+            let tracked = self.track_once(time, scale, values, source, &mut these)?;
+            let waiting = match tracked.state {
+                FrameState::NotTracked {
+                    nearest: Some(n), ..
+                } if !crate::ffi::host::temporal_clip_access()
+                    && values.reach > 0
+                    && n < tracked.index
+                    && tracked.index - n <= IN_ORDER_WINDOW
+                    && !self.effect.aborted() =>
+                {
+                    let busy = self.tracker.try_lock().is_none_or(|t| t.session_busy());
+                    match progress {
+                        Some((seen, since)) if seen == n && !busy => {
+                            since.elapsed() < IN_ORDER_WAIT
+                        }
+                        _ => {
+                            progress = Some((n, Instant::now()));
+                            true
+                        }
+                    }
+                }
+                _ => false,
+            };
+            if !waiting {
+                warnings.append(&mut these);
+                return Ok(tracked);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// What the frame at `time` shows, and warnings to show with it.
@@ -284,6 +348,14 @@ impl Instance {
             })
             .ok_or(PluginError::NoSource)?;
         let untracked = match &tracked.state {
+            // Prompts the engine refused on every object (warnings say why): nothing here can
+            // be vouched for.
+            FrameState::NoObjects if tracked.wanted => {
+                return Ok((
+                    Shown::NotTracked(format!("Frame {frame} has no matte.")),
+                    warnings,
+                ));
+            }
             FrameState::NoObjects => {
                 return Ok((
                     Shown::Mattes {
