@@ -2283,7 +2283,11 @@ fn only_the_rendered_frame_was_asked_for(host: &mut Host, what: &str) {
     let fetches = host.fetches().unwrap();
     assert!(!fetches.is_empty(), "{what}: no fetches logged");
     for e in fetches.iter().filter(|e| e["clip"] == "Source") {
-        assert_eq!(e["in_render"], json!(true), "{what}: a fetch outside a render: {e}");
+        assert_eq!(
+            e["in_render"],
+            json!(true),
+            "{what}: a fetch outside a render: {e}"
+        );
         assert_eq!(
             e["time"], e["frame"],
             "{what}: the effect asked for another time than the rendered frame: {e}"
@@ -2297,20 +2301,23 @@ fn a_frame_threaded_host_renders_the_cli_mattes_with_an_instance_per_frame() {
     // them, one frame at a time and from three render threads at once.
     for threads in [1, 3] {
         let what = format!("frame-threaded, {threads} thread(s)");
-        let (mut host, frames) =
-            host_behaving(json!({"frame_threaded": true}), "crossing", "two_objects", &[]);
-        let answers = in_order_gives_the_cli_mattes(
-            &mut host,
-            frames.len(),
+        let (mut host, frames) = host_behaving(
+            json!({"frame_threaded": true}),
+            "crossing",
             "two_objects",
-            threads,
-            &what,
+            &[],
         );
+        let answers =
+            in_order_gives_the_cli_mattes(&mut host, frames.len(), "two_objects", threads, &what);
         let instances: std::collections::BTreeSet<&str> = answers
             .iter()
             .filter_map(|a| a["frame_instance"].as_str())
             .collect();
-        assert_eq!(instances.len(), frames.len(), "{what}: an instance per frame");
+        assert_eq!(
+            instances.len(),
+            frames.len(),
+            "{what}: an instance per frame"
+        );
         for a in &answers {
             assert!(a["persistent"].is_null(), "{what}: {a}");
         }
@@ -2395,7 +2402,13 @@ fn hosts_that_hide_secret_parameters_can_set_the_prompts() {
         .unwrap();
     assert_eq!(p["ok"], json!(true), "{p}");
     assert_eq!(p["secret"], json!(false), "{p}");
-    assert!(p["value"].as_str().unwrap().contains("sam2-rotoscope-prompts"), "{p}");
+    assert!(
+        p["value"]
+            .as_str()
+            .unwrap()
+            .contains("sam2-rotoscope-prompts"),
+        "{p}"
+    );
     in_order_gives_the_cli_mattes(&mut host, frames.len(), "two_objects", 1, "secrets hidden");
     host.quit().unwrap();
 }
@@ -2414,13 +2427,8 @@ fn mlt_renders_the_cli_mattes_in_order() {
         );
         host.request(json!({"cmd": "fetches", "clear": true}))
             .unwrap();
-        let answers = in_order_gives_the_cli_mattes(
-            &mut host,
-            frames.len(),
-            "two_objects",
-            threads,
-            &what,
-        );
+        let answers =
+            in_order_gives_the_cli_mattes(&mut host, frames.len(), "two_objects", threads, &what);
         for a in &answers {
             assert!(a["persistent"].is_null(), "{what}: {a}");
         }

@@ -149,6 +149,9 @@ pub struct SourceKey {
     pub height: u32,
     /// Frames are encoded from linear light to sRGB before the model sees them.
     pub linear_light: bool,
+    /// A hash of the pixel depth and components the host hands the frames over in (the same
+    /// clip at another depth is read into other pixels).
+    pub format: u64,
 }
 
 /// A hash of the prompts (every object's clicks and boxes on every frame).
@@ -409,7 +412,11 @@ impl<K: Hash + Eq + Clone, T: Budgeted> Lease<K, T> {
 
     /// [`Lease::with`], waiting for another user at most `wait`: `None` when the session stayed
     /// busy (a host may run another instance's action on the thread that works with it).
-    pub fn try_with<R>(&self, wait: std::time::Duration, work: impl FnOnce(&mut T) -> R) -> Option<R> {
+    pub fn try_with<R>(
+        &self,
+        wait: std::time::Duration,
+        work: impl FnOnce(&mut T) -> R,
+    ) -> Option<R> {
         let (result, bytes) = {
             let mut session = self.session.try_lock_for(wait)?;
             let result = work(&mut session);
@@ -690,6 +697,7 @@ mod tests {
                 width: 64,
                 height: 48,
                 linear_light: false,
+                format: 0,
             },
             prompts: PromptsKey::of(
                 &prompts

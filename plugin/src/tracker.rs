@@ -1,6 +1,9 @@
-//! One effect instance's tracking state: an engine [`ClipSession`] over the host's clip (the
-//! per-clip memory bank that outlives render calls), kept in step with the prompts stored in the
-//! parameters. No OpenFX here: the instance hands in the prompts, a frame source and a model.
+//! One effect instance's hold on a tracking session: an engine [`ClipSession`] over the host's clip
+//! (the per-clip memory bank that outlives render calls *and instances*: it lives in the
+//! process-wide [`SESSIONS`] registry, shared by every instance that agrees on its key — see
+//! registry.rs), kept in step with the prompts stored in the parameters. No OpenFX here: the
+//! instance hands in the prompts, its frames ([`ClipFrames`], bound to the session only while this
+//! instance works with it) and a model.
 //!
 //! **Prompts → session.** The parameters are the truth; [`Tracker::sync`] compares them with what
 //! the session was given and sends only the difference: clicks appended on a frame go in as those
@@ -36,11 +39,11 @@ use sam2_engine::{
 };
 
 use crate::error::{PluginError, Result};
+use crate::prompts::{FramePrompt, ObjectPrompts, Point};
 use crate::registry::{
     Budgeted, Lease, ModelIdentity, Precision, PredictorKey, PromptsKey, Registry, SessionKey,
     SourceKey,
 };
-use crate::prompts::{FramePrompt, ObjectPrompts, Point};
 
 /// Objects an effect instance offers.
 pub const MAX_OBJECTS: u32 = 8;
@@ -75,6 +78,8 @@ pub struct ClipInfo {
     pub video_size: (u32, u32),
     /// Frames are encoded from linear light to sRGB before the model sees them.
     pub linear_light: bool,
+    /// A hash of the frames' pixel depth and components ([`SourceKey::format`]).
+    pub format: u64,
 }
 
 impl ClipInfo {
@@ -101,6 +106,7 @@ impl ClipInfo {
             width: self.video_size.0,
             height: self.video_size.1,
             linear_light: self.linear_light,
+            format: self.format,
         }
     }
 }
@@ -963,6 +969,7 @@ mod tests {
             length: ClipLength::Known,
             video_size: src.video_size(),
             linear_light: false,
+            format: 0,
         };
         let mut t = own_tracker();
         t.ensure_session(&model(), &choice(), info, &BTreeMap::new(), 64 << 20)
@@ -1023,6 +1030,7 @@ mod tests {
             length: ClipLength::Known,
             video_size: src.video_size(),
             linear_light: false,
+            format: 0,
         };
         let mut t = own_tracker();
         t.ensure_session(&model(), &choice(), info, &BTreeMap::new(), 64 << 20)
@@ -1060,6 +1068,7 @@ mod tests {
             length: ClipLength::Known,
             video_size: (4, 4),
             linear_light: false,
+            format: 0,
         };
         assert_eq!(info.index(1001), Some(0));
         assert_eq!(info.index(1010), Some(9));
@@ -1078,6 +1087,7 @@ mod tests {
             length: ClipLength::Known,
             video_size: (10, 5),
             linear_light: false,
+            format: 0,
         };
         let mut p = ObjectPrompts::default();
         p.apply(click(0, -3.0, 99.0));

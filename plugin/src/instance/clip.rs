@@ -6,6 +6,7 @@ use std::ffi::CStr;
 use openfx::sys::generic::core::{OfxStatus, kOfxStatFailed, kOfxStatOK, kOfxStatReplyDefault};
 use openfx::sys::image_effect_v1::image_effect::{
     kOfxImageClipPropConnected, kOfxImageComponentRGBA, kOfxImageEffectFrameVarying,
+    kOfxImageEffectPropComponents, kOfxImageEffectPropPixelDepth,
     kOfxImageEffectPropFrameRange, kOfxImageEffectPropPreMultiplication, kOfxImagePreMultiplied,
     kOfxImagePropPixelAspectRatio, kOfxImageUnPreMultiplied,
 };
@@ -14,8 +15,8 @@ use super::{Instance, required_time};
 use crate::error::{PluginError, Result};
 use crate::ffi::images::Clip;
 use crate::ffi::props::PropSet;
-use crate::render::pixel_rect;
 use crate::params::Values;
+use crate::render::pixel_rect;
 use crate::tracker::{ClipInfo, ClipLength, OPEN_ENDED_FRAMES};
 
 /// The effect's duration (kOfxImageEffectInstancePropEffectDuration), for clips without a range.
@@ -112,12 +113,25 @@ impl Instance {
                 what: format!("{w}×{h}"),
             });
         }
+        let format = {
+            let text = |name| clip.props().and_then(|p| p.string(name, 0));
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            std::hash::Hash::hash(
+                &(
+                    text(kOfxImageEffectPropPixelDepth),
+                    text(kOfxImageEffectPropComponents),
+                ),
+                &mut h,
+            );
+            std::hash::Hasher::finish(&h)
+        };
         Ok(ClipInfo {
             first_frame,
             num_frames: num_frames.max(1),
             length,
             video_size: (w as u32, h as u32),
             linear_light: values.linear_source,
+            format,
         })
     }
 

@@ -1,5 +1,6 @@
-//! An effect instance: its clips and parameters (fetched once), its tracking state (one engine
-//! session, shared by the host's render threads behind a mutex), and the actions, by concern:
+//! An effect instance: its clips and parameters (fetched once), its tracking state (a lease on a
+//! shared engine session — one per clip and prompts, process-wide, tracker.rs — behind the
+//! instance's tracker mutex), and the actions, by concern:
 //! [`rendering`] (render: the frame's mattes and the output), [`buttons`] (Track, Clear, and the
 //! status line), [`clip`] (the Source clip as the session sees it, clip preferences, regions of
 //! interest).

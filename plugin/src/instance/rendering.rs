@@ -272,7 +272,7 @@ impl Instance {
             }
         };
         Ok(Tracked {
-            wanted: !objects.is_empty(),
+            wanted: objects.values().any(|p| !p.is_empty()),
             info,
             index,
             state,
