@@ -1453,7 +1453,10 @@ fn a_click_adds_a_positive_point_drawn_where_it_was_clicked(s: &mut PenSession) 
         s.frames[0].width,
         "the clicked frame",
     );
-    let ops = s.host.draw(0.0).unwrap()["ops"].clone();
+    let drawn = s.host.draw(0.0).unwrap();
+    // OpenFX 1.5: a host with the Draw Suite takes the V2 overlay entry, declared with V1.
+    assert_eq!(drawn["overlay_entry"], "V2", "{drawn}");
+    let ops = drawn["ops"].clone();
     let polygons: Vec<&Value> = ops
         .as_array()
         .unwrap()

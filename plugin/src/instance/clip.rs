@@ -6,9 +6,9 @@ use std::ffi::CStr;
 use openfx::sys::generic::core::{OfxStatus, kOfxStatFailed, kOfxStatOK, kOfxStatReplyDefault};
 use openfx::sys::image_effect_v1::image_effect::{
     kOfxImageClipPropConnected, kOfxImageComponentRGBA, kOfxImageEffectFrameVarying,
-    kOfxImageEffectPropComponents, kOfxImageEffectPropPixelDepth,
-    kOfxImageEffectPropFrameRange, kOfxImageEffectPropPreMultiplication, kOfxImagePreMultiplied,
-    kOfxImagePropPixelAspectRatio, kOfxImageUnPreMultiplied,
+    kOfxImageEffectPropComponents, kOfxImageEffectPropFrameRange, kOfxImageEffectPropPixelDepth,
+    kOfxImageEffectPropPreMultiplication, kOfxImagePreMultiplied, kOfxImagePropPixelAspectRatio,
+    kOfxImageUnPreMultiplied,
 };
 
 use super::{Instance, required_time};

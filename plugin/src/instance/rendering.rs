@@ -102,7 +102,7 @@ fn matte_device(device: Device) -> MatteDevice {
 /// How long a render without temporal access waits for the frames before it that other render
 /// threads are tracking (frame-threaded hosts render several frames of a clip at once) when
 /// nobody works with the session and the track makes no progress.
-const IN_ORDER_WAIT: Duration = Duration::from_secs(2);
+const IN_ORDER_WAIT: Duration = Duration::from_secs(5);
 
 /// How far behind the nearest tracked frame may be for a render to wait for the frames between.
 const IN_ORDER_WINDOW: usize = 32;
