@@ -111,6 +111,8 @@ const IN_ORDER_WINDOW: usize = 32;
 struct Tracked {
     /// Some object has prompts (the state may still be `NoObjects`: the engine refused them all).
     wanted: bool,
+    /// The clip index of the first prompted frame, if any.
+    first_prompt: Option<usize>,
     info: ClipInfo,
     index: usize,
     state: FrameState,
@@ -273,6 +275,11 @@ impl Instance {
         };
         Ok(Tracked {
             wanted: objects.values().any(|p| !p.is_empty()),
+            first_prompt: objects
+                .values()
+                .flat_map(|p| p.frames.keys())
+                .filter_map(|&f| info.index(f))
+                .min(),
             info,
             index,
             state,
@@ -297,14 +304,27 @@ impl Instance {
         loop {
             let mut these = Vec::new();
             let tracked = self.track_once(time, scale, values, source, &mut these)?;
-            let waiting = match tracked.state {
+            // The frame before which nothing can be tracked here yet: the nearest tracked one, or,
+            // when no object could be given its prompts (their frame cannot be read now), the
+            // first prompted frame.
+            let behind = match &tracked.state {
                 FrameState::NotTracked {
                     nearest: Some(n), ..
-                } if !crate::ffi::host::temporal_clip_access()
-                    && values.reach > 0
-                    && n < tracked.index
-                    && tracked.index - n <= IN_ORDER_WINDOW
-                    && !self.effect.aborted() =>
+                } => Some(*n),
+                FrameState::NoObjects | FrameState::NotTracked { nearest: None, .. }
+                    if tracked.wanted =>
+                {
+                    tracked.first_prompt
+                }
+                _ => None,
+            };
+            let waiting = match behind {
+                Some(n)
+                    if !crate::ffi::host::temporal_clip_access()
+                        && values.reach > 0
+                        && n < tracked.index
+                        && tracked.index - n <= IN_ORDER_WINDOW
+                        && !self.effect.aborted() =>
                 {
                     let busy = self.tracker.try_lock().is_none_or(|t| t.session_busy());
                     match progress {
