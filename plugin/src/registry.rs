@@ -646,6 +646,22 @@ mod tests {
     }
 
     #[test]
+    fn a_user_waits_for_a_busy_session_only_so_long() {
+        let reg: Registry<&str, Fake> = Registry::new(1 << 20);
+        let a = reg.acquire("clip", fake(1)).unwrap();
+        let b = reg.acquire("clip", fake(1)).unwrap();
+        let wait = std::time::Duration::from_millis(20);
+        assert!(!a.is_busy());
+        a.with(|s| {
+            s.frames.push(0);
+            // `a` works with the session: `b` sees it busy and gives up after the wait.
+            assert!(b.is_busy());
+            assert_eq!(b.try_with(wait, |s| s.frames.len()), None);
+        });
+        assert_eq!(b.try_with(wait, |s| s.frames.len()), Some(1));
+    }
+
+    #[test]
     fn a_failed_creation_leaves_nothing_behind() {
         let reg: Registry<&str, Fake> = Registry::new(1 << 20);
         let err = reg
