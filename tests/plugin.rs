@@ -380,7 +380,10 @@ fn the_context_declares_clips_pages_and_parameters(host: &mut Host, context: &st
         }
         let prompts = param(&format!("object{slot}Prompts"));
         assert_eq!(prompts["type"], "OfxParamTypeString");
-        assert_eq!(prompts["secret"], true, "the prompts are hidden");
+        assert_eq!(
+            prompts["secret"], false,
+            "the prompts are settable by hosts that skip secret parameters (MLT)"
+        );
         assert_eq!(prompts["persistent"], true, "the prompts are saved");
     }
     assert_eq!(
@@ -401,7 +404,10 @@ fn the_context_declares_clips_pages_and_parameters(host: &mut Host, context: &st
         children("modelPage"),
         ["modelDirectory", "device", "linearSource"]
     );
-    assert_eq!(children("cachePage"), ["memoryBudget", "trackOnRender"]);
+    assert_eq!(
+        children("cachePage"),
+        ["memoryBudget", "trackOnRender", "clipLength"]
+    );
     for button in [
         "trackForward",
         "trackBackward",
@@ -1447,7 +1453,10 @@ fn a_click_adds_a_positive_point_drawn_where_it_was_clicked(s: &mut PenSession) 
         s.frames[0].width,
         "the clicked frame",
     );
-    let ops = s.host.draw(0.0).unwrap()["ops"].clone();
+    let drawn = s.host.draw(0.0).unwrap();
+    // OpenFX 1.5: a host with the Draw Suite takes the V2 overlay entry, declared with V1.
+    assert_eq!(drawn["overlay_entry"], "V2", "{drawn}");
+    let ops = drawn["ops"].clone();
     let polygons: Vec<&Value> = ops
         .as_array()
         .unwrap()
@@ -2210,5 +2219,268 @@ fn a_host_without_temporal_access_tracks_by_rendering_in_order() {
     assert!(!fetches.is_empty());
     let refused: Vec<_> = fetches.iter().filter(|e| e["ok"] == json!(false)).collect();
     assert!(refused.is_empty(), "fetches the host refused: {refused:?}");
+    host.quit().unwrap();
+}
+
+// ------------------------------------------------------------------------------------------------
+// Other hosts' behaviours (tests/host/PROTOCOL.md, "Behaving like other hosts"): rendering a
+// fixture clip in order gives the CLI's mattes, or the source with a message — never a wrong
+// matte.
+
+/// A host behaving as `settings` say, with `clip` as its footage and an instance in "Matte only"
+/// whose prompts are `script`'s clicks set as parameter values (as a batch host or a script
+/// sets them), plus `params`.
+fn host_behaving(
+    settings: Value,
+    clip: &str,
+    script: &str,
+    params: &[(&str, Value)],
+) -> (Host, Vec<Frame>) {
+    let frames = support::clip(clip);
+    let mut host = support::spawn(&support::setup().bundle_dir);
+    host.configure(settings).unwrap();
+    let report = host.load().unwrap();
+    assert!(report.plugin(SAM2_PLUGIN_ID).is_some_and(|p| p.ok));
+    host.set_source(&support::images(&frames)).unwrap();
+    host.create_instance(SAM2_PLUGIN_ID, FILTER).unwrap();
+    host.set_param("outputMode", MATTE_ONLY).unwrap();
+    for (slot, doc) in script_prompt_params(script) {
+        let name = format!("object{slot}Prompts");
+        let answer = host.set_param(&name, doc.as_str()).unwrap();
+        assert_ne!(answer["ok"], json!(false), "{name} refused: {answer}");
+    }
+    for (name, value) in params {
+        host.set_param(name, value.clone()).unwrap();
+    }
+    (host, frames)
+}
+
+/// Renders every frame in order from `threads` threads at once and checks each against the
+/// CLI's matte for `script`; returns the renders' answers.
+fn in_order_gives_the_cli_mattes(
+    host: &mut Host,
+    n: usize,
+    script: &str,
+    threads: usize,
+    what: &str,
+) -> Vec<Value> {
+    let times: Vec<f64> = (0..n).map(|f| f as f64).collect();
+    let rendered = host
+        .render_many(&Render::times(&times, threads).with("sequential", true))
+        .unwrap();
+    let cli = support::cli_mattes(script);
+    assert_eq!(rendered.len(), n);
+    for (f, r) in rendered.iter().enumerate() {
+        assert_matte(
+            &support::channel_top_down(&r.image, 3),
+            &cli.union(f),
+            cli.width,
+            &format!("{what}, frame {f}"),
+        );
+    }
+    rendered.into_iter().map(|r| r.response).collect()
+}
+
+/// Every source fetch asked for the time being rendered (never another time).
+fn only_the_rendered_frame_was_asked_for(host: &mut Host, what: &str) {
+    let fetches = host.fetches().unwrap();
+    assert!(!fetches.is_empty(), "{what}: no fetches logged");
+    for e in fetches.iter().filter(|e| e["clip"] == "Source") {
+        assert_eq!(
+            e["in_render"],
+            json!(true),
+            "{what}: a fetch outside a render: {e}"
+        );
+        assert_eq!(
+            e["time"], e["frame"],
+            "{what}: the effect asked for another time than the rendered frame: {e}"
+        );
+    }
+}
+
+#[test]
+fn a_frame_threaded_host_renders_the_cli_mattes_with_an_instance_per_frame() {
+    // A fresh instance per frame (MLT's way with instance-safe effects): the session outlives
+    // them, one frame at a time and from three render threads at once.
+    for threads in [1, 3] {
+        let what = format!("frame-threaded, {threads} thread(s)");
+        let (mut host, frames) = host_behaving(
+            json!({"frame_threaded": true}),
+            "crossing",
+            "two_objects",
+            &[],
+        );
+        let answers =
+            in_order_gives_the_cli_mattes(&mut host, frames.len(), "two_objects", threads, &what);
+        let instances: std::collections::BTreeSet<&str> = answers
+            .iter()
+            .filter_map(|a| a["frame_instance"].as_str())
+            .collect();
+        assert_eq!(
+            instances.len(),
+            frames.len(),
+            "{what}: an instance per frame"
+        );
+        for a in &answers {
+            assert!(a["persistent"].is_null(), "{what}: {a}");
+        }
+        host.quit().unwrap();
+    }
+}
+
+#[test]
+fn without_temporal_access_only_the_rendered_frame_is_read() {
+    // MLT's clipGetImage hands over the frame being rendered whatever time is asked: the effect
+    // must never ask for another time, and rendering in order still tracks to the CLI's mattes.
+    let (mut host, frames) = host_behaving(
+        json!({"clip_fetch": "current_frame"}),
+        "crossing",
+        "two_objects",
+        &[],
+    );
+    host.request(json!({"cmd": "fetches", "clear": true}))
+        .unwrap();
+    in_order_gives_the_cli_mattes(&mut host, frames.len(), "two_objects", 1, "current frame");
+    only_the_rendered_frame_was_asked_for(&mut host, "current frame");
+    // Out of order: a frame far from the tracked ones shows the source, with a sentence.
+    let (mut host, frames) = host_behaving(
+        json!({"clip_fetch": "current_frame"}),
+        "crossing",
+        "two_objects",
+        &[],
+    );
+    let last = frames.len() - 1;
+    let out = render(&mut host, last as f64);
+    support::shows_source(&out, &frames[last]).unwrap();
+    let p = host.messages().unwrap().persistent.expect("a message");
+    assert_eq!(p.kind, "OfxMessageWarning", "{p:?}");
+    only_the_rendered_frame_was_asked_for(&mut host, "current frame, out of order");
+    host.quit().unwrap();
+}
+
+#[test]
+fn a_clip_without_frame_range_or_project_takes_the_clip_length_parameter() {
+    let no_range = json!({"clip_frame_range": false, "project_props": false});
+    // Clip Length set (a batch host's property): the CLI's mattes.
+    let (mut host, frames) = host_behaving(
+        no_range.clone(),
+        "crossing",
+        "two_objects",
+        &[("clipLength", json!(12))],
+    );
+    assert_eq!(frames.len(), 12);
+    in_order_gives_the_cli_mattes(&mut host, frames.len(), "two_objects", 1, "Clip Length 12");
+    assert!(host.messages().unwrap().persistent.is_none());
+    host.quit().unwrap();
+    // A clip without a frame range takes the effect's duration when the host gives one.
+    let (mut host, frames) = host_behaving(
+        json!({"clip_frame_range": false}),
+        "crossing",
+        "two_objects",
+        &[],
+    );
+    in_order_gives_the_cli_mattes(&mut host, frames.len(), "two_objects", 1, "effect duration");
+    host.quit().unwrap();
+    // Neither: open-ended, never one frame; a warning says how to make it exact.
+    let (mut host, frames) = host_behaving(no_range, "crossing", "two_objects", &[]);
+    for f in 0..frames.len() {
+        let a = alpha(&mut host, f as f64);
+        assert!(a.contains(&255), "open-ended, frame {f}: no matte");
+        let p = host.messages().unwrap().persistent.expect("a warning");
+        assert!(p.text.contains("Clip Length"), "{p:?}");
+    }
+    host.quit().unwrap();
+}
+
+#[test]
+fn hosts_that_hide_secret_parameters_can_set_the_prompts() {
+    let (mut host, frames) = host_behaving(
+        json!({"secret_params": "hidden"}),
+        "crossing",
+        "two_objects",
+        &[],
+    );
+    let p = host
+        .request(json!({"cmd": "get_param", "name": "object1Prompts"}))
+        .unwrap();
+    assert_eq!(p["ok"], json!(true), "{p}");
+    assert_eq!(p["secret"], json!(false), "{p}");
+    assert!(
+        p["value"]
+            .as_str()
+            .unwrap()
+            .contains("sam2-rotoscope-prompts"),
+        "{p}"
+    );
+    in_order_gives_the_cli_mattes(&mut host, frames.len(), "two_objects", 1, "secrets hidden");
+    host.quit().unwrap();
+}
+
+#[test]
+fn mlt_renders_the_cli_mattes_in_order() {
+    // Everything MLT 7.42 does at once; Clip Length given as a property (MLT says nothing of
+    // the clip's length). Rendering in order, one and three threads: the CLI's mattes.
+    for threads in [1, 3] {
+        let what = format!("mlt, {threads} thread(s)");
+        let (mut host, frames) = host_behaving(
+            json!({"mlt": true}),
+            "crossing",
+            "two_objects",
+            &[("clipLength", json!(12))],
+        );
+        host.request(json!({"cmd": "fetches", "clear": true}))
+            .unwrap();
+        let answers =
+            in_order_gives_the_cli_mattes(&mut host, frames.len(), "two_objects", threads, &what);
+        for a in &answers {
+            assert!(a["persistent"].is_null(), "{what}: {a}");
+        }
+        only_the_rendered_frame_was_asked_for(&mut host, &what);
+        host.quit().unwrap();
+    }
+}
+
+#[test]
+fn two_instances_with_the_same_prompts_share_one_session() {
+    // Instance A tracks the clip with Track Forward; instance B, made later with the same
+    // prompts (a second viewer, a reopened project), renders the last frame at once: beyond
+    // B's own reach (8 frames), so only A's session can have tracked it, and B fetched nothing
+    // but the frame it renders.
+    let (mut host, frames) = instance_over("crossing");
+    let n = frames.len();
+    let prompts: serde_json::Map<String, Value> = script_prompt_params("two_objects")
+        .into_iter()
+        .map(|(slot, doc)| (format!("object{slot}Prompts"), json!(doc)))
+        .collect();
+    for (name, doc) in &prompts {
+        host.set_param(name, doc.clone()).unwrap();
+    }
+    host.set_time(0.0).unwrap();
+    press(&mut host, "trackForward", 0.0);
+    let mut params = prompts.clone();
+    params.insert("outputMode".into(), json!(MATTE_ONLY));
+    host.create_instance_raw(json!({
+        "plugin": SAM2_PLUGIN_ID, "context": FILTER, "name": "second", "params": params
+    }))
+    .unwrap();
+    host.request(json!({"cmd": "fetches", "clear": true}))
+        .unwrap();
+    let cli = support::cli_mattes("two_objects");
+    let last = n - 1;
+    assert_matte(
+        &alpha(&mut host, last as f64),
+        &cli.union(last),
+        cli.width,
+        "the second instance, last frame",
+    );
+    let fetched: Vec<Value> = host
+        .fetches()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e["clip"] == "Source")
+        .collect();
+    assert_eq!(fetched.len(), 1, "{fetched:?}");
+    assert_eq!(fetched[0]["time"].as_f64(), Some(last as f64));
+    assert!(host.messages().unwrap().persistent.is_none());
     host.quit().unwrap();
 }

@@ -88,7 +88,7 @@ pub fn describe(effect: Effect) -> Result<()> {
         ],
     );
     props.set_int(kOfxImageEffectPluginPropSingleInstance, 0, 0);
-    // Rendering locks the instance's session: one render per instance at a time.
+    // Rendering locks the session it uses (shared by instances that agree on it, registry.rs).
     props.set_string(
         kOfxImageEffectPluginRenderThreadSafety,
         0,

@@ -6,22 +6,21 @@
 //! A frame is fetched at whatever render scale the current action has; a proxy-scale frame goes
 //! to the engine at its own size (the engine resizes every frame to SAM 2's square input, so it is
 //! resized once) and is remembered as provisional. Each full-resolution frame's fingerprint is
-//! kept so that a render can tell that the source changed under it.
+//! kept (by the session, tracker.rs) so that a render can tell that the source changed under it.
+//!
+//! **Without temporal clip access** (the host property is 0: MLT) the host is never asked for a
+//! frame by time: MLT's clipGetImage ignores the time and hands over the frame being rendered,
+//! so a frame asked for by time could carry another frame's pixels. Only the frame the render
+//! fetched (lent) is read; any other is refused with a sentence.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use sam2_engine::{Error, FrameSource, RgbFrame};
+use sam2_engine::{Error, RgbFrame};
 
 use crate::ffi::images::{Clip, Image, ImageError};
 use crate::render::{Rows, fingerprint, model_frame};
-use crate::tracker::ClipInfo;
-
-/// The frames the session encoded, by clip index: the fingerprint of a full-resolution frame, or
-/// `None` for a frame read at a proxy scale — its encoding is provisional, and a full-resolution
-/// render or a Track starts a new session rather than let it shape the final mattes.
-pub type Fingerprints = Arc<Mutex<HashMap<usize, Option<u64>>>>;
+use crate::tracker::{ClipFrames, ClipInfo};
 
 /// The Source image the current render fetched (at its time), lent to the session for as long as
 /// the render works the tracker: a cache miss on that frame reads it instead of asking the host
@@ -63,32 +62,36 @@ impl Drop for Lending<'_> {
     }
 }
 
+/// Whether the host may be asked for a frame by time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Temporal clip access: any frame, by time.
+    AnyFrame,
+    /// Only the frame being rendered (lent by the render).
+    RenderedFrame,
+}
+
 /// The Source clip as the engine sees it.
 #[derive(Debug)]
 pub struct HostSource {
     clip: Clip,
     info: ClipInfo,
-    fingerprints: Fingerprints,
     lent: LentFrame,
+    access: Access,
 }
 
 impl HostSource {
-    pub fn new(
-        clip: Clip,
-        info: ClipInfo,
-        fingerprints: Fingerprints,
-        lent: LentFrame,
-    ) -> HostSource {
+    pub fn new(clip: Clip, info: ClipInfo, lent: LentFrame, access: Access) -> HostSource {
         HostSource {
             clip,
             info,
-            fingerprints,
             lent,
+            access,
         }
     }
 
-    /// The engine's frame from a host image, and its fingerprint recorded.
-    fn convert(&self, index: usize, image: &Image) -> RgbFrame {
+    /// The engine's frame from a host image, and its fingerprint (`None`: not full resolution).
+    fn convert(&self, image: &Image) -> (RgbFrame, Option<u64>) {
         // Hosts before OpenFX 1.4 give no region of definition; their images are whole frames.
         let region = image
             .region_of_definition()
@@ -97,8 +100,7 @@ impl HostSource {
         let full_size = (frame.width, frame.height) == self.info.video_size;
         // Only full-resolution frames can be compared with a later full-resolution render.
         let print = full_size.then(|| fingerprint(image, region));
-        self.fingerprints.lock().insert(index, print);
-        frame
+        (frame, print)
     }
 }
 
@@ -113,34 +115,27 @@ pub fn image_problem(error: &ImageError) -> String {
     }
 }
 
-impl FrameSource for HostSource {
-    fn num_frames(&self) -> usize {
-        self.info.num_frames
-    }
-
-    fn video_size(&self) -> (u32, u32) {
-        self.info.video_size
-    }
-
-    /// Proxy renders hand over smaller frames; the engine resizes them to its input once.
-    fn frames_may_be_scaled(&self) -> bool {
-        true
-    }
-
-    fn frame(&mut self, index: usize) -> sam2_engine::Result<RgbFrame> {
+impl ClipFrames for HostSource {
+    fn frame(&mut self, index: usize) -> sam2_engine::Result<(RgbFrame, Option<u64>)> {
         let time = self.info.frame(index) as f64;
         {
             let lent = self.lent.0.lock();
             if let Some((lent_time, image)) = lent.as_ref()
                 && *lent_time == time
             {
-                return Ok(self.convert(index, image));
+                return Ok(self.convert(image));
             }
+        }
+        if self.access == Access::RenderedFrame {
+            return Err(Error::FrameSource {
+                frame: index,
+                message: "the host hands over only the frame being rendered (no temporal clip access), and another frame would be needed; render the clip in order, from its first prompted frame".into(),
+            });
         }
         let image = self.clip.image(time).map_err(|e| Error::FrameSource {
             frame: index,
             message: image_problem(&e),
         })?;
-        Ok(self.convert(index, &image))
+        Ok(self.convert(&image))
     }
 }

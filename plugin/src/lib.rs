@@ -3,7 +3,8 @@
 //! - [`ffi`] — the only `unsafe` code: the exported symbols and a small safe layer over the C API.
 //! - [`describe`] and [`params`] — the factory: contexts, clips, parameters on pages.
 //! - [`instance`] — an instance's actions: render, the Track and Clear buttons, preferences.
-//! - [`tracker`] — one engine session per instance, in step with the prompts in the parameters.
+//! - [`tracker`] — an instance's lease on a shared engine session, in step with the prompts in the
+//!   parameters; [`registry`] — the process-wide sessions, one per clip and prompts.
 //! - [`prompts`] — the persisted prompt model; [`pen`] — the overlay's pure pen logic and
 //!   drawing; [`overlay`] — its interact entry.
 //! - [`render`] — pixel conversion for every depth and layout, and the output modes.
@@ -105,6 +106,8 @@ fn dispatch(
         };
     }
     if action == kOfxActionUnload {
+        // Every instance is gone: the tracking sessions they left idle go too.
+        tracker::SESSIONS.release_idle();
         return kOfxStatOK;
     }
     let Some(effect) = effect else {

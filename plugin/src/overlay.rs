@@ -223,13 +223,14 @@ impl Instance {
         let outlines: Vec<(u32, Vec<[f64; 2]>)> = self
             .tracker
             .try_lock()
-            .and_then(|tracker| {
+            .and_then(|mut tracker| {
                 let clip = tracker.clip()?;
                 let index = clip.index(frame)?;
                 let side = tracker.low_res_side()?;
                 Some(
                     tracker
                         .logits(index)
+                        .ok()?
                         .into_iter()
                         .map(|(slot, l)| {
                             (

@@ -213,6 +213,8 @@ pub enum Id {
     LinearSource,
     MemoryBudget,
     TrackOnRender,
+    /// Frames in the clip when the host does not say (MLT shows an effect no frame range).
+    ClipLength,
 }
 
 /// One of the instance's parameters, declared.
@@ -251,7 +253,7 @@ const fn button(id: Id, name: &'static CStr, label: &'static str, hint: &'static
 }
 
 /// Every parameter of the instance, once.
-pub const TABLE: [Entry; 24] = [
+pub const TABLE: [Entry; 25] = [
     // Prompts page.
     Entry::One(Spec {
         id: Id::SelectedObject,
@@ -514,6 +516,19 @@ pub const TABLE: [Entry; 24] = [
         },
         flags: STILL,
     }),
+    Entry::One(Spec {
+        id: Id::ClipLength,
+        name: c"clipLength",
+        page: Some(Page::Cache),
+        label: "Clip Length (frames)",
+        hint: "Frames in the source clip, for hosts that do not say (MLT: melt, Kdenlive, Shotcut). 0: the host's frame range or effect duration; without either, tracking goes on open-ended, exact for clips of 16 frames or more.",
+        kind: Kind::Int {
+            default: 0,
+            range: [0, 10_000_000],
+            display: [0, 10_000],
+        },
+        flags: STILL,
+    }),
 ];
 
 /// The parameters every object has, named `object<n><suffix>`.
@@ -582,16 +597,18 @@ pub const OBJECT_TABLE: [ObjectSpec; 5] = [
         kind: Kind::Bool { default: true },
         flags: STILL,
     },
-    // The prompts: hidden, saved with the project, undoable.
+    // The prompts: saved with the project, undoable, and *not* secret: batch and scripting hosts
+    // (MLT XML and filter properties, Nuke Python, Resolve scripting) set them by name, and MLT
+    // skips secret parameters altogether.
     ObjectSpec {
         field: ObjectField::Prompts,
-        label: "Prompts",
-        hint: "The object's points and boxes by frame (JSON).",
+        label: "Prompts (JSON)",
+        hint: "The object's points and boxes by frame, as JSON (docs/plugin.md); the viewer's overlay edits it. Settable by scripts and batch hosts.",
         kind: Kind::Text {
             mode: TextMode::SingleLine,
         },
         flags: Flags {
-            secret: true,
+            secret: false,
             persistent: Some(true),
             can_undo: Some(true),
             ..STILL
@@ -889,6 +906,8 @@ pub struct Values {
     pub linear_source: bool,
     pub cache_bytes: usize,
     pub reach: usize,
+    /// The Clip Length parameter: `None` when 0 (the host says).
+    pub clip_length: Option<usize>,
 }
 
 impl Values {
@@ -1067,6 +1086,9 @@ impl Params {
             cache_bytes: budget_mib.saturating_mul(1 << 20),
             // Below the parameter's range (0): never.
             reach: usize::try_from(self.int(Id::TrackOnRender, time)?).unwrap_or(0),
+            clip_length: usize::try_from(self.int(Id::ClipLength, time)?)
+                .ok()
+                .filter(|&n| n > 0),
         })
     }
 }
@@ -1114,7 +1136,7 @@ mod tests {
             let s = spec(*id).unwrap();
             assert_eq!(find(&s.name.to_string_lossy()), Some(*id));
         }
-        assert_eq!(ids.len(), 23);
+        assert_eq!(ids.len(), 24);
         assert_eq!(find("object1Prompts"), None);
         assert_eq!(
             TABLE.iter().filter(|e| **e == Entry::Objects).count(),
@@ -1154,6 +1176,7 @@ mod tests {
             ("linearSource", Some("modelPage")),
             ("memoryBudget", Some("cachePage")),
             ("trackOnRender", Some("cachePage")),
+            ("clipLength", Some("cachePage")),
         ]
         .map(|(n, p)| (n.to_string(), p.map(str::to_string)));
         assert_eq!(got, want);

@@ -28,7 +28,7 @@
 //! a long propagation never blocks another clip's instance. Evicted sessions are dropped after the
 //! registry's lock is released.
 //!
-//! # Integration plan (not done here: `instance.rs` and `tracker.rs` are being reshaped)
+//! # Integration (as planned, done: tracker.rs holds the lease, `SESSIONS` is there)
 //!
 //! 1. `tracker.rs`: the session state (`Live`: `ClipSession`, applied prompts, cleared frames) becomes
 //!    the registry's `T` (`TrackedClip`), implementing [`Budgeted`] with the frame cache's bytes plus
@@ -149,6 +149,9 @@ pub struct SourceKey {
     pub height: u32,
     /// Frames are encoded from linear light to sRGB before the model sees them.
     pub linear_light: bool,
+    /// A hash of the pixel depth and components the host hands the frames over in (the same
+    /// clip at another depth is read into other pixels).
+    pub format: u64,
 }
 
 /// A hash of the prompts (every object's clicks and boxes on every frame).
@@ -402,6 +405,36 @@ impl<K: Hash + Eq + Clone, T: Budgeted> Lease<K, T> {
         result
     }
 
+    /// Whether a user is working with the session right now.
+    pub fn is_busy(&self) -> bool {
+        self.session.is_locked()
+    }
+
+    /// [`Lease::with`], waiting for another user at most `wait`: `None` when the session stayed
+    /// busy (a host may run another instance's action on the thread that works with it).
+    pub fn try_with<R>(
+        &self,
+        wait: std::time::Duration,
+        work: impl FnOnce(&mut T) -> R,
+    ) -> Option<R> {
+        let (result, bytes) = {
+            let mut session = self.session.try_lock_for(wait)?;
+            let result = work(&mut session);
+            (result, session.bytes())
+        };
+        let evicted = {
+            let mut inner = self.registry.lock();
+            let tick = inner.touch();
+            if let Some(e) = inner.entries.get_mut(&self.key) {
+                e.bytes = bytes;
+                e.last_used = tick;
+            }
+            inner.enforce()
+        };
+        drop(evicted);
+        Some(result)
+    }
+
     /// Moves this lease to `key` (the prompts changed). When this lease is the session's only user
     /// and nothing is kept under `key`, the session itself moves, with everything it tracked (the
     /// caller then brings it in step with the new prompts); when `key` has a session, this lease
@@ -613,6 +646,22 @@ mod tests {
     }
 
     #[test]
+    fn a_user_waits_for_a_busy_session_only_so_long() {
+        let reg: Registry<&str, Fake> = Registry::new(1 << 20);
+        let a = reg.acquire("clip", fake(1)).unwrap();
+        let b = reg.acquire("clip", fake(1)).unwrap();
+        let wait = std::time::Duration::from_millis(20);
+        assert!(!a.is_busy());
+        a.with(|s| {
+            s.frames.push(0);
+            // `a` works with the session: `b` sees it busy and gives up after the wait.
+            assert!(b.is_busy());
+            assert_eq!(b.try_with(wait, |s| s.frames.len()), None);
+        });
+        assert_eq!(b.try_with(wait, |s| s.frames.len()), Some(1));
+    }
+
+    #[test]
     fn a_failed_creation_leaves_nothing_behind() {
         let reg: Registry<&str, Fake> = Registry::new(1 << 20);
         let err = reg
@@ -664,6 +713,7 @@ mod tests {
                 width: 64,
                 height: 48,
                 linear_light: false,
+                format: 0,
             },
             prompts: PromptsKey::of(
                 &prompts

@@ -9,6 +9,7 @@ use openfx::sys::generic::core::{
 };
 use openfx::sys::image_effect_v1::image_effect::{
     kOfxImageEffectPluginApi, kOfxImageEffectPluginPropOverlayInteractV1,
+    kOfxImageEffectPluginPropOverlayInteractV2,
 };
 
 use super::images::RawHandle;
@@ -90,7 +91,10 @@ extern "C" fn overlay_entry(
     }
 }
 
-/// Declares the overlay on the effect descriptor (describe).
+/// Declares the overlay on the effect descriptor (describe): the same entry as V1 (OpenGL hosts)
+/// and V2 (OpenFX 1.5 hosts with the Draw Suite, which pick V2 when it is there); the entry draws
+/// with whatever the host hands it (overlay.rs). A host before 1.5 may not know the V2 property:
+/// only V1 must be accepted.
 pub fn declare_overlay(effect_props: PropSet) -> bool {
     let entry: unsafe extern "C" fn(
         *const c_char,
@@ -98,9 +102,15 @@ pub fn declare_overlay(effect_props: PropSet) -> bool {
         OfxPropertySetHandle,
         OfxPropertySetHandle,
     ) -> OfxStatus = overlay_entry;
-    effect_props.set_pointer(
+    let v1 = effect_props.set_pointer(
         kOfxImageEffectPluginPropOverlayInteractV1,
         0,
         entry as *mut c_void,
-    )
+    );
+    effect_props.set_pointer(
+        kOfxImageEffectPluginPropOverlayInteractV2,
+        0,
+        entry as *mut c_void,
+    );
+    v1
 }

@@ -89,11 +89,12 @@ impl Instance {
         time: f64,
         direction: TrackDirection,
     ) -> Result<Vec<String>> {
-        if self.has_proxy_frames() {
+        let (mut info, mut failures) = self.prepare(tracker, values, objects)?;
+        if tracker.has_proxy_frames()? {
             // Track at full quality: frames a proxy render encoded are not reused.
-            tracker.drop_session();
+            tracker.drop_session()?;
+            (info, failures) = self.prepare(tracker, values, objects)?;
         }
-        let (info, failures) = self.prepare(tracker, values, objects)?;
         let frame = time.round() as i64;
         let index = info.index(frame).ok_or(PluginError::OutsideClip {
             frame,
@@ -152,27 +153,31 @@ impl Instance {
     /// The status line: model, frames tracked, cache. Skipped while the tracker is busy.
     fn refresh_status(&self, values: &Values) {
         let text = {
-            let Some(tracker) = self.tracker.try_lock() else {
+            let Some(mut tracker) = self.tracker.try_lock() else {
                 return;
             };
-            match (tracker.session(), tracker.status()) {
-                (Some(session), Some(s)) => {
-                    let model =
-                        session.model().dir().path().file_name().map_or_else(
-                            || "model".to_string(),
-                            |n| n.to_string_lossy().into_owned(),
-                        );
+            match tracker.status() {
+                Ok(Some(s)) => {
+                    let frames = match s.num_frames {
+                        Some(n) => format!("{}/{n} frames tracked", s.ready_frames),
+                        None => format!(
+                            "{} frames tracked (clip length unknown: exact for clips of 16 frames or more; set Clip Length)",
+                            s.ready_frames
+                        ),
+                    };
                     format!(
-                        "{model} ({}) · {} object{} · {}/{} frames tracked · cache {} of {} MiB",
+                        "{} ({}) · {} object{} · {frames} · cache {} of {} MiB · {} session{} in memory",
+                        s.model,
                         values.device,
                         s.objects,
                         if s.objects == 1 { "" } else { "s" },
-                        s.ready_frames,
-                        s.num_frames,
                         s.cache_bytes >> 20,
-                        s.cache_budget >> 20
+                        s.cache_budget >> 20,
+                        s.sessions,
+                        if s.sessions == 1 { "" } else { "s" },
                     )
                 }
+                Err(_) => return,
                 _ => "No model loaded yet: it loads at the first render.".to_string(),
             }
         };
@@ -232,7 +237,7 @@ impl Instance {
                         if let Some(index) =
                             tracker.clip().and_then(|c| c.index(time.round() as i64))
                         {
-                            tracker.clear_after(index);
+                            tracker.clear_after(index)?;
                         }
                     }
                     None => self.show(Some((
@@ -258,7 +263,7 @@ impl Instance {
                 }
                 self.params.set.edit_end();
                 if let Some(mut tracker) = self.lock_for_button() {
-                    tracker.reset();
+                    tracker.reset()?;
                 }
                 self.bump_revision()?;
                 self.refresh_status(&values);

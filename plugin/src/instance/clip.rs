@@ -6,16 +6,21 @@ use std::ffi::CStr;
 use openfx::sys::generic::core::{OfxStatus, kOfxStatFailed, kOfxStatOK, kOfxStatReplyDefault};
 use openfx::sys::image_effect_v1::image_effect::{
     kOfxImageClipPropConnected, kOfxImageComponentRGBA, kOfxImageEffectFrameVarying,
-    kOfxImageEffectPropFrameRange, kOfxImageEffectPropPreMultiplication, kOfxImagePreMultiplied,
-    kOfxImagePropPixelAspectRatio, kOfxImageUnPreMultiplied,
+    kOfxImageEffectPropComponents, kOfxImageEffectPropFrameRange, kOfxImageEffectPropPixelDepth,
+    kOfxImageEffectPropPreMultiplication, kOfxImagePreMultiplied, kOfxImagePropPixelAspectRatio,
+    kOfxImageUnPreMultiplied,
 };
 
 use super::{Instance, required_time};
 use crate::error::{PluginError, Result};
 use crate::ffi::images::Clip;
 use crate::ffi::props::PropSet;
+use crate::params::Values;
 use crate::render::pixel_rect;
-use crate::tracker::ClipInfo;
+use crate::tracker::{ClipInfo, ClipLength, OPEN_ENDED_FRAMES};
+
+/// The effect's duration (kOfxImageEffectInstancePropEffectDuration), for clips without a range.
+const EFFECT_DURATION: &CStr = c"OfxImageEffectInstancePropEffectDuration";
 
 /// Largest source side the session accepts (a generator's "infinite" region would be refused).
 const MAX_SIDE: usize = 32_768;
@@ -55,20 +60,49 @@ impl Instance {
             .unwrap_or(1.0)
     }
 
-    /// The clip as the session sees it: frame range, full-resolution size (at the first frame).
-    pub(super) fn clip_info(&self, clip: Clip, linear_light: bool) -> Result<ClipInfo> {
-        let props = clip.props().ok_or(PluginError::NoSource)?;
-        let [first, last] = props.doubles::<2>(kOfxImageEffectPropFrameRange).ok_or(
-            PluginError::MissingProperty {
-                action: "clip",
-                property: "frame range".into(),
-            },
-        )?;
-        let first_frame = first.round() as i64;
-        let last_frame = (last.round() as i64).max(first_frame);
-        let num_frames = usize::try_from(last_frame - first_frame + 1).map_err(|_| {
-            PluginError::Internal(format!("a frame range of {first_frame}–{last_frame}"))
-        })?;
+    /// The clip's first frame and length: its frame range; a clip without one (MLT) takes the
+    /// Clip Length parameter when set, else the effect's duration, else the Output clip's range,
+    /// else it is open-ended from frame 0 ([`OPEN_ENDED_FRAMES`]) — never one frame.
+    fn clip_span(&self, clip: Clip, values: &Values) -> Result<(i64, usize, ClipLength)> {
+        let range = |c: Clip| {
+            c.props()
+                .and_then(|p| p.doubles::<2>(kOfxImageEffectPropFrameRange))
+                .filter(|r| r.iter().all(|v| v.is_finite()))
+        };
+        let from_range = |[first, last]: [f64; 2]| -> Result<(i64, usize)> {
+            let first_frame = first.round() as i64;
+            let last_frame = (last.round() as i64).max(first_frame);
+            let n = usize::try_from(last_frame - first_frame + 1).map_err(|_| {
+                PluginError::Internal(format!("a frame range of {first_frame}–{last_frame}"))
+            })?;
+            Ok((first_frame, n))
+        };
+        if let Some(r) = range(clip) {
+            let (first, n) = from_range(r)?;
+            return Ok((first, n, ClipLength::Known));
+        }
+        if let Some(n) = values.clip_length {
+            return Ok((0, n, ClipLength::Known));
+        }
+        let duration = self
+            .effect
+            .props()
+            .and_then(|p| p.double(EFFECT_DURATION, 0))
+            .filter(|d| d.is_finite() && *d >= 1.0);
+        if let Some(d) = duration {
+            return Ok((0, d.round() as usize, ClipLength::Known));
+        }
+        if let Some(r) = self.output.and_then(range) {
+            let (first, n) = from_range(r)?;
+            return Ok((first, n, ClipLength::Known));
+        }
+        Ok((0, OPEN_ENDED_FRAMES, ClipLength::OpenEnded))
+    }
+
+    /// The clip as the session sees it: first frame and length ([`Instance::clip_span`]),
+    /// full-resolution size (at the first frame).
+    pub(super) fn clip_info(&self, clip: Clip, values: &Values) -> Result<ClipInfo> {
+        let (first_frame, num_frames, length) = self.clip_span(clip, values)?;
         let rod = clip
             .region_of_definition(first_frame as f64)
             .ok_or(PluginError::NoSource)?;
@@ -79,11 +113,25 @@ impl Instance {
                 what: format!("{w}×{h}"),
             });
         }
+        let format = {
+            let text = |name| clip.props().and_then(|p| p.string(name, 0));
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            std::hash::Hash::hash(
+                &(
+                    text(kOfxImageEffectPropPixelDepth),
+                    text(kOfxImageEffectPropComponents),
+                ),
+                &mut h,
+            );
+            std::hash::Hasher::finish(&h)
+        };
         Ok(ClipInfo {
             first_frame,
-            num_frames,
+            num_frames: num_frames.max(1),
+            length,
             video_size: (w as u32, h as u32),
-            linear_light,
+            linear_light: values.linear_source,
+            format,
         })
     }
 

@@ -1,5 +1,6 @@
-//! An effect instance: its clips and parameters (fetched once), its tracking state (one engine
-//! session, shared by the host's render threads behind a mutex), and the actions, by concern:
+//! An effect instance: its clips and parameters (fetched once), its tracking state (a lease on a
+//! shared engine session — one per clip and prompts, process-wide, tracker.rs — behind the
+//! instance's tracker mutex), and the actions, by concern:
 //! [`rendering`] (render: the frame's mattes and the output), [`buttons`] (Track, Clear, and the
 //! status line), [`clip`] (the Source clip as the session sees it, clip preferences, regions of
 //! interest).
@@ -32,13 +33,14 @@ use crate::ffi::images::{Clip, Effect};
 use crate::ffi::messages::{self, Severity};
 use crate::ffi::path::own_binary;
 use crate::ffi::props::PropSet;
-use crate::host_source::{Fingerprints, HostSource, LentFrame};
+use crate::host_source::{Access, HostSource, LentFrame};
 use crate::logging;
 use crate::models::{self, BundlePaths, ModelKey};
 use crate::params::{Params, Values};
 use crate::pen::Pen;
 use crate::prompts::{ObjectPrompts, PromptsError};
-use crate::tracker::{ClipInfo, Tracker};
+use crate::registry::ModelIdentity;
+use crate::tracker::{ClipInfo, ModelChoice, Tracker};
 
 use self::rendering::Finished;
 
@@ -55,12 +57,13 @@ pub struct Instance {
     bundle: Option<BundlePaths>,
     pub(crate) tracker: Mutex<Tracker>,
     tracking: AtomicBool,
-    fingerprints: Fingerprints,
     /// The Source image of the render in progress, lent to the session (host_source).
     lent: LentFrame,
     upsampler: Mutex<Option<(MatteDevice, MatteUpsampler)>>,
     finished: Mutex<Option<Arc<Finished>>>,
     model_failure: Mutex<Option<(ModelKey, String)>>,
+    /// The identity of the model files last loaded (read once per model choice).
+    model_identity: Mutex<Option<(ModelKey, ModelIdentity)>>,
     shown: Mutex<Option<(Severity, String)>>,
     prompts: Mutex<PromptCache>,
     pub(crate) pen: Mutex<Pen>,
@@ -102,11 +105,11 @@ impl Instance {
             bundle: bundle_paths(effect),
             tracker: Mutex::new(Tracker::default()),
             tracking: AtomicBool::new(false),
-            fingerprints: Fingerprints::default(),
             lent: LentFrame::default(),
             upsampler: Mutex::new(None),
             finished: Mutex::new(None),
             model_failure: Mutex::new(None),
+            model_identity: Mutex::new(None),
             shown: Mutex::new(None),
             prompts: Mutex::new(vec![None; crate::tracker::MAX_OBJECTS as usize]),
             pen: Mutex::new(Pen::default()),
@@ -157,7 +160,7 @@ impl Instance {
 
     /// The model the parameters ask for (loaded once per process and shared); a failure is
     /// remembered until the choice changes, so a broken model is not re-read at every render.
-    fn model(&self, values: &Values) -> Result<Arc<sam2_engine::Model>> {
+    fn model(&self, values: &Values) -> Result<(Arc<sam2_engine::Model>, ModelChoice)> {
         // Without a bundle path there is no bundled model: the message then names no folder.
         let models_dir = self
             .bundle
@@ -181,7 +184,27 @@ impl Instance {
         match loaded {
             Ok(model) => {
                 *self.model_failure.lock() = None;
-                Ok(model)
+                let identity = {
+                    let mut known = self.model_identity.lock();
+                    match known.as_ref() {
+                        Some((k, identity)) if k == &key => identity.clone(),
+                        _ => {
+                            let identity = ModelIdentity::of(&key.dir).map_err(|e| {
+                                PluginError::Model(format!(
+                                    "The model folder {} cannot be read: {e}.",
+                                    key.dir.display()
+                                ))
+                            })?;
+                            *known = Some((key.clone(), identity.clone()));
+                            identity
+                        }
+                    }
+                };
+                let choice = ModelChoice {
+                    identity,
+                    device: key.device,
+                };
+                Ok((model, choice))
             }
             Err(e) => {
                 *self.model_failure.lock() = Some((key, e.to_string()));
@@ -233,14 +256,21 @@ impl Instance {
         objects: &BTreeMap<u32, ObjectPrompts>,
     ) -> Result<(ClipInfo, Vec<String>)> {
         let clip = self.connected_source()?;
-        let info = self.clip_info(clip, values.linear_source)?;
-        let model = self.model(values)?;
-        let fingerprints = Arc::clone(&self.fingerprints);
-        let lent = self.lent.clone();
-        tracker.ensure_session(&model, info, values.cache_bytes, || {
-            fingerprints.lock().clear();
-            Box::new(HostSource::new(clip, info, Arc::clone(&fingerprints), lent))
-        })?;
+        let info = self.clip_info(clip, values)?;
+        let (model, choice) = self.model(values)?;
+        crate::tracker::SESSIONS.set_budget(values.cache_bytes);
+        tracker.ensure_session(&model, &choice, info, objects, values.cache_bytes)?;
+        let access = if crate::ffi::host::temporal_clip_access() {
+            Access::AnyFrame
+        } else {
+            Access::RenderedFrame
+        };
+        tracker.bind(Box::new(HostSource::new(
+            clip,
+            info,
+            self.lent.clone(),
+            access,
+        )));
         let report = tracker.sync(objects)?;
         let failures = report
             .failed
@@ -250,11 +280,16 @@ impl Instance {
         Ok((info, failures))
     }
 
-    /// kOfxActionPurgeCaches: drops the finished mattes kept for tiled renders. The session (the
-    /// memory bank and the encoded frames, bounded by the memory budget) stays: it is the artist's
-    /// work in progress, not a cache the host can rebuild.
+    /// kOfxActionPurgeCaches: drops the finished mattes kept for tiled renders, and the tracking
+    /// sessions no instance holds. A session an instance holds (the memory bank and the encoded
+    /// frames, bounded by the memory budget) stays: it is the artist's work in progress, not a
+    /// cache the host can rebuild.
     pub fn purge_caches(&self) -> OfxStatus {
         *self.finished.lock() = None;
+        let released = crate::tracker::SESSIONS.release_idle();
+        if released > 0 {
+            log::info!("purge caches: released {released} idle tracking sessions");
+        }
         kOfxStatOK
     }
 }

@@ -3,6 +3,7 @@
 //! the output — or the source passed through with a message.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openfx::sys::generic::core::{OfxStatus, kOfxStatFailed, kOfxStatOK};
 use openfx::sys::image_effect_v1::image_effect::{
@@ -21,7 +22,7 @@ use crate::params::Values;
 use crate::render::{
     MatteFrame, ObjectLayer, RectI, Rows, fingerprint, pixel_rect, render, scaled_settings,
 };
-use crate::tracker::{ClipInfo, FrameState};
+use crate::tracker::{ClipInfo, ClipLength, FrameState, Tracker};
 
 /// Finished mattes of one frame, kept for the next render of the same frame (hosts that render
 /// in tiles ask for the same frame many times).
@@ -98,8 +99,20 @@ fn matte_device(device: Device) -> MatteDevice {
     }
 }
 
+/// How long a render without temporal access waits for the frames before it that other render
+/// threads are tracking (frame-threaded hosts render several frames of a clip at once) when
+/// nobody works with the session and the track makes no progress.
+const IN_ORDER_WAIT: Duration = Duration::from_secs(5);
+
+/// How far behind the nearest tracked frame may be for a render to wait for the frames between.
+const IN_ORDER_WINDOW: usize = 32;
+
 /// What the tracker gave for the rendered frame.
 struct Tracked {
+    /// Some object has prompts (the state may still be `NoObjects`: the engine refused them all).
+    wanted: bool,
+    /// The clip index of the first prompted frame, if any.
+    first_prompt: Option<usize>,
     info: ClipInfo,
     index: usize,
     state: FrameState,
@@ -110,12 +123,19 @@ struct Tracked {
 
 impl Instance {
     /// Whether the source image rendered now differs from the one the session encoded for this
-    /// frame (an upstream change): then everything tracked through it is out of date.
-    fn source_changed(&self, image: &Image, index: usize, info: &ClipInfo) -> bool {
-        let known = match self.fingerprints.lock().get(&index).copied() {
-            None => return false,
+    /// frame (an upstream change, or a host that handed over another frame's pixels): then
+    /// nothing tracked through it can be vouched for.
+    fn source_changed(
+        &self,
+        tracker: &mut Tracker,
+        image: &Image,
+        index: usize,
+        info: &ClipInfo,
+    ) -> Result<bool> {
+        let known = match tracker.fingerprint(index)? {
+            None => return Ok(false),
             // Encoded from a proxy render: the session is provisional.
-            Some(None) => return true,
+            Some(None) => return Ok(true),
             Some(Some(known)) => known,
         };
         // Hosts before OpenFX 1.4 give no region of definition; their images are whole frames.
@@ -125,15 +145,9 @@ impl Instance {
         if (region.width(), region.height())
             != (info.video_size.0 as usize, info.video_size.1 as usize)
         {
-            return false;
+            return Ok(false);
         }
-        fingerprint(image, region) != known
-    }
-
-    /// Whether the session encoded a frame read at a proxy scale (provisional until a full-size
-    /// render or a Track replaces the session).
-    pub(super) fn has_proxy_frames(&self) -> bool {
-        self.fingerprints.lock().values().any(Option::is_none)
+        Ok(fingerprint(image, region) != known)
     }
 
     /// The matte upsampler for `device`, made once.
@@ -197,7 +211,7 @@ impl Instance {
     /// reach. The render's `source` image is lent to the session meanwhile, so that encoding this
     /// frame (for its prompts or its track) does not fetch it from the host a second time. Sentences about objects left out go to
     /// `warnings`.
-    fn track_to(
+    fn track_once(
         &self,
         time: f64,
         scale: [f64; 2],
@@ -218,21 +232,30 @@ impl Instance {
             first: info.first_frame,
             last: info.last_frame(),
         })?;
-        if scale == [1.0, 1.0]
-            && (self.has_proxy_frames()
+        let full = scale == [1.0, 1.0];
+        let changed = full
+            && match self
+                .lent
+                .with(|image| self.source_changed(&mut tracker, image, index, &info))
+            {
+                Some(changed) => changed?,
                 // No source image: nothing to compare, the session stays.
-                || self
-                    .lent
-                    .with(|image| self.source_changed(image, index, &info))
-                    .unwrap_or(false))
-        {
+                None => false,
+            };
+        if full && (changed || tracker.has_proxy_frames()?) {
             log::info!(
                 "frame {frame}: the session read proxy frames or the source changed; starting a new session"
             );
-            tracker.drop_session();
+            tracker.drop_session()?;
             (info, failures) = self.prepare(&mut tracker, values, &objects)?;
         }
         warnings.append(&mut failures);
+        if info.length == ClipLength::OpenEnded && !objects.is_empty() {
+            warnings.push(
+                "The host gives no frame range or duration for the clip, so its length is unknown: tracking goes on open-ended, exact for clips of 16 frames or more; for a shorter clip set Clip Length (Cache page) to its frame count."
+                    .into(),
+            );
+        }
         // Without temporal access only the rendered frame can be read: one step at a time.
         let reach = if crate::ffi::host::temporal_clip_access() {
             values.reach
@@ -240,7 +263,7 @@ impl Instance {
             values.reach.min(1)
         };
         let state = tracker.ensure_frame(index, reach, &mut || self.effect.aborted())?;
-        let logits = tracker.logits(index);
+        let logits = tracker.logits(index)?;
         let side = match tracker.low_res_side() {
             Some(side) => side,
             None if logits.is_empty() => 0,
@@ -251,12 +274,77 @@ impl Instance {
             }
         };
         Ok(Tracked {
+            wanted: objects.values().any(|p| !p.is_empty()),
+            first_prompt: objects
+                .values()
+                .flat_map(|p| p.frames.keys())
+                .filter_map(|&f| info.index(f))
+                .min(),
             info,
             index,
             state,
             logits,
             side,
         })
+    }
+
+    /// [`Instance::track_once`]; without temporal access, a frame whose predecessors other render
+    /// threads are tracking (a frame-threaded host, MLT, renders several frames of a clip at
+    /// once) waits for them while they make progress — no lock held meanwhile — rather than pass
+    /// through: only the rendered frame can be read, so a frame is tracked from the one before.
+    fn track_to(
+        &self,
+        time: f64,
+        scale: [f64; 2],
+        values: &Values,
+        source: &mut Option<Image>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Tracked> {
+        let mut progress: Option<(usize, Instant)> = None;
+        loop {
+            let mut these = Vec::new();
+            let tracked = self.track_once(time, scale, values, source, &mut these)?;
+            // The frame before which nothing can be tracked here yet: the nearest tracked one, or,
+            // when no object could be given its prompts (their frame cannot be read now), the
+            // first prompted frame.
+            let behind = match &tracked.state {
+                FrameState::NotTracked {
+                    nearest: Some(n), ..
+                } => Some(*n),
+                FrameState::NoObjects | FrameState::NotTracked { nearest: None, .. }
+                    if tracked.wanted =>
+                {
+                    tracked.first_prompt
+                }
+                _ => None,
+            };
+            let waiting = match behind {
+                Some(n)
+                    if !crate::ffi::host::temporal_clip_access()
+                        && values.reach > 0
+                        && n < tracked.index
+                        && tracked.index - n <= IN_ORDER_WINDOW
+                        && !self.effect.aborted() =>
+                {
+                    let busy = self.tracker.try_lock().is_none_or(|t| t.session_busy());
+                    match progress {
+                        Some((seen, since)) if seen == n && !busy => {
+                            since.elapsed() < IN_ORDER_WAIT
+                        }
+                        _ => {
+                            progress = Some((n, Instant::now()));
+                            true
+                        }
+                    }
+                }
+                _ => false,
+            };
+            if !waiting {
+                warnings.append(&mut these);
+                return Ok(tracked);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// What the frame at `time` shows, and warnings to show with it.
@@ -280,6 +368,14 @@ impl Instance {
             })
             .ok_or(PluginError::NoSource)?;
         let untracked = match &tracked.state {
+            // Prompts the engine refused on every object (warnings say why): nothing here can
+            // be vouched for.
+            FrameState::NoObjects if tracked.wanted => {
+                return Ok((
+                    Shown::NotTracked(format!("Frame {frame} has no matte.")),
+                    warnings,
+                ));
+            }
             FrameState::NoObjects => {
                 return Ok((
                     Shown::Mattes {
