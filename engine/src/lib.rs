@@ -23,8 +23,8 @@ pub mod memory_bank;
 pub mod memory_encoder;
 pub mod memory_selection;
 pub mod model;
-pub mod object;
 pub mod npz;
+pub mod object;
 pub mod predictor;
 pub mod propagation;
 pub mod replay;
@@ -33,6 +33,7 @@ pub mod script;
 pub mod staged_dir;
 pub mod trace;
 pub mod trace_writer;
+pub mod track_cache;
 mod track_step;
 
 pub use clip::Clip;
