@@ -100,6 +100,15 @@ pub enum TrackCacheError {
     },
 }
 
+/// Whether `path` is a file that starts with a track cache's signature (any version): what a
+/// writer may replace without asking.
+pub fn is_track_cache(path: &std::path::Path) -> bool {
+    let mut signature = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|f| record::read_at(&f, 0, &mut signature))
+        .is_ok_and(|whole| whole && &signature == record::SIGNATURE)
+}
+
 pub type Result<T, E = TrackCacheError> = std::result::Result<T, E>;
 
 #[cfg(test)]
