@@ -1,6 +1,7 @@
 //! The benchmark behind `./bench.sh`: propagation speed split by graph, the engine's own overhead,
 //! the speed ratio to the official PyTorch predictor, click-to-mask latency, peak memory over a
-//! long clip and matte upsampling, each against its target. Run it optimized, from the checkout:
+//! long clip, tracking into a track cache and rendering from it, and matte upsampling, each against
+//! its target. Run it optimized, from the checkout:
 //!
 //! ```sh
 //! cargo run --release -p sam2-engine --example bench -- [options]
@@ -24,6 +25,7 @@
 mod machine;
 mod memory;
 mod table;
+mod track_cache;
 mod tracking;
 mod upsample;
 
@@ -52,6 +54,8 @@ const RSS_GROWTH_TARGET: f64 = 0.10;
 const UPSAMPLE_4K_TARGET_MS: f64 = 20.0;
 /// Share of the CPUs used by other processes above which the report warns.
 const CONTENTION_WARNING: f64 = 0.05;
+/// Frames of the track-cache measurement.
+const CACHE_FRAMES: usize = 40;
 /// Timed runs per upsampling measurement.
 const UPSAMPLE_RUNS: usize = 15;
 
@@ -502,6 +506,48 @@ fn bench(o: &Options) -> BoxResult<()> {
                     RSS_GROWTH_TARGET * 100.0
                 ),
                 growth <= RSS_GROWTH_TARGET,
+            ),
+        ],
+    });
+
+    eprintln!(
+        "track cache: tracking {CACHE_FRAMES} synthetic 1080p frames into it, rendering from it"
+    );
+    let c = track_cache::run(&fixture, CACHE_FRAMES)?;
+    let scale_1024 = 16.0; // (1024 / 256)², the logits' area at 1024² over the fixture's
+    sections.push(Section {
+        title: format!(
+            "track cache, {}, synthetic 1920×1080 clip, {} frames, one object",
+            m_size(&fixture),
+            c.frames
+        ),
+        rows: vec![
+            Row::info(
+                "tracking, the cache written as it goes",
+                format!(
+                    "{:.1} frames/s ({:.1} ms per frame writing the cache)",
+                    c.track_fps,
+                    c.write_seconds * 1000.0 / c.frames.max(1) as f64
+                ),
+            ),
+            Row::info(
+                "rendering from the cache (read, CPU upsample to 1080p, finishing, 8-bit)",
+                format!("{:.1} frames/s", c.render_fps),
+            ),
+            Row::info(
+                "cache per frame and object (lossless)",
+                format!(
+                    "{:.1} KiB of {:.0} KiB raw ({:.2})",
+                    c.block_bytes / 1024.0,
+                    c.raw_bytes as f64 / 1024.0,
+                    c.block_bytes / c.raw_bytes as f64
+                ),
+            ),
+            Row::target(
+                "cache per frame and object at 1024² (same ratio, 256² logits)",
+                format!("≈ {:.0} KiB", c.block_bytes * scale_1024 / 1024.0),
+                "≤ 64 KiB",
+                c.block_bytes * scale_1024 <= 64.0 * 1024.0,
             ),
         ],
     });
