@@ -164,3 +164,103 @@ fn a_clip_fingerprint_sees_one_changed_byte() {
         original
     );
 }
+
+/// Every step's outputs of a script, as bits.
+type Outputs = Vec<Vec<(usize, u64, Option<(Vec<u32>, u32)>)>>;
+
+fn replay(session: &mut ClipSession, script: &Script) -> Outputs {
+    let mut steps = Vec::new();
+    run_script(
+        session,
+        script,
+        |_, _| ControlFlow::Continue(()),
+        |step| {
+            steps.push(
+                step.frames
+                    .iter()
+                    .flat_map(|f| {
+                        f.objects.iter().map(|o| {
+                            (
+                                f.frame,
+                                o.object.0,
+                                o.result
+                                    .as_ref()
+                                    .map(|r| (bits(&r.low_res_logits), r.object_score.to_bits())),
+                            )
+                        })
+                    })
+                    .collect(),
+            );
+            ControlFlow::Continue(())
+        },
+    )
+    .unwrap();
+    steps
+}
+
+#[test]
+fn a_session_with_a_cold_tier_gives_every_output_bit_for_bit_with_far_logits_out_of_ram() {
+    let runtime = Runtime::load_default().unwrap().with_intra_threads(Some(1));
+    let model = Model::open(fixtures_dir().join("models/test"), &runtime).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut cold_results, mut rebuilt) = (0, 0);
+    for trace in trace_dirs() {
+        let name = trace.file_name().unwrap().to_string_lossy().into_owned();
+        let script = Script::read(fixtures_dir().join(format!("scripts/{name}.json"))).unwrap();
+        let clip = script.clip_path().unwrap();
+        let session = || {
+            ClipSession::new(
+                model.clone(),
+                Box::new(FolderSource::open(&clip).unwrap()),
+                SessionSettings::for_model(&model),
+            )
+            .unwrap()
+        };
+        let mut plain = session();
+        let expected = replay(&mut plain, &script);
+
+        let mut tiered = session();
+        let provenance = Provenance::for_session(&tiered, "s".into(), "p".into());
+        let (width, height) = tiered.video_size();
+        let layout = Layout {
+            width,
+            height,
+            num_frames: tiered.num_frames(),
+            low_res: model.geometry().low_res,
+        };
+        let path = dir.path().join(format!("{name}.sam2cache"));
+        tiered
+            .attach_cache(TrackCacheWriter::create(&path, &provenance, layout).unwrap())
+            .unwrap();
+        assert_eq!(
+            replay(&mut tiered, &script),
+            expected,
+            "{name}: step outputs"
+        );
+        rebuilt += tiered.stats().memories_rebuilt;
+        for object in plain.object_ids() {
+            for frame in 0..plain.num_frames() {
+                let want = plain.result(frame, object).map(|r| bits(&r.low_res_logits));
+                let got = tiered.logits(frame, object).unwrap().map(|l| bits(&l));
+                assert_eq!(got, want, "{name}: object {object}, frame {frame}");
+                cold_results +=
+                    usize::from(tiered.result(frame, object).is_some_and(|r| r.is_cold()));
+            }
+        }
+        // What the cache holds after the commit is the session's final state.
+        tiered.commit_cache().unwrap();
+        let reader = TrackCacheReader::open(&path, &Expected::default(), View::Committed).unwrap();
+        for object in plain.object_ids() {
+            for frame in 0..plain.num_frames() {
+                let want = plain.result(frame, object).map(|r| bits(&r.low_res_logits));
+                let got = reader
+                    .read(object, frame)
+                    .unwrap()
+                    .map(|c| bits(&c.low_res_logits));
+                assert_eq!(got, want, "{name}: cached object {object}, frame {frame}");
+            }
+        }
+    }
+    assert!(cold_results > 10, "{cold_results} results went cold");
+    assert!(rebuilt > 0, "no memory was rebuilt from cold logits");
+}

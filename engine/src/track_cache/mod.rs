@@ -16,6 +16,7 @@
 //!   matte rendered from the cache is byte-identical to one rendered from the live session.
 
 mod codec;
+mod cold;
 mod provenance;
 mod reader;
 mod record;
@@ -23,6 +24,7 @@ mod writer;
 
 use std::path::PathBuf;
 
+pub use cold::ColdStore;
 pub use provenance::{
     Expected, Layout, Provenance, engine_version, fingerprint_clip, model_hash, prompts_hash,
 };
@@ -88,6 +90,15 @@ pub enum TrackCacheError {
         "Another process is writing the track cache {path} now (it holds {lock}); wait for it to finish, or choose another cache file."
     )]
     Busy { path: PathBuf, lock: PathBuf },
+
+    #[error(
+        "The track cache {path} has no result of object {object} on frame {frame}, which the session moved there; another process changed it. Track the clip again."
+    )]
+    NotCached {
+        path: PathBuf,
+        object: u64,
+        frame: usize,
+    },
 
     #[error(
         "The result of object {object} on frame {frame} cannot go into the track cache {path}: {problem}."

@@ -142,13 +142,17 @@ impl TrackCacheWriter {
     }
 
     /// Appends `object`'s result on `frame` (`None`: it has none there) unless the newest block
-    /// already says the same. Returns whether a block was appended.
+    /// already says the same, or the result is cold (in the cache already). Returns whether a
+    /// block was appended.
     pub fn put(
         &mut self,
         object: ObjectId,
         frame: usize,
         result: Option<&FrameResult>,
     ) -> Result<bool> {
+        if result.is_some_and(FrameResult::is_cold) {
+            return Ok(false); // in the cache already: a session put it there when it went cold
+        }
         let stamp = Stamp::of(result);
         let key = (object, frame);
         let known = self.written.get(&key).copied();
