@@ -135,11 +135,8 @@ pub fn write_all(
     };
     write(
         &plan,
-        &mut |object, frame| {
-            Ok(session
-                .result(frame, object)
-                .map(|r| Arc::clone(&r.low_res_logits)))
-        },
+        // Cold results come back from the session's track cache.
+        &mut |object, frame| Ok(session.logits(frame, object)?),
         upsampler,
         bar,
     )

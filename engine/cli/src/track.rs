@@ -107,20 +107,19 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
     let settings = session_settings(&model, &script, args);
     let mut session = ClipSession::new(model, Box::new(source), settings)?;
     signals::check()?;
-    let mut cache = match (&args.cache, fingerprint) {
-        (Some(path), Some(fingerprint)) => {
-            let provenance = Provenance::for_session(&session, fingerprint, prompts_hash(&script)?);
-            let (width, height) = session.video_size();
-            let layout = Layout {
-                width,
-                height,
-                num_frames: session.num_frames(),
-                low_res: session.model().geometry().low_res,
-            };
-            Some(TrackCacheWriter::create(path, &provenance, layout)?)
-        }
-        _ => None,
-    };
+    if let (Some(path), Some(fingerprint)) = (&args.cache, fingerprint) {
+        let provenance = Provenance::for_session(&session, fingerprint, prompts_hash(&script)?);
+        let (width, height) = session.video_size();
+        let layout = Layout {
+            width,
+            height,
+            num_frames: session.num_frames(),
+            low_res: session.model().geometry().low_res,
+        };
+        // The session writes results there as they go cold (memory flat in clip length),
+        // and the rest at the commit below.
+        session.attach_cache(TrackCacheWriter::create(path, &provenance, layout)?)?;
+    }
 
     let out = signals::create_folder(
         || StagedDir::create(&args.out, mattes::existing(args.force)),
@@ -156,7 +155,6 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
     };
     let mut trace_time = Duration::ZERO;
     let mut trace_error = None;
-    let mut cache_error = None;
     let started = Instant::now();
     // A signal stops the run after the frame or step in progress.
     let stop = || match signals::stop_requested() {
@@ -166,14 +164,8 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
     let ran = run_script(
         &mut session,
         &script,
-        |_, masks| {
+        |_, _| {
             count(1);
-            if let Some(writer) = cache.as_mut()
-                && let Err(e) = writer.put_frame(masks)
-            {
-                cache_error = Some(e);
-                return ControlFlow::Break(());
-            }
             stop()
         },
         |step| {
@@ -197,14 +189,9 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
     if let Some(e) = trace_error {
         return Err(e.into());
     }
-    if let Some(e) = cache_error {
-        return Err(e.into());
-    }
     signals::check()?;
     // Readers see the cache's results from this commit on.
-    if let Some(writer) = cache.as_mut() {
-        writer.commit(&session)?;
-    }
+    session.commit_cache()?;
     let tracking = started.elapsed().saturating_sub(trace_time);
 
     // Mattes.
@@ -247,7 +234,7 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
     let mut trace_note = trace_path
         .map(|p| format!("; trace in {}", p.display()))
         .unwrap_or_default();
-    if let Some(writer) = &cache {
+    if let Some(writer) = session.cache() {
         trace_note.push_str(&format!(
             "; track cache {} ({} blocks, {:.1} KiB)",
             writer.path().display(),
