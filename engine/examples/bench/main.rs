@@ -83,7 +83,7 @@ struct Options {
 
 #[derive(Debug)]
 enum Command {
-    Bench(Options),
+    Bench(Box<Options>),
     Rss {
         model: PathBuf,
         frames: usize,
@@ -203,7 +203,7 @@ fn parse(args: &[String]) -> BoxResult<Command> {
     if o.clips.is_empty() {
         return Err("No clips to track; pass --clip DIR.".into());
     }
-    Ok(Command::Bench(o))
+    Ok(Command::Bench(Box::new(o)))
 }
 
 fn main() -> ExitCode {
