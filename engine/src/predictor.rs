@@ -433,7 +433,7 @@ impl ClipSession {
         if let Some(m) = self.objects.get_mut(&object) {
             m.bank.insert_temporary(frame, storage, result);
         }
-        Ok(self.consolidate(frame, storage))
+        self.consolidate(frame, storage)
     }
 
     /// The official rules for a new prompt on `frame`.
@@ -457,18 +457,18 @@ impl ClipSession {
         }
     }
 
-    fn consolidate(&self, frame: usize, storage: Storage) -> FrameMasks {
-        FrameMasks {
-            frame,
-            objects: self
-                .objects
-                .iter()
-                .map(|(&object, m)| ObjectOutput {
-                    object,
-                    result: m.lookup(frame, storage).cloned(),
-                })
-                .collect(),
+    /// Every object's output on `frame`; a cold result comes back with its logits, so that a
+    /// step's outputs never show one.
+    fn consolidate(&self, frame: usize, storage: Storage) -> Result<FrameMasks> {
+        let mut objects = Vec::with_capacity(self.objects.len());
+        for (&object, m) in &self.objects {
+            let mut result = m.lookup(frame, storage).cloned();
+            if let Some(r) = result.as_mut().filter(|r| r.is_cold()) {
+                r.low_res_logits = track_step::thaw(self.cold.as_ref(), object, frame)?;
+            }
+            objects.push(ObjectOutput { object, result });
         }
+        Ok(FrameMasks { frame, objects })
     }
 
     /// `propagate_in_video_preflight`: merges prompts' temporary outputs into each object's
@@ -611,7 +611,7 @@ impl ClipSession {
             masklet.clear_prompt(frame);
         }
         self.objects.shift_remove(&object);
-        Ok(frames
+        frames
             .into_iter()
             .map(|frame| {
                 let is_cond = self
@@ -627,7 +627,7 @@ impl ClipSession {
                     },
                 )
             })
-            .collect())
+            .collect()
     }
 
     /// Removes `object`'s prompts on `frame` (the official `clear_all_prompts_in_frame`): its output
@@ -646,14 +646,14 @@ impl ClipSession {
             .objects
             .values()
             .any(|m| m.bank.has_temporary_cond(frame));
-        Ok(self.consolidate(
+        self.consolidate(
             frame,
             if is_cond {
                 Storage::Cond
             } else {
                 Storage::NonCond
             },
-        ))
+        )
     }
 
     /// Changes the encoder cache's byte budget, evicting at once if it shrank.

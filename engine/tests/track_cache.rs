@@ -264,3 +264,92 @@ fn a_session_with_a_cold_tier_gives_every_output_bit_for_bit_with_far_logits_out
     assert!(cold_results > 10, "{cold_results} results went cold");
     assert!(rebuilt > 0, "no memory was rebuilt from cold logits");
 }
+
+fn masks_bits(masks: &sam2_engine::FrameMasks) -> Vec<(u64, Option<Vec<u32>>)> {
+    masks
+        .objects
+        .iter()
+        .map(|o| {
+            (
+                o.object.0,
+                o.result.as_ref().map(|r| bits(&r.low_res_logits)),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_click_on_a_frame_gone_cold_sees_every_object_s_logits() {
+    use sam2_engine::script::{Label, ObjectId};
+    let runtime = Runtime::load_default().unwrap().with_intra_threads(Some(1));
+    let model = Model::open(fixtures_dir().join("models/test"), &runtime).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let script = Script::read(fixtures_dir().join("scripts/three_objects.json")).unwrap();
+    let clip = script.clip_path().unwrap();
+    let session = || {
+        ClipSession::new(
+            model.clone(),
+            Box::new(FolderSource::open(&clip).unwrap()),
+            SessionSettings::for_model(&model),
+        )
+        .unwrap()
+    };
+    let mut plain = session();
+    let mut tiered = session();
+    let (width, height) = tiered.video_size();
+    let layout = Layout {
+        width,
+        height,
+        num_frames: tiered.num_frames(),
+        low_res: model.geometry().low_res,
+    };
+    let provenance = Provenance::for_session(&tiered, "s".into(), "p".into());
+    tiered
+        .attach_cache(TrackCacheWriter::create(&dir.path().join("c"), &provenance, layout).unwrap())
+        .unwrap();
+    for s in [&mut plain, &mut tiered] {
+        replay(s, &script);
+        s.propagate(sam2_engine::Propagation::default(), |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    }
+    // Frame 1 is far behind where the propagation ended: cold for every object.
+    for object in tiered.object_ids() {
+        assert!(tiered.result(1, object).unwrap().is_cold());
+    }
+    // Object 3's click: its own cold logits are the decoder's input, object 1's cold result is
+    // part of the output.
+    let first: Vec<_> = [&mut plain, &mut tiered]
+        .into_iter()
+        .map(|s| {
+            masks_bits(
+                &s.add_points(1, ObjectId(3), &[[250.0, 80.0]], &[Label::Positive], true)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(first[1], first[0]);
+    assert!(first[0].iter().all(|(_, r)| r.is_some()));
+    let click = |s: &mut ClipSession| {
+        s.add_points(1, ObjectId(1), &[[60.0, 80.0]], &[Label::Positive], true)
+            .unwrap()
+    };
+    let want = click(&mut plain);
+    let got = click(&mut tiered);
+    assert_eq!(masks_bits(&got), masks_bits(&want));
+    let clear = |s: &mut ClipSession| s.clear_prompts_in_frame(1, ObjectId(1)).unwrap();
+    assert_eq!(
+        masks_bits(&clear(&mut tiered)),
+        masks_bits(&clear(&mut plain))
+    );
+    let ids = plain.object_ids();
+    for frame in 0..plain.num_frames() {
+        for &object in &ids {
+            assert_eq!(
+                tiered.logits(frame, object).unwrap().map(|l| bits(&l)),
+                plain.logits(frame, object).unwrap().map(|l| bits(&l)),
+            );
+        }
+    }
+}
