@@ -4,6 +4,8 @@
 #   - the shrunk fixture model (tests/fixtures/models/test, 256²) on every clip in tests/fixtures/clips;
 #   - the tiny architecture with seeded random weights at 1024² (.local/models/sam2.1-tiny-random, exported
 #     here the first time when the exporter venv exists) on the first BENCH_TINY_FRAMES frames of the first clip;
+#   - peak memory with a track cache attached (the cold tier), 200 vs 2000 frames, 256² model, one object; with
+#     BENCH_TINY_RSS=100,1000 also the 1024² model with three objects (long: opt-in);
 #   - the official PyTorch predictor on the same weights, clips, frames and thread count, when the exporter
 #     venv exists (bundle/exporter/setup-venv.sh); without it those rows say "skipped".
 #
@@ -41,6 +43,10 @@ if [ ! -f "$tiny/manifest.json" ] && $have_venv; then
 fi
 if [ -f "$tiny/manifest.json" ]; then
   args+=(--tiny-model "$tiny" --tiny-frames "$tiny_frames")
+  # The 1024² memory test with a track cache, three objects (BENCH_TINY_RSS=100,1000): long, so opt-in.
+  if [ -n "${BENCH_TINY_RSS:-}" ]; then
+    args+=(--tiny-rss-frames "$BENCH_TINY_RSS")
+  fi
 else
   echo "bench: skipping the 1024² runs: $tiny is missing and there is no exporter venv to make it (bundle/exporter/setup-venv.sh)" >&2
   args+=(--tiny-skipped "no $tiny, and no exporter venv to make it (bundle/exporter/setup-venv.sh)")

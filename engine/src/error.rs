@@ -313,6 +313,10 @@ pub enum Error {
 
     #[error("Internal error in the engine: {message}. Please report it.")]
     Internal { message: String },
+
+    /// The session's track cache (its cold tier) could not be written or read back.
+    #[error(transparent)]
+    TrackCache(#[from] crate::track_cache::TrackCacheError),
 }
 
 /// The engine's result type.

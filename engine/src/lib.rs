@@ -33,6 +33,7 @@ pub mod script;
 pub mod staged_dir;
 pub mod trace;
 pub mod trace_writer;
+pub mod track_cache;
 mod track_step;
 
 pub use clip::Clip;

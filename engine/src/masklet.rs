@@ -16,7 +16,7 @@ use crate::propagation::Direction;
 /// What the predictor keeps of one object on one frame (the official "compact output").
 #[derive(Debug, Clone)]
 pub struct FrameResult {
-    /// `[S/4 · S/4]` mask logits.
+    /// `[S/4 · S/4]` mask logits; empty when the result is cold ([`FrameResult::is_cold`]).
     pub low_res_logits: Arc<[f32]>,
     /// `[C]`.
     pub object_pointer: Arc<[f32]>,
@@ -44,6 +44,13 @@ pub struct MaskCandidates {
 }
 
 impl FrameResult {
+    /// Whether the logits were moved to the session's track cache (a session with one attached,
+    /// [`crate::ClipSession::attach_cache`], keeps only the results near the propagation in RAM);
+    /// [`crate::ClipSession::logits`] reads them back.
+    pub fn is_cold(&self) -> bool {
+        self.low_res_logits.is_empty()
+    }
+
     /// Whether the model thinks the object is visible on this frame.
     pub fn is_present(&self) -> bool {
         self.object_score > 0.0

@@ -96,6 +96,12 @@ impl MemorySource {
 pub(crate) type EncodeMemory<'e> =
     dyn FnMut(usize, &[f32], f32, MaskOrigin) -> Result<MemoryFeatures> + 'e;
 
+/// Reads back the logits of a cold result (frame → logits).
+pub(crate) type Thaw<'t> = dyn FnMut(usize) -> Result<Arc<[f32]>> + 't;
+
+/// Moves a result's logits out of RAM (frame, result); they must be readable by [`Thaw`] after.
+pub(crate) type Freeze<'f> = dyn FnMut(usize, &FrameResult) -> Result<()> + 'f;
+
 /// One object's outputs by frame; see the module documentation.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryBank {
@@ -247,6 +253,7 @@ impl MemoryBank {
         frame: usize,
         storage: Storage,
         encode: &mut EncodeMemory<'_>,
+        thaw: &mut Thaw<'_>,
     ) -> Result<()> {
         // The official lookup, for writing.
         let result = if storage == Storage::Cond || !self.non_cond.contains_key(&frame) {
@@ -259,7 +266,14 @@ impl MemoryBank {
                 "object {object}: no result on frame {frame} to rebuild a memory from"
             ),
         })?;
-        let input = result.memory_source.encoder_input(&result.low_res_logits);
+        let thawed;
+        let stored = if result.is_cold() {
+            thawed = thaw(frame)?;
+            &thawed
+        } else {
+            &result.low_res_logits
+        };
+        let input = result.memory_source.encoder_input(stored);
         result.memory = Some(encode(
             frame,
             &input,
@@ -333,6 +347,27 @@ impl MemoryBank {
                 result.memory_source.retention = Retention::Pinned;
             }
         }
+    }
+
+    /// The cold tier: moves the logits of tracked frames beyond the bank's reach from `frame`
+    /// whose memory was dropped ([`MemoryBank::forget_far`]) out of RAM through `freeze`, so that
+    /// a session's memory stays flat in the clip's length. Conditioning outputs stay.
+    pub(crate) fn freeze_far(
+        &mut self,
+        frame: usize,
+        settings: &MemorySettings,
+        freeze: &mut Freeze<'_>,
+    ) -> Result<()> {
+        let reach = MemoryBank::reach(settings);
+        for (&t, result) in self.non_cond.iter_mut() {
+            if result.memory.is_some() || result.is_cold() || t.abs_diff(frame) <= reach {
+                continue;
+            }
+            freeze(t, result)?;
+            result.low_res_logits = Arc::from(Vec::new());
+            result.candidates = None;
+        }
+        Ok(())
     }
 
     fn all(&self) -> impl Iterator<Item = &FrameResult> {
@@ -451,10 +486,11 @@ mod tests {
             rebuilt.push((frame, logits.to_vec(), origin));
             Ok(MemoryFeatures::Float32(Arc::from(vec![0.0f32; 8])))
         };
-        bank.restore(ObjectId(1), 2, Storage::NonCond, &mut encode)
+        let mut thaw = |_: usize| -> Result<Arc<[f32]>> { unreachable!("nothing is cold") };
+        bank.restore(ObjectId(1), 2, Storage::NonCond, &mut encode, &mut thaw)
             .unwrap();
         assert!(matches!(
-            bank.restore(ObjectId(1), 9, Storage::NonCond, &mut encode),
+            bank.restore(ObjectId(1), 9, Storage::NonCond, &mut encode, &mut thaw),
             Err(Error::Internal { .. })
         ));
         // The encoder reads the stored logits with the unfilled pixel put back.

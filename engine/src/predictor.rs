@@ -26,7 +26,8 @@ use crate::object::ObjectId;
 use crate::propagation::Direction;
 pub use crate::propagation::{Propagation, PropagationEnd};
 use crate::script::Label;
-use crate::track_step::{Conditioning, MemoryEncoding, StepInput, TrackStep};
+use crate::track_cache::{ColdStore, TrackCacheWriter};
+use crate::track_step::{self, Conditioning, MemoryEncoding, StepInput, TrackStep};
 
 /// Choices a session makes that the model does not fix.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,6 +110,8 @@ pub struct ClipSession {
     settings: SessionSettings,
     frames: Frames,
     objects: IndexMap<ObjectId, Masklet>,
+    /// The cold tier, when a track cache is attached ([`ClipSession::attach_cache`]).
+    cold: Option<ColdStore>,
 }
 
 impl ClipSession {
@@ -124,7 +127,47 @@ impl ClipSession {
             frames: Frames::new(model, source, settings.frame_cache_bytes),
             settings,
             objects: IndexMap::new(),
+            cold: None,
         })
+    }
+
+    /// Attaches a track cache: from now on the session writes every result there as it goes
+    /// cold — a tracked frame far behind the propagation whose memory was dropped — and keeps only
+    /// the results near the propagation (and the prompted frames') logits in RAM, so that its
+    /// memory stays flat in the clip's length. [`ClipSession::result`] then shows cold results with
+    /// empty logits ([`FrameResult::is_cold`]); [`ClipSession::logits`] reads any result's logits.
+    /// [`ClipSession::commit_cache`] writes the rest and commits.
+    pub fn attach_cache(&mut self, writer: TrackCacheWriter) -> Result<()> {
+        self.cold = Some(ColdStore::new(writer)?);
+        Ok(())
+    }
+
+    /// The attached track cache's writer.
+    pub fn cache(&self) -> Option<&TrackCacheWriter> {
+        self.cold.as_ref().map(ColdStore::writer)
+    }
+
+    /// Brings the attached track cache up to the session's state and commits it
+    /// ([`TrackCacheWriter::commit`]); nothing without one.
+    pub fn commit_cache(&mut self) -> Result<()> {
+        let ClipSession { cold, objects, .. } = self;
+        let Some(cold) = cold else {
+            return Ok(());
+        };
+        let ids: Vec<ObjectId> = objects.keys().copied().collect();
+        cold.writer_mut()
+            .commit_state(&ids, |frame, object| objects.get(&object)?.result(frame))?;
+        Ok(())
+    }
+
+    /// The logits of `object`'s result on `frame`, read back from the track cache when the
+    /// result is cold; `None` when there is no result.
+    pub fn logits(&self, frame: usize, object: ObjectId) -> Result<Option<Arc<[f32]>>> {
+        match self.result(frame, object) {
+            None => Ok(None),
+            Some(r) if r.is_cold() => track_step::thaw(self.cold.as_ref(), object, frame).map(Some),
+            Some(r) => Ok(Some(Arc::clone(&r.low_res_logits))),
+        }
     }
 
     pub fn model(&self) -> &Arc<Model> {
@@ -314,11 +357,19 @@ impl ClipSession {
             .get(&object)
             .and_then(|m| m.lookup(frame, storage))
             .map(|r| {
-                r.low_res_logits
-                    .iter()
-                    .map(|v| v.clamp(-clamp, clamp))
-                    .collect::<Vec<f32>>()
-            });
+                let logits = if r.is_cold() {
+                    track_step::thaw(self.cold.as_ref(), object, frame)?
+                } else {
+                    Arc::clone(&r.low_res_logits)
+                };
+                Ok::<_, Error>(
+                    logits
+                        .iter()
+                        .map(|v| v.clamp(-clamp, clamp))
+                        .collect::<Vec<f32>>(),
+                )
+            })
+            .transpose()?;
         self.prompt_step(
             object,
             frame,
@@ -382,7 +433,7 @@ impl ClipSession {
         if let Some(m) = self.objects.get_mut(&object) {
             m.bank.insert_temporary(frame, storage, result);
         }
-        Ok(self.consolidate(frame, storage))
+        self.consolidate(frame, storage)
     }
 
     /// The official rules for a new prompt on `frame`.
@@ -406,18 +457,18 @@ impl ClipSession {
         }
     }
 
-    fn consolidate(&self, frame: usize, storage: Storage) -> FrameMasks {
-        FrameMasks {
-            frame,
-            objects: self
-                .objects
-                .iter()
-                .map(|(&object, m)| ObjectOutput {
-                    object,
-                    result: m.lookup(frame, storage).cloned(),
-                })
-                .collect(),
+    /// Every object's output on `frame`; a cold result comes back with its logits, so that a
+    /// step's outputs never show one.
+    fn consolidate(&self, frame: usize, storage: Storage) -> Result<FrameMasks> {
+        let mut objects = Vec::with_capacity(self.objects.len());
+        for (&object, m) in &self.objects {
+            let mut result = m.lookup(frame, storage).cloned();
+            if let Some(r) = result.as_mut().filter(|r| r.is_cold()) {
+                r.low_res_logits = track_step::thaw(self.cold.as_ref(), object, frame)?;
+            }
+            objects.push(ObjectOutput { object, result });
         }
+        Ok(FrameMasks { frame, objects })
     }
 
     /// `propagate_in_video_preflight`: merges prompts' temporary outputs into each object's
@@ -444,14 +495,20 @@ impl ClipSession {
 
     /// The retention policy after a propagation step at `frame` (unless the settings keep every
     /// memory): see [`crate::memory_bank::MemoryBank::forget_far`].
-    fn forget_far_memories(&mut self, frame: usize) {
+    fn forget_far_memories(&mut self, frame: usize) -> Result<()> {
         if self.settings.keep_all_memories {
-            return;
+            return Ok(());
         }
         let settings = &self.frames.model.manifest().memory;
-        for masklet in self.objects.values_mut() {
+        for (&object, masklet) in self.objects.iter_mut() {
             masklet.bank.forget_far(frame, settings);
+            if let Some(cold) = self.cold.as_mut() {
+                masklet.bank.freeze_far(frame, settings, &mut |t, result| {
+                    Ok(cold.freeze(object, t, result)?)
+                })?;
+            }
         }
+        Ok(())
     }
 
     /// Runs one step for `input.object` ([`TrackStep`]).
@@ -465,6 +522,7 @@ impl ClipSession {
             frames: &mut self.frames,
             bank: &mut masklet.bank,
             fill_hole_area: self.settings.fill_hole_area,
+            cold: self.cold.as_ref(),
         }
         .run(input)
     }
@@ -519,7 +577,7 @@ impl ClipSession {
                     result: Some(result),
                 });
             }
-            self.forget_far_memories(frame);
+            self.forget_far_memories(frame)?;
             if on_frame(&FrameMasks {
                 frame,
                 objects: outputs,
@@ -553,7 +611,7 @@ impl ClipSession {
             masklet.clear_prompt(frame);
         }
         self.objects.shift_remove(&object);
-        Ok(frames
+        frames
             .into_iter()
             .map(|frame| {
                 let is_cond = self
@@ -569,7 +627,7 @@ impl ClipSession {
                     },
                 )
             })
-            .collect())
+            .collect()
     }
 
     /// Removes `object`'s prompts on `frame` (the official `clear_all_prompts_in_frame`): its output
@@ -588,14 +646,14 @@ impl ClipSession {
             .objects
             .values()
             .any(|m| m.bank.has_temporary_cond(frame));
-        Ok(self.consolidate(
+        self.consolidate(
             frame,
             if is_cond {
                 Storage::Cond
             } else {
                 Storage::NonCond
             },
-        ))
+        )
     }
 
     /// Changes the encoder cache's byte budget, evicting at once if it shrank.

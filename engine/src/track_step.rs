@@ -19,6 +19,7 @@ use crate::memory_attention;
 use crate::memory_bank::{MaskOrigin, MemoryBank, MemorySource, Retention};
 use crate::object::ObjectId;
 use crate::propagation::Direction;
+use crate::track_cache::ColdStore;
 
 /// What the frame's features are conditioned on before the decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +79,8 @@ pub(crate) struct TrackStep<'s> {
     pub bank: &'s mut MemoryBank,
     /// Background holes of at most this many low-res pixels are filled (0: off).
     pub fill_hole_area: u32,
+    /// Where cold results' logits are (a session with a track cache attached).
+    pub cold: Option<&'s ColdStore>,
 }
 
 /// What the decoder (or a mask prompt used as output) gives one step.
@@ -213,10 +216,16 @@ impl TrackStep<'_> {
                 // Memories dropped behind an earlier propagation are rebuilt from the stored logits.
                 for (t, storage) in self.bank.dropped(&pick) {
                     let frames = &mut *self.frames;
-                    self.bank
-                        .restore(object, t, storage, &mut |t, logits, score, origin| {
+                    let cold = self.cold;
+                    self.bank.restore(
+                        object,
+                        t,
+                        storage,
+                        &mut |t, logits, score, origin| {
                             frames.encode_memory(t, logits, score, origin, Residency::Streamed)
-                        })?;
+                        },
+                        &mut |t| thaw(cold, object, t),
+                    )?;
                     frames.stats.memories_rebuilt += 1;
                 }
                 let (memories, pointers) = self.bank.attention_inputs(object, &pick)?;
@@ -351,5 +360,17 @@ impl TrackStep<'_> {
             score: dec.mask_as_output_scale * lam + dec.mask_as_output_bias,
             candidates: None,
         })
+    }
+}
+
+/// The logits of a cold result of `object` on `frame`.
+pub(crate) fn thaw(cold: Option<&ColdStore>, object: ObjectId, frame: usize) -> Result<Arc<[f32]>> {
+    match cold {
+        Some(store) => Ok(store.thaw(object, frame)?),
+        None => Err(Error::Internal {
+            message: format!(
+                "object {object}: the result on frame {frame} is cold but the session has no track cache"
+            ),
+        }),
     }
 }

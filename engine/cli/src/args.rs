@@ -34,6 +34,15 @@ pub enum Command {
     /// written under a hidden name next to OUT_DIR and renamed at the end; an error or a signal
     /// removes it).
     Track(TrackArgs),
+    /// Render matte sequences from a track cache alone: no model, no ONNX Runtime, no GPU needed.
+    ///
+    /// Writes OUT_DIR/object_<id>/<frame>.png for every object of the cache's last finished step
+    /// and every frame of --frames (all by default), byte for byte what `track` writes with the same
+    /// matte flags. Several renders may write disjoint frame ranges into one OUT_DIR at once (a
+    /// render farm's tasks); each file appears whole. A cache made for another clip, model or
+    /// script (when --model or --script is given), a damaged, truncated or replaced cache is one
+    /// sentence and exit code 1; mattes already written stay whole.
+    Render(RenderArgs),
 }
 
 #[derive(Debug, Args)]
@@ -67,6 +76,12 @@ pub struct TrackArgs {
     #[arg(long, value_name = "TRACE_DIR")]
     pub trace: Option<PathBuf>,
 
+    /// Also write every object's result on every frame into a track cache (docs/formats.md) as
+    /// tracking proceeds, for `render` tasks. An earlier track cache there is replaced; any
+    /// other file is refused.
+    #[arg(long, value_name = "FILE")]
+    pub cache: Option<PathBuf>,
+
     /// Replace OUT_DIR (and TRACE_DIR) if they exist and hold nothing but earlier output.
     #[arg(long)]
     pub force: bool,
@@ -98,6 +113,74 @@ pub struct TrackArgs {
 
     #[command(flatten)]
     pub matte: MatteArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The track cache (written by `track --cache` or the plug-in).
+    #[arg(long, value_name = "FILE")]
+    pub cache: PathBuf,
+
+    /// The clip the cache was tracked on; its frames are fingerprinted and must be the same.
+    #[arg(long, value_name = "FRAMES_DIR")]
+    pub clip: PathBuf,
+
+    /// Where the mattes go; created if missing. Only the mattes of the rendered frames are
+    /// written (replaced if there).
+    #[arg(long, value_name = "OUT_DIR")]
+    pub out: PathBuf,
+
+    /// The frames to render: A-B (inclusive) or one frame N, 0-based indices in the clip.
+    /// Default: every frame.
+    #[arg(long, value_name = "A-B", value_parser = parse_frames)]
+    pub frames: Option<FrameRange>,
+
+    /// Also check that the cache was tracked with this model (its manifest's hash; the model is
+    /// not loaded).
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+
+    /// Also check that the cache was tracked from this interaction script's prompts.
+    #[arg(long, value_name = "SCRIPT.json")]
+    pub script: Option<PathBuf>,
+
+    /// Bits per matte pixel.
+    #[arg(long, value_enum, default_value_t = Bits::Eight)]
+    pub bits: Bits,
+
+    /// Where the mattes are upsampled (the model is not used). auto: a GPU where one works, else
+    /// the CPU. Renders compared byte for byte must upsample on the same kind of device.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+
+    #[command(flatten)]
+    pub matte: MatteArgs,
+}
+
+/// An inclusive range of frame indices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameRange {
+    pub first: usize,
+    pub last: usize,
+}
+
+fn parse_frames(text: &str) -> Result<FrameRange, String> {
+    let number = |t: &str| {
+        t.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("{t:?} is not a frame index (0, 1, 2, …)"))
+    };
+    let (first, last) = match text.split_once('-') {
+        Some((a, b)) => (number(a)?, number(b)?),
+        None => {
+            let n = number(text)?;
+            (n, n)
+        }
+    };
+    if last < first {
+        return Err(format!("the range {text} ends before it starts"));
+    }
+    Ok(FrameRange { first, last })
 }
 
 /// The finishing of each matte (the plugin's matte settings).

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use sam2_engine::matte::MatteError;
 use sam2_engine::staged_dir::WriteError;
 use sam2_engine::trace_writer::TraceWriteError;
+use sam2_engine::track_cache::TrackCacheError;
 
 use crate::signals::StopSignal;
 
@@ -22,6 +23,39 @@ pub enum CliError {
 
     #[error(transparent)]
     Trace(#[from] TraceWriteError),
+
+    #[error(transparent)]
+    Cache(#[from] TrackCacheError),
+
+    #[error(
+        "{path} exists and is not a track cache; --cache replaces only an earlier track cache, so choose another file."
+    )]
+    NotACache { path: PathBuf },
+
+    #[error(
+        "The track cache {cache} lies inside the output folder {folder}, which is replaced as a whole; put the cache elsewhere."
+    )]
+    CacheInOutput { cache: PathBuf, folder: PathBuf },
+
+    #[error(
+        "The track cache {cache} was tracked on a clip of {cached}, but {clip} has {found}; give the clip it was tracked on."
+    )]
+    CacheClip {
+        cache: PathBuf,
+        clip: PathBuf,
+        cached: String,
+        found: String,
+    },
+
+    #[error(
+        "Frames {first} to {last} were asked for, but the clip has {frames} frames (0 to {max})."
+    )]
+    FramesOutside {
+        first: usize,
+        last: usize,
+        frames: usize,
+        max: usize,
+    },
 
     #[error(
         "The {what} {path} already exists; pass --force to replace it, or choose another folder."

@@ -4,8 +4,10 @@
 //!   manifest, file hashes, tensors, the four sessions against the manifest, one run of each graph
 //!   on zeros — so that an export is accepted or refused before it reaches a host.
 //! - `track`: runs an interaction script on a clip and writes a matte sequence per object (and,
-//!   with `--trace`, a reference trace), so that the engine can be used and checked without a
-//!   compositing host.
+//!   with `--trace`, a reference trace; with `--cache`, a track cache), so that the engine can be
+//!   used and checked without a compositing host.
+//! - `render`: matte sequences of a frame range from a track cache alone (no model, no ONNX
+//!   Runtime): the render tasks of a farm job whose tracking task wrote the cache.
 //!
 //! Every failure is one line on stderr, `error: <sentence>`, and exit code 1; a usage error is
 //! clap's message and exit code 2; a run stopped by SIGINT, SIGTERM or SIGHUP leaves no output
@@ -17,6 +19,7 @@ mod error;
 mod lock;
 mod mattes;
 mod progress;
+mod render;
 mod report;
 mod runtime_dir;
 mod signals;
@@ -35,9 +38,12 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return clap_exit(&e),
     };
-    if let Command::Track(args) = &cli.command
-        && args.device != DeviceArg::Cpu
-    {
+    let device = match &cli.command {
+        Command::Track(args) => Some(args.device),
+        Command::Render(args) => Some(args.device),
+        Command::CheckModel(_) => None,
+    };
+    if device.is_some_and(|d| d != DeviceArg::Cpu) {
         // Before anything else: it may run this command again, in this process.
         runtime_dir::ensure();
     }
@@ -47,6 +53,9 @@ fn main() -> ExitCode {
         Command::CheckModel(args) => check_model::run(&args, &mut report),
         // Before anything starts a thread: the threads inherit the blocked signals.
         Command::Track(args) => signals::install().and_then(|()| track::run(&args, &mut report)),
+        // No signal handling: a signal ends a render at once, and every matte it wrote is whole
+        // (written beside its place and renamed).
+        Command::Render(args) => render::run(&args, &mut report),
     };
     match outcome.and_then(|done| report.finish(done)) {
         Ok(()) => ExitCode::SUCCESS,

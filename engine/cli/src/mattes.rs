@@ -12,17 +12,18 @@
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder};
 use indicatif::ProgressBar;
 use parking_lot::Mutex;
-use sam2_engine::ClipSession;
 use sam2_engine::matte::{MatteSettings, MatteUpsampler, finish, to_u8, to_u16};
 use sam2_engine::staged_dir::{Existing, entries, first_foreign};
 use sam2_engine::trace::NO_OBJECT_LOGIT;
+use sam2_engine::{ClipSession, ObjectId};
 
 use crate::args::Bits;
 use crate::error::CliError;
@@ -80,13 +81,34 @@ struct Job {
     logits: Vec<f32>,
 }
 
-/// What stays the same for every matte.
-struct Format<'a> {
-    width: usize,
-    height: usize,
-    settings: &'a MatteSettings,
-    bits: Bits,
+/// How matte files reach their folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Into a new folder that nothing else writes (a staged output): folders are created, files
+    /// written in place.
+    Fresh,
+    /// Into a folder other processes may write too (render tasks of one farm job): folders are
+    /// created if missing, each file written beside its place and renamed over it, so that a
+    /// reader never sees half a matte and a task run again replaces its frames.
+    Shared,
 }
+
+/// What to write: which objects and frames, where, how.
+pub struct Plan<'a> {
+    pub dir: &'a Path,
+    pub objects: &'a [ObjectId],
+    pub frames: Range<usize>,
+    pub width: usize,
+    pub height: usize,
+    /// Side of the low-res logit maps.
+    pub side: usize,
+    pub settings: &'a MatteSettings,
+    pub bits: Bits,
+    pub placement: Placement,
+}
+
+/// The low-res logits of an object on a frame (`None`: no result, an empty matte).
+pub type Lookup<'l> = dyn FnMut(ObjectId, usize) -> Result<Option<Arc<[f32]>>, CliError> + 'l;
 
 /// Writes the mattes of every object the session holds, for every frame, into `dir`; returns how
 /// many were written.
@@ -99,13 +121,34 @@ pub fn write_all(
     bar: &ProgressBar,
 ) -> Result<usize, CliError> {
     let (w, h) = session.video_size();
-    let format = Format {
+    let objects = session.object_ids();
+    let plan = Plan {
+        dir,
+        objects: &objects,
+        frames: 0..session.num_frames(),
         width: w as usize,
         height: h as usize,
+        side: session.model().geometry().low_res,
         settings,
         bits,
+        placement: Placement::Fresh,
     };
-    let side = session.model().geometry().low_res;
+    write(
+        &plan,
+        // Cold results come back from the session's track cache.
+        &mut |object, frame| Ok(session.logits(frame, object)?),
+        upsampler,
+        bar,
+    )
+}
+
+/// Writes the mattes `plan` asks for, the logits from `lookup`; returns how many were written.
+pub fn write(
+    plan: &Plan,
+    lookup: &mut Lookup<'_>,
+    upsampler: &mut MatteUpsampler,
+    bar: &ProgressBar,
+) -> Result<usize, CliError> {
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8);
@@ -122,7 +165,7 @@ pub fn write_all(
                     if failure.lock().is_some() {
                         continue; // drain the queue
                     }
-                    match encode(&job, &format) {
+                    match encode(&job, plan) {
                         Ok(()) => {
                             *written.lock() += 1;
                             bar.inc(1);
@@ -134,7 +177,7 @@ pub fn write_all(
                 }
             });
         }
-        let produced = produce(session, dir, upsampler, side, &format, &sender, &failure);
+        let produced = produce(plan, lookup, upsampler, &sender, &failure);
         drop(sender);
         produced
     });
@@ -147,28 +190,30 @@ pub fn write_all(
 
 /// Upsamples each object's result on each frame and queues it.
 fn produce(
-    session: &ClipSession,
-    dir: &Path,
+    plan: &Plan,
+    lookup: &mut Lookup<'_>,
     upsampler: &mut MatteUpsampler,
-    side: usize,
-    format: &Format,
     queue: &mpsc::SyncSender<Job>,
     failure: &Mutex<Option<CliError>>,
 ) -> Result<(), CliError> {
-    let (w, h) = (format.width, format.height);
-    for object in session.object_ids() {
-        let folder = dir.join(format!("object_{object}"));
-        fs::create_dir(&folder).map_err(|e| CliError::Png {
+    let (w, h, side) = (plan.width, plan.height, plan.side);
+    for &object in plan.objects {
+        let folder = plan.dir.join(format!("object_{object}"));
+        let created = match plan.placement {
+            Placement::Fresh => fs::create_dir(&folder),
+            Placement::Shared => fs::create_dir_all(&folder),
+        };
+        created.map_err(|e| CliError::Png {
             path: folder.clone(),
             message: format!("its folder could not be created ({e})"),
         })?;
-        for frame in 0..session.num_frames() {
+        for frame in plan.frames.clone() {
             if failure.lock().is_some() {
                 return Ok(());
             }
             signals::check()?;
-            let logits = match session.result(frame, object) {
-                Some(result) => upsampler.upsample(&result.low_res_logits, side, side, w, h)?,
+            let logits = match lookup(object, frame)? {
+                Some(low_res) => upsampler.upsample(&low_res, side, side, w, h)?,
                 None => vec![NO_OBJECT_LOGIT; w * h],
             };
             let job = Job {
@@ -185,29 +230,58 @@ fn produce(
 
 /// Finishes one matte and writes it as a PNG. Fast compression: mattes are mostly flat, so it
 /// costs little size and saves most of the encoding time at 4K.
-fn encode(job: &Job, format: &Format) -> Result<(), CliError> {
+fn encode(job: &Job, format: &Plan) -> Result<(), CliError> {
     let png_error = |message: String| CliError::Png {
         path: job.path.clone(),
         message,
     };
     let matte = finish(&job.logits, format.width, format.height, format.settings)?;
-    let file = File::create(&job.path).map_err(|e| png_error(e.to_string()))?;
+    let target = match format.placement {
+        Placement::Fresh => job.path.clone(),
+        Placement::Shared => {
+            let name = job
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            job.path
+                .with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+        }
+    };
+    write_png(&target, &matte, format).map_err(|e| {
+        if target != job.path {
+            let _ = fs::remove_file(&target);
+        }
+        png_error(e)
+    })?;
+    if target != job.path {
+        fs::rename(&target, &job.path).map_err(|e| {
+            let _ = fs::remove_file(&target);
+            png_error(e.to_string())
+        })?;
+    }
+    Ok(())
+}
+
+fn write_png(path: &Path, matte: &[f32], format: &Plan) -> Result<(), String> {
+    let png_error = |e: &dyn std::fmt::Display| e.to_string();
+    let file = File::create(path).map_err(|e| png_error(&e))?;
     let mut out = BufWriter::new(file);
     let encoder =
         PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Adaptive);
     let (w, h) = (format.width as u32, format.height as u32);
     match format.bits {
-        Bits::Eight => encoder.write_image(&to_u8(&matte), w, h, ExtendedColorType::L8),
+        Bits::Eight => encoder.write_image(&to_u8(matte), w, h, ExtendedColorType::L8),
         // Native-endian samples; the encoder writes PNG's big-endian.
         Bits::Sixteen => encoder.write_image(
-            bytemuck::cast_slice(&to_u16(&matte)),
+            bytemuck::cast_slice(&to_u16(matte)),
             w,
             h,
             ExtendedColorType::L16,
         ),
     }
-    .map_err(|e| png_error(e.to_string()))?;
-    out.flush().map_err(|e| png_error(e.to_string()))
+    .map_err(|e| png_error(&e))?;
+    out.flush().map_err(|e| png_error(&e))
 }
 
 #[cfg(test)]

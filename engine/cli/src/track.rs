@@ -17,6 +17,9 @@ use sam2_engine::replay::run_script;
 use sam2_engine::script::{Interaction, ObjectId, Op};
 use sam2_engine::staged_dir::StagedDir;
 use sam2_engine::trace_writer::{TraceInfo, TraceWriter, trace_existing};
+use sam2_engine::track_cache::{
+    Layout, Provenance, TrackCacheWriter, fingerprint_clip, is_track_cache, prompts_hash,
+};
 use sam2_engine::{ClipSession, FolderSource, FrameSource, Model, Script, SessionSettings};
 
 use crate::args::TrackArgs;
@@ -62,6 +65,19 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
     warn_about_gaps(&clip_path, &source);
     script.check_frames(&args.script, source.num_frames())?;
     check_apart(&args.out, args.trace.as_deref())?;
+    if let Some(cache) = &args.cache {
+        check_cache_apart(cache, &args.out, args.trace.as_deref())?;
+        if cache.exists() && !is_track_cache(cache) {
+            return Err(CliError::NotACache {
+                path: cache.clone(),
+            });
+        }
+    }
+    // Fingerprinted before tracking reads the frames, so that the cache names what was read.
+    let fingerprint = match &args.cache {
+        Some(_) => Some(fingerprint_clip(source.clip())?),
+        None => None,
+    };
     StagedDir::check(&args.out, mattes::existing(args.force))
         .map_err(|e| CliError::from_write(OUT_FOLDER, e))?;
     if let Some(trace) = &args.trace {
@@ -91,6 +107,19 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
     let settings = session_settings(&model, &script, args);
     let mut session = ClipSession::new(model, Box::new(source), settings)?;
     signals::check()?;
+    if let (Some(path), Some(fingerprint)) = (&args.cache, fingerprint) {
+        let provenance = Provenance::for_session(&session, fingerprint, prompts_hash(&script)?);
+        let (width, height) = session.video_size();
+        let layout = Layout {
+            width,
+            height,
+            num_frames: session.num_frames(),
+            low_res: session.model().geometry().low_res,
+        };
+        // The session writes results there as they go cold (memory flat in clip length),
+        // and the rest at the commit below.
+        session.attach_cache(TrackCacheWriter::create(path, &provenance, layout)?)?;
+    }
 
     let out = signals::create_folder(
         || StagedDir::create(&args.out, mattes::existing(args.force)),
@@ -161,6 +190,8 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
         return Err(e.into());
     }
     signals::check()?;
+    // Readers see the cache's results from this commit on.
+    session.commit_cache()?;
     let tracking = started.elapsed().saturating_sub(trace_time);
 
     // Mattes.
@@ -200,9 +231,17 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
 
     let seconds = tracking.as_secs_f64();
     let stats = session.stats();
-    let trace_note = trace_path
+    let mut trace_note = trace_path
         .map(|p| format!("; trace in {}", p.display()))
         .unwrap_or_default();
+    if let Some(writer) = session.cache() {
+        trace_note.push_str(&format!(
+            "; track cache {} ({} blocks, {:.1} KiB)",
+            writer.path().display(),
+            writer.blocks(),
+            writer.bytes() as f64 / 1024.0
+        ));
+    }
     report.line(&format!(
         "{frames} frames, {objects} object{}: {} frame updates in {seconds:.2} s ({:.1} frames/s); \
          model runs: image encoder {}, mask decoder {}, memory attention {}, memory encoder {}, \
@@ -299,6 +338,24 @@ fn check_apart(out: &Path, trace: Option<&Path>) -> Result<(), CliError> {
             out: out.to_path_buf(),
             trace: trace.to_path_buf(),
         });
+    }
+    Ok(())
+}
+
+/// The cache must not be inside an output folder, which is renamed or replaced as a whole.
+fn check_cache_apart(cache: &Path, out: &Path, trace: Option<&Path>) -> Result<(), CliError> {
+    let Ok(c) = std::path::absolute(cache) else {
+        return Ok(());
+    };
+    for folder in std::iter::once(out).chain(trace) {
+        if let Ok(f) = std::path::absolute(folder)
+            && c.starts_with(&f)
+        {
+            return Err(CliError::CacheInOutput {
+                cache: cache.to_path_buf(),
+                folder: folder.to_path_buf(),
+            });
+        }
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The benchmark behind `./bench.sh`: propagation speed split by graph, the engine's own overhead,
 //! the speed ratio to the official PyTorch predictor, click-to-mask latency, peak memory over a
-//! long clip and matte upsampling, each against its target. Run it optimized, from the checkout:
+//! long clip, tracking into a track cache and rendering from it, and matte upsampling, each against
+//! its target. Run it optimized, from the checkout:
 //!
 //! ```sh
 //! cargo run --release -p sam2-engine --example bench -- [options]
@@ -17,6 +18,8 @@
 //!   measured on the same clips and frames; `--official-skipped TEXT` says why there is none.
 //! - `--clicks N` [20]: timed clicks for the click-to-mask latency.
 //! - `--rss-frames A,B` [50,500]: the short and long synthetic clips of the memory test.
+//! - `--cache-rss-frames A,B` [200,2000]: the same with a track cache attached (the cold tier).
+//! - `--tiny-rss-frames A,B`: the same on the 1024² model with three objects (slow; off by default).
 //! - `--report FILE`: also write the table there (Markdown).
 //!
 //! `bench rss --model DIR --frames N --threads N` is the memory test's child process.
@@ -29,6 +32,7 @@ mod edges;
 mod machine;
 mod memory;
 mod table;
+mod track_cache;
 mod tracking;
 mod upsample;
 
@@ -59,6 +63,8 @@ const UPSAMPLE_4K_TARGET_MS: f64 = 20.0;
 const EDGE_RUNS: usize = 7;
 /// Share of the CPUs used by other processes above which the report warns.
 const CONTENTION_WARNING: f64 = 0.05;
+/// Frames of the track-cache measurement.
+const CACHE_FRAMES: usize = 40;
 /// Timed runs per upsampling measurement.
 const UPSAMPLE_RUNS: usize = 15;
 
@@ -75,16 +81,21 @@ struct Options {
     official_skipped: Option<String>,
     clicks: usize,
     rss_frames: (usize, usize),
+    /// Short and long clips of the memory test with a track cache attached.
+    cache_rss_frames: (usize, usize),
+    /// The same on the 1024² model with three objects (long: optional).
+    tiny_rss_frames: Option<(usize, usize)>,
     report: Option<PathBuf>,
 }
 
 #[derive(Debug)]
 enum Command {
-    Bench(Options),
+    Bench(Box<Options>),
     Rss {
         model: PathBuf,
         frames: usize,
         threads: usize,
+        run: memory::RssRun,
     },
     Edges {
         threads: usize,
@@ -110,6 +121,13 @@ fn number(flag: &str, value: &str) -> BoxResult<usize> {
         .map_err(|_| format!("{flag} takes a whole number, not \"{value}\".").into())
 }
 
+fn pair(flag: &str, v: &str) -> BoxResult<(usize, usize)> {
+    let (a, b) = v
+        .split_once(',')
+        .ok_or_else(|| format!("{flag} takes two counts like 200,2000, not \"{v}\"."))?;
+    Ok((number(flag, a)?, number(flag, b)?))
+}
+
 fn parse(args: &[String]) -> BoxResult<Command> {
     let mut it = args.iter();
     let value = |flag: &str, it: &mut std::slice::Iter<'_, String>| {
@@ -120,8 +138,11 @@ fn parse(args: &[String]) -> BoxResult<Command> {
     if args.first().map(String::as_str) == Some("rss") {
         it.next();
         let (mut model, mut frames, mut threads) = (None, None, 2);
+        let mut run = memory::RssRun::default();
         while let Some(flag) = it.next() {
             match flag.as_str() {
+                "--objects" => run.objects = number(flag, &value(flag, &mut it)?)?,
+                "--cache" => run.cache = true,
                 "--model" => model = Some(PathBuf::from(value(flag, &mut it)?)),
                 "--frames" => frames = Some(number(flag, &value(flag, &mut it)?)?),
                 "--threads" => threads = number(flag, &value(flag, &mut it)?)?,
@@ -132,6 +153,7 @@ fn parse(args: &[String]) -> BoxResult<Command> {
             model: model.ok_or("bench rss needs --model.")?,
             frames: frames.ok_or("bench rss needs --frames.")?,
             threads,
+            run,
         });
     }
     if args.first().map(String::as_str) == Some("edges") {
@@ -179,6 +201,8 @@ fn parse(args: &[String]) -> BoxResult<Command> {
         official_skipped: None,
         clicks: 20,
         rss_frames: (50, 500),
+        cache_rss_frames: (200, 2000),
+        tiny_rss_frames: None,
         report: None,
     };
     while let Some(flag) = it.next() {
@@ -200,6 +224,8 @@ fn parse(args: &[String]) -> BoxResult<Command> {
                 })?;
                 o.rss_frames = (number(flag, a)?, number(flag, b)?);
             }
+            "--cache-rss-frames" => o.cache_rss_frames = pair(flag, &v)?,
+            "--tiny-rss-frames" => o.tiny_rss_frames = Some(pair(flag, &v)?),
             "--report" => o.report = Some(v.into()),
             other => {
                 return Err(format!(
@@ -228,7 +254,7 @@ fn parse(args: &[String]) -> BoxResult<Command> {
     if o.clips.is_empty() {
         return Err("No clips to track; pass --clip DIR.".into());
     }
-    Ok(Command::Bench(o))
+    Ok(Command::Bench(Box::new(o)))
 }
 
 fn main() -> ExitCode {
@@ -238,7 +264,8 @@ fn main() -> ExitCode {
             model,
             frames,
             threads,
-        } => memory::child(&model, frames, threads),
+            run,
+        } => memory::child(&model, frames, threads, run),
         Command::Edges {
             threads,
             runs,
@@ -540,8 +567,9 @@ fn bench(o: &Options) -> BoxResult<()> {
 
     let (short, long) = o.rss_frames;
     eprintln!("peak memory: {short} and {long} synthetic frames, each in its own process");
-    let a = memory::measure(&o.fixture_model, short, o.threads)?;
-    let b = memory::measure(&o.fixture_model, long, o.threads)?;
+    let plain = memory::RssRun::default();
+    let a = memory::measure(&o.fixture_model, short, o.threads, plain)?;
+    let b = memory::measure(&o.fixture_model, long, o.threads, plain)?;
     let mib = |kib: u64| kib as f64 / 1024.0;
     let growth = b.after as f64 / a.after.max(1) as f64 - 1.0;
     sections.push(Section {
@@ -572,6 +600,91 @@ fn bench(o: &Options) -> BoxResult<()> {
                     RSS_GROWTH_TARGET * 100.0
                 ),
                 growth <= RSS_GROWTH_TARGET,
+            ),
+        ],
+    });
+
+    let cached = memory::RssRun {
+        objects: 1,
+        cache: true,
+    };
+    let (short, long) = o.cache_rss_frames;
+    eprintln!("peak memory with the track cache: {short} and {long} synthetic frames");
+    sections.push(rss_section(
+        format!(
+            "peak resident memory (VmHWM) with a track cache attached (cold tier), {}, synthetic 320×180 clip, one object",
+            m_size(&fixture)
+        ),
+        &o.fixture_model,
+        (short, long),
+        o.threads,
+        cached,
+    )?);
+    match (&o.tiny_model, o.tiny_rss_frames) {
+        (Some(dir), Some((short, long))) => {
+            eprintln!("peak memory with the track cache, 1024² model, 3 objects: {short} and {long} frames");
+            sections.push(rss_section(
+                format!(
+                    "peak resident memory (VmHWM) with a track cache attached, {}, synthetic 320×180 clip, three objects",
+                    dir.display()
+                ),
+                dir,
+                (short, long),
+                o.threads,
+                memory::RssRun {
+                    objects: 3,
+                    cache: true,
+                },
+            )?);
+        }
+        _ => sections.push(Section {
+            title: "peak resident memory with a track cache, 1024² model, three objects".into(),
+            rows: vec![Row::skipped(
+                "100 vs 1000 frames",
+                "not run: needs the tiny model and --tiny-rss-frames (BENCH_TINY_RSS=100,1000 ./bench.sh; long)",
+                "within 10 %",
+            )],
+        }),
+    }
+
+    eprintln!(
+        "track cache: tracking {CACHE_FRAMES} synthetic 1080p frames into it, rendering from it"
+    );
+    let c = track_cache::run(&fixture, CACHE_FRAMES)?;
+    let scale_1024 = 16.0; // (1024 / 256)², the logits' area at 1024² over the fixture's
+    sections.push(Section {
+        title: format!(
+            "track cache, {}, synthetic 1920×1080 clip, {} frames, one object",
+            m_size(&fixture),
+            c.frames
+        ),
+        rows: vec![
+            Row::info(
+                "tracking, the cache written as it goes",
+                format!(
+                    "{:.1} frames/s ({:.1} ms per frame writing the cache)",
+                    c.track_fps,
+                    c.write_seconds * 1000.0 / c.frames.max(1) as f64
+                ),
+            ),
+            Row::info(
+                "rendering from the cache (read, CPU upsample to 1080p, finishing, 8-bit)",
+                format!("{:.1} frames/s", c.render_fps),
+            ),
+            Row::info(
+                "cache per frame and object (lossless)",
+                format!(
+                    "{:.1} KiB of {:.0} KiB raw ({:.2})",
+                    c.block_bytes / 1024.0,
+                    c.raw_bytes as f64 / 1024.0,
+                    c.block_bytes / c.raw_bytes as f64
+                ),
+            ),
+            Row::target(
+                "cache per frame and object at 1024² (same ratio, 256² logits)",
+                format!("≈ {:.0} KiB", c.block_bytes * scale_1024 / 1024.0),
+                "≤ 64 KiB",
+                c.block_bytes * scale_1024 <= 64.0 * 1024.0,
             ),
         ],
     });
@@ -684,6 +797,44 @@ fn bench(o: &Options) -> BoxResult<()> {
         eprintln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Peak memory of a short and a long run in fresh processes, the long one against the 10 % target.
+fn rss_section(
+    title: String,
+    model: &Path,
+    (short, long): (usize, usize),
+    threads: usize,
+    run: memory::RssRun,
+) -> BoxResult<Section> {
+    let a = memory::measure(model, short, threads, run)?;
+    let b = memory::measure(model, long, threads, run)?;
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let growth = b.after as f64 / a.after.max(1) as f64 - 1.0;
+    Ok(Section {
+        title,
+        rows: vec![
+            Row::info(
+                format!("after propagating {short} frames"),
+                format!("{:.1} MiB", mib(a.after)),
+            ),
+            Row::target(
+                format!("after propagating {long} frames"),
+                format!(
+                    "{:.1} MiB ({:+.1} %, {:.1} KiB per extra frame)",
+                    mib(b.after),
+                    growth * 100.0,
+                    b.after.saturating_sub(a.after) as f64
+                        / (long.saturating_sub(short).max(1)) as f64
+                ),
+                format!(
+                    "within {:.0} % of {short} frames",
+                    RSS_GROWTH_TARGET * 100.0
+                ),
+                growth <= RSS_GROWTH_TARGET,
+            ),
+        ],
+    })
 }
 
 fn m_size(model: &Model) -> String {

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use sam2_engine::script::{Label, ObjectId};
+use sam2_engine::track_cache::{Layout, Provenance, TrackCacheWriter};
 use sam2_engine::{
     ClipSession, FrameSource, Model, Propagation, RgbFrame, Runtime, SessionSettings,
 };
@@ -82,9 +83,30 @@ pub struct Peak {
     pub after: u64,
 }
 
-/// The child's work: load the model, click the disk on frame 0, propagate through `frames`
+/// What a memory run tracks.
+#[derive(Debug, Clone, Copy)]
+pub struct RssRun {
+    /// Objects clicked on frame 0 (1 to 3).
+    pub objects: usize,
+    /// Whether a track cache is attached (the cold tier).
+    pub cache: bool,
+}
+
+impl Default for RssRun {
+    fn default() -> RssRun {
+        RssRun {
+            objects: 1,
+            cache: false,
+        }
+    }
+}
+
+/// Where the objects after the first (the disk) are clicked: two corners of the gradient.
+const CLICKS: [[f64; 2]; 2] = [[20.0, 20.0], [300.0, 160.0]];
+
+/// The child's work: load the model, click the objects on frame 0, propagate through `frames`
 /// frames, print the peaks.
-pub fn child(model_dir: &Path, frames: usize, threads: usize) -> BoxResult<()> {
+pub fn child(model_dir: &Path, frames: usize, threads: usize, run: RssRun) -> BoxResult<()> {
     let runtime = Runtime::load_default()?.with_intra_threads(Some(threads));
     let model: Arc<Model> = Model::open(model_dir, &runtime)?;
     let mut session = ClipSession::new(
@@ -92,13 +114,29 @@ pub fn child(model_dir: &Path, frames: usize, threads: usize) -> BoxResult<()> {
         Box::new(MovingDisk::new(frames)),
         SessionSettings::for_model(&model),
     )?;
-    session.add_points(
-        0,
-        ObjectId(1),
-        &[MovingDisk::centre(0)],
-        &[Label::Positive],
-        true,
-    )?;
+    let cache_path =
+        std::env::temp_dir().join(format!("sam2-bench-rss-{}.sam2cache", std::process::id()));
+    if run.cache {
+        let (width, height) = session.video_size();
+        let layout = Layout {
+            width,
+            height,
+            num_frames: frames,
+            low_res: model.geometry().low_res,
+        };
+        let provenance = Provenance::for_session(&session, "bench".into(), "bench".into());
+        session.attach_cache(TrackCacheWriter::create(&cache_path, &provenance, layout)?)?;
+    }
+    let points = std::iter::once(MovingDisk::centre(0)).chain(CLICKS);
+    for (i, point) in points.take(run.objects.clamp(1, 3)).enumerate() {
+        session.add_points(
+            0,
+            ObjectId(i as u64 + 1),
+            &[point],
+            &[Label::Positive],
+            true,
+        )?;
+    }
     let (before, _) = memory_kib().ok_or("/proc/self/status has no VmHWM line")?;
     let mut seen = 0;
     session.propagate(Propagation::default(), |_| {
@@ -108,23 +146,36 @@ pub fn child(model_dir: &Path, frames: usize, threads: usize) -> BoxResult<()> {
     if seen != frames {
         return Err(format!("The propagation delivered {seen} frames, not {frames}.").into());
     }
+    session.commit_cache()?;
     let (after, _) = memory_kib().ok_or("/proc/self/status has no VmHWM line")?;
+    if run.cache {
+        let _ = std::fs::remove_file(&cache_path);
+        let mut lock = cache_path.into_os_string();
+        lock.push(".lock");
+        let _ = std::fs::remove_file(lock);
+    }
     println!("vmhwm_before_kib {before}");
     println!("vmhwm_after_kib {after}");
     Ok(())
 }
 
 /// Runs `bench rss` in a fresh process and reads its peaks.
-pub fn measure(model_dir: &Path, frames: usize, threads: usize) -> BoxResult<Peak> {
+pub fn measure(model_dir: &Path, frames: usize, threads: usize, run: RssRun) -> BoxResult<Peak> {
     let exe = std::env::current_exe()?;
-    let output = Command::new(exe)
-        .arg("rss")
+    let mut command = Command::new(exe);
+    command.arg("rss");
+    if run.cache {
+        command.arg("--cache");
+    }
+    let output = command
         .arg("--model")
         .arg(model_dir)
         .arg("--frames")
         .arg(frames.to_string())
         .arg("--threads")
         .arg(threads.to_string())
+        .arg("--objects")
+        .arg(run.objects.to_string())
         .output()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
