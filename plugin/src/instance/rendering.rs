@@ -46,6 +46,8 @@ pub(super) struct Finished {
 struct Refined {
     settings: EdgeRefinement,
     source: u64,
+    /// The guide was sRGB-encoded from a linear source.
+    linear: bool,
 }
 
 impl Finished {
@@ -212,6 +214,7 @@ impl Instance {
         let refined = refine.map(|(settings, source)| Refined {
             settings,
             source: fingerprint(source, region),
+            linear: values.linear_source,
         });
         if let Some(f) = self.finished.lock().as_ref()
             && f.matches(index, region, &settings, refined.as_ref(), &logits)
