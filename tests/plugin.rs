@@ -1318,6 +1318,9 @@ fn saved_and_reopened_prompts_render_the_same() {
         ("softness", json!(1.0)),
         ("premultiply", json!(true)),
         ("threshold", json!(0.5)),
+        ("refineEdges", json!(2)),
+        ("edgeRadius", json!(5.0)),
+        ("edgeEpsilon", json!(1e-3)),
     ] {
         host.set_param(name, value).unwrap();
     }
@@ -1334,6 +1337,9 @@ fn saved_and_reopened_prompts_render_the_same() {
         "object1Name",
         "threshold",
         "outputMode",
+        "refineEdges",
+        "edgeRadius",
+        "edgeEpsilon",
     ] {
         assert_eq!(doc[name], before[name], "{name} is saved");
     }
