@@ -999,6 +999,21 @@ impl Values {
     }
 }
 
+/// Refine Edges from its three parameters (`None`: off). An index beyond the options (a project
+/// saved by a newer plugin) reads as off; a radius of 0 (or below the range) as automatic, one
+/// under a pixel as the filter's smallest window; ε at least the parameter's minimum.
+fn refinement(choice: i32, radius: f64, epsilon: f64) -> Option<EdgeRefinement> {
+    let guide = usize::try_from(choice)
+        .ok()
+        .and_then(|i| REFINE_EDGES.get(i))
+        .and_then(|(g, _)| *g)?;
+    Some(EdgeRefinement {
+        guide,
+        radius: (radius > 0.0).then(|| radius.max(1.0) as f32),
+        epsilon: epsilon.max(MIN_EDGE_EPSILON) as f32,
+    })
+}
+
 /// The parameter `name` could not be read.
 fn unreadable(name: &CStr) -> PluginError {
     PluginError::UnreadableParameter {
@@ -1112,22 +1127,13 @@ impl Params {
             expand: self.int(Id::Expand, time)?,
             feather: self.double(Id::Feather, time)?.max(0.0) as f32,
         };
-        // An index beyond the options (a project saved by a newer plugin): off.
-        let guide = usize::try_from(self.int(Id::RefineEdges, time)?)
-            .ok()
-            .and_then(|i| REFINE_EDGES.get(i))
-            .and_then(|(g, _)| *g);
-        let refinement = match guide {
-            None => None,
-            Some(guide) => {
-                let radius = self.double(Id::EdgeRadius, time)?;
-                Some(EdgeRefinement {
-                    guide,
-                    // 0 (or below the range): automatic; the filter's smallest window otherwise.
-                    radius: (radius > 0.0).then(|| radius.max(1.0) as f32),
-                    epsilon: self.double(Id::EdgeEpsilon, time)?.max(MIN_EDGE_EPSILON) as f32,
-                })
-            }
+        let refinement = match self.int(Id::RefineEdges, time)? {
+            0 => None,
+            choice => refinement(
+                choice,
+                self.double(Id::EdgeRadius, time)?,
+                self.double(Id::EdgeEpsilon, time)?,
+            ),
         };
         let objects =
             self.objects
@@ -1234,6 +1240,26 @@ mod tests {
             1,
             "the objects are defined in one place"
         );
+    }
+
+    #[test]
+    fn refine_edges_reads_off_automatic_and_set_values() {
+        assert_eq!(refinement(0, 5.0, 1e-3), None);
+        assert_eq!(
+            refinement(3, 5.0, 1e-3),
+            None,
+            "an option of a newer plugin"
+        );
+        assert_eq!(refinement(-1, 5.0, 1e-3), None);
+        let auto = refinement(1, 0.0, f64::from(DEFAULT_EPSILON)).unwrap();
+        assert_eq!(auto, EdgeRefinement::default());
+        assert!(auto.validate().is_ok());
+        let set = refinement(2, 0.25, 0.0).unwrap();
+        assert_eq!(set.guide, GuideChannels::Luminance);
+        assert_eq!(set.radius, Some(1.0));
+        assert_eq!(set.epsilon, MIN_EDGE_EPSILON as f32);
+        assert!(set.validate().is_ok());
+        assert_eq!(refinement(1, 12.5, 0.01).unwrap().radius, Some(12.5));
     }
 
     #[test]
