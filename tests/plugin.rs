@@ -392,6 +392,9 @@ fn the_context_declares_clips_pages_and_parameters(host: &mut Host, context: &st
             "outputMode",
             "premultiply",
             "overlayOpacity",
+            "refineEdges",
+            "edgeRadius",
+            "edgeEpsilon",
             "threshold",
             "softness",
             "feather",
@@ -423,6 +426,9 @@ fn the_context_declares_clips_pages_and_parameters(host: &mut Host, context: &st
         ("outputMode", "OfxParamTypeChoice"),
         ("premultiply", "OfxParamTypeBoolean"),
         ("overlayOpacity", "OfxParamTypeDouble"),
+        ("refineEdges", "OfxParamTypeChoice"),
+        ("edgeRadius", "OfxParamTypeDouble"),
+        ("edgeEpsilon", "OfxParamTypeDouble"),
         ("threshold", "OfxParamTypeDouble"),
         ("softness", "OfxParamTypeDouble"),
         ("feather", "OfxParamTypeDouble"),
@@ -456,6 +462,16 @@ fn the_context_declares_clips_pages_and_parameters(host: &mut Host, context: &st
         ])
     );
     assert_eq!(param("device")["options"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        param("refineEdges")["options"],
+        json!(["Off", "Colour", "Luminance"])
+    );
+    assert_eq!(param("refineEdges")["props"]["OfxParamPropDefault"], 0);
+    assert_eq!(param("edgeRadius")["props"]["OfxParamPropDefault"], 0.0);
+    assert_eq!(
+        param("edgeEpsilon")["props"]["OfxParamPropDefault"].as_f64(),
+        Some(f64::from(sam2_engine::matte::DEFAULT_EPSILON))
+    );
     assert_eq!(
         param("status")["persistent"],
         false,
@@ -1302,6 +1318,9 @@ fn saved_and_reopened_prompts_render_the_same() {
         ("softness", json!(1.0)),
         ("premultiply", json!(true)),
         ("threshold", json!(0.5)),
+        ("refineEdges", json!(2)),
+        ("edgeRadius", json!(5.0)),
+        ("edgeEpsilon", json!(1e-3)),
     ] {
         host.set_param(name, value).unwrap();
     }
@@ -1318,6 +1337,9 @@ fn saved_and_reopened_prompts_render_the_same() {
         "object1Name",
         "threshold",
         "outputMode",
+        "refineEdges",
+        "edgeRadius",
+        "edgeEpsilon",
     ] {
         assert_eq!(doc[name], before[name], "{name} is saved");
     }
@@ -2168,6 +2190,214 @@ fn a_proxy_render_leaves_the_full_resolution_mattes_alone() {
             "after a proxy render of frame 1 ({attempt}), the full-resolution mattes are not the CLI's:\n{report}"
         );
     }
+    host.quit().unwrap();
+}
+
+/// The soft matte of `frame` ("Matte only", Softness 1, a float clip): the alpha channel, top
+/// row first.
+fn soft_matte(host: &mut Host, frame: usize) -> Vec<f32> {
+    let out = render(host, frame as f64);
+    assert_eq!(out.depth, Depth::Float);
+    support::raw_top_down(&out, 3)
+        .into_iter()
+        .map(|v| v as f32)
+        .collect()
+}
+
+/// The largest difference between two mattes, and where (x, y).
+fn largest_difference(a: &[f32], b: &[f32], width: usize) -> (f32, (usize, usize)) {
+    assert_eq!(a.len(), b.len(), "matte sizes differ");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .enumerate()
+        .fold((0.0, (0, 0)), |best, (i, d)| {
+            if d > best.0 {
+                (d, (i % width, i / width))
+            } else {
+                best
+            }
+        })
+}
+
+#[test]
+fn refine_edges_is_the_engines_guided_filter_of_the_matte_with_the_source_as_guide() {
+    use sam2_engine::matte::{
+        DEFAULT_EPSILON, EdgeRefinement, Guide, GuideChannels, LOGIT_LIMIT, refine_alpha,
+    };
+    // A float clip, so that Softness 1 hands back the model's probability unquantised; its
+    // values are the 8-bit frames' (/255), so the guide the plug-in reads is the frames' bytes.
+    let frames = support::clip("shapes");
+    let mut host = support::host();
+    host.set_source_with(&Source::new(support::images(&frames)).depth(Depth::Float))
+        .unwrap();
+    host.create_instance(SAM2_PLUGIN_ID, FILTER).unwrap();
+    host.set_param("outputMode", MATTE_ONLY).unwrap();
+    for (slot, doc) in script_prompt_params("one_click") {
+        host.set_param(&format!("object{slot}Prompts"), doc.as_str())
+            .unwrap();
+    }
+    press(&mut host, "trackForward", 0.0);
+    host.set_param("softness", 1.0).unwrap();
+    let f = 3;
+    let (w, h) = (frames[f].width, frames[f].height);
+    let guide = Guide {
+        rgb: &frames[f].rgb,
+        width: w,
+        height: h,
+    };
+    let off = soft_matte(&mut host, f);
+    // The upsampled logits the plug-in finished, from its probability (exact to f32 rounding;
+    // beyond ±16 the probability is 0 or 1 to within what the filter can tell).
+    let logits: Vec<f32> = off
+        .iter()
+        .map(|&p| (p / (1.0 - p)).ln().clamp(-LOGIT_LIMIT, LOGIT_LIMIT))
+        .collect();
+    let engine = |settings: EdgeRefinement| refine_alpha(&logits, guide, &settings, 0).unwrap();
+    let auto_colour = EdgeRefinement {
+        guide: GuideChannels::Colour,
+        radius: None,
+        epsilon: DEFAULT_EPSILON,
+    };
+    let cases = [
+        ("Colour", 1, 0.0, auto_colour),
+        (
+            "Luminance",
+            2,
+            0.0,
+            EdgeRefinement {
+                guide: GuideChannels::Luminance,
+                ..auto_colour
+            },
+        ),
+        (
+            "Colour, radius 8",
+            1,
+            8.0,
+            EdgeRefinement {
+                radius: Some(8.0),
+                ..auto_colour
+            },
+        ),
+    ];
+    let mut refined = Vec::new();
+    for (what, choice, edge_radius, settings) in cases {
+        host.set_param("refineEdges", choice).unwrap();
+        host.set_param("edgeRadius", edge_radius).unwrap();
+        let got = soft_matte(&mut host, f);
+        assert!(
+            got.iter().all(|v| (0.0..=1.0).contains(v)),
+            "{what}: a refined matte is an alpha in [0, 1]"
+        );
+        // The same as the engine's guided filter on the same logits and guide (its GPU path, which
+        // the plug-in may take, agrees with the CPU within 1e-4).
+        let (d, at) = largest_difference(&got, &engine(settings), w);
+        assert!(
+            d < 2e-3,
+            "{what}: the plug-in's refined matte differs from the engine's by {d} at {at:?}"
+        );
+        // Different from the unrefined matte. (The test model's probabilities stay near ½ and the
+        // clip is grainy, so there is no settled part of the matte or flat part of the frame
+        // where the filter would leave it alone; that the difference is the guided filter's is
+        // what the comparison with the engine above shows.)
+        let (d, at) = largest_difference(&got, &off, w);
+        assert!(
+            d > 0.1,
+            "{what}: refining moved the matte by at most {d} (at {at:?})"
+        );
+        refined.push(got);
+    }
+    assert_ne!(refined[0], refined[1], "Luminance is not Colour");
+    assert_ne!(
+        refined[0], refined[2],
+        "a set radius is not the automatic one"
+    );
+    // Off again: today's matte, bit for bit (the cached refined matte is not reused).
+    host.set_param("refineEdges", 0).unwrap();
+    assert_eq!(
+        soft_matte(&mut host, f),
+        off,
+        "Off gives the unrefined matte"
+    );
+    // On again: made anew (the cache holds the unrefined matte), the same.
+    host.set_param("refineEdges", 1).unwrap();
+    host.set_param("edgeRadius", 0.0).unwrap();
+    assert_eq!(
+        soft_matte(&mut host, f),
+        refined[0],
+        "Refine Edges is deterministic"
+    );
+    // The hard matte (Softness 0) of the refined alpha cuts it at ½.
+    host.set_param("softness", 0.0).unwrap();
+    let hard = soft_matte(&mut host, f);
+    for (i, (h, q)) in hard.iter().zip(&refined[0]).enumerate() {
+        if (q - 0.5).abs() > 1e-3 {
+            assert_eq!(
+                *h,
+                if *q > 0.5 { 1.0 } else { 0.0 },
+                "the hard refined matte at ({}, {}): {h}, the soft one {q}",
+                i % w,
+                i / w
+            );
+        }
+    }
+    // A half-resolution proxy: a set radius is halved, as the feather is; the guide is the proxy
+    // source the host hands over (its RGB, shown unpremultiplied by "Source + matte").
+    host.set_param("softness", 1.0).unwrap();
+    host.set_param("edgeRadius", 8.0).unwrap();
+    let proxy = |host: &mut Host, mode: i64, channel: usize| -> (Vec<f32>, usize, usize) {
+        host.set_param("outputMode", mode).unwrap();
+        let out = host.render(&Render::at(f as f64).scale(0.5)).unwrap().image;
+        let v = support::raw_top_down(&out, channel);
+        (
+            v.into_iter().map(|v| v as f32).collect(),
+            out.width,
+            out.height,
+        )
+    };
+    let refined_proxy = proxy(&mut host, MATTE_ONLY, 3).0;
+    host.set_param("refineEdges", 0).unwrap();
+    let (off_proxy, pw, ph) = proxy(&mut host, MATTE_ONLY, 3);
+    assert_eq!((pw, ph), (w / 2, h / 2));
+    let rgb: Vec<u8> = {
+        let channels: Vec<Vec<f32>> = (0..3)
+            .map(|c| proxy(&mut host, SOURCE_WITH_MATTE, c).0)
+            .collect();
+        (0..pw * ph)
+            .flat_map(|i| {
+                channels
+                    .iter()
+                    .map(move |c| (c[i].clamp(0.0, 1.0) * 255.0).round() as u8)
+            })
+            .collect()
+    };
+    let proxy_logits: Vec<f32> = off_proxy
+        .iter()
+        .map(|&p| (p / (1.0 - p)).ln().clamp(-LOGIT_LIMIT, LOGIT_LIMIT))
+        .collect();
+    let engine_proxy = |radius: f32| {
+        let guide = Guide {
+            rgb: &rgb,
+            width: pw,
+            height: ph,
+        };
+        let settings = EdgeRefinement {
+            radius: Some(radius),
+            ..auto_colour
+        };
+        refine_alpha(&proxy_logits, guide, &settings, 0).unwrap()
+    };
+    let (d, at) = largest_difference(&refined_proxy, &engine_proxy(4.0), pw);
+    assert!(
+        d < 2e-3,
+        "proxy: the refined matte differs from the engine's with radius 4 by {d} at {at:?}"
+    );
+    let (d, _) = largest_difference(&refined_proxy, &engine_proxy(8.0), pw);
+    assert!(d > 1e-2, "proxy: the radius was not scaled ({d})");
+    let (d, _) = largest_difference(&refined_proxy, &off_proxy, pw);
+    assert!(d > 0.1, "proxy: refining moved the matte by at most {d}");
+    let m = host.messages().unwrap();
+    assert!(m.persistent.is_none(), "{:?}", m.persistent);
     host.quit().unwrap();
 }
 

@@ -25,7 +25,7 @@ use openfx::sys::image_effect_v1::param::{
     kOfxParamTypeInteger, kOfxParamTypePage, kOfxParamTypePushButton, kOfxParamTypeRGB,
     kOfxParamTypeString, kOfxPluginPropParamPageOrder,
 };
-use sam2_engine::matte::MatteSettings;
+use sam2_engine::matte::{DEFAULT_EPSILON, EdgeRefinement, GuideChannels, MatteSettings};
 use sam2_engine::model::device::Device;
 
 use crate::error::{PluginError, Result};
@@ -46,6 +46,16 @@ pub const DEVICES: [(Device, &str); 3] = [
     (Device::Cpu, "CPU"),
     (Device::Gpu, "GPU"),
 ];
+
+/// The Refine Edges choice, in the order of its options: off, or the guide's channels.
+pub const REFINE_EDGES: [(Option<GuideChannels>, &str); 3] = [
+    (None, "Off"),
+    (Some(GuideChannels::Colour), "Colour"),
+    (Some(GuideChannels::Luminance), "Luminance"),
+];
+
+/// The smallest ε the Edge Epsilon parameter allows.
+const MIN_EDGE_EPSILON: f64 = 1e-6;
 
 /// Default object colours (overlay, outlines).
 const PALETTE: [[f64; 3]; MAX_OBJECTS as usize] = [
@@ -102,6 +112,8 @@ pub enum Choices {
     OutputModes,
     /// [`DEVICES`].
     Devices,
+    /// [`REFINE_EDGES`].
+    RefineEdges,
 }
 
 impl Choices {
@@ -113,6 +125,7 @@ impl Choices {
                 .map(|m| m.label().to_string())
                 .collect(),
             Choices::Devices => DEVICES.iter().map(|(_, l)| (*l).to_string()).collect(),
+            Choices::RefineEdges => REFINE_EDGES.iter().map(|(_, l)| (*l).to_string()).collect(),
         }
     }
 }
@@ -147,6 +160,9 @@ pub enum Kind {
         default: f64,
         range: [f64; 2],
         display: [f64; 2],
+        /// The host's slider step and the digits it shows.
+        increment: f64,
+        digits: i32,
     },
     /// Default: empty, or the object's name.
     Text {
@@ -202,6 +218,9 @@ pub enum Id {
     OutputMode,
     Premultiply,
     OverlayOpacity,
+    RefineEdges,
+    EdgeRadius,
+    EdgeEpsilon,
     Threshold,
     Softness,
     Feather,
@@ -253,7 +272,7 @@ const fn button(id: Id, name: &'static CStr, label: &'static str, hint: &'static
 }
 
 /// Every parameter of the instance, once.
-pub const TABLE: [Entry; 25] = [
+pub const TABLE: [Entry; 28] = [
     // Prompts page.
     Entry::One(Spec {
         id: Id::SelectedObject,
@@ -372,6 +391,50 @@ pub const TABLE: [Entry; 25] = [
             default: 0.5,
             range: [0.0, 1.0],
             display: [0.0, 1.0],
+            increment: 0.1,
+            digits: 2,
+        },
+        flags: HOST,
+    }),
+    Entry::One(Spec {
+        id: Id::RefineEdges,
+        name: c"refineEdges",
+        page: Some(Page::Matte),
+        label: "Refine Edges",
+        hint: "Makes the matte's edge follow the source's edges: SAM 2's mask is 256×256 for the whole frame, so its upsampled edge is blurred; a guided filter with the source as the guide sharpens it into a soft alpha (Softness 1 shows it as it is). Colour follows edges between colours of equal brightness; Luminance is faster. Off: SAM 2's upsampled mask.",
+        kind: Kind::Choice {
+            choices: Choices::RefineEdges,
+            default: 0,
+        },
+        flags: STILL,
+    }),
+    Entry::One(Spec {
+        id: Id::EdgeRadius,
+        name: c"edgeRadius",
+        page: Some(Page::Matte),
+        label: "Edge Radius",
+        hint: "How far, in pixels, Refine Edges looks for the source's edge around the mask's. 0: automatic, 8 pixels per 1024 of the frame's longer side (15 at 1080p, 30 at 4K).",
+        kind: Kind::Double {
+            default: 0.0,
+            range: [0.0, 500.0],
+            display: [0.0, 100.0],
+            increment: 1.0,
+            digits: 1,
+        },
+        flags: HOST,
+    }),
+    Entry::One(Spec {
+        id: Id::EdgeEpsilon,
+        name: c"edgeEpsilon",
+        page: Some(Page::Matte),
+        label: "Edge Epsilon",
+        hint: "How strong an edge of the source must be for Refine Edges to follow it (a variance of the source's values in 0–1): larger values follow only stronger edges and ignore grain.",
+        kind: Kind::Double {
+            default: DEFAULT_EPSILON as f64,
+            range: [MIN_EDGE_EPSILON, 0.1],
+            display: [MIN_EDGE_EPSILON, 0.01],
+            increment: 1e-5,
+            digits: 6,
         },
         flags: HOST,
     }),
@@ -385,6 +448,8 @@ pub const TABLE: [Entry; 25] = [
             default: 0.0,
             range: [-100.0, 100.0],
             display: [-10.0, 10.0],
+            increment: 0.1,
+            digits: 2,
         },
         flags: HOST,
     }),
@@ -398,6 +463,8 @@ pub const TABLE: [Entry; 25] = [
             default: 0.0,
             range: [0.0, 100.0],
             display: [0.0, 5.0],
+            increment: 0.1,
+            digits: 2,
         },
         flags: HOST,
     }),
@@ -411,6 +478,8 @@ pub const TABLE: [Entry; 25] = [
             default: 0.0,
             range: [0.0, 500.0],
             display: [0.0, 50.0],
+            increment: 0.1,
+            digits: 2,
         },
         flags: HOST,
     }),
@@ -725,6 +794,8 @@ fn define(set: ParamSet, d: &Definition) -> Result<()> {
             default,
             range,
             display,
+            increment,
+            digits,
         } => {
             p.set_string(
                 kOfxParamPropDoubleType,
@@ -736,8 +807,8 @@ fn define(set: ParamSet, d: &Definition) -> Result<()> {
             p.set_double(kOfxParamPropMax, 0, range[1]);
             p.set_double(kOfxParamPropDisplayMin, 0, display[0]);
             p.set_double(kOfxParamPropDisplayMax, 0, display[1]);
-            p.set_double(kOfxParamPropIncrement, 0, 0.1);
-            p.set_int(kOfxParamPropDigits, 0, 2);
+            p.set_double(kOfxParamPropIncrement, 0, increment);
+            p.set_int(kOfxParamPropDigits, 0, digits);
         }
         Kind::Text { mode } => {
             let mode = match mode {
@@ -900,6 +971,8 @@ pub struct ObjectValues {
 pub struct Values {
     pub look: Look,
     pub matte: MatteSettings,
+    /// Refine Edges, at full resolution (`None`: off).
+    pub refinement: Option<EdgeRefinement>,
     pub objects: Vec<ObjectValues>,
     pub model_directory: String,
     pub device: Device,
@@ -924,6 +997,21 @@ impl Values {
         self.object(slot)
             .map_or_else(|| default_object_name(slot), |o| o.name.clone())
     }
+}
+
+/// Refine Edges from its three parameters (`None`: off). An index beyond the options (a project
+/// saved by a newer plugin) reads as off; a radius of 0 (or below the range) as automatic, one
+/// under a pixel as the filter's smallest window; ε at least the parameter's minimum.
+fn refinement(choice: i32, radius: f64, epsilon: f64) -> Option<EdgeRefinement> {
+    let guide = usize::try_from(choice)
+        .ok()
+        .and_then(|i| REFINE_EDGES.get(i))
+        .and_then(|(g, _)| *g)?;
+    Some(EdgeRefinement {
+        guide,
+        radius: (radius > 0.0).then(|| radius.max(1.0) as f32),
+        epsilon: epsilon.max(MIN_EDGE_EPSILON) as f32,
+    })
 }
 
 /// The parameter `name` could not be read.
@@ -1039,6 +1127,14 @@ impl Params {
             expand: self.int(Id::Expand, time)?,
             feather: self.double(Id::Feather, time)?.max(0.0) as f32,
         };
+        let refinement = match self.int(Id::RefineEdges, time)? {
+            0 => None,
+            choice => refinement(
+                choice,
+                self.double(Id::EdgeRadius, time)?,
+                self.double(Id::EdgeEpsilon, time)?,
+            ),
+        };
         let objects =
             self.objects
                 .iter()
@@ -1079,6 +1175,7 @@ impl Params {
         Ok(Values {
             look,
             matte,
+            refinement,
             objects,
             model_directory: self.string(Id::ModelDirectory)?,
             device,
@@ -1136,13 +1233,33 @@ mod tests {
             let s = spec(*id).unwrap();
             assert_eq!(find(&s.name.to_string_lossy()), Some(*id));
         }
-        assert_eq!(ids.len(), 24);
+        assert_eq!(ids.len(), 27);
         assert_eq!(find("object1Prompts"), None);
         assert_eq!(
             TABLE.iter().filter(|e| **e == Entry::Objects).count(),
             1,
             "the objects are defined in one place"
         );
+    }
+
+    #[test]
+    fn refine_edges_reads_off_automatic_and_set_values() {
+        assert_eq!(refinement(0, 5.0, 1e-3), None);
+        assert_eq!(
+            refinement(3, 5.0, 1e-3),
+            None,
+            "an option of a newer plugin"
+        );
+        assert_eq!(refinement(-1, 5.0, 1e-3), None);
+        let auto = refinement(1, 0.0, f64::from(DEFAULT_EPSILON)).unwrap();
+        assert_eq!(auto, EdgeRefinement::default());
+        assert!(auto.validate().is_ok());
+        let set = refinement(2, 0.25, 0.0).unwrap();
+        assert_eq!(set.guide, GuideChannels::Luminance);
+        assert_eq!(set.radius, Some(1.0));
+        assert_eq!(set.epsilon, MIN_EDGE_EPSILON as f32);
+        assert!(set.validate().is_ok());
+        assert_eq!(refinement(1, 12.5, 0.01).unwrap().radius, Some(12.5));
     }
 
     #[test]
@@ -1165,6 +1282,9 @@ mod tests {
             ("outputMode", Some("mattePage")),
             ("premultiply", Some("mattePage")),
             ("overlayOpacity", Some("mattePage")),
+            ("refineEdges", Some("mattePage")),
+            ("edgeRadius", Some("mattePage")),
+            ("edgeEpsilon", Some("mattePage")),
             ("threshold", Some("mattePage")),
             ("softness", Some("mattePage")),
             ("feather", Some("mattePage")),
@@ -1196,6 +1316,23 @@ mod tests {
         assert!(matches!(
             default(Id::OverlayOpacity),
             Kind::Double { default: 0.5, .. }
+        ));
+        // Refine Edges is off unless asked for; its radius is automatic, its ε the engine's.
+        assert_eq!(
+            default(Id::RefineEdges),
+            Kind::Choice {
+                choices: Choices::RefineEdges,
+                default: 0
+            }
+        );
+        assert_eq!(REFINE_EDGES[0].0, None);
+        assert!(matches!(
+            default(Id::EdgeRadius),
+            Kind::Double { default: 0.0, .. }
+        ));
+        assert!(matches!(
+            default(Id::EdgeEpsilon),
+            Kind::Double { default, .. } if default == f64::from(DEFAULT_EPSILON)
         ));
     }
 }

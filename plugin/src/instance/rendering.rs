@@ -9,7 +9,9 @@ use openfx::sys::generic::core::{OfxStatus, kOfxStatFailed, kOfxStatOK};
 use openfx::sys::image_effect_v1::image_effect::{
     kOfxImageEffectPropRenderScale, kOfxImageEffectPropRenderWindow,
 };
-use sam2_engine::matte::{MatteDevice, MatteSettings, MatteUpsampler, finish};
+use sam2_engine::matte::{
+    EdgeRefinement, Guide, MatteDevice, MatteSettings, MatteUpsampler, finish,
+};
 use sam2_engine::model::device::Device;
 
 use super::{Instance, required_time};
@@ -20,7 +22,8 @@ use crate::ffi::props::PropSet;
 use crate::host_source::image_problem;
 use crate::params::Values;
 use crate::render::{
-    MatteFrame, ObjectLayer, RectI, Rows, fingerprint, pixel_rect, render, scaled_settings,
+    MatteFrame, ObjectLayer, RectI, Rows, fingerprint, model_frame, pixel_rect, render,
+    scaled_refinement, scaled_settings,
 };
 use crate::tracker::{ClipInfo, ClipLength, FrameState, Tracker};
 
@@ -31,8 +34,20 @@ pub(super) struct Finished {
     index: usize,
     region: RectI,
     settings: MatteSettings,
+    refined: Option<Refined>,
     logits: Vec<(u32, Arc<[f32]>)>,
     mattes: Vec<(u32, Vec<f32>)>,
+}
+
+/// Refine Edges as a render made it: the settings at the render's scale, and the fingerprint of
+/// the source pixels that guided it (the mattes follow them: an upstream change that leaves the
+/// session's logits alone, such as a proxy render's, must still refine anew).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Refined {
+    settings: EdgeRefinement,
+    source: u64,
+    /// The guide was sRGB-encoded from a linear source.
+    linear: bool,
 }
 
 impl Finished {
@@ -41,11 +56,13 @@ impl Finished {
         index: usize,
         region: RectI,
         settings: &MatteSettings,
+        refined: Option<&Refined>,
         logits: &[(u32, Arc<[f32]>)],
     ) -> bool {
         self.index == index
             && self.region == region
             && &self.settings == settings
+            && self.refined.as_ref() == refined
             && self.logits.len() == logits.len()
             && self
                 .logits
@@ -150,33 +167,43 @@ impl Instance {
         Ok(fingerprint(image, region) != known)
     }
 
-    /// The matte upsampler for `device`, made once.
+    /// Upsamples `logits` to `w × h` (and refines them with `refine`'s guide and settings) with
+    /// the matte upsampler for `device`, made once.
     fn upsample(
         &self,
         device: Device,
         logits: &[f32],
         side: usize,
-        w: usize,
-        h: usize,
+        (w, h): (usize, usize),
+        refine: Option<(Guide<'_>, &EdgeRefinement)>,
     ) -> Result<Vec<f32>> {
         let wanted = matte_device(device);
         let mut slot = self.upsampler.lock();
         if slot.as_ref().is_none_or(|(d, _)| *d != wanted) {
             *slot = Some((wanted, MatteUpsampler::new(wanted)?));
         }
-        match slot.as_mut() {
-            Some((_, upsampler)) => Ok(upsampler.upsample(logits, side, side, w, h)?),
-            None => Err(PluginError::Internal("no matte upsampler".into())),
-        }
+        let Some((_, upsampler)) = slot.as_mut() else {
+            return Err(PluginError::Internal("no matte upsampler".into()));
+        };
+        Ok(match refine {
+            // Off: today's upsampling, untouched.
+            None => upsampler.upsample(logits, side, side, w, h)?,
+            Some((guide, settings)) => {
+                upsampler.upsample_refined(logits, side, side, guide, Some(settings))?
+            }
+        })
     }
 
-    /// Upsamples and finishes the objects' mattes for `region` (or reuses the last ones).
+    /// Upsamples, refines (with `refine`: the settings at the render's scale and the source
+    /// image of this render as the guide) and finishes the objects' mattes for `region` (or
+    /// reuses the last ones).
     fn finish_mattes(
         &self,
         tracked: Tracked,
         region: RectI,
         settings: MatteSettings,
-        device: Device,
+        refine: Option<(EdgeRefinement, &dyn Rows)>,
+        values: &Values,
     ) -> Result<Arc<Finished>> {
         let Tracked {
             index,
@@ -184,21 +211,37 @@ impl Instance {
             side,
             ..
         } = tracked;
+        let refined = refine.map(|(settings, source)| Refined {
+            settings,
+            source: fingerprint(source, region),
+            linear: values.linear_source,
+        });
         if let Some(f) = self.finished.lock().as_ref()
-            && f.matches(index, region, &settings, &logits)
+            && f.matches(index, region, &settings, refined.as_ref(), &logits)
         {
             return Ok(Arc::clone(f));
         }
         let (w, h) = (region.width(), region.height());
+        // The guide: the source fetched for this render, read as the model reads it (8-bit RGB of
+        // the whole region, top row first, sRGB-encoded when the source is linear).
+        let guide_frame =
+            refine.map(|(_, source)| model_frame(source, region, values.linear_source));
+        let guide = guide_frame.as_ref().map(|f| Guide {
+            rgb: &f.data,
+            width: w,
+            height: h,
+        });
         let mut mattes = Vec::with_capacity(logits.len());
         for (slot, l) in &logits {
-            let up = self.upsample(device, l, side, w, h)?;
+            let refine = guide.zip(refined.as_ref().map(|r| &r.settings));
+            let up = self.upsample(values.device, l, side, (w, h), refine)?;
             mattes.push((*slot, finish(&up, w, h, &settings)?));
         }
         let finished = Arc::new(Finished {
             index,
             region,
             settings,
+            refined,
             logits,
             mattes,
         });
@@ -404,7 +447,17 @@ impl Instance {
         };
         // The objects current here are shown even when others are not tracked yet.
         let settings = scaled_settings(&values.matte, scale[0]);
-        let finished = self.finish_mattes(tracked, region, settings, values.device)?;
+        let refine = match (&values.refinement, source.as_ref()) {
+            (Some(r), Some(image)) => Some((scaled_refinement(r, scale[0]), image as &dyn Rows)),
+            (Some(_), None) => {
+                log::warn!(
+                    "frame {frame}: Refine Edges has no source image to follow; the matte is not refined"
+                );
+                None
+            }
+            (None, _) => None,
+        };
+        let finished = self.finish_mattes(tracked, region, settings, refine, values)?;
         Ok((
             Shown::Mattes {
                 region,

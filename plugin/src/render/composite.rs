@@ -3,7 +3,7 @@
 //! unchanged. Mattes are stored top row first at the size of the source's region of definition at
 //! the render scale; [`MatteFrame`] places them on the output's pixel grid.
 
-use sam2_engine::matte::MatteSettings;
+use sam2_engine::matte::{EdgeRefinement, MatteSettings};
 
 use super::geometry::RectI;
 use super::pixels::{BitDepth, Rows, RowsMut, read_span, write_pixels};
@@ -245,6 +245,21 @@ pub fn scaled_settings(settings: &MatteSettings, scale: f64) -> MatteSettings {
     }
 }
 
+/// Refine Edges at render scale `scale`: a radius set in pixels is scaled like the feather (at
+/// least the filter's smallest window, 1 pixel); the automatic radius already scales with the
+/// frame it is computed for, and ε is a property of the image's values, not its size.
+pub fn scaled_refinement(refinement: &EdgeRefinement, scale: f64) -> EdgeRefinement {
+    if !(scale.is_finite() && scale > 0.0) || scale == 1.0 {
+        return *refinement;
+    }
+    EdgeRefinement {
+        radius: refinement
+            .radius
+            .map(|r| ((f64::from(r) * scale) as f32).max(1.0)),
+        ..*refinement
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::geometry::{RectD, pixel_rect};
@@ -400,6 +415,27 @@ mod tests {
         assert_eq!(half.fill_holes_below, 25);
         assert_eq!(half.remove_specks_below, 10);
         assert_eq!((half.threshold, half.softness), (0.5, 1.0));
+    }
+
+    #[test]
+    fn a_set_edge_radius_scales_with_the_proxy_and_the_automatic_one_with_the_frame() {
+        use sam2_engine::matte::GuideChannels;
+        let set = EdgeRefinement {
+            guide: GuideChannels::Luminance,
+            radius: Some(10.0),
+            epsilon: 1e-3,
+        };
+        assert_eq!(scaled_refinement(&set, 1.0), set);
+        let half = scaled_refinement(&set, 0.5);
+        assert_eq!(half.radius, Some(5.0));
+        assert_eq!((half.guide, half.epsilon), (set.guide, set.epsilon));
+        // Never below the filter's smallest window.
+        assert_eq!(scaled_refinement(&set, 0.01).radius, Some(1.0));
+        // Automatic: computed from the proxy frame's own size.
+        let auto = EdgeRefinement::default();
+        assert_eq!(scaled_refinement(&auto, 0.25).radius, None);
+        assert_eq!(auto.radius_for(1920, 1080), 15.0);
+        assert_eq!(auto.radius_for(480, 270), 4.0);
     }
 
     fn one_pixel(

@@ -13,7 +13,8 @@ pub mod model_input;
 pub mod pixels;
 
 pub use composite::{
-    Look, MatteFrame, ObjectLayer, OutputMode, RenderError, render, scaled_settings,
+    Look, MatteFrame, ObjectLayer, OutputMode, RenderError, render, scaled_refinement,
+    scaled_settings,
 };
 pub use geometry::{RectD, RectI, pixel_rect};
 pub use model_input::model_frame;
