@@ -29,11 +29,24 @@ pub fn cache_root() -> PathBuf {
     base.join("sam2-rotoscope").join("checkpoints")
 }
 
-/// Where graph templates are looked for: `SAM2_TEMPLATE_DIR`, then `templates/` and
-/// `../Resources/templates/` next to the running executable, then this checkout's
-/// `bundle/templates` (development builds and tests).
+/// Template folders registered by the host of the engine (the plug-in registers its bundle's
+/// `Contents/Resources/templates`: inside a compositor the running executable is the host's).
+static REGISTERED_ROOTS: parking_lot::Mutex<Vec<PathBuf>> = parking_lot::Mutex::new(Vec::new());
+
+/// Adds a folder of graph templates to those [`template_roots`] lists (first, in order added).
+pub fn register_template_root(dir: impl Into<PathBuf>) {
+    let dir = dir.into();
+    let mut roots = REGISTERED_ROOTS.lock();
+    if !roots.contains(&dir) {
+        roots.push(dir);
+    }
+}
+
+/// Where graph templates are looked for: folders given to [`register_template_root`], then
+/// `SAM2_TEMPLATE_DIR`, then `templates/` and `../Resources/templates/` next to the running
+/// executable, then this checkout's `bundle/templates` (development builds and tests).
 pub fn template_roots() -> Vec<PathBuf> {
-    let mut roots = Vec::new();
+    let mut roots = REGISTERED_ROOTS.lock().clone();
     if let Some(dir) = std::env::var_os("SAM2_TEMPLATE_DIR").filter(|d| !d.is_empty()) {
         roots.push(PathBuf::from(dir));
     }
