@@ -23,6 +23,7 @@ from .jpeg_fixtures import make_jpeg_fixtures
 from .onnx_driver import replay
 from .reference import run_reference
 from .resample_fixtures import make_resample_fixtures
+from .template import save_checkpoint
 from .synthetic import HEIGHT, WIDTH, make_clips, make_photo_clip, save_mask
 
 # The fixture model: shrunk architecture, seed and noise chosen so that objects are present on most frames
@@ -163,6 +164,12 @@ def make_fixtures(root: str, log=print) -> dict:
     save_mask(os.path.join(root, "masks", "empty.png"), np.zeros((HEIGHT, WIDTH), bool))
 
     built = build(**MODEL)
+    # The same weights as a PyTorch checkpoint in the official layout, for the engine's checkpoint loading
+    # (tests/checkpoint.rs: it must give this model directory bit for bit), and a checkpoint that is not SAM 2.
+    os.makedirs(os.path.join(root, "checkpoints"), exist_ok=True)
+    save_checkpoint(built, os.path.join(root, "checkpoints", "sam2.1_hiera_test.pt"))
+    torch.save({"model": {"encoder.weight": torch.arange(6, dtype=torch.float32).reshape(2, 3)}},
+               os.path.join(root, "checkpoints", "not_sam2.pt"))
     model_dir = os.path.join(root, "models", "test")
     manifest = export_model_dir(built, model_dir, log=log)
     if not manifest["verification"]["passed"]:
