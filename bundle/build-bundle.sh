@@ -9,6 +9,9 @@
 #     Resources/com.sam2rotoscope.SAM2Rotoscope.png   the icon hosts show
 #     Resources/models/                           the default model location (empty unless
 #                                                 --with-test-model; see bundle/INSTALL.md)
+#     Resources/templates/<family>-<size>/        weight-free graph templates: an official
+#                                                 checkpoint (.pt) given as the model is turned
+#                                                 into a model directory with them, in Rust
 #
 # Options:
 #   --with-test-model   copy tests/fixtures/models/test into Resources/models/test (the demo model)
@@ -16,6 +19,10 @@
 #   --features LIST     cargo features of the plugin, e.g. cuda (GPU execution providers; the
 #                       GPU build of ONNX Runtime is then pointed at with SAM2_ORT_DYLIB)
 #   --out DIR           put the bundle in DIR instead of target/bundle ($CARGO_TARGET_DIR/bundle)
+#   --templates LIST    also make the graph templates of these sizes with the exporter (its venv is
+#                       needed at build time only), e.g. "tiny small base_plus large", for both
+#                       families; kept in $CARGO_TARGET_DIR/templates between builds. The committed
+#                       templates of bundle/templates (the test architecture) are always copied.
 #
 # Idempotent: the bundle is rebuilt in place each run. Install it by copying the .ofx.bundle folder
 # where your host looks (bundle/INSTALL.md), or point OFX_PLUGIN_PATH at its parent folder.
@@ -27,13 +34,15 @@ with_test_model=0
 profile=release
 features=""
 out=""
+templates=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --with-test-model) with_test_model=1 ;;
     --debug) profile=debug ;;
     --features) shift; features="${1:?--features needs a list}" ;;
     --out) shift; out="${1:?--out needs a folder}" ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --templates) shift; templates="${1?--templates needs a list of sizes}" ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "error: unknown option $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -77,6 +86,18 @@ The default model location of SAM 2 Rotoscope: when the Model Directory paramete
 plugin uses a model in this folder (a manifest.json right here, or the first sub-folder by name
 holding one). Export one with bundle/exporter (see the project README) and copy its folder here.
 EOF
+mkdir -p "$tmp/Contents/Resources/templates"
+cp -r "$root/bundle/templates/." "$tmp/Contents/Resources/templates/"
+for size in $templates; do
+  for family in sam2.1 sam2; do
+    made="$target/templates/$family-$size"
+    if [ ! -f "$made/template.json" ]; then
+      echo "making the graph template $family-$size"
+      "$root/bundle/exporter/py" template --family "$family" --size "$size" --out "$target/templates"
+    fi
+    cp -r "$made" "$tmp/Contents/Resources/templates/"
+  done
+done
 if [ "$with_test_model" = 1 ]; then
   cp -r "$root/tests/fixtures/models/test" "$tmp/Contents/Resources/models/test"
 fi

@@ -228,3 +228,31 @@ fn every_reference_trace_is_reproduced() {
         assert!(worst.masks_checked > 0);
     }
 }
+
+/// The test model built in Rust from its PyTorch checkpoint (tests/fixtures/checkpoints, through
+/// bundle/templates) stands in for the exporter's model directory on every trace made with it.
+#[test]
+fn the_test_models_traces_are_reproduced_from_its_checkpoint() {
+    let runtime = runtime();
+    let cache = tempfile::tempdir().unwrap();
+    let fixtures = sam2_rotoscope_tests::fixtures_dir();
+    let exported = ModelDir::open(fixtures.join("models/test")).unwrap();
+    let built = ModelDir::open_in(
+        fixtures.join("checkpoints/sam2.1_hiera_test.pt"),
+        &[fixtures.join("../../bundle/templates")],
+        cache.path(),
+    )
+    .unwrap();
+    let hash = exported.manifest_sha256().to_string();
+    let models = HashMap::from([(hash.clone(), Model::load(built, &runtime).unwrap())]);
+    let mut replayed = 0;
+    for dir in trace_dirs().unwrap() {
+        if Trace::open(&dir).unwrap().header().model_manifest_sha256 != hash {
+            continue;
+        }
+        let worst = replay(&dir, &models);
+        assert!(worst.masks_checked > 0);
+        replayed += 1;
+    }
+    assert!(replayed >= 10, "only {replayed} traces of the test model");
+}

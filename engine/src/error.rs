@@ -311,6 +311,11 @@ pub enum Error {
         failure: crate::model::device::ProviderFailure,
     },
 
+    /// A checkpoint file given as the model that cannot become one: not SAM 2, truncated, of
+    /// an architecture no graph template fits, or a damaged template.
+    #[error("The checkpoint {path} cannot be used as a model: {problem}.")]
+    Checkpoint { path: PathBuf, problem: String },
+
     #[error("Internal error in the engine: {message}. Please report it.")]
     Internal { message: String },
 

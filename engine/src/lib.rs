@@ -5,6 +5,7 @@
 //! predictor. Everything a file or a user can get wrong comes back as an [`Error`] whose message is
 //! a sentence naming the file; nothing here panics on input.
 
+pub mod checkpoint;
 pub mod clip;
 pub mod error;
 mod exchange;

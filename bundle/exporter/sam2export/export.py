@@ -105,6 +105,35 @@ def export_graph(module, spec: dict, path: str, example: tuple) -> None:
             do_constant_folding=True,
             dynamo=False,
         )
+    restore_unused_inputs(path, spec)
+
+
+def restore_unused_inputs(path: str, spec: dict) -> None:
+    """Put back the inputs the exporter dropped because no node reads them.
+
+    The legacy exporter removes an input the traced graph never uses: SAM 2.0's memory encoder ignores the
+    object score (no `no_obj_embed_spatial`) and its memory attention ignores the pointer positions (no
+    temporal encoding of pointers). docs/formats.md fixes every graph's inputs, and the engine and the
+    verification feed them all, so the graph declares them again (ONNX Runtime accepts an unused input)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(path)
+    present = {i.name: i for i in model.graph.input}
+    missing = [i for i in spec["inputs"] if i["name"] not in present]
+    if not missing:
+        return
+    elem = {"float32": TensorProto.FLOAT, "int32": TensorProto.INT32, "int64": TensorProto.INT64,
+            "bool": TensorProto.BOOL}
+    ordered = []
+    for i in spec["inputs"]:
+        if i["name"] in present:
+            ordered.append(present[i["name"]])
+        else:
+            ordered.append(helper.make_tensor_value_info(i["name"], elem[i["dtype"]], i["shape"]))
+    del model.graph.input[:]
+    model.graph.input.extend(ordered)
+    onnx.save(model, path)
 
 
 def model_settings(model) -> dict:

@@ -23,12 +23,18 @@ from .jpeg_fixtures import make_jpeg_fixtures
 from .onnx_driver import replay
 from .reference import run_reference
 from .resample_fixtures import make_resample_fixtures
+from .template import save_checkpoint
 from .synthetic import HEIGHT, WIDTH, make_clips, make_photo_clip, save_mask
 
 # The fixture model: shrunk architecture, seed and noise chosen so that objects are present on most frames
 # and absent on some, with no object score within 1e-3 of zero (a sign that tiny float differences could flip).
 MODEL = dict(size="test", seed=3, noise_std=0.1, object_score_bias=0.0)
 MIN_SCORE_MARGIN = 1e-3
+# The original SAM 2 (2.0) family: the same shrunk architecture with 2.0's settings (no `no_obj_embed_spatial`,
+# pointer positions unsigned and not encoded), traced on a few scripts that reach those paths (an absent object,
+# pointers of a reverse propagation, several objects).
+MODEL_SAM2 = dict(family="sam2", size="test", seed=3, noise_std=0.1, object_score_bias=1.25)
+SAM2_SCRIPTS = ("one_click", "two_objects", "correction_kept", "mid_clip", "occlusion", "photo")
 
 
 def _pts(*xy):
@@ -158,6 +164,12 @@ def make_fixtures(root: str, log=print) -> dict:
     save_mask(os.path.join(root, "masks", "empty.png"), np.zeros((HEIGHT, WIDTH), bool))
 
     built = build(**MODEL)
+    # The same weights as a PyTorch checkpoint in the official layout, for the engine's checkpoint loading
+    # (tests/checkpoint.rs: it must give this model directory bit for bit), and a checkpoint that is not SAM 2.
+    os.makedirs(os.path.join(root, "checkpoints"), exist_ok=True)
+    save_checkpoint(built, os.path.join(root, "checkpoints", "sam2.1_hiera_test.pt"))
+    torch.save({"model": {"encoder.weight": torch.arange(6, dtype=torch.float32).reshape(2, 3)}},
+               os.path.join(root, "checkpoints", "not_sam2.pt"))
     model_dir = os.path.join(root, "models", "test")
     manifest = export_model_dir(built, model_dir, log=log)
     if not manifest["verification"]["passed"]:
@@ -170,29 +182,8 @@ def make_fixtures(root: str, log=print) -> dict:
         with open(path, "w") as f:
             json.dump(script, f, indent=2, allow_nan=False)
             f.write("\n")
-        clip = os.path.normpath(os.path.join(root, "scripts", script["clip"]))
-        trace_dir = os.path.join(root, "traces", name)
-        trace = run_reference(model_dir, clip, path, trace_dir, log=lambda *a: None)
-        scores = []
-        for st in trace["steps"]:
-            if st["file"]:
-                z = np.load(os.path.join(trace_dir, st["file"]))
-                scores.append(z["object_score_logits"])
-        s = np.concatenate(scores)
-        s = s[~np.isnan(s)]
-        margin = float(np.min(np.abs(s)))
-        outputs = sum(st["outputs"] for st in trace["steps"])
-        # The exported graphs, driven by the plain-Python predictor, must reproduce the official one.
-        r = replay(model_dir, clip, path, trace_dir)
-        summary[name] = {"outputs": outputs, "present": int((s > 0).sum()), "absent": int((s <= 0).sum()),
-                         "min_score_margin": margin, "onnx_replay_max_logit_diff": r["logits"]}
-        log(f"trace {name:18s} {outputs:4d} outputs, {summary[name]['present']:3d} present, {summary[name]['absent']:3d} absent, "
-            f"min |score| {margin:.4f}; ONNX replay max |Δlogit| {r['logits']:.2e}, "
-            f"{r['sign_mismatches']} sign / {r['mask_mismatches']} mask mismatches")
-        if margin < MIN_SCORE_MARGIN:
-            raise UserError(f"The trace {name} has an object score within {MIN_SCORE_MARGIN} of zero; pick another fixture seed.")
-        if r["logits"] > 1e-4 or r["sign_mismatches"] or r["mask_mismatches"]:
-            raise UserError(f"The ONNX graphs do not reproduce the official predictor on the trace {name}: {r}.")
+        summary[name] = _trace(root, model_dir, name, name, log)
+    summary.update(make_sam2_fixtures(root, log=log))
     # Reference data for the engine's image resampling (Pillow / PyTorch), read by engine/tests/resample.rs.
     make_resample_fixtures(root)
     # Reference data for the engine's JPEG decoding (Pillow's bytes), read by engine/tests/jpeg.rs.
@@ -200,12 +191,64 @@ def make_fixtures(root: str, log=print) -> dict:
     return summary
 
 
+def _trace(root: str, model_dir: str, script_name: str, trace_name: str, log) -> dict:
+    """Record the official predictor's trace of one committed script and hold the exported graphs to it."""
+    path = os.path.join(root, "scripts", f"{script_name}.json")
+    with open(path) as f:
+        script = json.load(f)
+    clip = os.path.normpath(os.path.join(root, "scripts", script["clip"]))
+    trace_dir = os.path.join(root, "traces", trace_name)
+    trace = run_reference(model_dir, clip, path, trace_dir, log=lambda *a: None)
+    scores = []
+    for st in trace["steps"]:
+        if st["file"]:
+            z = np.load(os.path.join(trace_dir, st["file"]))
+            scores.append(z["object_score_logits"])
+    s = np.concatenate(scores)
+    s = s[~np.isnan(s)]
+    margin = float(np.min(np.abs(s)))
+    outputs = sum(st["outputs"] for st in trace["steps"])
+    # The exported graphs, driven by the plain-Python predictor, must reproduce the official one.
+    r = replay(model_dir, clip, path, trace_dir)
+    row = {"outputs": outputs, "present": int((s > 0).sum()), "absent": int((s <= 0).sum()),
+           "min_score_margin": margin, "onnx_replay_max_logit_diff": r["logits"]}
+    log(f"trace {trace_name:18s} {outputs:4d} outputs, {row['present']:3d} present, {row['absent']:3d} absent, "
+        f"min |score| {margin:.4f}; ONNX replay max |Δlogit| {r['logits']:.2e}, "
+        f"{r['sign_mismatches']} sign / {r['mask_mismatches']} mask mismatches")
+    if margin < MIN_SCORE_MARGIN:
+        raise UserError(f"The trace {trace_name} has an object score within {MIN_SCORE_MARGIN} of zero; pick another fixture seed.")
+    if r["logits"] > 1e-4 or r["sign_mismatches"] or r["mask_mismatches"]:
+        raise UserError(f"The ONNX graphs do not reproduce the official predictor on the trace {trace_name}: {r}.")
+    return row
+
+
+def make_sam2_fixtures(root: str, log=print) -> dict:
+    """The SAM 2.0 fixture model (models/test-sam2) and its traces (traces/sam2_<script>), on the committed
+    clips and scripts."""
+    torch.set_num_threads(1)
+    root = os.path.abspath(root)
+    model_dir = os.path.join(root, "models", "test-sam2")
+    manifest = export_model_dir(build(**MODEL_SAM2), model_dir, log=log)
+    if not manifest["verification"]["passed"]:
+        raise UserError("The SAM 2.0 fixture model failed its self-check; see the lines above.")
+    summary = {}
+    for name in SAM2_SCRIPTS:
+        shutil.rmtree(os.path.join(root, "traces", f"sam2_{name}"), ignore_errors=True)
+        summary[f"sam2_{name}"] = _trace(root, model_dir, name, f"sam2_{name}", log)
+    return summary
+
+
 @friendly_main
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="the fixtures folder (tests/fixtures)")
+    p.add_argument("--only-sam2", action="store_true",
+                   help="regenerate only the SAM 2.0 fixture model and its traces (the rest must be there)")
     a = p.parse_args(argv)
-    make_fixtures(a.out)
+    if a.only_sam2:
+        make_sam2_fixtures(a.out)
+    else:
+        make_fixtures(a.out)
 
 
 if __name__ == "__main__":

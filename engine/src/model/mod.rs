@@ -246,8 +246,39 @@ impl ModelDir {
     /// Opens the model directory at `path` (or the directory of `path` if it names the manifest):
     /// reads and checks the manifest, verifies the size and SHA-256 of every listed file, and
     /// loads the small tensors.
+    ///
+    /// `path` may also be an official checkpoint file (`sam2.1_hiera_tiny.pt`): the model
+    /// directory built from it with the bundled graph templates is opened instead, built first
+    /// when the cache has none (see [`crate::checkpoint`]).
     pub fn open(path: impl AsRef<Path>) -> Result<ModelDir> {
         let path = path.as_ref();
+        if crate::checkpoint::is_checkpoint_path(path) {
+            return ModelDir::open_in(
+                path,
+                &crate::checkpoint::cache::template_roots(),
+                &crate::checkpoint::cache::cache_root(),
+            );
+        }
+        ModelDir::open_dir(path)
+    }
+
+    /// [`ModelDir::open`] with the graph templates looked for under `template_roots` and a
+    /// checkpoint's model directory kept under `cache_root` (for a host that ships templates
+    /// elsewhere, and for tests).
+    pub fn open_in(
+        path: impl AsRef<Path>,
+        template_roots: &[PathBuf],
+        cache_root: &Path,
+    ) -> Result<ModelDir> {
+        let path = path.as_ref();
+        if crate::checkpoint::is_checkpoint_path(path) {
+            let dir = crate::checkpoint::cache::model_dir_for(path, template_roots, cache_root)?;
+            return ModelDir::open_dir(&dir);
+        }
+        ModelDir::open_dir(path)
+    }
+
+    fn open_dir(path: &Path) -> Result<ModelDir> {
         let dir = if path.file_name().is_some_and(|n| n == MANIFEST_FILE) && path.is_file() {
             path.parent().unwrap_or(Path::new(".")).to_path_buf()
         } else {
