@@ -44,7 +44,7 @@ fn outputs(model: &Arc<Model>, trace: &Trace) -> Vec<(usize, usize, u64, Vec<u32
     run_script(
         &mut session,
         &script,
-        |_, _| {},
+        |_, _| std::ops::ControlFlow::Continue(()),
         |step| {
             for frame in &step.frames {
                 for out in &frame.objects {

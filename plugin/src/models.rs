@@ -63,7 +63,7 @@ pub const ARCH_DIR: &str = if cfg!(target_os = "macos") {
 pub struct BundlePaths {
     /// `Contents/<arch>`: the binary and ONNX Runtime.
     pub binary_dir: PathBuf,
-    /// `Contents/Resources`: the icon and `models/`.
+    /// `Contents/Resources`: the icon, `models/` and `templates/`.
     pub resources: PathBuf,
 }
 
@@ -89,6 +89,11 @@ impl BundlePaths {
 
     pub fn models_dir(&self) -> PathBuf {
         self.resources.join("models")
+    }
+
+    /// The weight-free graph templates that turn an official checkpoint into a model.
+    pub fn templates_dir(&self) -> PathBuf {
+        self.resources.join("templates")
     }
 }
 

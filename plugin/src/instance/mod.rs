@@ -97,12 +97,18 @@ impl Instance {
             what: "give the new instance its parameters".into(),
         })?;
         let params = Params::fetch(set)?;
+        let bundle = bundle_paths(effect);
+        if let Some(bundle) = &bundle {
+            // The running executable is the host's, so the engine cannot find the bundle's graph
+            // templates (for a Model that is a checkpoint file) by itself.
+            sam2_engine::checkpoint::cache::register_template_root(bundle.templates_dir());
+        }
         Ok(Instance {
             effect,
             source: effect.clip(SOURCE_CLIP),
             output: effect.clip(OUTPUT_CLIP),
             params,
-            bundle: bundle_paths(effect),
+            bundle,
             tracker: Mutex::new(Tracker::default()),
             tracking: AtomicBool::new(false),
             lent: LentFrame::default(),
