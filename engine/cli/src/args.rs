@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use sam2_engine::matte::{MatteDevice, MatteSettings};
+use sam2_engine::matte::{
+    DEFAULT_EPSILON, EdgeRefinement, GuideChannels, MatteDevice, MatteError, MatteSettings,
+};
 use sam2_engine::model::Device;
 
 /// SAM 2 video object tracking: a matte per object and frame from a few clicks.
@@ -232,6 +234,29 @@ pub struct MatteArgs {
     /// Fill holes in the matte smaller than this many pixels.
     #[arg(long, value_name = "PIXELS", default_value_t = 0)]
     pub fill_holes: u32,
+
+    /// Refine Edges: a guided filter of the upsampled mask with the frame as the guide, before
+    /// threshold and softness, so that edges follow the picture rather than the model's 4-pixel
+    /// grid. off keeps the bilinear edges.
+    #[arg(long, value_name = "GUIDE", value_enum, default_value_t = RefineEdges::Off)]
+    pub refine_edges: RefineEdges,
+
+    /// Refine Edges' window radius in pixels; by default it scales with the frame (8 per 1024
+    /// pixels of the longer side).
+    #[arg(long, value_name = "PIXELS", allow_negative_numbers = true)]
+    pub edge_radius: Option<f32>,
+
+    /// Refine Edges' ε: larger values follow only stronger edges.
+    #[arg(long, value_name = "E", default_value_t = DEFAULT_EPSILON)]
+    pub edge_epsilon: f32,
+}
+
+/// Which channels of the frame guide Refine Edges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RefineEdges {
+    Off,
+    Colour,
+    Luminance,
 }
 
 impl MatteArgs {
@@ -244,6 +269,22 @@ impl MatteArgs {
             expand: self.expand,
             feather: self.feather,
         }
+    }
+
+    /// The edge refinement asked for, checked; `None` when off.
+    pub fn refinement(&self) -> Result<Option<EdgeRefinement>, MatteError> {
+        let guide = match self.refine_edges {
+            RefineEdges::Off => return Ok(None),
+            RefineEdges::Colour => GuideChannels::Colour,
+            RefineEdges::Luminance => GuideChannels::Luminance,
+        };
+        let refinement = EdgeRefinement {
+            guide,
+            radius: self.edge_radius,
+            epsilon: self.edge_epsilon,
+        };
+        refinement.validate()?;
+        Ok(Some(refinement))
     }
 }
 

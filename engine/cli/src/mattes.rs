@@ -20,10 +20,12 @@ use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder};
 use indicatif::ProgressBar;
 use parking_lot::Mutex;
-use sam2_engine::matte::{MatteSettings, MatteUpsampler, finish, to_u8, to_u16};
+use sam2_engine::matte::{
+    EdgeRefinement, Guide, MatteSettings, MatteUpsampler, finish, to_u8, to_u16,
+};
 use sam2_engine::staged_dir::{Existing, entries, first_foreign};
 use sam2_engine::trace::NO_OBJECT_LOGIT;
-use sam2_engine::{ClipSession, ObjectId};
+use sam2_engine::{ClipSession, FolderSource, FrameSource, ObjectId};
 
 use crate::args::Bits;
 use crate::error::CliError;
@@ -103,8 +105,17 @@ pub struct Plan<'a> {
     /// Side of the low-res logit maps.
     pub side: usize,
     pub settings: &'a MatteSettings,
+    /// Refine Edges, with the clip whose frames guide it.
+    pub refine: Option<Refine<'a>>,
     pub bits: Bits,
     pub placement: Placement,
+}
+
+/// Refine Edges for a matte sequence: the settings and the clip folder whose frames are the guide.
+#[derive(Debug, Clone, Copy)]
+pub struct Refine<'a> {
+    pub settings: &'a EdgeRefinement,
+    pub clip: &'a Path,
 }
 
 /// The low-res logits of an object on a frame (`None`: no result, an empty matte).
@@ -117,6 +128,7 @@ pub fn write_all(
     dir: &Path,
     upsampler: &mut MatteUpsampler,
     settings: &MatteSettings,
+    refine: Option<Refine<'_>>,
     bits: Bits,
     bar: &ProgressBar,
 ) -> Result<usize, CliError> {
@@ -130,6 +142,7 @@ pub fn write_all(
         height: h as usize,
         side: session.model().geometry().low_res,
         settings,
+        refine,
         bits,
         placement: Placement::Fresh,
     };
@@ -188,7 +201,8 @@ pub fn write(
     Ok(written.into_inner())
 }
 
-/// Upsamples each object's result on each frame and queues it.
+/// Upsamples each object's result on each frame and queues it. Frame by frame, so that a guide
+/// frame for Refine Edges is decoded once for all objects.
 fn produce(
     plan: &Plan,
     lookup: &mut Lookup<'_>,
@@ -197,6 +211,7 @@ fn produce(
     failure: &Mutex<Option<CliError>>,
 ) -> Result<(), CliError> {
     let (w, h, side) = (plan.width, plan.height, plan.side);
+    let mut folders = Vec::with_capacity(plan.objects.len());
     for &object in plan.objects {
         let folder = plan.dir.join(format!("object_{object}"));
         let created = match plan.placement {
@@ -207,14 +222,36 @@ fn produce(
             path: folder.clone(),
             message: format!("its folder could not be created ({e})"),
         })?;
-        for frame in plan.frames.clone() {
+        folders.push((object, folder));
+    }
+    let mut guides = match plan.refine {
+        Some(refine) => Some((refine.settings, FolderSource::open(refine.clip)?)),
+        None => None,
+    };
+    for frame in plan.frames.clone() {
+        let guide = match guides.as_mut() {
+            Some((_, source)) if !plan.objects.is_empty() => Some(source.frame(frame)?),
+            _ => None,
+        };
+        for (object, folder) in &folders {
             if failure.lock().is_some() {
                 return Ok(());
             }
             signals::check()?;
-            let logits = match lookup(object, frame)? {
-                Some(low_res) => upsampler.upsample(&low_res, side, side, w, h)?,
-                None => vec![NO_OBJECT_LOGIT; w * h],
+            let logits = match (lookup(*object, frame)?, &guide, &guides) {
+                (Some(low_res), Some(image), Some((settings, _))) => upsampler.upsample_refined(
+                    &low_res,
+                    side,
+                    side,
+                    Guide {
+                        rgb: &image.data,
+                        width: image.width as usize,
+                        height: image.height as usize,
+                    },
+                    Some(settings),
+                )?,
+                (Some(low_res), _, _) => upsampler.upsample(&low_res, side, side, w, h)?,
+                (None, _, _) => vec![NO_OBJECT_LOGIT; w * h],
             };
             let job = Job {
                 path: folder.join(format!("{frame:05}.png")),

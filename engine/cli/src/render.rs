@@ -14,7 +14,7 @@ use sam2_engine::track_cache::{
 
 use crate::args::{FrameRange, RenderArgs};
 use crate::error::CliError;
-use crate::mattes::{self, Placement, Plan};
+use crate::mattes::{self, Placement, Plan, Refine};
 use crate::progress;
 use crate::report::Report;
 
@@ -22,6 +22,7 @@ use crate::report::Report;
 pub fn run(args: &RenderArgs, report: &mut Report) -> Result<String, CliError> {
     let matte_settings = args.matte.settings();
     matte_settings.validate()?;
+    let refinement = args.matte.refinement()?;
     if !args.clip.exists() {
         return Err(CliError::ClipMissing {
             path: args.clip.clone(),
@@ -99,6 +100,10 @@ pub fn run(args: &RenderArgs, report: &mut Report) -> Result<String, CliError> {
         height: height as usize,
         side: layout.low_res,
         settings: &matte_settings,
+        refine: refinement.as_ref().map(|settings| Refine {
+            settings,
+            clip: &args.clip,
+        }),
         bits: args.bits,
         placement: Placement::Shared,
     };

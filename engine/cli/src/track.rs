@@ -25,6 +25,7 @@ use sam2_engine::{ClipSession, FolderSource, FrameSource, Model, Script, Session
 use crate::args::TrackArgs;
 use crate::error::CliError;
 use crate::lock::OutputLock;
+use crate::mattes::Refine;
 use crate::report::Report;
 use crate::{mattes, progress, signals};
 
@@ -35,6 +36,7 @@ const TRACE_FOLDER: &str = "trace folder";
 pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
     let matte_settings = args.matte.settings();
     matte_settings.validate()?;
+    let refinement = args.matte.refinement()?;
     if !args.model.exists() {
         return Err(CliError::ModelMissing {
             path: args.model.clone(),
@@ -205,6 +207,10 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
         out.path(),
         &mut upsampler,
         &matte_settings,
+        refinement.as_ref().map(|settings| Refine {
+            settings,
+            clip: &clip_path,
+        }),
         args.bits,
         &bar,
     );

@@ -963,3 +963,114 @@ fn frames_numbered_with_gaps_are_named_once() {
     assert_ok(&output, "no gaps");
     assert_eq!(stderr(&output), "");
 }
+
+/// Every file under `dir` (relative path → bytes), for byte-for-byte comparisons of outputs.
+fn files(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                out.insert(path.strip_prefix(dir).unwrap().to_path_buf(), bytes);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn an_official_checkpoint_tracks_like_its_exported_model_with_no_python() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = click_script(tmp.path(), 2);
+    let checkpoint = fixtures_dir().join("checkpoints/sam2.1_hiera_test.pt");
+    let from_checkpoint = tmp.path().join("from_checkpoint");
+    let output = binary()
+        .args(track_args(&checkpoint, &script, &from_checkpoint))
+        .env("PATH", "/nonexistent")
+        .env("SAM2_CACHE_DIR", tmp.path().join("cache"))
+        .output()
+        .unwrap();
+    assert_ok(&output, "track from a checkpoint");
+    let from_model = tmp.path().join("from_model");
+    assert_ok(
+        &run(&track_args(&test_model(), &script, &from_model)),
+        "track from the model directory",
+    );
+    let (a, b) = (files(&from_checkpoint), files(&from_model));
+    assert!(!a.is_empty());
+    assert_eq!(
+        a, b,
+        "the checkpoint's mattes differ from the exported model's"
+    );
+}
+
+#[test]
+fn refine_edges_changes_the_mattes_and_a_render_from_the_cache_refines_the_same() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = click_script(tmp.path(), 0);
+    let clip = fixtures_dir().join("clips/shapes");
+    let cache = tmp.path().join("track.cache");
+    let soft: [&dyn AsRef<std::ffi::OsStr>; 2] = [&"--softness", &"1"];
+    let refine: [&dyn AsRef<std::ffi::OsStr>; 4] =
+        [&"--refine-edges", &"colour", &"--edge-radius", &"4"];
+
+    let plain = tmp.path().join("plain");
+    let mut args = track_args(&test_model(), &script, &plain);
+    args.extend(os(&soft));
+    assert_ok(&run(&args), "track without refinement");
+
+    let refined = tmp.path().join("refined");
+    let mut args = track_args(&test_model(), &script, &refined);
+    args.extend(os(&soft));
+    args.extend(os(&refine));
+    args.extend(os(&[&"--cache", &cache]));
+    assert_ok(&run(&args), "track with refinement");
+
+    let rendered = tmp.path().join("rendered");
+    let mut args = os(&[
+        &"render",
+        &"--cache",
+        &cache,
+        &"--clip",
+        &clip,
+        &"--out",
+        &rendered,
+        &"--device",
+        &"cpu",
+    ]);
+    args.extend(os(&soft));
+    args.extend(os(&refine));
+    assert_ok(&run(&args), "render from the cache with refinement");
+
+    let (plain, refined, rendered) = (files(&plain), files(&refined), files(&rendered));
+    assert_eq!(
+        plain.keys().collect::<Vec<_>>(),
+        refined.keys().collect::<Vec<_>>()
+    );
+    let changed = plain.iter().filter(|(k, v)| refined[*k] != **v).count();
+    assert!(changed > 0, "Refine Edges changed no matte");
+    assert_eq!(
+        refined, rendered,
+        "render from the cache refined differently from track"
+    );
+
+    let bad = run(&os(&[
+        &"track",
+        &"--model",
+        &test_model(),
+        &"--script",
+        &script,
+        &"--out",
+        &tmp.path().join("bad"),
+        &"--refine-edges",
+        &"colour",
+        &"--edge-radius",
+        &"0.5",
+    ]));
+    assert_eq!(bad.status.code(), Some(1), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("edge radius"), "{}", stderr(&bad));
+}
