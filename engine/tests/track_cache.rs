@@ -15,7 +15,7 @@ mod common;
 
 use std::ops::ControlFlow;
 
-use common::{fixtures_dir, trace_dirs};
+use common::{fixtures_dir, model_for, trace_dirs};
 use sam2_engine::clip::Clip;
 use sam2_engine::predictor::{ClipSession, SessionSettings};
 use sam2_engine::replay::run_script;
@@ -23,7 +23,7 @@ use sam2_engine::track_cache::{
     Expected, Layout, Provenance, TrackCacheReader, TrackCacheWriter, View, fingerprint_clip,
     prompts_hash,
 };
-use sam2_engine::{FolderSource, Model, Runtime, Script};
+use sam2_engine::{FolderSource, Model, Runtime, Script, Trace};
 
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
@@ -32,12 +32,18 @@ fn bits(v: &[f32]) -> Vec<u32> {
 #[test]
 fn every_fixture_script_comes_back_from_the_cache_bit_for_bit() {
     let runtime = Runtime::load_default().unwrap().with_intra_threads(Some(1));
-    let model = Model::open(fixtures_dir().join("models/test"), &runtime).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut checked = 0;
     for trace in trace_dirs() {
         let name = trace.file_name().unwrap().to_string_lossy().into_owned();
-        let script_path = fixtures_dir().join(format!("scripts/{name}.json"));
+        // Each trace names its script and, by hash, its model (2.1 and 2.0 fixtures).
+        let reference = Trace::open(&trace).unwrap();
+        let model = Model::open(
+            model_for(&reference.header().model_manifest_sha256),
+            &runtime,
+        )
+        .unwrap();
+        let script_path = reference.script_path().unwrap();
         let script = Script::read(&script_path).unwrap();
         let clip = script.clip_path().unwrap();
         let source = FolderSource::open(&clip).unwrap();
@@ -201,12 +207,17 @@ fn replay(session: &mut ClipSession, script: &Script) -> Outputs {
 #[test]
 fn a_session_with_a_cold_tier_gives_every_output_bit_for_bit_with_far_logits_out_of_ram() {
     let runtime = Runtime::load_default().unwrap().with_intra_threads(Some(1));
-    let model = Model::open(fixtures_dir().join("models/test"), &runtime).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (mut cold_results, mut rebuilt) = (0, 0);
     for trace in trace_dirs() {
         let name = trace.file_name().unwrap().to_string_lossy().into_owned();
-        let script = Script::read(fixtures_dir().join(format!("scripts/{name}.json"))).unwrap();
+        let reference = Trace::open(&trace).unwrap();
+        let model = Model::open(
+            model_for(&reference.header().model_manifest_sha256),
+            &runtime,
+        )
+        .unwrap();
+        let script = Script::read(reference.script_path().unwrap()).unwrap();
         let clip = script.clip_path().unwrap();
         let session = || {
             ClipSession::new(
