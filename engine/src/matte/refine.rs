@@ -332,17 +332,20 @@ fn subsample(
 /// so the cost does not depend on `r` and the sums lose nothing.
 fn box_mean(plane: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
     let mut horizontal = vec![0.0f32; w * h];
+    // 1 / (window width) per column, once: a division per value was most of the grid's time.
+    let inverse: Vec<f64> = (0..w)
+        .map(|x| 1.0 / ((x + r + 1).min(w) - x.saturating_sub(r)) as f64)
+        .collect();
     for (src, dst) in plane.chunks_exact(w).zip(horizontal.chunks_exact_mut(w)) {
         let mut acc: f64 = src.iter().take(r).map(|&v| f64::from(v)).sum();
-        for (x, d) in dst.iter_mut().enumerate() {
+        for ((x, d), &inv) in dst.iter_mut().enumerate().zip(&inverse) {
             if let Some(&v) = src.get(x + r) {
                 acc += f64::from(v);
             }
             if let Some(&v) = x.checked_sub(r + 1).and_then(|i| src.get(i)) {
                 acc -= f64::from(v);
             }
-            let (lo, hi) = (x.saturating_sub(r), (x + r + 1).min(w));
-            *d = (acc / (hi - lo) as f64) as f32;
+            *d = (acc * inv) as f32;
         }
     }
     // Vertical running sums, a row of accumulators at a time.
@@ -564,6 +567,14 @@ fn apply(
     let xs = grid_taps(plan.width, plan.low_w, plan.subsample);
     let ys = grid_taps(plan.height, plan.low_h, plan.subsample);
     let grid_row = |i: usize| ab.get(i * lw..(i + 1) * lw).unwrap_or_default();
+    // (length, i0, i1) of each run of columns sharing their grid columns, left to right.
+    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+    for tx in &xs {
+        match runs.last_mut() {
+            Some((len, i0, i1)) if (*i0, *i1) == (tx.i0, tx.i1) => *len += 1,
+            _ => runs.push((1, tx.i0, tx.i1)),
+        }
+    }
     let mut out = vec![0.0f32; plan.width * plan.height];
     for_bands(&mut out, w, threads, |band, first_row| {
         // The row's coefficients, interpolated vertically once per row.
@@ -576,17 +587,30 @@ fn apply(
             for ((v, &t), &b) in row_ab.iter_mut().zip(grid_row(ty.i0)).zip(grid_row(ty.i1)) {
                 *v = lerp4(t, b, ty.w1);
             }
-            for ((q, tx), &px) in row.iter_mut().zip(&xs).zip(pixel_row) {
-                let (Some(&c0), Some(&c1)) = (row_ab.get(tx.i0), row_ab.get(tx.i1)) else {
+            // Pixels come in runs that share their two grid columns: the coefficients are looked
+            // up once per run, and the per-pixel loop has no lookups or branches left.
+            let (mut qs, mut taps, mut pxs) = (&mut row[..], &xs[..], pixel_row);
+            for &(len, i0, i1) in &runs {
+                let (Some((q_run, q_rest)), Some((t_run, t_rest)), Some((p_run, p_rest))) = (
+                    qs.split_at_mut_checked(len),
+                    taps.split_at_checked(len),
+                    pxs.split_at_checked(len),
+                ) else {
+                    break;
+                };
+                (qs, taps, pxs) = (q_rest, t_rest, p_rest);
+                let (Some(&c0), Some(&c1)) = (row_ab.get(i0), row_ab.get(i1)) else {
                     continue;
                 };
-                let c = lerp4(c0, c1, tx.w1);
-                let g = guide_value(px, plan.guide);
-                let mut value = c[3];
-                value += c[0] * g[0];
-                value += c[1] * g[1];
-                value += c[2] * g[2];
-                *q = value.clamp(0.0, 1.0);
+                for ((q, tx), &px) in q_run.iter_mut().zip(t_run).zip(p_run) {
+                    let c = lerp4(c0, c1, tx.w1);
+                    let g = guide_value(px, plan.guide);
+                    let mut value = c[3];
+                    value += c[0] * g[0];
+                    value += c[1] * g[1];
+                    value += c[2] * g[2];
+                    *q = value.clamp(0.0, 1.0);
+                }
             }
             if output == Output::Logits {
                 for q in row.iter_mut() {
