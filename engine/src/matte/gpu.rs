@@ -125,6 +125,23 @@ impl GpuUpsampler {
         &self.gpu.info
     }
 
+    /// Buffers for `shape`, reallocated only when the shape changes. The old set is dropped first,
+    /// so that two large sets never coexist on the GPU; the refiner's bind groups point at them.
+    fn ensure_buffers(&mut self, shape: Shape) -> Result<(), MatteError> {
+        if self.buffers.as_ref().map(|b| b.shape) == Some(shape) {
+            return Ok(());
+        }
+        self.buffers = None;
+        if let Some(refiner) = self.refiner.as_mut() {
+            refiner.invalidate();
+        }
+        let buffers = self.gpu.scoped("allocating the matte buffers", |device| {
+            make_buffers(device, &self.gpu.queue, &self.layout, &self.gpu.info, shape)
+        })??;
+        self.buffers = Some(buffers);
+        Ok(())
+    }
+
     /// Upsamples `in_w × in_h` logits to `out_w × out_h` (see [`super::upsample_bilinear`] for the
     /// exact definition); the result agrees with the CPU path to a few ulps.
     pub fn upsample(
@@ -144,17 +161,7 @@ impl GpuUpsampler {
             out_w,
             out_h,
         };
-        if self.buffers.as_ref().map(|b| b.shape) != Some(shape) {
-            // Drop the old set first, so that two large sets never coexist on the GPU.
-            self.buffers = None;
-            if let Some(refiner) = self.refiner.as_mut() {
-                refiner.invalidate();
-            }
-            let buffers = self.gpu.scoped("allocating the matte buffers", |device| {
-                make_buffers(device, &self.gpu.queue, &self.layout, &self.gpu.info, shape)
-            })??;
-            self.buffers = Some(buffers);
-        }
+        self.ensure_buffers(shape)?;
         let Some(buffers) = self.buffers.as_ref() else {
             return Err(self.gpu.error("allocating the matte buffers", "no buffers"));
         };
@@ -238,16 +245,7 @@ impl GpuUpsampler {
             out_w,
             out_h,
         };
-        if self.buffers.as_ref().map(|b| b.shape) != Some(shape) {
-            self.buffers = None;
-            if let Some(refiner) = self.refiner.as_mut() {
-                refiner.invalidate();
-            }
-            let buffers = self.gpu.scoped("allocating the matte buffers", |device| {
-                make_buffers(device, &self.gpu.queue, &self.layout, &self.gpu.info, shape)
-            })??;
-            self.buffers = Some(buffers);
-        }
+        self.ensure_buffers(shape)?;
         if self.refiner.is_none() {
             let refiner = self
                 .gpu
