@@ -392,6 +392,13 @@ impl<K: Hash + Eq + Clone, T: Budgeted> Lease<K, T> {
             let result = work(&mut session);
             (result, session.bytes())
         };
+        self.used(bytes);
+        result
+    }
+
+    /// Records a use: the session's new size and recency, then the budget. Evicted sessions are
+    /// dropped after the registry's lock is released.
+    fn used(&self, bytes: usize) {
         let evicted = {
             let mut inner = self.registry.lock();
             let tick = inner.touch();
@@ -402,7 +409,6 @@ impl<K: Hash + Eq + Clone, T: Budgeted> Lease<K, T> {
             inner.enforce()
         };
         drop(evicted);
-        result
     }
 
     /// Whether a user is working with the session right now.
@@ -422,16 +428,7 @@ impl<K: Hash + Eq + Clone, T: Budgeted> Lease<K, T> {
             let result = work(&mut session);
             (result, session.bytes())
         };
-        let evicted = {
-            let mut inner = self.registry.lock();
-            let tick = inner.touch();
-            if let Some(e) = inner.entries.get_mut(&self.key) {
-                e.bytes = bytes;
-                e.last_used = tick;
-            }
-            inner.enforce()
-        };
-        drop(evicted);
+        self.used(bytes);
         Some(result)
     }
 

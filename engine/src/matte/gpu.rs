@@ -174,15 +174,7 @@ impl GpuUpsampler {
             let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("matte upsample"),
             });
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("matte upsample"),
-                    timestamp_writes: None,
-                });
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, &buffers.bind_group, &[]);
-                pass.dispatch_workgroups(gx, gy, 1);
-            }
+            encode_upsample(&mut encoder, pipeline, buffers, (gx, gy));
             encoder.copy_buffer_to_buffer(&buffers.dst, 0, &buffers.readback, 0, buffers.dst_bytes);
             queue.submit([encoder.finish()]);
         })?;
@@ -263,15 +255,7 @@ impl GpuUpsampler {
             let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("matte upsample and refine"),
             });
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("matte upsample"),
-                    timestamp_writes: None,
-                });
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, &buffers.bind_group, &[]);
-                pass.dispatch_workgroups(gx, gy, 1);
-            }
+            encode_upsample(&mut encoder, pipeline, buffers, (gx, gy));
             let refined = refiner.encode(
                 device,
                 queue,
@@ -606,4 +590,20 @@ fn make_buffers(
         _params: params_buffer,
         _taps: taps_buffer,
     })
+}
+
+/// The upsampling pass, encoded for the plain and the refined paths alike.
+fn encode_upsample(
+    encoder: &mut wgpu::CommandEncoder,
+    pipeline: &wgpu::ComputePipeline,
+    buffers: &Buffers,
+    (gx, gy): (u32, u32),
+) {
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some("matte upsample"),
+        timestamp_writes: None,
+    });
+    pass.set_pipeline(pipeline);
+    pass.set_bind_group(0, &buffers.bind_group, &[]);
+    pass.dispatch_workgroups(gx, gy, 1);
 }
