@@ -26,9 +26,11 @@ use std::sync::{Arc, Weak};
 
 use once_cell::sync::Lazy;
 use parking_lot::Mutex;
-use sam2_engine::model::device::Device;
+use sam2_engine::model::device::{Device, ProviderFailure};
 use sam2_engine::model::runtime::ORT_DYLIB_ENV;
 use sam2_engine::{Model, Runtime};
+
+use crate::ffi::messages::Severity;
 
 use crate::error::{PluginError, Result};
 
@@ -180,9 +182,90 @@ pub fn load_model(key: &ModelKey, library: &Path) -> Result<Arc<Model>> {
     Ok(model)
 }
 
+/// The warning a host shows while a model that was to run on the GPU (device Auto) runs on the
+/// CPU because its GPU providers failed: a missing or wrong ONNX Runtime library, missing CUDA
+/// libraries. `None` when nothing fell back — including a build without GPU support, where the
+/// CPU is the only choice and nothing is broken.
+pub fn fallback_notice(model: &Model) -> Option<String> {
+    model
+        .fell_back_to_cpu()
+        .then(|| fallback_text(model.skipped_providers()))
+}
+
+/// `notice` with the fallback warning added: after a warning, or alone; an error is shown alone,
+/// since it is what stops the work.
+pub fn with_fallback(
+    notice: Option<(Severity, String)>,
+    fallback: Option<&str>,
+) -> Option<(Severity, String)> {
+    let Some(fallback) = fallback else {
+        return notice;
+    };
+    match notice {
+        Some((Severity::Error, text)) => Some((Severity::Error, text)),
+        Some((Severity::Warning, text)) => Some((Severity::Warning, format!("{text} {fallback}"))),
+        None => Some((Severity::Warning, fallback.to_string())),
+    }
+}
+
+fn fallback_text(failures: &[ProviderFailure]) -> String {
+    let reasons: Vec<String> = failures.iter().map(ToString::to_string).collect();
+    format!(
+        "The model runs on the CPU, not the GPU (device Auto): {}. Set Device to CPU to run there without this message.",
+        reasons.join("; and ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sam2_engine::model::device::{FailureReason, Provider};
+
+    #[test]
+    fn a_fallback_says_why_for_each_provider() {
+        let failures = [
+            ProviderFailure {
+                provider: Provider::Cuda { device_id: 0 },
+                reason: FailureReason::NotInLibrary {
+                    library: PathBuf::from("/opt/ort/libonnxruntime.so.1.32.0"),
+                },
+            },
+            ProviderFailure {
+                provider: Provider::WebGpu,
+                reason: FailureReason::Session {
+                    message: "no adapter found.".into(),
+                },
+            },
+        ];
+        let text = fallback_text(&failures);
+        assert!(text.starts_with("The model runs on the CPU"), "{text}");
+        assert!(text.contains("/opt/ort/libonnxruntime.so.1.32.0"), "{text}");
+        assert!(text.contains("onnxruntime-gpu"), "{text}");
+        assert!(
+            text.contains("no adapter found; check that a Vulkan"),
+            "{text}"
+        );
+        assert!(text.ends_with("without this message."), "{text}");
+    }
+
+    #[test]
+    fn the_fallback_joins_a_warning_and_yields_to_an_error() {
+        let warning = Some((Severity::Warning, "Object 2 has no prompt.".to_string()));
+        let error = Some((Severity::Error, "No model.".to_string()));
+        assert_eq!(with_fallback(warning.clone(), None), warning);
+        assert_eq!(
+            with_fallback(None, Some("On the CPU.")),
+            Some((Severity::Warning, "On the CPU.".into()))
+        );
+        assert_eq!(
+            with_fallback(warning, Some("On the CPU.")),
+            Some((
+                Severity::Warning,
+                "Object 2 has no prompt. On the CPU.".into()
+            ))
+        );
+        assert_eq!(with_fallback(error.clone(), Some("On the CPU.")), error);
+    }
 
     #[test]
     fn bundle_paths_agree_from_the_binary_and_from_the_root() {

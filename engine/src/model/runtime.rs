@@ -694,8 +694,21 @@ mod tests {
     use super::*;
     use crate::model::ModelDir;
 
-    /// Every log line of this test binary, so a test can check that a fallback says why.
-    static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    /// Every log line of this test binary with the thread that logged it, so a test can check
+    /// that a fallback says why (tests run in parallel: each reads its own thread's lines).
+    static LINES: Mutex<Vec<(std::thread::ThreadId, String)>> = Mutex::new(Vec::new());
+
+    /// The lines this test's thread logged.
+    fn own_lines() -> Vec<String> {
+        let me = std::thread::current().id();
+        LINES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(thread, _)| *thread == me)
+            .map(|(_, line)| line.clone())
+            .collect()
+    }
 
     struct Capture;
 
@@ -706,8 +719,11 @@ mod tests {
         fn log(&self, record: &log::Record<'_>) {
             LINES
                 .lock()
-                .unwrap()
-                .push(format!("{} {}", record.level(), record.args()));
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((
+                    std::thread::current().id(),
+                    format!("{} {}", record.level(), record.args()),
+                ));
         }
         fn flush(&self) {}
     }
@@ -796,7 +812,7 @@ mod tests {
             graph
                 .run_on_zeros()
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
-            let lines = LINES.lock().unwrap();
+            let lines = own_lines();
             let fallback = lines
                 .iter()
                 .find(|l| l.contains(&format!("{name}: running on the CPU (device auto)")))
@@ -886,6 +902,77 @@ mod tests {
         assert_eq!(failure.reason, FailureReason::NotInBuild);
         assert!(message.contains("only on Windows"), "{message}");
         assert!(message.contains(&path.display().to_string()), "{message}");
+    }
+
+    #[test]
+    fn a_model_says_whether_it_fell_back_to_the_cpu_and_why() {
+        let cpu = crate::Model::load(fixture_model(), &runtime(Device::Cpu))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(cpu.skipped_providers().is_empty());
+        assert!(!cpu.fell_back_to_cpu());
+        assert_eq!(
+            cpu.providers(),
+            GraphName::ALL.map(|name| (name, Provider::Cpu)).to_vec()
+        );
+
+        let auto = crate::Model::load(fixture_model(), &runtime(Device::Auto))
+            .unwrap_or_else(|e| panic!("{e}"));
+        if auto.providers().iter().all(|(_, p)| *p != Provider::Cpu) {
+            // A machine where a GPU provider works: nothing fell back.
+            assert!(!auto.fell_back_to_cpu());
+            return;
+        }
+        // Every GPU provider of this build was tried, and is listed once for the four graphs.
+        let tried: Vec<Provider> = auto
+            .skipped_providers()
+            .iter()
+            .map(|f| f.provider)
+            .collect();
+        assert_eq!(tried, compiled_in_gpus());
+        // A build without GPU providers has nothing broken to report.
+        assert_eq!(auto.fell_back_to_cpu(), !compiled_in_gpus().is_empty());
+    }
+
+    /// A CUDA build with the checkout's library, the CPU-only ONNX Runtime: what a user gets with
+    /// `SAM2_ORT_DYLIB` pointing at the wrong (CPU) library. `./test.sh` runs it with
+    /// `--features cuda`.
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn a_cpu_only_library_under_a_cuda_build_falls_back_naming_the_library() {
+        let own_library = [ORT_DYLIB_ENV, ORT_DYLIB_ENV_FALLBACK]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
+        if own_library {
+            // Another library was chosen; it may well have CUDA.
+            return;
+        }
+        capture_logs();
+        let auto = runtime(Device::Auto);
+        let library = auto.library_path().to_path_buf();
+        let model = crate::Model::load(fixture_model(), &auto).unwrap_or_else(|e| panic!("{e}"));
+        assert!(model.fell_back_to_cpu());
+        let cuda = Provider::Cuda { device_id: 0 };
+        let failure = ProviderFailure {
+            provider: cuda,
+            reason: FailureReason::NotInLibrary {
+                library: library.clone(),
+            },
+        };
+        assert_eq!(model.skipped_providers(), [failure.clone()]);
+        let text = failure.to_string();
+        assert!(text.contains(&library.display().to_string()), "{text}");
+        assert!(text.contains("onnxruntime-gpu"), "{text}");
+        let lines = own_lines();
+        assert!(lines.contains(&format!("WARN {text}.")), "{lines:#?}");
+
+        let err = crate::Model::load(fixture_model(), &runtime(Device::Gpu)).unwrap_err();
+        let message = err.to_string();
+        let Error::GpuUnavailable { tried, .. } = err else {
+            panic!("expected GpuUnavailable, got {message}");
+        };
+        assert_eq!(tried, [failure]);
+        assert!(message.contains("onnxruntime-gpu"), "{message}");
+        assert!(message.contains("device cpu or auto"), "{message}");
     }
 
     #[cfg(not(feature = "cuda"))]

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::device::{Provider, ProviderFailure};
 use super::manifest::{GraphName, Manifest};
 use super::{Graph, ModelDir, ModelTensors, Runtime};
 use crate::error::Result;
@@ -61,13 +62,27 @@ pub struct Model {
     pub(crate) memory_encoder: Mutex<Graph>,
     pub(crate) memory_attention: Mutex<Graph>,
     pub(crate) clocks: GraphClocks,
+    /// Where each graph runs, read once at load: the graphs sit behind locks while tracking.
+    providers: Vec<(GraphName, Provider)>,
+    /// GPU providers tried and not used, once each over the four graphs.
+    skipped: Vec<ProviderFailure>,
 }
 
 impl Model {
     /// Creates the four sessions of an opened model directory.
     pub fn load(dir: ModelDir, runtime: &Runtime) -> Result<Arc<Model>> {
-        let sessions = dir.load_sessions(runtime)?;
+        let mut sessions = dir.load_sessions(runtime)?;
+        let mut skipped: Vec<ProviderFailure> = Vec::new();
+        for name in GraphName::ALL {
+            for failure in sessions.get_mut(name).skipped() {
+                if !skipped.contains(failure) {
+                    skipped.push(failure.clone());
+                }
+            }
+        }
         Ok(Arc::new(Model {
+            providers: sessions.providers(),
+            skipped,
             geometry: Geometry::of(dir.manifest()),
             image_encoder: Mutex::new(sessions.image_encoder),
             mask_decoder: Mutex::new(sessions.mask_decoder),
@@ -81,6 +96,23 @@ impl Model {
     /// Opens, verifies and loads the model directory at `path`.
     pub fn open(path: impl AsRef<std::path::Path>, runtime: &Runtime) -> Result<Arc<Model>> {
         Model::load(ModelDir::open(path)?, runtime)
+    }
+
+    /// The provider each graph prefers ([`Graph::provider`]).
+    pub fn providers(&self) -> &[(GraphName, Provider)] {
+        &self.providers
+    }
+
+    /// The GPU providers that were tried and could not be used, each once, with why: what a
+    /// host shows when [`Device::Auto`](super::Device::Auto) fell back to the CPU. Empty for the
+    /// device `cpu`, and when a GPU provider started.
+    pub fn skipped_providers(&self) -> &[ProviderFailure] {
+        &self.skipped
+    }
+
+    /// Whether any graph fell back to the CPU after a GPU provider was tried.
+    pub fn fell_back_to_cpu(&self) -> bool {
+        !self.skipped.is_empty() && self.providers.iter().any(|(_, p)| *p == Provider::Cpu)
     }
 
     pub fn dir(&self) -> &ModelDir {

@@ -65,6 +65,9 @@ pub struct Instance {
     /// The identity of the model files last loaded (read once per model choice).
     model_identity: Mutex<Option<(ModelKey, ModelIdentity)>>,
     shown: Mutex<Option<(Severity, String)>>,
+    /// Why the model runs on the CPU although the device Auto asked for the GPU; shown with
+    /// every notice until the model or the device changes.
+    fallback: Mutex<Option<String>>,
     prompts: Mutex<PromptCache>,
     pub(crate) pen: Mutex<Pen>,
 }
@@ -117,6 +120,7 @@ impl Instance {
             model_failure: Mutex::new(None),
             model_identity: Mutex::new(None),
             shown: Mutex::new(None),
+            fallback: Mutex::new(None),
             prompts: Mutex::new(vec![None; crate::tracker::MAX_OBJECTS as usize]),
             pen: Mutex::new(Pen::default()),
         })
@@ -125,6 +129,7 @@ impl Instance {
     /// Shows `notice` as the effect's persistent message (or clears it), calling the host only
     /// when it changes, and logs it. An error ends with where the log is.
     pub(crate) fn show(&self, notice: Option<(Severity, String)>) {
+        let notice = models::with_fallback(notice, self.fallback.lock().as_deref());
         {
             let mut shown = self.shown.lock();
             if *shown == notice {
@@ -190,6 +195,7 @@ impl Instance {
         match loaded {
             Ok(model) => {
                 *self.model_failure.lock() = None;
+                *self.fallback.lock() = models::fallback_notice(&model);
                 let identity = {
                     let mut known = self.model_identity.lock();
                     match known.as_ref() {
@@ -213,6 +219,7 @@ impl Instance {
                 Ok((model, choice))
             }
             Err(e) => {
+                *self.fallback.lock() = None;
                 *self.model_failure.lock() = Some((key, e.to_string()));
                 Err(e)
             }
