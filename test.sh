@@ -14,3 +14,8 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -d "${XDG_RUNTIME_DIR}" ]; then
   export XDG_RUNTIME_DIR
 fi
 cargo test --workspace
+# The fallback when the ONNX Runtime library lacks the GPU provider the engine was built with: a CUDA build
+# of the engine's model tests, run with the CPU-only library fetched above.
+cargo test -p sam2-engine --features cuda --lib model::
+# bench/gpu.sh's CPU-provider mode: the GPU benchmark's whole pipeline, small, on the CPU (no PyTorch needed).
+bench/gpu.sh --cpu

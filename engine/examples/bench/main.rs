@@ -24,11 +24,17 @@
 //!
 //! `bench rss --model DIR --frames N --threads N` is the memory test's child process.
 //!
+//! `bench gpu --model DIR --clip DIR --provider P [--provider P …] [--fp16-model DIR]
+//! [--frames A,B] [--objects 1,3,8] [--object-frames N] [--threads N] [--upsample-runs N]
+//! [--official LABEL=FILE …] [--official-skipped TEXT] [--report FILE] [--strict]` prints the table of
+//! `bench/gpu.sh` (see gpu.rs); `bench gpu-clip --out DIR --frames N --size WxH` writes its clip.
+//!
 //! `bench edges [--threads N] [--runs N] [--radius PX] [--epsilon E] [--guide colour|luminance]`
 //! prints only the Refine Edges rows (ground truth in tests/fixtures/edges), for tuning;
 //! `--picture FILE` writes the before/after crop of docs/plugin.md instead.
 
 mod edges;
+mod gpu;
 mod machine;
 mod memory;
 mod table;
@@ -97,6 +103,12 @@ enum Command {
         threads: usize,
         run: memory::RssRun,
     },
+    Gpu(Box<gpu::Options>),
+    GpuClip {
+        out: PathBuf,
+        frames: usize,
+        size: (u32, u32),
+    },
     Edges {
         threads: usize,
         runs: usize,
@@ -154,6 +166,38 @@ fn parse(args: &[String]) -> BoxResult<Command> {
             frames: frames.ok_or("bench rss needs --frames.")?,
             threads,
             run,
+        });
+    }
+    if args.first().map(String::as_str) == Some("gpu") {
+        it.next();
+        return parse_gpu(&mut it, value).map(|o| Command::Gpu(Box::new(o)));
+    }
+    if args.first().map(String::as_str) == Some("gpu-clip") {
+        it.next();
+        let (mut out, mut frames, mut size) = (None, 48, (1280, 720));
+        while let Some(flag) = it.next() {
+            let v = value(flag, &mut it)?;
+            match flag.as_str() {
+                "--out" => out = Some(PathBuf::from(v)),
+                "--frames" => frames = number(flag, &v)?,
+                "--size" => {
+                    let (w, h) = v
+                        .split_once('x')
+                        .ok_or_else(|| format!("--size takes WIDTHxHEIGHT, not \"{v}\"."))?;
+                    size = (
+                        u32::try_from(number(flag, w)?)?,
+                        u32::try_from(number(flag, h)?)?,
+                    );
+                }
+                other => {
+                    return Err(format!("bench gpu-clip does not know the option {other}.").into());
+                }
+            }
+        }
+        return Ok(Command::GpuClip {
+            out: out.ok_or("bench gpu-clip needs --out.")?,
+            frames,
+            size,
         });
     }
     if args.first().map(String::as_str) == Some("edges") {
@@ -257,6 +301,60 @@ fn parse(args: &[String]) -> BoxResult<Command> {
     Ok(Command::Bench(Box::new(o)))
 }
 
+fn parse_gpu(
+    it: &mut std::slice::Iter<'_, String>,
+    value: impl Fn(&str, &mut std::slice::Iter<'_, String>) -> Result<String, String>,
+) -> BoxResult<gpu::Options> {
+    let (mut model, mut clip) = (None, None);
+    let mut o = gpu::Options::new(PathBuf::new(), PathBuf::new());
+    while let Some(flag) = it.next() {
+        if flag == "--strict" {
+            o.strict = true;
+            continue;
+        }
+        let v = value(flag, it)?;
+        match flag.as_str() {
+            "--model" => model = Some(PathBuf::from(v)),
+            "--fp16-model" => o.fp16_model = Some(v.into()),
+            "--clip" => clip = Some(PathBuf::from(v)),
+            "--provider" => o.providers.push(v.parse()?),
+            "--threads" => o.threads = number(flag, &v)?,
+            "--frames" => o.frames = pair(flag, &v)?,
+            "--objects" => {
+                o.objects = v
+                    .split(',')
+                    .map(|n| number(flag, n))
+                    .collect::<BoxResult<_>>()?;
+            }
+            "--object-frames" => o.object_frames = number(flag, &v)?,
+            "--upsample-runs" => o.upsample_runs = number(flag, &v)?,
+            "--official" => {
+                let (label, file) = v
+                    .split_once('=')
+                    .ok_or_else(|| format!("--official takes LABEL=FILE, not \"{v}\"."))?;
+                o.official.push((label.to_string(), file.into()));
+            }
+            "--official-skipped" => o.official_skipped = Some(v),
+            "--report" => o.report = Some(v.into()),
+            other => return Err(format!("bench gpu does not know the option {other}.").into()),
+        }
+    }
+    o.model = model.ok_or("bench gpu needs --model.")?;
+    o.clip = clip.ok_or("bench gpu needs --clip (bench gpu-clip writes one).")?;
+    if o.providers.is_empty() {
+        return Err("bench gpu needs at least one --provider (cpu, cuda, webgpu, …).".into());
+    }
+    if o.frames.0 >= o.frames.1 || o.frames.0 < 3 {
+        return Err("--frames takes two counts A,B with 3 ≤ A < B.".into());
+    }
+    if o.threads == 0 || o.object_frames < 3 || o.objects.contains(&0) {
+        return Err(
+            "--threads and object counts must be at least 1, --object-frames at least 3.".into(),
+        );
+    }
+    Ok(o)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = parse(&args).and_then(|command| match command {
@@ -286,6 +384,8 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Bench(options) => bench(&options),
+        Command::Gpu(options) => gpu::run(&options),
+        Command::GpuClip { out, frames, size } => gpu::write_clip(&out, frames, size.0, size.1),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
