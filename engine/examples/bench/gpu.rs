@@ -130,12 +130,32 @@ fn memory_mib(provider: Provider) -> Result<f64, String> {
         .output()
         .map_err(|e| format!("nvidia-smi cannot be run ({e})"))?;
     let me = std::process::id().to_string();
-    String::from_utf8_lossy(&output.stdout)
+    let own = String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|l| l.split_once(','))
         .find(|(pid, _)| pid.trim() == me)
-        .and_then(|(_, mib)| mib.trim().parse::<f64>().ok())
-        .ok_or_else(|| "nvidia-smi does not list this process".to_string())
+        .and_then(|(_, mib)| mib.trim().parse::<f64>().ok());
+    if let Some(mib) = own {
+        return Ok(mib);
+    }
+    // In a container nvidia-smi often cannot see process ids; then the whole card's use, which
+    // is this process's while the bench runs alone on it.
+    let card = match provider {
+        Provider::Cuda { device_id } | Provider::TensorRt { device_id } => device_id,
+        _ => 0,
+    };
+    let output = Command::new("nvidia-smi")
+        .args([
+            "--query-gpu=memory.used",
+            "--format=csv,noheader,nounits",
+            &format!("--id={card}"),
+        ])
+        .output()
+        .map_err(|e| format!("nvidia-smi cannot be run ({e})"))?;
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse::<f64>()
+        .map_err(|_| "nvidia-smi reports neither this process nor the card's memory".to_string())
 }
 
 /// The positions of `count` objects: spread over the middle of the frame.
