@@ -89,6 +89,12 @@ else
     echo "error: no NVIDIA GPU answers nvidia-smi here; run bench/gpu.sh --cpu for the CPU-provider check." >&2
     exit 1
   fi
+  # onnxruntime-gpu 1.31 is a CUDA 13 build: the driver must offer CUDA 13 or newer (driver 580 and later).
+  driver_cuda="$(nvidia-smi | sed -n 's/.*CUDA Version: *\([0-9]*\)\..*/\1/p' | head -n 1)"
+  if [ -n "$driver_cuda" ] && [ "$driver_cuda" -lt 13 ]; then
+    echo "error: the NVIDIA driver offers CUDA $driver_cuda, but onnxruntime-gpu 1.31 needs CUDA 13 (driver 580 or newer)." >&2
+    exit 1
+  fi
   [ -x "$gpu_bin" ] || build_gpu_bin
   bin="$gpu_bin"
   threads="${BENCH_THREADS:-4}"
@@ -127,6 +133,10 @@ REQ
     exit 1
   fi
   export SAM2_ORT_DYLIB="$ort_lib"
+  if ! "$py_venv/bin/python" -c 'import onnxruntime as o, sys; sys.exit("CUDAExecutionProvider" not in o.get_available_providers())'; then
+    echo "error: the onnxruntime in $py_venv has no CUDA provider (is the CPU-only onnxruntime installed over it?)." >&2
+    exit 1
+  fi
   # The CUDA, cuBLAS, cuFFT, cuRAND and cuDNN libraries of the nvidia-* wheels, for the CUDA provider's dlopen.
   libdirs="$(find "$site/nvidia" -name 'lib*.so*' -printf '%h\n' 2>/dev/null | sort -u | paste -sd:)"
   export LD_LIBRARY_PATH="$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -213,8 +223,10 @@ fi
 say "engine"
 "$bin" gpu --model "$model" "${fp16_args[@]}" --clip "$clip" "${providers[@]}" --threads "$threads" "${sizes[@]}" \
   "${official_args[@]}" --report "$report"
-if [ "$mode" = gpu ]; then
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | sed 's/^/card: /'
-fi
-echo "load: $(uptime)"
+{
+  if [ "$mode" = gpu ]; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | sed 's/^/card: /'
+  fi
+  echo "load: $(uptime)"
+} | tee -a "$report"
 echo "bench/gpu.sh: done in $((SECONDS - started)) s; table in $report"

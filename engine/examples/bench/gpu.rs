@@ -521,7 +521,13 @@ fn official_section(options: &Options) -> Section {
     }
     for (label, path) in &options.official {
         let read = std::fs::read_to_string(path)
-            .map_err(|e| format!("{} cannot be read ({e})", path.display()))
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => format!(
+                    "no result in {}: the run failed (its message is in the log above)",
+                    path.display()
+                ),
+                _ => format!("{} cannot be read ({e})", path.display()),
+            })
             .and_then(|t| {
                 serde_json::from_str::<Official>(&t)
                     .map_err(|e| format!("{} is not a bench_official result ({e})", path.display()))
