@@ -219,6 +219,7 @@ fn track(
     let mut stamps: Vec<(Instant, GraphTimes)> = Vec::with_capacity(frames);
     let mut memory = Vec::new();
     let mut logits = Vec::with_capacity(frames);
+    let mut paused = Duration::ZERO;
     session.propagate(
         Propagation {
             start_frame: Some(0),
@@ -231,7 +232,12 @@ fn track(
                 logits.push(Arc::clone(&result.low_res_logits));
             }
             if memory_at.contains(&(masks.frame + 1)) {
+                let reading = Instant::now();
                 memory.push(memory_mib(provider));
+                // nvidia-smi takes tens of milliseconds: not the engine's time.
+                if masks.frame >= 1 && masks.frame + 1 < frames {
+                    paused += reading.elapsed();
+                }
             }
             ControlFlow::Continue(())
         },
@@ -241,7 +247,7 @@ fn track(
     };
     Ok(Run {
         timed_frames: stamps.len() - 2,
-        wall: last.0 - first.0,
+        wall: (last.0 - first.0).saturating_sub(paused),
         graphs: last.1.since(&first.1),
         memory,
         logits,

@@ -958,7 +958,7 @@ mod tests {
                 library: library.clone(),
             },
         };
-        assert_eq!(model.skipped_providers(), [failure.clone()]);
+        assert_eq!(model.skipped_providers(), std::slice::from_ref(&failure));
         let text = failure.to_string();
         assert!(text.contains(&library.display().to_string()), "{text}");
         assert!(text.contains("onnxruntime-gpu"), "{text}");
