@@ -412,3 +412,62 @@ fn a_cache_gone_stale_damaged_truncated_or_replaced_between_frames_is_a_message_
     node.quit().unwrap();
     artist.quit().unwrap();
 }
+
+#[test]
+fn an_mlt_host_renders_any_frame_from_the_cache_with_an_instance_per_frame() {
+    // MLT: a fresh instance per frame, no temporal clip access, no clip length. Live, it can
+    // only track in order from the first prompted frame (and needs Clip Length for a clip under
+    // 16 frames); from the cache any frame renders, in any order and on several threads at once,
+    // with no ONNX Runtime.
+    let frames = support::clip("crossing");
+    let n = frames.len();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("crossing.sam2track");
+    let mut tracker = track_into_cache(&frames, "two_objects", &cache);
+    let reference: Vec<Vec<u8>> = (0..n).map(|f| alpha(&mut tracker, f)).collect();
+    tracker.quit().unwrap();
+
+    let log = support::test_log_file();
+    let mut host = support::spawn_with_env(
+        &support::setup().bundle_dir,
+        &[
+            ("SAM2_ROTOSCOPE_LOG_FILE", log.to_str().unwrap()),
+            ("SAM2_ORT_DYLIB", NO_RUNTIME),
+        ],
+    );
+    host.configure(json!({"mlt": true})).unwrap();
+    assert!(
+        host.load()
+            .unwrap()
+            .plugin(SAM2_PLUGIN_ID)
+            .is_some_and(|p| p.ok)
+    );
+    host.set_source(&support::images(&frames)).unwrap();
+    host.create_instance(SAM2_PLUGIN_ID, FILTER).unwrap();
+    host.set_param("outputMode", MATTE_ONLY).unwrap();
+    for (slot, doc) in prompt_params("two_objects") {
+        host.set_param(&format!("object{slot}Prompts"), doc.as_str())
+            .unwrap();
+    }
+    host.set_param("trackCacheFile", cache.to_str().unwrap())
+        .unwrap();
+    // No Clip Length needed: the cache knows the clip's length.
+    let times: Vec<f64> = (0..n).rev().map(|f| f as f64).collect();
+    let rendered = host.render_many(&Render::times(&times, 3)).unwrap();
+    assert_eq!(rendered.len(), n);
+    for (r, &t) in rendered.iter().zip(&times) {
+        let f = t as usize;
+        assert_eq!(
+            support::channel_top_down(&r.image, 3),
+            reference[f],
+            "frame {f}, rendered by a fresh instance"
+        );
+        assert!(
+            r.response["persistent"].is_null(),
+            "frame {f}: {}",
+            r.response
+        );
+    }
+    assert!(!has_onnx_runtime(&host));
+    host.quit().unwrap();
+}

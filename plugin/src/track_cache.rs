@@ -199,6 +199,9 @@ pub struct OpenCache {
     expected: Expected,
     reader: TrackCacheReader,
     source: Option<SourcePrint>,
+    /// The last frame served, with the file's length then: a host rendering a frame in tiles gets
+    /// the same logits (the same `Arc`s), so the finished mattes are reused, not made again.
+    last: Option<(usize, u64, Vec<(u32, Arc<[f32]>)>)>,
 }
 
 /// The results of clip index `index` from the cache at `path`, keeping it open in `slot` between
@@ -237,23 +240,27 @@ pub fn lookup(
                     expected: expected.clone(),
                     reader,
                     source,
+                    last: None,
                 });
             }
             Err(TrackCacheError::Missing { .. }) => return Lookup::NotCovered,
             Err(e) => return Lookup::Unusable(e.into()),
         }
     }
-    let Some(cache) = slot.as_ref() else {
+    let Some(cache) = slot.as_mut() else {
         return Lookup::NotCovered;
     };
     match serve(cache, info, index, digest) {
         Ok(lookup) => lookup,
-        Err(e) => Lookup::Unusable(e.into()),
+        Err(e) => {
+            *slot = None;
+            Lookup::Unusable(e.into())
+        }
     }
 }
 
 fn serve(
-    cache: &OpenCache,
+    cache: &mut OpenCache,
     info: &ClipInfo,
     index: usize,
     digest: Option<u64>,
@@ -265,16 +272,13 @@ fn serve(
     };
     let layout = cache.reader.layout();
     let (w, h) = info.video_size;
+    // A clip of unknown length (MLT) takes the cache's: each frame is checked as it renders.
     if (layout.width, layout.height) != (w, h)
         || (info.length == ClipLength::Known && layout.num_frames != info.num_frames)
     {
-        let length = match info.length {
-            ClipLength::Known => format!("{} frames", info.num_frames),
-            ClipLength::OpenEnded => "an unknown number of frames (set Clip Length)".into(),
-        };
         return Err(stale(format!(
-            "the clip changed ({} frames of {}×{} then, {length} of {w}×{h} now)",
-            layout.num_frames, layout.width, layout.height
+            "the clip changed ({} frames of {}×{} then, {} frames of {w}×{h} now)",
+            layout.num_frames, layout.width, layout.height, info.num_frames
         )));
     }
     let Some(source) = cache
@@ -301,6 +305,17 @@ fn serve(
             info.frame(index)
         )));
     }
+    let length = std::fs::metadata(path).map_or(0, |m| m.len());
+    if let Some((_, _, logits)) = cache
+        .last
+        .as_ref()
+        .filter(|(i, l, _)| (*i, *l) == (index, length))
+    {
+        return Ok(Lookup::Served {
+            logits: logits.clone(),
+            side: layout.low_res,
+        });
+    }
     let objects = cache.reader.objects();
     if objects.is_empty() {
         return Ok(Lookup::NotCovered);
@@ -315,6 +330,7 @@ fn serve(
         };
         logits.push((slot, Arc::from(found.low_res_logits)));
     }
+    cache.last = Some((index, length, logits.clone()));
     Ok(Lookup::Served {
         logits,
         side: layout.low_res,
