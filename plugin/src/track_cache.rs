@@ -182,10 +182,7 @@ impl From<TrackCacheError> for Problem {
 #[derive(Debug)]
 pub enum Lookup {
     /// Every object's low-resolution logits (by slot), of side `side`.
-    Served {
-        logits: Vec<(u32, Arc<[f32]>)>,
-        side: usize,
-    },
+    Served { logits: Logits, side: usize },
     /// No cache at that path, or it does not hold this frame: the live session renders it.
     NotCovered,
     /// The cache is not used, and why.
@@ -201,8 +198,11 @@ pub struct OpenCache {
     source: Option<SourcePrint>,
     /// The last frame served, with the file's length then: a host rendering a frame in tiles gets
     /// the same logits (the same `Arc`s), so the finished mattes are reused, not made again.
-    last: Option<(usize, u64, Vec<(u32, Arc<[f32]>)>)>,
+    last: Option<(usize, u64, Logits)>,
 }
+
+/// Every object's low-resolution logits on a frame, by slot.
+pub type Logits = Vec<(u32, Arc<[f32]>)>;
 
 /// The results of clip index `index` from the cache at `path`, keeping it open in `slot` between
 /// renders (taking in what its writer appended since, reopening it when it was replaced).
