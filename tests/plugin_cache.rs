@@ -146,6 +146,14 @@ fn four_processes_render_disjoint_ranges_from_one_cache_byte_for_byte_without_on
     let mut tracker = track_into_cache(&frames, "two_objects", &cache);
     let script = PathBuf::from(format!("{}.script.json", cache.display()));
     assert!(script.is_file(), "the script is written beside the cache");
+    let status = tracker.get_param("status").unwrap();
+    assert!(
+        status
+            .as_str()
+            .unwrap()
+            .contains("track cache crossing.sam2track"),
+        "{status}"
+    );
 
     // One process renders every frame from the cache: the CLI's mattes of the same script.
     let cli = support::cli_mattes("two_objects");

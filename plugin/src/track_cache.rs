@@ -204,6 +204,23 @@ pub struct OpenCache {
 /// Every object's low-resolution logits on a frame, by slot.
 pub type Logits = Vec<(u32, Arc<[f32]>)>;
 
+/// The status line's words on the cache at `path`: its file name, and how many frames it holds
+/// when the last render opened it and found it matching.
+pub fn status(slot: &Option<OpenCache>, path: &Path) -> String {
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    match slot.as_ref().filter(|c| c.path == path) {
+        Some(c) => format!(
+            "track cache {name} in use ({} frames)",
+            c.reader.layout().num_frames
+        ),
+        None if path.exists() => format!("track cache {name}"),
+        None => format!("track cache {name} not written yet"),
+    }
+}
+
 /// The results of clip index `index` from the cache at `path`, keeping it open in `slot` between
 /// renders (taking in what its writer appended since, reopening it when it was replaced).
 /// `digest`: the rendered frame as the model would see it, when it is at full resolution.

@@ -358,6 +358,13 @@ impl Instance {
                 _ => "No model loaded yet: it loads at the first render.".to_string(),
             }
         };
+        let text = match &values.track_cache {
+            Some(path) => format!(
+                "{text} · {}",
+                track_cache::status(&self.track_cache.lock(), path)
+            ),
+            None => text,
+        };
         let Ok(status) = self.params.get(Id::Status) else {
             return;
         };
