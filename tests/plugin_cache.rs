@@ -479,3 +479,85 @@ fn an_mlt_host_renders_any_frame_from_the_cache_with_an_instance_per_frame() {
     assert!(!has_onnx_runtime(&host));
     host.quit().unwrap();
 }
+
+#[test]
+fn a_cache_damaged_truncated_and_replaced_while_frames_render_on_two_threads_never_crashes() {
+    // The file changes under a running render of many frames (the test host renders them in
+    // the background on two threads): every frame is the cache's matte or the source (Track On
+    // Render 0: nothing else could matte it), every render answers OK, and once the cache is
+    // back the frames are the cache's again with no message.
+    let frames = support::clip("shapes");
+    let n = frames.len();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("shot.sam2track");
+    let mut artist = track_into_cache(&frames, "one_click", &cache);
+    let reference: Vec<Vec<u8>> = (0..n).map(|f| alpha(&mut artist, f)).collect();
+    artist.quit().unwrap();
+    let original = std::fs::read(&cache).unwrap();
+    let mut damaged = original.clone();
+    for (offset, len) in blocks(&original) {
+        damaged[offset + len / 2] ^= 0x5a;
+    }
+
+    let mut node = effect(&frames, "one_click", &cache, &[]);
+    node.set_param("trackOnRender", 0).unwrap();
+    let times: Vec<f64> = (0..8 * n).map(|i| (i % n) as f64).collect();
+    let outs: Vec<PathBuf> = (0..times.len())
+        .map(|i| dir.path().join(format!("out-{i}.ofxr")))
+        .collect();
+    let job = node
+        .request(json!({
+            "cmd": "render", "times": times, "threads": 2, "async": true,
+            "outs": outs.iter().map(|p| p.to_string_lossy().into_owned()).collect::<Vec<_>>(),
+        }))
+        .unwrap()["job"]
+        .as_i64()
+        .unwrap();
+    let replace = |bytes: &[u8], name: &str| {
+        let staged = dir.path().join(name);
+        std::fs::write(&staged, bytes).unwrap();
+        std::fs::rename(&staged, &cache).unwrap();
+    };
+    let pause = || std::thread::sleep(std::time::Duration::from_millis(40));
+    for round in 0..6 {
+        pause();
+        std::fs::write(&cache, &damaged).unwrap();
+        pause();
+        std::fs::write(&cache, &original).unwrap();
+        pause();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&cache)
+            .unwrap()
+            .set_len(original.len() as u64 / 3)
+            .unwrap();
+        pause();
+        replace(b"junk", &format!("junk-{round}"));
+        pause();
+        replace(&original, &format!("cache-{round}"));
+    }
+    let answer = node.wait(job).unwrap();
+    let renders = answer["renders"].as_array().unwrap();
+    assert_eq!(renders.len(), times.len(), "{answer}");
+    let (mut matted, mut passed) = (0, 0);
+    for ((r, out), &t) in renders.iter().zip(&outs).zip(&times) {
+        let f = t as usize;
+        assert_eq!(r["status"], "kOfxStatOK", "frame {f}: {r}");
+        let image = Image::read(out).unwrap();
+        if support::channel_top_down(&image, 3) == reference[f] {
+            matted += 1;
+        } else {
+            support::shows_source(&image, &frames[f]).unwrap_or_else(|e| {
+                panic!("frame {f}: neither the cache's matte nor the source: {e}")
+            });
+            passed += 1;
+        }
+    }
+    eprintln!("while the cache changed: {matted} frames matted, {passed} passed through");
+    for f in [n - 1, 1] {
+        assert_eq!(alpha(&mut node, f), reference[f], "frame {f} after");
+    }
+    assert_eq!(message(&mut node), None);
+    assert_eq!(node.live_images().unwrap(), 0);
+    node.quit().unwrap();
+}
