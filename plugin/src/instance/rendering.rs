@@ -431,17 +431,20 @@ impl Instance {
                 text: format!("The track cache {} cannot be used: {e}", path.display()),
             }))
         };
+        // What the live path reports too (no source, unreadable prompts) is left to it.
         let prepared = (|| {
             let clip = self.connected_source()?;
             let info = self.clip_info(clip, values)?;
             let (objects, _) = self.read_prompts(values)?;
-            let script = track_cache::script(&objects, &info);
-            let expected = track_cache::expected(&script, self.model_dir(values).ok().as_deref())?;
             let region = self.render_region(time, scale, source)?;
-            Ok::<_, PluginError>((info, expected, region))
+            Ok::<_, PluginError>((info, track_cache::script(&objects, &info), region))
         })();
-        let (info, expected, region) = match prepared {
-            Ok(prepared) => prepared,
+        let Ok((info, script, region)) = prepared else {
+            return FromCache::Live(None);
+        };
+        let expected = match track_cache::expected(&script, self.model_dir(values).ok().as_deref())
+        {
+            Ok(expected) => expected,
             Err(e) => return problem(e),
         };
         let Some(index) = info.index(time.round() as i64) else {
