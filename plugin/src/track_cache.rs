@@ -17,6 +17,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use once_cell::sync::Lazy;
+use parking_lot::Mutex;
 use sam2_engine::model::manifest::Manifest;
 use sam2_engine::script::{Interaction, ObjectId, SCRIPT_FORMAT};
 use sam2_engine::track_cache::{
@@ -146,18 +148,47 @@ pub fn expected(script: &Script, model_dir: Option<&Path>) -> Result<Expected> {
         ..Expected::default()
     };
     if let Some(dir) = model_dir.filter(|d| d.is_dir()) {
-        let path = dir.join(sam2_engine::model::MANIFEST_FILE);
-        let bytes = std::fs::read(&path).map_err(|e| {
-            PluginError::Model(format!(
-                "The model's manifest {} cannot be read: {e}.",
-                path.display()
-            ))
-        })?;
-        let manifest = Manifest::parse(&path, &bytes)?;
-        expected.model = Some(sam2_engine::model::sha256_hex(&bytes));
-        expected.predictor = Some(predictor_text(&SessionSettings::for_manifest(&manifest)));
+        let (model, predictor) = model_facts(&dir.join(sam2_engine::model::MANIFEST_FILE))?;
+        expected.model = Some(model);
+        expected.predictor = Some(predictor);
     }
     Ok(expected)
+}
+
+/// A manifest as last read: its path, length and modification time, then what it says.
+type ManifestFacts = (PathBuf, u64, Option<std::time::SystemTime>, String, String);
+
+/// The manifest read last, so that a render reads and hashes it again only when it changed.
+static MANIFEST: Lazy<Mutex<Option<ManifestFacts>>> = Lazy::new(Mutex::default);
+
+/// The hash of the manifest at `path` and the predictor settings it gives.
+fn model_facts(path: &Path) -> Result<(String, String)> {
+    let unreadable = |e: &dyn std::fmt::Display| {
+        PluginError::Model(format!(
+            "The model's manifest {} cannot be read: {e}.",
+            path.display()
+        ))
+    };
+    let meta = std::fs::metadata(path).map_err(|e| unreadable(&e))?;
+    let (len, modified) = (meta.len(), meta.modified().ok());
+    let mut known = MANIFEST.lock();
+    if let Some((p, l, m, model, predictor)) = known.as_ref()
+        && (p.as_path(), *l, *m) == (path, len, modified)
+    {
+        return Ok((model.clone(), predictor.clone()));
+    }
+    let bytes = std::fs::read(path).map_err(|e| unreadable(&e))?;
+    let manifest = Manifest::parse(path, &bytes)?;
+    let model = sam2_engine::model::sha256_hex(&bytes);
+    let predictor = predictor_text(&SessionSettings::for_manifest(&manifest));
+    *known = Some((
+        path.to_path_buf(),
+        len,
+        modified,
+        model.clone(),
+        predictor.clone(),
+    ));
+    Ok((model, predictor))
 }
 
 /// Why a cache is not used.
