@@ -409,7 +409,14 @@ fn the_context_declares_clips_pages_and_parameters(host: &mut Host, context: &st
     );
     assert_eq!(
         children("cachePage"),
-        ["memoryBudget", "trackOnRender", "clipLength"]
+        [
+            "memoryBudget",
+            "trackOnRender",
+            "clipLength",
+            "trackCacheFile",
+            "trackIntoCache",
+            "exportScript"
+        ]
     );
     for button in [
         "trackForward",
@@ -418,6 +425,8 @@ fn the_context_declares_clips_pages_and_parameters(host: &mut Host, context: &st
         "clearTrackAfter",
         "clearFrame",
         "clearAll",
+        "trackIntoCache",
+        "exportScript",
     ] {
         assert_eq!(param(button)["type"], "OfxParamTypePushButton", "{button}");
     }
@@ -440,6 +449,7 @@ fn the_context_declares_clips_pages_and_parameters(host: &mut Host, context: &st
         ("linearSource", "OfxParamTypeBoolean"),
         ("memoryBudget", "OfxParamTypeInteger"),
         ("trackOnRender", "OfxParamTypeInteger"),
+        ("trackCacheFile", "OfxParamTypeString"),
         ("status", "OfxParamTypeString"),
         ("object1Colour", "OfxParamTypeRGB"),
         ("object1Enabled", "OfxParamTypeBoolean"),

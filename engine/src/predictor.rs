@@ -49,9 +49,15 @@ pub struct SessionSettings {
 impl SessionSettings {
     /// Our defaults for `model`: corrections stick, the model's hole filling.
     pub fn for_model(model: &Model) -> SessionSettings {
+        SessionSettings::for_manifest(model.manifest())
+    }
+
+    /// [`SessionSettings::for_model`] from the model's manifest alone (no model loaded: a
+    /// render from a track cache checks the settings the cache was tracked with).
+    pub fn for_manifest(manifest: &crate::model::manifest::Manifest) -> SessionSettings {
         SessionSettings {
             add_all_frames_to_correct_as_cond: true,
-            fill_hole_area: model.manifest().predictor.fill_hole_area,
+            fill_hole_area: manifest.predictor.fill_hole_area,
             frame_cache_bytes: DEFAULT_FRAME_CACHE_BYTES,
             keep_all_memories: false,
         }

@@ -101,6 +101,35 @@ pub enum PluginError {
     )]
     NoTemporalAccess,
 
+    #[error("{0}")]
+    TrackCache(#[from] sam2_engine::track_cache::TrackCacheError),
+
+    #[error("There are no prompts to track: click on the objects first.")]
+    NothingToTrack,
+
+    #[error(
+        "{path} exists and is not a track cache; the effect replaces only an earlier track cache there, so choose another Track Cache File."
+    )]
+    NotATrackCache { path: PathBuf },
+
+    #[error(
+        "The Track Cache File {path} is a relative path, which would depend on the host's working folder; give a full path."
+    )]
+    RelativeCachePath { path: PathBuf },
+
+    #[error(
+        "The host gives no frame range for the clip, so the whole clip cannot be tracked into a cache; set Clip Length (Cache page) to its frame count."
+    )]
+    UnknownClipLength,
+
+    #[error(
+        "There is no folder for a track cache (no HOME or cache folder in the environment); set Track Cache File (Cache page)."
+    )]
+    NoCacheFolder,
+
+    #[error("Could not write {path}: {message}.")]
+    WriteFile { path: PathBuf, message: String },
+
     #[error("Internal error in SAM 2 Rotoscope: {0}. Please report it.")]
     Internal(String),
 }

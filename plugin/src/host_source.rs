@@ -16,7 +16,8 @@
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use sam2_engine::{Error, RgbFrame};
+use sam2_engine::track_cache::frame_digest;
+use sam2_engine::{Error, FrameSource, RgbFrame};
 
 use crate::ffi::images::{Clip, Image, ImageError};
 use crate::render::{Rows, fingerprint, model_frame};
@@ -137,5 +138,60 @@ impl ClipFrames for HostSource {
             message: image_problem(&e),
         })?;
         Ok(self.convert(&image))
+    }
+}
+
+/// The clip for a tracking run into a track cache: the host's frames, each checked against the
+/// digest read when the run began (the digests the cache's provenance names), so that the cache
+/// never names pixels other than those it was tracked from.
+#[derive(Debug)]
+pub struct CheckedSource {
+    frames: HostSource,
+    digests: Vec<u64>,
+}
+
+impl CheckedSource {
+    /// Reads every frame once for its digest; `progress` sees (frames read, frames) and may stop
+    /// the reading (then `None`).
+    pub fn read(
+        mut frames: HostSource,
+        progress: &mut dyn FnMut(usize, usize) -> bool,
+    ) -> sam2_engine::Result<Option<CheckedSource>> {
+        let n = frames.info.num_frames;
+        let mut digests = Vec::with_capacity(n);
+        for index in 0..n {
+            let (frame, _) = frames.frame(index)?;
+            digests.push(frame_digest(&frame));
+            if !progress(index + 1, n) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(CheckedSource { frames, digests }))
+    }
+
+    /// Every frame's digest, by clip index.
+    pub fn digests(&self) -> &[u64] {
+        &self.digests
+    }
+}
+
+impl FrameSource for CheckedSource {
+    fn num_frames(&self) -> usize {
+        self.frames.info.num_frames
+    }
+
+    fn video_size(&self) -> (u32, u32) {
+        self.frames.info.video_size
+    }
+
+    fn frame(&mut self, index: usize) -> sam2_engine::Result<RgbFrame> {
+        let (frame, _) = self.frames.frame(index)?;
+        if self.digests.get(index) != Some(&frame_digest(&frame)) {
+            return Err(Error::FrameSource {
+                frame: index,
+                message: "the host handed over other pixels than when tracking began (the source changed meanwhile); track again".into(),
+            });
+        }
+        Ok(frame)
     }
 }

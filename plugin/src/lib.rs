@@ -8,6 +8,8 @@
 //! - [`prompts`] — the persisted prompt model; [`pen`] — the overlay's pure pen logic and
 //!   drawing; [`overlay`] — its interact entry.
 //! - [`render`] — pixel conversion for every depth and layout, and the output modes.
+//! - [`track_cache`] — the effect's track cache: the prompts as a script, what a render expects
+//!   of a cache, a frame's results from it.
 //! - [`models`] — where ONNX Runtime and the model are found; models shared between instances.
 //! - [`logging`] — the log file (`SAM2_ROTOSCOPE_LOG`), named by every persistent error message.
 //!
@@ -30,6 +32,7 @@ pub mod pen;
 pub mod prompts;
 pub mod registry;
 pub mod render;
+pub mod track_cache;
 pub mod tracker;
 
 use std::ffi::CStr;

@@ -5,7 +5,8 @@
 //! Pages: **Prompts** (the selected object, the Track and Clear buttons, the status line, and a
 //! group per object: name, colour, enabled, and its prompts — a hidden string holding JSON, see
 //! [`crate::prompts`]), **Matte** (output mode and finishing), **Model** (directory, device,
-//! linear-light source) and **Cache** (memory budget, how far a render tracks on its own).
+//! linear-light source) and **Cache** (memory budget, how far a render tracks on its own, the
+//! track cache file and its buttons).
 //!
 //! Names are what projects save: they, the defaults and the pages never change.
 
@@ -20,10 +21,11 @@ use openfx::sys::image_effect_v1::param::{
     kOfxParamPropEvaluateOnChange, kOfxParamPropGroupOpen, kOfxParamPropHint,
     kOfxParamPropIncrement, kOfxParamPropMax, kOfxParamPropMin, kOfxParamPropPageChild,
     kOfxParamPropParent, kOfxParamPropPersistant, kOfxParamPropScriptName, kOfxParamPropSecret,
-    kOfxParamPropStringMode, kOfxParamStringIsDirectoryPath, kOfxParamStringIsSingleLine,
-    kOfxParamTypeBoolean, kOfxParamTypeChoice, kOfxParamTypeDouble, kOfxParamTypeGroup,
-    kOfxParamTypeInteger, kOfxParamTypePage, kOfxParamTypePushButton, kOfxParamTypeRGB,
-    kOfxParamTypeString, kOfxPluginPropParamPageOrder,
+    kOfxParamPropStringFilePathExists, kOfxParamPropStringMode, kOfxParamStringIsDirectoryPath,
+    kOfxParamStringIsFilePath, kOfxParamStringIsSingleLine, kOfxParamTypeBoolean,
+    kOfxParamTypeChoice, kOfxParamTypeDouble, kOfxParamTypeGroup, kOfxParamTypeInteger,
+    kOfxParamTypePage, kOfxParamTypePushButton, kOfxParamTypeRGB, kOfxParamTypeString,
+    kOfxPluginPropParamPageOrder,
 };
 use sam2_engine::matte::{DEFAULT_EPSILON, EdgeRefinement, GuideChannels, MatteSettings};
 use sam2_engine::model::device::Device;
@@ -135,6 +137,8 @@ impl Choices {
 pub enum TextMode {
     SingleLine,
     Directory,
+    /// A file the effect writes (it need not exist yet).
+    OutputFile,
 }
 
 /// A parameter's type, with its default and range. Object parameters' defaults depend on the
@@ -234,6 +238,10 @@ pub enum Id {
     TrackOnRender,
     /// Frames in the clip when the host does not say (MLT shows an effect no frame range).
     ClipLength,
+    /// The track cache file (empty: none until Track Into Cache picks one).
+    TrackCacheFile,
+    TrackIntoCache,
+    ExportScript,
 }
 
 /// One of the instance's parameters, declared.
@@ -272,7 +280,7 @@ const fn button(id: Id, name: &'static CStr, label: &'static str, hint: &'static
 }
 
 /// Every parameter of the instance, once.
-pub const TABLE: [Entry; 28] = [
+pub const TABLE: [Entry; 31] = [
     // Prompts page.
     Entry::One(Spec {
         id: Id::SelectedObject,
@@ -598,6 +606,38 @@ pub const TABLE: [Entry; 28] = [
         },
         flags: STILL,
     }),
+    Entry::One(Spec {
+        id: Id::TrackCacheFile,
+        name: c"trackCacheFile",
+        page: Some(Page::Cache),
+        label: "Track Cache File",
+        hint: "A file holding the tracked mattes of the whole clip (Track Whole Clip Into Cache writes it; the CLI's track --cache can too). A frame it covers renders from it alone, with no model, in any process: batch renders and render farms. Used only while it matches the prompts, the model and the source; otherwise a message says why. Empty: Track Whole Clip Into Cache picks a file in your cache folder (docs/plugin.md).",
+        kind: Kind::Text {
+            mode: TextMode::OutputFile,
+        },
+        flags: Flags {
+            can_undo: Some(true),
+            ..STILL
+        },
+    }),
+    Entry::One(Spec {
+        id: Id::TrackIntoCache,
+        name: c"trackIntoCache",
+        page: Some(Page::Cache),
+        label: "Track Whole Clip Into Cache",
+        hint: "Tracks every object over the whole clip from its prompts (forward from the first prompted frame, then back) into the Track Cache File, replacing the cache there, and writes the prompts beside it as an interaction script (FILE.script.json) for the CLI.",
+        kind: Kind::Button,
+        flags: HOST,
+    }),
+    Entry::One(Spec {
+        id: Id::ExportScript,
+        name: c"exportScript",
+        page: Some(Page::Cache),
+        label: "Export Tracking Script",
+        hint: "Writes the prompts as an interaction script beside the Track Cache File (FILE.script.json), for a headless tracking job: sam2-rotoscope track --script FILE.script.json --clip CLIP --cache FILE writes the cache this effect renders from.",
+        kind: Kind::Button,
+        flags: HOST,
+    }),
 ];
 
 /// The parameters every object has, named `object<n><suffix>`.
@@ -811,12 +851,16 @@ fn define(set: ParamSet, d: &Definition) -> Result<()> {
             p.set_int(kOfxParamPropDigits, 0, digits);
         }
         Kind::Text { mode } => {
-            let mode = match mode {
+            let kind = match mode {
                 TextMode::SingleLine => kOfxParamStringIsSingleLine,
                 TextMode::Directory => kOfxParamStringIsDirectoryPath,
+                TextMode::OutputFile => kOfxParamStringIsFilePath,
             };
             p.set_string(kOfxParamPropDefault, 0, d.text);
-            p.set_string(kOfxParamPropStringMode, 0, &mode.to_string_lossy());
+            p.set_string(kOfxParamPropStringMode, 0, &kind.to_string_lossy());
+            if mode == TextMode::OutputFile {
+                p.set_int(kOfxParamPropStringFilePathExists, 0, 0);
+            }
         }
         Kind::Rgb => {
             p.set_doubles(kOfxParamPropDefault, &d.colour);
@@ -981,6 +1025,8 @@ pub struct Values {
     pub reach: usize,
     /// The Clip Length parameter: `None` when 0 (the host says).
     pub clip_length: Option<usize>,
+    /// The Track Cache File (`None`: empty).
+    pub track_cache: Option<std::path::PathBuf>,
 }
 
 impl Values {
@@ -1186,6 +1232,10 @@ impl Params {
             clip_length: usize::try_from(self.int(Id::ClipLength, time)?)
                 .ok()
                 .filter(|&n| n > 0),
+            track_cache: Some(self.string(Id::TrackCacheFile)?)
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .map(std::path::PathBuf::from),
         })
     }
 }
@@ -1233,7 +1283,7 @@ mod tests {
             let s = spec(*id).unwrap();
             assert_eq!(find(&s.name.to_string_lossy()), Some(*id));
         }
-        assert_eq!(ids.len(), 27);
+        assert_eq!(ids.len(), 30);
         assert_eq!(find("object1Prompts"), None);
         assert_eq!(
             TABLE.iter().filter(|e| **e == Entry::Objects).count(),
@@ -1297,6 +1347,9 @@ mod tests {
             ("memoryBudget", Some("cachePage")),
             ("trackOnRender", Some("cachePage")),
             ("clipLength", Some("cachePage")),
+            ("trackCacheFile", Some("cachePage")),
+            ("trackIntoCache", Some("cachePage")),
+            ("exportScript", Some("cachePage")),
         ]
         .map(|(n, p)| (n.to_string(), p.map(str::to_string)));
         assert_eq!(got, want);

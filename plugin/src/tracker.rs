@@ -889,7 +889,7 @@ impl Live {
 
 /// The prompts that fall inside the clip, with coordinates clamped into the image (a prompt
 /// made on a larger format stays usable instead of failing).
-fn clamp_to_clip(prompts: &ObjectPrompts, info: &ClipInfo) -> ObjectPrompts {
+pub(crate) fn clamp_to_clip(prompts: &ObjectPrompts, info: &ClipInfo) -> ObjectPrompts {
     let (w, h) = (f64::from(info.video_size.0), f64::from(info.video_size.1));
     let clamp = |x: f64, y: f64| (x.clamp(0.0, w), y.clamp(0.0, h));
     ObjectPrompts {

@@ -135,15 +135,27 @@ pub fn test_log_file() -> PathBuf {
     target_dir().join("plugin-tests/logs/sam2-rotoscope.log")
 }
 
+/// Where the plug-in puts track caches in the test hosts when its Track Cache File is empty (so
+/// that the tests do not write to the user's cache folder).
+pub fn test_cache_dir() -> PathBuf {
+    target_dir().join("plugin-tests/track-caches")
+}
+
 /// A host whose OFX_PLUGIN_PATH is `plugin_dir`, with the per-command timeout, not loaded yet;
-/// the plug-in logs to [`test_log_file`].
+/// the plug-in logs to [`test_log_file`] and puts track caches in [`test_cache_dir`].
 pub fn spawn(plugin_dir: &Path) -> Host {
     spawn_with_env(
         plugin_dir,
-        &[(
-            "SAM2_ROTOSCOPE_LOG_FILE",
-            &test_log_file().to_string_lossy(),
-        )],
+        &[
+            (
+                "SAM2_ROTOSCOPE_LOG_FILE",
+                &test_log_file().to_string_lossy(),
+            ),
+            (
+                "SAM2_ROTOSCOPE_CACHE_DIR",
+                &test_cache_dir().to_string_lossy(),
+            ),
+        ],
     )
 }
 

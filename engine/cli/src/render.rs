@@ -9,7 +9,8 @@ use sam2_engine::Script;
 use sam2_engine::clip::Clip;
 use sam2_engine::matte::MatteUpsampler;
 use sam2_engine::track_cache::{
-    Expected, TrackCacheError, TrackCacheReader, View, fingerprint_clip, model_hash, prompts_hash,
+    Expected, SourcePrint, TrackCacheError, TrackCacheReader, View, fingerprint_clip, frame_digest,
+    model_hash, prompts_hash,
 };
 
 use crate::args::{FrameRange, RenderArgs};
@@ -60,15 +61,10 @@ pub fn run(args: &RenderArgs, report: &mut Report) -> Result<String, CliError> {
             found: format!("{} frames of {width}×{height}", clip.len()),
         });
     }
-    let source = Expected {
-        source: Some(fingerprint_clip(&clip)?),
-        ..Expected::default()
-    };
-    let changes = reader.provenance().differences(&source);
-    if !changes.is_empty() {
+    if let Some(change) = source_change(&reader.provenance().source, &args.clip, &clip)? {
         return Err(TrackCacheError::Stale {
             path: args.cache.clone(),
-            changes: changes.join("; "),
+            changes: change,
         }
         .into());
     }
@@ -138,4 +134,39 @@ pub fn run(args: &RenderArgs, report: &mut Report) -> Result<String, CliError> {
         frames as f64 / seconds.max(1e-9),
     ));
     Ok(format!("The mattes are in {}", args.out.display()))
+}
+
+/// How the clip differs from the frames the cache was tracked from, in words (`None`: it does
+/// not). A cache the CLI wrote names the clip's files; one the effect wrote names only each frame
+/// as the model saw it, so every frame is decoded and compared.
+fn source_change(
+    cached: &str,
+    clip_path: &std::path::Path,
+    clip: &Clip,
+) -> Result<Option<String>, CliError> {
+    let Some(print) = SourcePrint::parse(cached) else {
+        return Ok(Some(
+            "the source frames cannot be checked (the cache names them in an unknown way)".into(),
+        ));
+    };
+    if let Some(files) = &print.files {
+        let now = fingerprint_clip(clip)?;
+        return Ok((&now != files).then(|| {
+            format!(
+                "the source frames changed ({}… then, {}… now)",
+                files.get(..12).unwrap_or(files),
+                now.get(..12).unwrap_or(&now)
+            )
+        }));
+    }
+    let mut source = sam2_engine::FolderSource::open(clip_path)?;
+    for (index, digest) in print.frames.iter().enumerate() {
+        let frame = sam2_engine::FrameSource::frame(&mut source, index)?;
+        if frame_digest(&frame) != *digest {
+            return Ok(Some(format!(
+                "the source frames changed (frame {index} differs from the one tracked)"
+            )));
+        }
+    }
+    Ok(None)
 }

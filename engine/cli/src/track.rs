@@ -18,7 +18,8 @@ use sam2_engine::script::{Interaction, ObjectId, Op};
 use sam2_engine::staged_dir::StagedDir;
 use sam2_engine::trace_writer::{TraceInfo, TraceWriter, trace_existing};
 use sam2_engine::track_cache::{
-    Layout, Provenance, TrackCacheWriter, fingerprint_clip, is_track_cache, prompts_hash,
+    Layout, Provenance, SourcePrint, TrackCacheWriter, fingerprint_clip, frame_digest,
+    is_track_cache, prompts_hash,
 };
 use sam2_engine::{ClipSession, FolderSource, FrameSource, Model, Script, SessionSettings};
 
@@ -63,7 +64,7 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
     if !clip_path.exists() {
         return Err(CliError::ClipMissing { path: clip_path });
     }
-    let source = FolderSource::open(&clip_path)?;
+    let mut source = FolderSource::open(&clip_path)?;
     warn_about_gaps(&clip_path, &source);
     script.check_frames(&args.script, source.num_frames())?;
     check_apart(&args.out, args.trace.as_deref())?;
@@ -75,9 +76,10 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
             });
         }
     }
-    // Fingerprinted before tracking reads the frames, so that the cache names what was read.
+    // Fingerprinted before tracking reads the frames, so that the cache names what was read:
+    // the files, and each frame as the model sees it (what the effect checks a frame against).
     let fingerprint = match &args.cache {
-        Some(_) => Some(fingerprint_clip(source.clip())?),
+        Some(_) => Some(source_print(&mut source)?),
         None => None,
     };
     StagedDir::check(&args.out, mattes::existing(args.force))
@@ -110,7 +112,8 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
     let mut session = ClipSession::new(model, Box::new(source), settings)?;
     signals::check()?;
     if let (Some(path), Some(fingerprint)) = (&args.cache, fingerprint) {
-        let provenance = Provenance::for_session(&session, fingerprint, prompts_hash(&script)?);
+        let provenance =
+            Provenance::for_session(&session, fingerprint.to_string(), prompts_hash(&script)?);
         let (width, height) = session.video_size();
         let layout = Layout {
             width,
@@ -265,6 +268,18 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
         matte_time.as_secs_f64(),
     ));
     Ok(format!("The mattes are in {}", out_path.display()))
+}
+
+/// The clip's files' fingerprint and every frame's digest (each frame decoded once more).
+fn source_print(source: &mut FolderSource) -> Result<SourcePrint, CliError> {
+    let files = fingerprint_clip(source.clip())?;
+    let frames = (0..source.num_frames())
+        .map(|i| source.frame(i).map(|f| frame_digest(&f)))
+        .collect::<sam2_engine::Result<Vec<u64>>>()?;
+    Ok(SourcePrint {
+        frames,
+        files: Some(files),
+    })
 }
 
 /// One warning when the clip's frame numbers have gaps: the frames are renumbered 0, 1, 2, … in

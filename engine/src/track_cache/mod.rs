@@ -20,15 +20,18 @@ mod cold;
 mod provenance;
 mod reader;
 mod record;
+mod source;
 mod writer;
 
 use std::path::PathBuf;
 
 pub use cold::ColdStore;
 pub use provenance::{
-    Expected, Layout, Provenance, engine_version, fingerprint_clip, model_hash, prompts_hash,
+    Expected, Layout, Provenance, engine_version, fingerprint_clip, model_hash, predictor_text,
+    prompts_hash,
 };
 pub use reader::{CachedFrame, TrackCacheReader, View};
+pub use source::{SourcePrint, frame_digest};
 pub use writer::TrackCacheWriter;
 
 /// What can go wrong with a track cache, each a sentence naming the file and what to do.

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clip::Clip;
 use crate::error::{Error, Result};
-use crate::predictor::ClipSession;
+use crate::predictor::{ClipSession, SessionSettings};
 use crate::script::{Interaction, Script};
 
 /// What the results were computed from.
@@ -82,10 +82,7 @@ impl Provenance {
             engine: engine_version(),
             model: model.dir().manifest_sha256().to_string(),
             precision: format!("{precision} on {}", providers.join("+")),
-            predictor: format!(
-                "add_all_frames_to_correct_as_cond={}, fill_hole_area={}",
-                settings.add_all_frames_to_correct_as_cond, settings.fill_hole_area
-            ),
+            predictor: predictor_text(settings),
             source,
             prompts,
         }
@@ -155,6 +152,14 @@ fn short(text: &str) -> String {
     } else {
         text.to_string()
     }
+}
+
+/// The session settings that change results, as a cache's `predictor` names them.
+pub fn predictor_text(settings: &SessionSettings) -> String {
+    format!(
+        "add_all_frames_to_correct_as_cond={}, fill_hole_area={}",
+        settings.add_all_frames_to_correct_as_cond, settings.fill_hole_area
+    )
 }
 
 /// The engine as a cache names it.

@@ -1,5 +1,6 @@
 //! The buttons and what follows a parameter change: Track (with the host's progress bar), Clear
-//! Track After, Clear Frame, Clear All, prompt edits as undoable steps, and the status line.
+//! Track After, Clear Frame, Clear All, Track Whole Clip Into Cache and Export Tracking Script,
+//! prompt edits as undoable steps, and the status line.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -17,8 +18,10 @@ use crate::error::{PluginError, Result};
 use crate::ffi::messages::Severity;
 use crate::ffi::progress::Progress;
 use crate::ffi::props::PropSet;
+use crate::host_source::{Access, CheckedSource, HostSource};
 use crate::params::{self, Id, Values};
 use crate::prompts::{ObjectPrompts, PromptEdit};
+use crate::track_cache;
 use crate::tracker::{TrackDirection, Tracker};
 
 /// How long a button waits for a render of this instance to finish.
@@ -115,6 +118,180 @@ impl Instance {
         Ok(failures)
     }
 
+    /// The Track Cache File to write: the parameter's, else a new file in the user's cache folder,
+    /// which then goes into the parameter (one per effect instance; saved with the project).
+    fn cache_file_for_writing(&self, values: &Values) -> Result<std::path::PathBuf> {
+        if let Some(path) = &values.track_cache {
+            if path.is_relative() {
+                return Err(PluginError::RelativeCachePath { path: path.clone() });
+            }
+            return Ok(path.clone());
+        }
+        let dir = track_cache::default_dir(|name| std::env::var_os(name))
+            .ok_or(PluginError::NoCacheFolder)?;
+        std::fs::create_dir_all(&dir).map_err(|e| PluginError::WriteFile {
+            path: dir.clone(),
+            message: e.to_string(),
+        })?;
+        let path = dir.join(track_cache::new_file_name());
+        self.params.set.edit_begin("SAM 2: track cache file");
+        self.params
+            .get(Id::TrackCacheFile)?
+            .set_string(&path.to_string_lossy());
+        self.params.set.edit_end();
+        Ok(path)
+    }
+
+    /// The prompts as the script that tracks the whole clip, and the clip; refuses a clip
+    /// without prompts.
+    fn whole_clip_script(
+        &self,
+        values: &Values,
+    ) -> Result<(sam2_engine::Script, crate::tracker::ClipInfo)> {
+        let (objects, _) = self.read_prompts(values)?;
+        let clip = self.connected_source()?;
+        let info = self.clip_info(clip, values)?;
+        if info.length != crate::tracker::ClipLength::Known {
+            return Err(PluginError::UnknownClipLength);
+        }
+        let script = track_cache::script(&objects, &info);
+        if !track_cache::has_prompts(&script) {
+            return Err(PluginError::NothingToTrack);
+        }
+        Ok((script, info))
+    }
+
+    /// Writes `script` beside the cache at `cache`; returns where.
+    fn write_script(
+        &self,
+        script: &sam2_engine::Script,
+        cache: &std::path::Path,
+    ) -> Result<std::path::PathBuf> {
+        let path = track_cache::script_path(cache);
+        let text = track_cache::script_json(script)?;
+        // Whole or not at all: a tracking task may read it at any moment.
+        let staging = path.with_extension(format!("json.{}.tmp", std::process::id()));
+        std::fs::write(&staging, text)
+            .and_then(|()| std::fs::rename(&staging, &path))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&staging);
+                PluginError::WriteFile {
+                    path: path.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+        Ok(path)
+    }
+
+    /// Export Tracking Script.
+    fn export_script(&self, values: &Values) -> Result<()> {
+        let (script, _) = self.whole_clip_script(values)?;
+        let cache = self.cache_file_for_writing(values)?;
+        let path = self.write_script(&script, &cache)?;
+        log::info!("exported the tracking script {}", path.display());
+        Ok(())
+    }
+
+    /// Track Whole Clip Into Cache: the whole clip read once for its digests, then tracked from
+    /// the prompts' script in a session of its own (what the CLI's `track` runs: the same
+    /// results), its results written into the cache as they go (memory flat in the clip's
+    /// length) and committed at the end — also when cancelled: the frames tracked so far render
+    /// from the cache, the others from the live session.
+    fn track_into_cache(&self, values: &Values) -> Result<()> {
+        use sam2_engine::track_cache::{
+            Layout, Provenance, SourcePrint, TrackCacheWriter, is_track_cache, prompts_hash,
+        };
+        if !crate::ffi::host::temporal_clip_access() {
+            return Err(PluginError::NoTemporalAccess);
+        }
+        let (script, info) = self.whole_clip_script(values)?;
+        let path = self.cache_file_for_writing(values)?;
+        if path.exists() && !is_track_cache(&path) {
+            return Err(PluginError::NotATrackCache { path });
+        }
+        let (model, _) = self.model(values)?;
+        self.write_script(&script, &path)?;
+        let clip = self.connected_source()?;
+        let host = HostSource::new(clip, info, self.lent.clone(), Access::AnyFrame);
+        let source = {
+            let progress = Progress::start(self.effect, "SAM 2 Rotoscope: reading the clip");
+            CheckedSource::read(host, &mut |done, total| {
+                progress.update(done as f64 / total.max(1) as f64)
+            })?
+        };
+        let Some(source) = source else {
+            log::info!("tracking into the cache cancelled while reading the clip");
+            return Ok(());
+        };
+        let print = SourcePrint {
+            frames: source.digests().to_vec(),
+            files: None,
+        };
+        let settings = sam2_engine::SessionSettings {
+            frame_cache_bytes: values.cache_bytes,
+            ..sam2_engine::SessionSettings::for_model(&model)
+        };
+        let mut session = sam2_engine::ClipSession::new(model, Box::new(source), settings)?;
+        let provenance =
+            Provenance::for_session(&session, print.to_string(), prompts_hash(&script)?);
+        let (width, height) = session.video_size();
+        let layout = Layout {
+            width,
+            height,
+            num_frames: session.num_frames(),
+            low_res: session.model().geometry().low_res,
+        };
+        session.attach_cache(TrackCacheWriter::create(&path, &provenance, layout)?)?;
+        let total = info.num_frames;
+        let mut done = 0usize;
+        let mut cancelled = false;
+        {
+            let progress = Progress::start(self.effect, "SAM 2 Rotoscope: tracking into the cache");
+            sam2_engine::replay::run_script(
+                &mut session,
+                &script,
+                |_, _| {
+                    done += 1;
+                    if progress.update(done as f64 / total.max(1) as f64) {
+                        ControlFlow::Continue(())
+                    } else {
+                        cancelled = true;
+                        ControlFlow::Break(())
+                    }
+                },
+                // A cancelled propagation ends the script (run_script returns).
+                |_| ControlFlow::Continue(()),
+            )?;
+        }
+        session.commit_cache()?;
+        log::info!(
+            "tracked {done} frames into the track cache {}{}",
+            path.display(),
+            if cancelled { " (cancelled)" } else { "" }
+        );
+        Ok(())
+    }
+
+    /// A cache button: its work under the tracking flag (so that renders meanwhile do not wait),
+    /// then its message, a revision bump and the status line.
+    fn cache_button(
+        &self,
+        values: &Values,
+        work: impl FnOnce(&Values) -> Result<()>,
+    ) -> Result<()> {
+        let Some(_tracking) = Flag::raise(&self.tracking) else {
+            // Pressed again while a running button's progress bar let the host call us.
+            return Ok(());
+        };
+        match work(values) {
+            Ok(()) => self.show(None),
+            Err(e) => self.show_error(&e),
+        }
+        self.bump_revision()?;
+        self.refresh_status(values);
+        Ok(())
+    }
+
     /// Applies an edit to object `slot`'s prompts, as one undoable step.
     pub(crate) fn apply_edit(&self, slot: u32, edit: PromptEdit, values: &Values) -> Result<bool> {
         let Some(param) = self.params.object(slot).map(|o| o.prompts) else {
@@ -181,6 +358,13 @@ impl Instance {
                 _ => "No model loaded yet: it loads at the first render.".to_string(),
             }
         };
+        let text = match &values.track_cache {
+            Some(path) => format!(
+                "{text} · {}",
+                track_cache::status(&self.track_cache.lock(), path)
+            ),
+            None => text,
+        };
         let Ok(status) = self.params.get(Id::Status) else {
             return;
         };
@@ -231,6 +415,8 @@ impl Instance {
             Id::TrackForward => self.track(time, &values, TrackDirection::Forward)?,
             Id::TrackBackward => self.track(time, &values, TrackDirection::Backward)?,
             Id::TrackBoth => self.track(time, &values, TrackDirection::Both)?,
+            Id::TrackIntoCache => self.cache_button(&values, |v| self.track_into_cache(v))?,
+            Id::ExportScript => self.cache_button(&values, |v| self.export_script(v))?,
             Id::ClearAfter => {
                 match self.lock_for_button() {
                     Some(mut tracker) => {

@@ -3,7 +3,8 @@
 //! instance's tracker mutex), and the actions, by concern:
 //! [`rendering`] (render: the frame's mattes and the output), [`buttons`] (Track, Clear, and the
 //! status line), [`clip`] (the Source clip as the session sees it, clip preferences, regions of
-//! interest).
+//! interest). A frame the Track Cache File covers renders from the cache alone
+//! (crate::track_cache): no tracker, no model.
 //!
 //! **Locks.** The tracker's mutex is the only long one. A Track button holds it for the whole
 //! propagation and calls the host's progress bar meanwhile, which may let the host run other
@@ -70,6 +71,8 @@ pub struct Instance {
     fallback: Mutex<Option<String>>,
     prompts: Mutex<PromptCache>,
     pub(crate) pen: Mutex<Pen>,
+    /// The Track Cache File, open between renders.
+    track_cache: Mutex<Option<crate::track_cache::OpenCache>>,
 }
 
 /// Where the bundle this binary was loaded from is: from the binary's own path, else from the
@@ -123,6 +126,7 @@ impl Instance {
             fallback: Mutex::new(None),
             prompts: Mutex::new(vec![None; crate::tracker::MAX_OBJECTS as usize]),
             pen: Mutex::new(Pen::default()),
+            track_cache: Mutex::new(None),
         })
     }
 
@@ -172,14 +176,8 @@ impl Instance {
     /// The model the parameters ask for (loaded once per process and shared); a failure is
     /// remembered until the choice changes, so a broken model is not re-read at every render.
     fn model(&self, values: &Values) -> Result<(Arc<sam2_engine::Model>, ModelChoice)> {
-        // Without a bundle path there is no bundled model: the message then names no folder.
-        let models_dir = self
-            .bundle
-            .as_ref()
-            .map(BundlePaths::models_dir)
-            .unwrap_or_default();
         let key = ModelKey {
-            dir: models::model_dir(&values.model_directory, &models_dir)?,
+            dir: self.model_dir(values)?,
             device: values.device,
         };
         if let Some((failed, message)) = self.model_failure.lock().as_ref()
@@ -224,6 +222,17 @@ impl Instance {
                 Err(e)
             }
         }
+    }
+
+    /// The model folder (or checkpoint file) the parameters ask for, not loaded.
+    fn model_dir(&self, values: &Values) -> Result<std::path::PathBuf> {
+        // Without a bundle path there is no bundled model: the message then names no folder.
+        let models_dir = self
+            .bundle
+            .as_ref()
+            .map(BundlePaths::models_dir)
+            .unwrap_or_default();
+        models::model_dir(&values.model_directory, &models_dir)
     }
 
     /// The enabled objects' prompts (parsed only when a parameter changed), and sentences about

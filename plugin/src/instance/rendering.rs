@@ -1,6 +1,7 @@
-//! The render path: the frame's mattes (tracking on render within reach, a new session when the
-//! source changed or proxy frames were encoded), finished for the render scale, and composed into
-//! the output — or the source passed through with a message.
+//! The render path: the frame's mattes — from the Track Cache File when it covers the frame and
+//! matches (no tracker, no model), else from the live session (tracking on render within reach, a
+//! new session when the source changed or proxy frames were encoded) — finished for the render
+//! scale, and composed into the output; or the source passed through with a message.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +26,7 @@ use crate::render::{
     MatteFrame, ObjectLayer, RectI, Rows, fingerprint, model_frame, pixel_rect, render,
     scaled_refinement, scaled_settings,
 };
+use crate::track_cache::{self, Lookup, Problem};
 use crate::tracker::{ClipInfo, ClipLength, FrameState, Tracker};
 
 /// Finished mattes of one frame, kept for the next render of the same frame (hosts that render
@@ -84,6 +86,15 @@ enum Shown {
     },
     /// No object is tracked on this frame: the source, and this warning.
     NotTracked(String),
+}
+
+/// What the Track Cache File gave a render.
+#[derive(Debug)]
+enum FromCache {
+    /// The frame's mattes, from the cache alone.
+    Served(Shown),
+    /// The live session renders the frame; why the cache was not used, when that needs saying.
+    Live(Option<Problem>),
 }
 
 /// The warning for a frame where `missing` objects (names; all when `None`) are not tracked.
@@ -390,6 +401,102 @@ impl Instance {
         }
     }
 
+    /// The region the mattes cover: the source image's, else the clip's region of definition.
+    fn render_region(&self, time: f64, scale: [f64; 2], source: Option<&Image>) -> Result<RectI> {
+        let clip = self.connected_source()?;
+        source
+            .and_then(Image::region_of_definition)
+            .or_else(|| {
+                clip.region_of_definition(time)
+                    .map(|rod| pixel_rect(rod, scale, self.source_par()))
+            })
+            .ok_or(PluginError::NoSource)
+    }
+
+    /// The frame's mattes from the Track Cache File, when it is set, covers the frame and matches
+    /// the prompts, the model and (at full resolution) the frame's pixels.
+    fn cached_mattes(
+        &self,
+        time: f64,
+        scale: [f64; 2],
+        values: &Values,
+        source: Option<&Image>,
+    ) -> FromCache {
+        let Some(path) = values.track_cache.as_deref() else {
+            return FromCache::Live(None);
+        };
+        let problem = |e: PluginError| {
+            FromCache::Live(Some(Problem {
+                stale: false,
+                text: format!("The track cache {} cannot be used: {e}", path.display()),
+            }))
+        };
+        // What the live path reports too (no source, unreadable prompts) is left to it.
+        let prepared = (|| {
+            let clip = self.connected_source()?;
+            let info = self.clip_info(clip, values)?;
+            let (objects, _) = self.read_prompts(values)?;
+            let region = self.render_region(time, scale, source)?;
+            Ok::<_, PluginError>((info, track_cache::script(&objects, &info), region))
+        })();
+        let Ok((info, script, region)) = prepared else {
+            return FromCache::Live(None);
+        };
+        let expected = match track_cache::expected(&script, self.model_dir(values).ok().as_deref())
+        {
+            Ok(expected) => expected,
+            Err(e) => return problem(e),
+        };
+        let Some(index) = info.index(time.round() as i64) else {
+            return FromCache::Live(None);
+        };
+        // The frame as the model would see it, at full resolution only (a proxy frame has other
+        // pixels): it must be the frame that was tracked.
+        let full = scale == [1.0, 1.0]
+            && (region.width(), region.height())
+                == (info.video_size.0 as usize, info.video_size.1 as usize);
+        let digest = source.filter(|_| full).map(|image| {
+            sam2_engine::track_cache::frame_digest(&model_frame(
+                image,
+                region,
+                values.linear_source,
+            ))
+        });
+        let found = track_cache::lookup(
+            &mut self.track_cache.lock(),
+            path,
+            &expected,
+            &info,
+            index,
+            digest,
+        );
+        match found {
+            Lookup::Served { logits, side } => {
+                let tracked = Tracked {
+                    wanted: true,
+                    first_prompt: None,
+                    info,
+                    index,
+                    state: FrameState::Ready,
+                    logits,
+                    side,
+                };
+                let settings = scaled_settings(&values.matte, scale[0]);
+                let refine = refinement_for(values, scale, source, time);
+                match self.finish_mattes(tracked, region, settings, refine, values) {
+                    Ok(finished) => FromCache::Served(Shown::Mattes {
+                        region,
+                        finished: Some(finished),
+                        untracked: None,
+                    }),
+                    Err(e) => problem(e),
+                }
+            }
+            Lookup::NotCovered => FromCache::Live(None),
+            Lookup::Unusable(why) => FromCache::Live(Some(why)),
+        }
+    }
+
     /// What the frame at `time` shows, and warnings to show with it.
     fn frame_mattes(
         &self,
@@ -398,18 +505,10 @@ impl Instance {
         values: &Values,
         source: &mut Option<Image>,
     ) -> Result<(Shown, Vec<String>)> {
-        let clip = self.connected_source()?;
         let mut warnings = Vec::new();
         let tracked = self.track_to(time, scale, values, source, &mut warnings)?;
         let frame = time.round() as i64;
-        let region = source
-            .as_ref()
-            .and_then(Image::region_of_definition)
-            .or_else(|| {
-                clip.region_of_definition(time)
-                    .map(|rod| pixel_rect(rod, scale, self.source_par()))
-            })
-            .ok_or(PluginError::NoSource)?;
+        let region = self.render_region(time, scale, source.as_ref())?;
         let untracked = match &tracked.state {
             // Prompts the engine refused on every object (warnings say why): nothing here can
             // be vouched for.
@@ -447,16 +546,7 @@ impl Instance {
         };
         // The objects current here are shown even when others are not tracked yet.
         let settings = scaled_settings(&values.matte, scale[0]);
-        let refine = match (&values.refinement, source.as_ref()) {
-            (Some(r), Some(image)) => Some((scaled_refinement(r, scale[0]), image as &dyn Rows)),
-            (Some(_), None) => {
-                log::warn!(
-                    "frame {frame}: Refine Edges has no source image to follow; the matte is not refined"
-                );
-                None
-            }
-            (None, _) => None,
-        };
+        let refine = refinement_for(values, scale, source.as_ref(), time);
         let finished = self.finish_mattes(tracked, region, settings, refine, values)?;
         Ok((
             Shown::Mattes {
@@ -516,7 +606,15 @@ impl Instance {
             _ => None,
         };
         let values = self.params.values(time)?;
-        let (frame, notice) = match self.frame_mattes(time, scale, &values, &mut source) {
+        let (shown, cache_problem) = match self.cached_mattes(time, scale, &values, source.as_ref())
+        {
+            FromCache::Served(shown) => (Ok((shown, Vec::new())), None),
+            FromCache::Live(problem) => (
+                self.frame_mattes(time, scale, &values, &mut source),
+                problem,
+            ),
+        };
+        let (frame, notice) = match shown {
             Ok((
                 Shown::Mattes {
                     region,
@@ -537,6 +635,20 @@ impl Instance {
                 (None, Some((Severity::Warning, e.to_string())))
             }
             Err(e) => (None, Some((Severity::Error, e.to_string()))),
+        };
+        // Why the cache was not used comes first; an unusable cache (damaged, unfinished) is an
+        // error whatever the live session showed.
+        let notice = match (cache_problem, notice) {
+            (None, notice) => notice,
+            (Some(p), None) => Some((cache_severity(&p), p.text)),
+            (Some(p), Some((severity, text))) => {
+                let severity = if severity == Severity::Error {
+                    severity
+                } else {
+                    cache_severity(&p)
+                };
+                Some((severity, format!("{} {text}", p.text)))
+            }
         };
         let source_rows = source.as_ref().map(|s| s as &dyn Rows);
         match &frame {
@@ -572,5 +684,35 @@ impl Instance {
             None => render(source_rows, &mut output, window, None, &values.look)?,
         }
         Ok(notice)
+    }
+}
+
+/// A stale cache is a warning (the live session goes on); a damaged or unfinished one an error.
+fn cache_severity(problem: &Problem) -> Severity {
+    if problem.stale {
+        Severity::Warning
+    } else {
+        Severity::Error
+    }
+}
+
+/// Refine Edges at the render's scale, guided by the render's source image (`None`: off, or no
+/// source image to follow).
+fn refinement_for<'a>(
+    values: &Values,
+    scale: [f64; 2],
+    source: Option<&'a Image>,
+    time: f64,
+) -> Option<(EdgeRefinement, &'a dyn Rows)> {
+    match (&values.refinement, source) {
+        (Some(r), Some(image)) => Some((scaled_refinement(r, scale[0]), image as &dyn Rows)),
+        (Some(_), None) => {
+            log::warn!(
+                "frame {}: Refine Edges has no source image to follow; the matte is not refined",
+                time.round() as i64
+            );
+            None
+        }
+        (None, _) => None,
     }
 }
