@@ -220,8 +220,9 @@ fn box_means<const N: usize>(
             *mean = sum.map(|s| (s * inverse) as f32);
         }
     };
-    // Row `y`'s horizontal means live in slot `y % (2r + 1)` while it is in the window.
-    let slots = 2 * r + 1;
+    // Row `y`'s horizontal means live in slot `y % slots` while it is in the window, which spans
+    // at most `2r + 1` rows and at most the grid (a radius larger than the grid needs no more).
+    let slots = (2 * r + 1).min(h).max(1);
     let mut ring = vec![[0.0f32; N]; slots * w];
     let slot = |y: usize| (y % slots) * w..(y % slots + 1) * w;
     let mut columns = vec![[0.0f64; N]; w];
@@ -555,7 +556,12 @@ mod tests {
     /// sums must not subtract rows they never added) gives the direct sum over the cut window.
     #[test]
     fn box_means_match_a_direct_sum_with_cut_windows_in_any_band() {
-        let (w, h, r) = (7, 9, 2);
+        for (w, h, r) in [(7, 9, 2), (4, 3, 5), (5, 6, 3)] {
+            box_means_match_a_direct_sum(w, h, r);
+        }
+    }
+
+    fn box_means_match_a_direct_sum(w: usize, h: usize, r: usize) {
         let cells: Vec<[f32; 4]> = (0..w * h)
             .map(|i| [((i * 37) % 11) as f32 * 0.1, (i % 5) as f32, 0.0, 1.0])
             .collect();
