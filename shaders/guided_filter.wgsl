@@ -1,5 +1,6 @@
-// Refine Edges on the GPU: the fast guided filter of engine/src/matte/refine.rs, pass for pass and
-// in the same arithmetic order, so that the two paths agree within 1e-4 (engine/tests/matte_refine.rs).
+// Refine Edges on the GPU: the fast guided filter of engine/src/matte/refine.rs (CPU passes in
+// refine_cpu.rs), pass for pass and in the same arithmetic order, so that the two paths agree within
+// 1e-4 (engine/tests/matte_refine.rs).
 //
 // The upsampled logits are the upsampling shader's output buffer, still on the card; the frame (the
 // guide) is uploaded as its RGB bytes, four to a word. Passes, each a dispatch:
@@ -8,10 +9,12 @@
 //   coefficients  a (per guide channel) and b per grid cell
 //   box_h, box_v  ā and b̄
 //   apply         q = ā·I + b̄ at full resolution (bilinear ā, b̄), clamped, optionally as logits
-// The CPU's box filter uses running sums in f64; here each output sums its window directly in f32.
+// The CPU's box filter uses running sums in f64 (and it sums the guide's bytes as integers); here
+// each output sums its window directly in f32.
 // What the two paths round differently is mostly the f32 means themselves: a variance is a small
 // difference of them and ε (1e-4) magnifies it, so at 1080p the paths differ by up to 8e-5 on
-// lavapipe (Kahan-compensated sums here changed nothing).
+// lavapipe on the test's frame (Kahan-compensated sums here changed nothing). On the real photographs
+// of tests/fixtures/edges with the colour guide they differ by up to about 1e-3 near some edges.
 
 struct Params {
     width: u32,

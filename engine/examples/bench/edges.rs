@@ -10,12 +10,13 @@
 //! truth: boundary F within 2 pixels (DAVIS's F with a fixed tolerance) and IoU.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use image::imageops::FilterType;
 use sam2_engine::mask_prompt::{mask_as_logits, to_model_size};
 use sam2_engine::matte::{
-    EdgeRefinement, Guide, MatteDevice, MatteSettings, MatteUpsampler, finish, refine_edges,
+    EdgeRefinement, EdgeRefiner, Guide, MatteDevice, MatteSettings, MatteUpsampler, RefineTimes,
+    finish, refine_edges,
 };
 
 use crate::BoxResult;
@@ -72,13 +73,27 @@ pub struct CaseResult {
     pub refined: Score,
 }
 
+/// The CPU refinement's timing at one size.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuTiming {
+    /// The median wall-clock time of a refinement.
+    pub median: Duration,
+    /// The median of each pass.
+    pub passes: RefineTimes,
+    /// The mean CPU time of a refinement, all threads together (Linux: `/proc/self/stat`, in
+    /// 10 ms ticks, summed over the runs). Unlike wall-clock time it hardly grows when other
+    /// processes compete for the cores, so divided by the threads it estimates what an idle
+    /// machine would take.
+    pub cpu: Option<Duration>,
+}
+
 /// The GPU adapter's name, whether it is a software renderer, and a median time per size.
 pub type GpuTimes = (String, bool, Vec<((usize, usize), Duration)>);
 
 pub struct Edges {
     pub results: Vec<CaseResult>,
-    /// Median refine time (CPU, `threads` threads) per size.
-    pub cpu_times: Vec<((usize, usize), Duration)>,
+    /// Per size, the CPU refinement's timing (`threads` threads).
+    pub cpu_times: Vec<((usize, usize), CpuTiming)>,
     /// Median time of the GPU's upsample + refine + readback per size, with the adapter's name
     /// and whether it is a software renderer; or why there is none.
     pub gpu: Result<GpuTimes, String>,
@@ -247,7 +262,7 @@ pub fn run(dir: &Path, settings: EdgeRefinement, threads: usize, runs: usize) ->
     let cases = load(dir)?;
     let mut up = MatteUpsampler::new(MatteDevice::Cpu)?;
     let mut results = Vec::new();
-    let mut cpu_times: Vec<((usize, usize), Duration)> = Vec::new();
+    let mut cpu_times: Vec<((usize, usize), CpuTiming)> = Vec::new();
     for case in &cases {
         let upsampled = up.upsample(&case.logits, LOGITS, LOGITS, case.width, case.height)?;
         let before = matte(case, &upsampled, None, threads)?;
@@ -268,11 +283,11 @@ pub fn run(dir: &Path, settings: EdgeRefinement, threads: usize, runs: usize) ->
                 width: case.width,
                 height: case.height,
             };
-            let time = median_of(runs, || refine_edges(&upsampled, guide, &settings, threads));
-            cpu_times.push(((case.width, case.height), time));
+            let timing = cpu_time(&upsampled, guide, &settings, threads, runs)?;
+            cpu_times.push(((case.width, case.height), timing));
         }
     }
-    cpu_times.sort();
+    cpu_times.sort_by_key(|(size, _)| *size);
     let gpu = gpu_times(&cases, &settings, runs);
     Ok(Edges {
         results,
@@ -280,6 +295,59 @@ pub fn run(dir: &Path, settings: EdgeRefinement, threads: usize, runs: usize) ->
         gpu,
         settings,
     })
+}
+
+/// The CPU refinement as the pipeline runs it: an [`EdgeRefiner`] kept from frame to frame,
+/// refining the upsampled logits in place (restoring them between runs is not timed).
+fn cpu_time(
+    upsampled: &[f32],
+    guide: Guide<'_>,
+    settings: &EdgeRefinement,
+    threads: usize,
+    runs: usize,
+) -> BoxResult<CpuTiming> {
+    let mut refiner = EdgeRefiner::new();
+    let mut logits = upsampled.to_vec();
+    refiner.refine(&mut logits, guide, settings, threads)?;
+    let mut samples = Vec::with_capacity(runs);
+    let mut ticks = Some(0u64);
+    for _ in 0..runs {
+        logits.copy_from_slice(upsampled);
+        let before = cpu_ticks();
+        let start = Instant::now();
+        let passes = refiner.refine(&mut logits, guide, settings, threads)?;
+        samples.push((start.elapsed(), passes));
+        ticks = match (ticks, before, cpu_ticks()) {
+            (Some(sum), Some(before), Some(after)) => Some(sum + after.saturating_sub(before)),
+            _ => None,
+        };
+    }
+    let median = |pick: &dyn Fn(&(Duration, RefineTimes)) -> Duration| {
+        let mut times: Vec<Duration> = samples.iter().map(pick).collect();
+        times.sort();
+        times.get(times.len() / 2).copied().unwrap_or_default()
+    };
+    Ok(CpuTiming {
+        median: median(&|s| s.0),
+        passes: RefineTimes {
+            subsample: median(&|s| s.1.subsample),
+            coefficients: median(&|s| s.1.coefficients),
+            apply: median(&|s| s.1.apply),
+        },
+        cpu: ticks
+            .filter(|_| runs > 0)
+            .map(|t| Duration::from_millis(t * 10) / runs as u32),
+    })
+}
+
+/// This process' user + system time so far, in Linux's 10 ms ticks (all threads, ended ones
+/// included); `None` where `/proc/self/stat` is not there.
+fn cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name in parentheses, which may hold spaces.
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split(' ').collect();
+    let field = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    Some(field(11)? + field(12)?)
 }
 
 /// The GPU path's median time per size (one clip per size).
@@ -389,8 +457,32 @@ pub fn section(edges: &Edges, threads: usize, runs: usize) -> Section {
             after.iou >= before.iou,
         ));
     }
-    for (size, time) in &edges.cpu_times {
-        let ms = time.as_secs_f64() * 1000.0;
+    for (size, timing) in &edges.cpu_times {
+        let ms = timing.median.as_secs_f64() * 1000.0;
+        let pass_ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let passes = &timing.passes;
+        rows.push(Row::info(
+            format!("CPU refine {}×{} per pass (medians)", size.0, size.1),
+            format!(
+                "subsample {:.1} + coefficients {:.1} + apply {:.1} ms",
+                pass_ms(passes.subsample),
+                pass_ms(passes.coefficients),
+                pass_ms(passes.apply)
+            ),
+        ));
+        if let Some(cpu) = timing.cpu {
+            rows.push(Row::info(
+                format!(
+                    "CPU refine {}×{}: CPU time per refine, all threads (÷ {threads}: an idle machine's time)",
+                    size.0, size.1
+                ),
+                format!(
+                    "{:.1} ms (÷ {threads} = {:.1} ms)",
+                    pass_ms(cpu),
+                    pass_ms(cpu) / threads.max(1) as f64
+                ),
+            ));
+        }
         let what = format!(
             "CPU refine {}×{} ({threads} threads, median of {runs})",
             size.0, size.1

@@ -24,6 +24,7 @@ mod finishing;
 mod gpu;
 mod morphology;
 mod refine;
+mod refine_cpu;
 mod refine_gpu;
 
 pub use bilinear::{upsample_bilinear, upsample_bilinear_into};
@@ -36,6 +37,7 @@ pub use refine::{
     DEFAULT_EPSILON, DEFAULT_RADIUS_PER_1024, EdgeRefinement, Guide, GuideChannels, LOGIT_LIMIT,
     RefinePlan, alpha_to_logit, refine_alpha, refine_edges,
 };
+pub use refine_cpu::{EdgeRefiner, RefineTimes};
 
 /// Where upsampling runs; a user setting (serde-friendly for the plugin's saved state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -67,6 +69,8 @@ pub enum ActiveDevice {
 pub struct MatteUpsampler {
     requested: MatteDevice,
     gpu: Option<GpuUpsampler>,
+    /// Refine Edges on the CPU, with its buffers kept from frame to frame.
+    refiner: EdgeRefiner,
 }
 
 impl MatteUpsampler {
@@ -87,6 +91,7 @@ impl MatteUpsampler {
         Ok(Self {
             requested: device,
             gpu,
+            refiner: EdgeRefiner::new(),
         })
     }
 
@@ -152,8 +157,9 @@ impl MatteUpsampler {
             return self.upsample(src, in_w, in_h, guide.width, guide.height);
         };
         let Some(gpu) = self.gpu.as_mut() else {
-            let upsampled = upsample_bilinear(src, in_w, in_h, guide.width, guide.height)?;
-            return refine_edges(&upsampled, guide, settings, 0);
+            let mut upsampled = upsample_bilinear(src, in_w, in_h, guide.width, guide.height)?;
+            self.refiner.refine(&mut upsampled, guide, settings, 0)?;
+            return Ok(upsampled);
         };
         match gpu.upsample_refined(src, in_w, in_h, guide, settings) {
             Ok(out) => Ok(out),
@@ -168,8 +174,9 @@ impl MatteUpsampler {
                 if matches!(error, MatteError::DeviceLost { .. }) {
                     self.gpu = None;
                 }
-                let upsampled = upsample_bilinear(src, in_w, in_h, guide.width, guide.height)?;
-                refine_edges(&upsampled, guide, settings, 0)
+                let mut upsampled = upsample_bilinear(src, in_w, in_h, guide.width, guide.height)?;
+                self.refiner.refine(&mut upsampled, guide, settings, 0)?;
+                Ok(upsampled)
             }
             Err(error) => Err(error),
         }
