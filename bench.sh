@@ -6,6 +6,8 @@
 #     here the first time when the exporter venv exists) on the first BENCH_TINY_FRAMES frames of the first clip;
 #   - peak memory with a track cache attached (the cold tier), 200 vs 2000 frames, 256² model, one object; with
 #     BENCH_TINY_RSS=100,1000 also the 1024² model with three objects (long: opt-in);
+#   - the re-track case at 1024²: BENCH_RETRACK_FRAMES (default 24) frames of the first clip played forward then
+#     backward, a correction click on the middle frame and Track Forward to the end, engine and official (0: skip);
 #   - the official PyTorch predictor on the same weights, clips, frames and thread count, when the exporter
 #     venv exists (bundle/exporter/setup-venv.sh); without it those rows say "skipped".
 #
@@ -18,6 +20,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 threads="${BENCH_THREADS:-2}"
 tiny_frames="${BENCH_TINY_FRAMES:-8}"
 clicks="${BENCH_CLICKS:-20}"
+retrack_frames="${BENCH_RETRACK_FRAMES:-24}"
 out=target/bench
 fixture=tests/fixtures/models/test
 tiny=.local/models/sam2.1-tiny-random
@@ -32,7 +35,7 @@ clips=()
 for c in tests/fixtures/clips/*/; do clips+=("${c%/}"); done
 clip_args=()
 for c in "${clips[@]}"; do clip_args+=(--clip "$c"); done
-args=(--threads "$threads" --clicks "$clicks" --fixture-model "$fixture" "${clip_args[@]}" --report "$out/report.md")
+args=(--threads "$threads" --clicks "$clicks" --retrack-frames "$retrack_frames" --fixture-model "$fixture" "${clip_args[@]}" --report "$out/report.md")
 
 have_venv=false
 [ -x bundle/exporter/.venv/bin/python ] && have_venv=true
@@ -62,6 +65,12 @@ if $have_venv; then
     bundle/exporter/py bench_official --model "$tiny" --clip "${clips[0]}" --frames "$tiny_frames" \
       --threads "$threads" --clicks "$clicks" --out "$out/official-tiny.json" >&2
     args+=(--official-tiny "$out/official-tiny.json")
+    if [ "$retrack_frames" != 0 ]; then
+      echo "bench: official predictor, re-track case at 1024² ($retrack_frames frames)" >&2
+      bundle/exporter/py bench_retrack --model "$tiny" --clip "${clips[0]}" --frames "$retrack_frames" \
+        --threads "$threads" --out "$out/official-retrack.json" >&2
+      args+=(--official-retrack "$out/official-retrack.json")
+    fi
   fi
 else
   echo "bench: skipping the official predictor: no exporter venv (bundle/exporter/setup-venv.sh)" >&2

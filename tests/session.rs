@@ -254,6 +254,87 @@ fn the_memory_bank_stays_bounded_and_dropped_memories_are_rebuilt_exactly() {
     }
 }
 
+/// A 24-frame session: a click on frame 0, Track Forward, a correction click on frame 12 and
+/// Track Forward again — the re-track case of the bench.
+fn retrack(disk: Option<sam2_engine::frame_cache::DiskCacheSettings>) -> ClipSession {
+    let model = model();
+    let settings = SessionSettings {
+        frame_cache_disk: disk,
+        ..SessionSettings::for_model(&model)
+    };
+    let source = Moving {
+        frames: 24,
+        fail_at: None,
+        wrong_size_at: None,
+    };
+    let mut s = ClipSession::new(model, Box::new(source), settings).unwrap();
+    s.add_points(0, OBJ, &[[20.0, 45.0]], &[Label::Positive], true)
+        .unwrap();
+    propagate(&mut s, Propagation::default());
+    assert_eq!(s.stats().image_encoder_runs, 24);
+    s.add_points(
+        12,
+        OBJ,
+        &[[34.0, 45.0], [90.0, 20.0]],
+        &[Label::Positive, Label::Negative],
+        true,
+    )
+    .unwrap();
+    propagate(
+        &mut s,
+        Propagation {
+            start_frame: Some(12),
+            ..Propagation::default()
+        },
+    );
+    s
+}
+
+#[test]
+fn re_tracking_reads_encoder_features_back_from_disk_bit_for_bit() {
+    let parent = tempfile::tempdir().unwrap();
+    let on_disk = retrack(Some(sam2_engine::frame_cache::DiskCacheSettings {
+        budget_bytes: 1 << 30,
+        parent: parent.path().to_path_buf(),
+    }));
+    assert_eq!(
+        on_disk.stats().image_encoder_runs,
+        24,
+        "frames already seen are not encoded again"
+    );
+    assert!(on_disk.stats().frame_cache_disk_reads >= 4);
+    let folder = on_disk
+        .frame_cache()
+        .disk()
+        .and_then(|d| d.folder())
+        .unwrap()
+        .to_path_buf();
+    assert!(folder.starts_with(parent.path()));
+
+    let without = retrack(None);
+    assert!(without.stats().image_encoder_runs > 24);
+    assert_eq!(without.stats().frame_cache_disk_reads, 0);
+    // A disk tier that cannot be written degrades to encoding again.
+    let blocked = parent.path().join("a-file");
+    std::fs::write(&blocked, b"not a folder").unwrap();
+    let unwritable = retrack(Some(sam2_engine::frame_cache::DiskCacheSettings {
+        budget_bytes: 1 << 30,
+        parent: blocked,
+    }));
+    assert!(unwritable.frame_cache().disk().unwrap().is_off());
+    assert_eq!(
+        unwritable.stats().image_encoder_runs,
+        without.stats().image_encoder_runs
+    );
+    for f in 0..24 {
+        let reference = logits(&without, f, 1);
+        assert_eq!(logits(&on_disk, f, 1), reference, "frame {f}");
+        assert_eq!(logits(&unwritable, f, 1), reference, "frame {f}");
+    }
+    drop(on_disk);
+    assert!(!folder.exists(), "the session's folder goes with it");
+}
+
 #[test]
 fn clicks_on_an_encoded_frame_and_revisits_cost_no_encoder_run() {
     let mut s = session("shapes", |_| {});

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ndarray::Array4;
 
 use crate::error::{Error, Result};
-use crate::frame_cache::{FrameCache, Residency};
+use crate::frame_cache::{DiskCacheSettings, FrameCache, Residency};
 use crate::frame_source::FrameSource;
 use crate::image_encoder::{self, FrameFeatures};
 use crate::memory_bank::MaskOrigin;
@@ -44,11 +44,12 @@ impl Frames {
         model: Arc<Model>,
         source: Box<dyn FrameSource>,
         cache_bytes: usize,
+        disk: Option<DiskCacheSettings>,
     ) -> Frames {
         let num_frames = source.num_frames();
         let video_size = source.video_size();
         Frames {
-            cache: FrameCache::new(cache_bytes),
+            cache: FrameCache::new(cache_bytes, disk),
             model,
             source,
             vision_pos_enc: None,
@@ -70,14 +71,21 @@ impl Frames {
         }
     }
 
-    /// The encoder features of `frame`, from the cache or by encoding it.
+    /// The encoder features of `frame`, from the cache (memory, then disk) or by encoding it.
     pub(crate) fn features(
         &mut self,
         frame: usize,
         residency: Residency,
     ) -> Result<Arc<FrameFeatures>> {
         self.check(frame)?;
-        if let Some(features) = self.cache.get(frame, residency) {
+        let in_memory = self.cache.contains(frame);
+        if let Some(features) = self
+            .cache
+            .load(frame, residency, self.vision_pos_enc.as_ref())
+        {
+            if !in_memory {
+                self.stats.frame_cache_disk_reads += 1;
+            }
             return Ok(features);
         }
         let image = self.source.frame(frame)?;

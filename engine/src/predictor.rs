@@ -14,7 +14,7 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 
 use crate::error::{Error, Result};
-use crate::frame_cache::{DEFAULT_FRAME_CACHE_BYTES, FrameCache, Residency};
+use crate::frame_cache::{DEFAULT_FRAME_CACHE_BYTES, DiskCacheSettings, FrameCache, Residency};
 use crate::frame_source::FrameSource;
 use crate::frames::Frames;
 use crate::mask_decoder::PointPrompt;
@@ -38,8 +38,12 @@ pub struct SessionSettings {
     /// Background holes of at most this many low-res pixels are filled (0: off). The official
     /// predictor fills holes of 8 on a GPU and skips it on a CPU; CPU traces need 0.
     pub fill_hole_area: u32,
-    /// Byte budget of the image-encoder feature cache.
+    /// Byte budget of the image-encoder feature cache in memory.
     pub frame_cache_bytes: usize,
+    /// Where encoder features that leave memory are kept, and how many bytes of them (a folder
+    /// of the session's own, removed with the session); `None`: they are dropped and encoded
+    /// again when needed.
+    pub frame_cache_disk: Option<DiskCacheSettings>,
     /// Keep the memory of every tracked frame, as the official predictor does, instead of
     /// dropping those beyond the memory bank's reach (rebuilt on demand). Faster re-tracking far
     /// from where the last propagation ended, at ~0.5 MiB per frame and object at 1024.
@@ -59,6 +63,7 @@ impl SessionSettings {
             add_all_frames_to_correct_as_cond: true,
             fill_hole_area: manifest.predictor.fill_hole_area,
             frame_cache_bytes: DEFAULT_FRAME_CACHE_BYTES,
+            frame_cache_disk: Some(DiskCacheSettings::default()),
             keep_all_memories: false,
         }
     }
@@ -100,6 +105,8 @@ pub struct SessionStats {
     pub memory_attention_runs: u64,
     /// Memories rebuilt after [`ClipSession`] dropped them behind a propagation.
     pub memories_rebuilt: u64,
+    /// Frames whose encoder features were read back from the frame cache's disk tier.
+    pub frame_cache_disk_reads: u64,
 }
 
 /// Where a new prompt's step starts from and where its output goes.
@@ -130,7 +137,12 @@ impl ClipSession {
             return Err(Error::EmptySource);
         }
         Ok(ClipSession {
-            frames: Frames::new(model, source, settings.frame_cache_bytes),
+            frames: Frames::new(
+                model,
+                source,
+                settings.frame_cache_bytes,
+                settings.frame_cache_disk.clone(),
+            ),
             settings,
             objects: IndexMap::new(),
             cold: None,
@@ -668,7 +680,8 @@ impl ClipSession {
         self.frames.cache.set_budget(bytes);
     }
 
-    /// Drops every cached frame encoding (a host's "purge caches"); results and prompts stay.
+    /// Drops every cached frame encoding, in memory and on disk (a host's "purge caches");
+    /// results and prompts stay.
     pub fn clear_frame_cache(&mut self) {
         self.frames.cache.clear();
     }

@@ -113,9 +113,30 @@ pub struct TrackArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
 
+    /// Memory for image-encoder features of frames already encoded, in MiB (about 16 MiB a
+    /// frame at 1024, 1 MiB at 256): frames clicked on stay there, a correction on them costs
+    /// only the decoder.
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_FRAME_CACHE_MIB)]
+    pub frame_cache_mib: usize,
+
+    /// Disk for image-encoder features that leave memory, in MiB (0: none, they are encoded
+    /// again when needed): re-tracking over frames already seen then costs no encoder run. Kept
+    /// in a folder of this run's own under --frame-cache-dir, removed when the run ends.
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_FRAME_CACHE_DISK_MIB)]
+    pub frame_cache_disk_mib: u64,
+
+    /// Where the disk part of the frame cache goes (its own folder `sam2-rotoscope-frames`
+    /// inside). Default: the system's temporary folder.
+    #[arg(long, value_name = "DIR")]
+    pub frame_cache_dir: Option<PathBuf>,
+
     #[command(flatten)]
     pub matte: MatteArgs,
 }
+
+/// The engine's defaults, in MiB.
+const DEFAULT_FRAME_CACHE_MIB: usize = sam2_engine::frame_cache::DEFAULT_FRAME_CACHE_BYTES >> 20;
+const DEFAULT_FRAME_CACHE_DISK_MIB: u64 = sam2_engine::frame_cache::DEFAULT_DISK_CACHE_BYTES >> 20;
 
 #[derive(Debug, Args)]
 pub struct RenderArgs {

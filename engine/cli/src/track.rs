@@ -11,6 +11,7 @@ use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use sam2_engine::frame_cache::DiskCacheSettings;
 use sam2_engine::matte::MatteUpsampler;
 use sam2_engine::model::{ModelDir, Runtime};
 use sam2_engine::replay::run_script;
@@ -254,7 +255,7 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
     report.line(&format!(
         "{frames} frames, {objects} object{}: {} frame updates in {seconds:.2} s ({:.1} frames/s); \
          model runs: image encoder {}, mask decoder {}, memory attention {}, memory encoder {}, \
-         memories rebuilt {}; {written} {}-bit mattes in {} ({:.2} s){trace_note}",
+         memories rebuilt {}, frames' features read back from disk {}; {written} {}-bit mattes in {} ({:.2} s){trace_note}",
         if objects == 1 { "" } else { "s" },
         updates.get(),
         updates.get() as f64 / seconds.max(1e-9),
@@ -263,6 +264,7 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
         stats.memory_attention_runs,
         stats.memory_encoder_runs,
         stats.memories_rebuilt,
+        stats.frame_cache_disk_reads,
         args.bits.count(),
         out_path.display(),
         matte_time.as_secs_f64(),
@@ -341,6 +343,14 @@ fn session_settings(model: &Model, script: &Script, args: &TrackArgs) -> Session
     if let Some(area) = args.fill_hole_area {
         settings.fill_hole_area = area;
     }
+    settings.frame_cache_bytes = args.frame_cache_mib.saturating_mul(1 << 20);
+    settings.frame_cache_disk = (args.frame_cache_disk_mib > 0).then(|| DiskCacheSettings {
+        budget_bytes: args.frame_cache_disk_mib.saturating_mul(1 << 20),
+        parent: args
+            .frame_cache_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir),
+    });
     settings
 }
 

@@ -251,6 +251,44 @@ fn track_reproduces_every_reference_trace_and_writes_its_mattes() {
     });
 }
 
+#[test]
+fn features_kept_on_disk_reproduce_a_re_tracking_trace_and_the_folder_goes() {
+    // No memory for features: every frame passes through the disk tier, and the correction's
+    // re-tracking reads them back.
+    let reference = reference("correction_kept");
+    let tmp = tempfile::tempdir().unwrap();
+    let caches = tmp.path().join("caches");
+    std::fs::create_dir(&caches).unwrap();
+    let trace_dir = tmp.path().join("trace");
+    let output = track_like(
+        &reference,
+        tmp.path(),
+        &[
+            "--trace",
+            trace_dir.to_str().unwrap(),
+            "--frame-cache-mib",
+            "0",
+            "--frame-cache-dir",
+            caches.to_str().unwrap(),
+        ],
+    );
+    assert_ok(&output, "correction_kept through the disk tier");
+    let summary = String::from_utf8_lossy(&output.stdout).into_owned();
+    let reads = summary
+        .split("read back from disk ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(reads.is_some_and(|n| n > 0), "{summary}");
+    let compared = compare_traces(&Trace::open(&trace_dir).unwrap(), &reference);
+    assert!(compared.masks_checked > 0);
+    assert_eq!(
+        names(&caches.join("sam2-rotoscope-frames")),
+        Vec::<String>::new(),
+        "the run's feature folder is removed at its end"
+    );
+}
+
 fn reference(name: &str) -> Trace {
     Trace::open(fixtures_dir().join("traces").join(name)).unwrap()
 }

@@ -17,6 +17,9 @@
 //! - `--official-fixture FILE`, `--official-tiny FILE`: what `bundle/exporter/py bench_official`
 //!   measured on the same clips and frames; `--official-skipped TEXT` says why there is none.
 //! - `--clicks N` [20]: timed clicks for the click-to-mask latency.
+//! - `--retrack-frames N` [24]: the re-track case on the 1024² model (retrack.rs): the first clip
+//!   played forward then backward to N frames, a correction click on frame N/2 and Track Forward;
+//!   0 leaves it out. `--official-retrack FILE`: what `bundle/exporter/py bench_retrack` measured.
 //! - `--rss-frames A,B` [50,500]: the short and long synthetic clips of the memory test.
 //! - `--cache-rss-frames A,B` [200,2000]: the same with a track cache attached (the cold tier).
 //! - `--tiny-rss-frames A,B`: the same on the 1024² model with three objects (slow; off by default).
@@ -28,6 +31,8 @@
 //! [--frames A,B] [--objects 1,3,8] [--object-frames N] [--threads N] [--upsample-runs N]
 //! [--official LABEL=FILE …] [--official-skipped TEXT] [--report FILE] [--strict]` prints the table of
 //! `bench/gpu.sh` (see gpu.rs); `bench gpu-clip --out DIR --frames N --size WxH` writes its clip.
+//! `bench retrack --model DIR --clip DIR [--frames N] [--threads N] [--official FILE]` prints only
+//! the re-track rows.
 //!
 //! `bench edges [--threads N] [--runs N] [--radius PX] [--epsilon E] [--guide colour|luminance]`
 //! prints only the Refine Edges rows (ground truth in tests/fixtures/edges), for tuning;
@@ -37,6 +42,7 @@ mod edges;
 mod gpu;
 mod machine;
 mod memory;
+mod retrack;
 mod table;
 mod track_cache;
 mod tracking;
@@ -86,6 +92,9 @@ struct Options {
     official_tiny: Option<PathBuf>,
     official_skipped: Option<String>,
     clicks: usize,
+    /// Frames of the re-track case (0: not run).
+    retrack_frames: usize,
+    official_retrack: Option<PathBuf>,
     rss_frames: (usize, usize),
     /// Short and long clips of the memory test with a track cache attached.
     cache_rss_frames: (usize, usize),
@@ -108,6 +117,13 @@ enum Command {
         out: PathBuf,
         frames: usize,
         size: (u32, u32),
+    },
+    Retrack {
+        model: PathBuf,
+        clip: PathBuf,
+        frames: usize,
+        threads: usize,
+        official: Option<PathBuf>,
     },
     Edges {
         threads: usize,
@@ -200,6 +216,36 @@ fn parse(args: &[String]) -> BoxResult<Command> {
             size,
         });
     }
+    if args.first().map(String::as_str) == Some("retrack") {
+        it.next();
+        let (mut model, mut clip, mut frames, mut threads, mut official) =
+            (None, None, 24, 2, None);
+        while let Some(flag) = it.next() {
+            let v = value(flag, &mut it)?;
+            match flag.as_str() {
+                "--model" => model = Some(PathBuf::from(v)),
+                "--clip" => clip = Some(PathBuf::from(v)),
+                "--frames" => frames = number(flag, &v)?,
+                "--threads" => threads = number(flag, &v)?,
+                "--official" => official = Some(PathBuf::from(v)),
+                other => {
+                    return Err(format!("bench retrack does not know the option {other}.").into());
+                }
+            }
+        }
+        if frames < 4 || threads == 0 {
+            return Err(
+                "bench retrack needs --frames of at least 4 and --threads of at least 1.".into(),
+            );
+        }
+        return Ok(Command::Retrack {
+            model: model.ok_or("bench retrack needs --model.")?,
+            clip: clip.ok_or("bench retrack needs --clip.")?,
+            frames,
+            threads,
+            official,
+        });
+    }
     if args.first().map(String::as_str) == Some("edges") {
         it.next();
         let (mut threads, mut runs) = (2, EDGE_RUNS);
@@ -244,6 +290,8 @@ fn parse(args: &[String]) -> BoxResult<Command> {
         official_tiny: None,
         official_skipped: None,
         clicks: 20,
+        retrack_frames: 24,
+        official_retrack: None,
         rss_frames: (50, 500),
         cache_rss_frames: (200, 2000),
         tiny_rss_frames: None,
@@ -262,6 +310,8 @@ fn parse(args: &[String]) -> BoxResult<Command> {
             "--official-tiny" => o.official_tiny = Some(v.into()),
             "--official-skipped" => o.official_skipped = Some(v),
             "--clicks" => o.clicks = number(flag, &v)?,
+            "--retrack-frames" => o.retrack_frames = number(flag, &v)?,
+            "--official-retrack" => o.official_retrack = Some(v.into()),
             "--rss-frames" => {
                 let (a, b) = v.split_once(',').ok_or_else(|| {
                     format!("--rss-frames takes two counts like 50,500, not \"{v}\".")
@@ -281,6 +331,9 @@ fn parse(args: &[String]) -> BoxResult<Command> {
     }
     if o.threads == 0 {
         return Err("--threads must be at least 1.".into());
+    }
+    if o.retrack_frames != 0 && o.retrack_frames < 4 {
+        return Err("--retrack-frames must be 0 (not run) or at least 4.".into());
     }
     if o.tiny_frames < 3 {
         return Err("--tiny-frames must be at least 3 (one prompted frame, one warm-up).".into());
@@ -381,6 +434,34 @@ fn main() -> ExitCode {
             let result = edges::run(&edges_dir(), settings, threads, runs)?;
             let sections = [edges::section(&result, threads, runs)];
             println!("{}", table::render(&sections));
+            Ok(())
+        }
+        Command::Retrack {
+            model,
+            clip,
+            frames,
+            threads,
+            official,
+        } => {
+            let runtime = Runtime::load_default()?.with_intra_threads(Some(threads));
+            let model = load_model(&model, &runtime)?;
+            let r = retrack::run(&model, &clip, frames)?;
+            let mut contention = Vec::new();
+            let section = retrack::section(
+                &model,
+                &r,
+                official.as_deref(),
+                None,
+                threads,
+                &mut contention,
+            );
+            println!("{}", table::render(&[section]));
+            for (what, share) in contention {
+                println!(
+                    "CPU used by other processes during the {what}: {:.0} %",
+                    share * 100.0
+                );
+            }
             Ok(())
         }
         Command::Bench(options) => bench(&options),
@@ -577,6 +658,33 @@ fn model_rows(
     Ok(rows)
 }
 
+/// The re-track case on `model` (retrack.rs), unless `--retrack-frames 0`.
+fn retrack_rows(
+    model: &Arc<Model>,
+    clip: Option<&PathBuf>,
+    o: &Options,
+    contention: &mut Vec<(String, f64)>,
+) -> BoxResult<Option<Section>> {
+    let Some(clip) = clip.filter(|_| o.retrack_frames > 0) else {
+        return Ok(None);
+    };
+    eprintln!(
+        "re-track: {} frames of {} (forward then backward), a correction click on frame {} and Track Forward",
+        o.retrack_frames,
+        tracking::name(clip),
+        o.retrack_frames / 2
+    );
+    let r = retrack::run(model, clip, o.retrack_frames)?;
+    Ok(Some(retrack::section(
+        model,
+        &r,
+        o.official_retrack.as_deref(),
+        o.official_skipped.as_deref(),
+        o.threads,
+        contention,
+    )))
+}
+
 fn load_model(dir: &Path, runtime: &Runtime) -> BoxResult<Arc<Model>> {
     let start = Instant::now();
     let model = Model::open(dir, runtime)?;
@@ -652,6 +760,9 @@ fn bench(o: &Options) -> BoxResult<()> {
                 ),
                 rows,
             });
+            if let Some(section) = retrack_rows(&tiny, first_clip.first(), o, &mut contention)? {
+                sections.push(section);
+            }
         }
         None => sections.push(Section {
             title: "tiny model at 1024²".into(),

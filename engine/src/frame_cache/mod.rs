@@ -1,19 +1,28 @@
-//! Image-encoder features by frame, least recently used first out, under a byte budget.
+//! Image-encoder features by frame: in memory, least recently used first out, under a byte
+//! budget; then on disk ([`disk`]) under a disk budget.
 //!
 //! Encoding is the most expensive step (seconds per frame at 1024 on a CPU), and artists click
 //! back and forth over the same frames; a correction click on an encoded frame then costs only the
-//! decoder.
+//! decoder, and Track Forward over frames already seen costs memory attention, the decoder and the
+//! memory encoder only.
 //!
-//! Two kinds of residents: frames an artist works on (prompted or prepared: kept by recency under
-//! the byte budget) and frames a propagation streams through (each needed once; only the last few
-//! are kept, whatever the budget, so that memory stays flat however long the clip). A streamed
-//! frame that an artist then clicks on becomes an interactive one.
+//! Two kinds of residents in memory: frames an artist works on (prompted or prepared: kept by
+//! recency under the byte budget) and frames a propagation streams through (only the last few
+//! are kept in memory, whatever the budget, so that the process's memory stays flat however
+//! long the clip). A streamed frame that an artist then clicks on becomes an interactive one.
+//! Every frame that leaves memory goes to the disk tier when the session has one, and comes
+//! back from there bit for bit.
+
+pub mod disk;
 
 use std::sync::Arc;
 
 use indexmap::IndexMap;
 
+use ndarray::Array4;
+
 use crate::image_encoder::FrameFeatures;
+pub use disk::{DEFAULT_DISK_CACHE_BYTES, DiskCacheSettings, DiskTier};
 
 /// Default budget: 1 GiB, about 50 frames of the 1024 models (20 MiB each), the whole of a
 /// typical shot at 256.
@@ -39,15 +48,51 @@ pub struct FrameCache {
     streamed_capacity: usize,
     /// Oldest use first.
     entries: IndexMap<usize, (Arc<FrameFeatures>, Residency)>,
+    /// Where frames leaving memory go; `None`: they are dropped.
+    disk: Option<DiskTier>,
 }
 
 impl FrameCache {
-    pub fn new(budget_bytes: usize) -> FrameCache {
+    /// A cache of `budget_bytes` in memory, with a disk tier when `disk` is given.
+    pub fn new(budget_bytes: usize, disk: Option<DiskCacheSettings>) -> FrameCache {
         FrameCache {
             budget: budget_bytes,
             bytes: 0,
             streamed_capacity: DEFAULT_STREAMED_FRAMES,
             entries: IndexMap::new(),
+            disk: disk.map(DiskTier::new),
+        }
+    }
+
+    /// The features of `frame` from memory or, failing that, read back from the disk tier (and
+    /// kept in memory again as `residency`); `pos_enc` is the session's shared position
+    /// encoding, which the disk tier does not store.
+    pub fn load(
+        &mut self,
+        frame: usize,
+        residency: Residency,
+        pos_enc: Option<&Arc<Array4<f32>>>,
+    ) -> Option<Arc<FrameFeatures>> {
+        if let Some(features) = self.get(frame, residency) {
+            return Some(features);
+        }
+        let features = Arc::new(self.disk.as_mut()?.load(frame, pos_enc?)?);
+        self.insert(frame, Arc::clone(&features), residency);
+        Some(features)
+    }
+
+    /// The disk tier, when the session has one.
+    pub fn disk(&self) -> Option<&DiskTier> {
+        self.disk.as_ref()
+    }
+
+    /// Removes the entry at `index` from memory, keeping it on disk when there is a disk tier.
+    fn evict(&mut self, index: usize) {
+        if let Some((frame, (evicted, _))) = self.entries.shift_remove_index(index) {
+            self.bytes -= evicted.bytes();
+            if let Some(disk) = self.disk.as_mut() {
+                disk.store(frame, &evicted);
+            }
         }
     }
 
@@ -64,7 +109,7 @@ impl FrameCache {
         Some(Arc::clone(&entry.0))
     }
 
-    /// Whether `frame` is cached, without touching its recency.
+    /// Whether `frame` is cached in memory, without touching its recency.
     pub fn contains(&self, frame: usize) -> bool {
         self.entries.contains_key(&frame)
     }
@@ -94,9 +139,7 @@ impl FrameCache {
                 .get_index(index)
                 .is_some_and(|(_, (_, r))| *r == Residency::Streamed)
             {
-                if let Some((_, (evicted, _))) = self.entries.shift_remove_index(index) {
-                    self.bytes -= evicted.bytes();
-                }
+                self.evict(index);
                 excess -= 1;
             } else {
                 index += 1;
@@ -107,15 +150,17 @@ impl FrameCache {
 
     fn evict_to_budget(&mut self) {
         while self.bytes > self.budget && self.entries.len() > 1 {
-            if let Some((_, (evicted, _))) = self.entries.shift_remove_index(0) {
-                self.bytes -= evicted.bytes();
-            }
+            self.evict(0);
         }
     }
 
+    /// Forgets every frame, in memory and on disk.
     pub fn clear(&mut self) {
         self.entries.clear();
         self.bytes = 0;
+        if let Some(disk) = self.disk.as_mut() {
+            disk.clear();
+        }
     }
 
     pub fn bytes(&self) -> usize {
@@ -156,7 +201,7 @@ mod tests {
 
     #[test]
     fn evicts_least_recently_used_first_under_the_budget() {
-        let mut cache = FrameCache::new(3 * 400);
+        let mut cache = FrameCache::new(3 * 400, None);
         for frame in 0..3 {
             cache.insert(frame, features(100), Residency::Interactive);
         }
@@ -170,7 +215,7 @@ mod tests {
 
     #[test]
     fn keeps_the_newest_entry_even_over_budget_and_accounts_replacements() {
-        let mut cache = FrameCache::new(100);
+        let mut cache = FrameCache::new(100, None);
         cache.insert(7, features(1000), Residency::Interactive);
         assert_eq!(cache.len(), 1);
         cache.insert(7, features(10), Residency::Interactive);
@@ -181,9 +226,55 @@ mod tests {
         assert!(cache.contains(8));
     }
 
+    fn valued(value: f32) -> Arc<FrameFeatures> {
+        Arc::new(FrameFeatures {
+            vision_features: Array4::from_elem((1, 2, 3, 4), value),
+            vision_pos_enc: Arc::new(Array4::zeros((1, 2, 3, 4))),
+            high_res_0: Array4::from_elem((1, 1, 6, 8), -value),
+            high_res_1: Array4::from_elem((1, 1, 3, 4), value * 0.5),
+        })
+    }
+
+    #[test]
+    fn frames_leaving_memory_come_back_from_disk_until_cleared() {
+        let parent = tempfile::tempdir().unwrap();
+        let disk = DiskCacheSettings {
+            budget_bytes: 1 << 20,
+            parent: parent.path().to_path_buf(),
+        };
+        let mut cache = FrameCache::new(1 << 30, Some(disk));
+        let pos = Arc::new(Array4::from_elem((1, 2, 3, 4), 9.0));
+        for frame in 0..20 {
+            cache.insert(frame, valued(frame as f32), Residency::Streamed);
+        }
+        assert_eq!(cache.len(), DEFAULT_STREAMED_FRAMES);
+        assert_eq!(cache.disk().unwrap().len(), 20 - DEFAULT_STREAMED_FRAMES);
+        assert!(!cache.contains(3));
+        assert!(
+            cache.load(3, Residency::Streamed, None).is_none(),
+            "no position encoding"
+        );
+        let back = cache.load(3, Residency::Streamed, Some(&pos)).unwrap();
+        assert!(back.vision_features.iter().all(|&v| v == 3.0));
+        assert!(back.high_res_0.iter().all(|&v| v == -3.0));
+        assert!(back.high_res_1.iter().all(|&v| v == 1.5));
+        assert!(Arc::ptr_eq(&back.vision_pos_enc, &pos));
+        assert!(cache.contains(3), "read back into memory");
+        // Shrinking the memory budget moves interactive frames to disk as well.
+        cache.insert(100, valued(100.0), Residency::Interactive);
+        cache.set_budget(0);
+        assert_eq!(cache.len(), 1);
+        assert!(cache.disk().unwrap().contains(100) || cache.contains(100));
+        let folder = cache.disk().unwrap().folder().unwrap().to_path_buf();
+        cache.clear();
+        assert!(cache.is_empty() && cache.disk().unwrap().is_empty());
+        assert!(!folder.exists());
+        assert!(cache.load(3, Residency::Streamed, Some(&pos)).is_none());
+    }
+
     #[test]
     fn a_propagation_keeps_only_the_last_streamed_frames_and_spares_interactive_ones() {
-        let mut cache = FrameCache::new(1 << 30);
+        let mut cache = FrameCache::new(1 << 30, None);
         cache.insert(100, features(10), Residency::Interactive);
         for frame in 0..50 {
             cache.insert(frame, features(10), Residency::Streamed);
