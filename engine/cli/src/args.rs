@@ -126,7 +126,7 @@ pub struct TrackArgs {
     pub frame_cache_disk_mib: u64,
 
     /// Where the disk part of the frame cache goes (its own folder `sam2-rotoscope-frames`
-    /// inside). Default: the system's temporary folder.
+    /// inside). Default: the user's cache folder (`$XDG_CACHE_HOME/sam2-rotoscope`, else `~/.cache/sam2-rotoscope`), not `/tmp`, which is often a RAM-backed tmpfs.
     #[arg(long, value_name = "DIR")]
     pub frame_cache_dir: Option<PathBuf>,
 

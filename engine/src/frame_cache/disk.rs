@@ -46,8 +46,8 @@ const GRACE: Duration = Duration::from_secs(60);
 pub struct DiskCacheSettings {
     /// Bytes of feature files at most; the least recently used go first.
     pub budget_bytes: u64,
-    /// The folder under which the session's own folder is made (default: the system's
-    /// temporary folder).
+    /// The folder under which the session's own folder is made (default:
+    /// [`default_parent`]).
     pub parent: PathBuf,
 }
 
@@ -55,9 +55,27 @@ impl Default for DiskCacheSettings {
     fn default() -> DiskCacheSettings {
         DiskCacheSettings {
             budget_bytes: DEFAULT_DISK_CACHE_BYTES,
-            parent: std::env::temp_dir(),
+            parent: default_parent(|name| std::env::var_os(name)),
         }
     }
+}
+
+/// The user's cache folder (`$XDG_CACHE_HOME/sam2-rotoscope`, else `~/.cache/sam2-rotoscope` on
+/// Linux, `~/Library/Caches/SAM2Rotoscope` on macOS, `%LOCALAPPDATA%\SAM2Rotoscope` on Windows),
+/// and the system's temporary folder only where none is known: on many Linux systems `/tmp` is a
+/// tmpfs, so features "moved to disk" there would stay in RAM — the very memory the tier frees.
+pub fn default_parent(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> PathBuf {
+    let nonempty = |name: &str| var(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let user = if cfg!(target_os = "windows") {
+        nonempty("LOCALAPPDATA").map(|d| d.join("SAM2Rotoscope"))
+    } else if cfg!(target_os = "macos") {
+        nonempty("HOME").map(|h| h.join("Library/Caches/SAM2Rotoscope"))
+    } else {
+        nonempty("XDG_CACHE_HOME")
+            .or_else(|| nonempty("HOME").map(|h| h.join(".cache")))
+            .map(|c| c.join("sam2-rotoscope"))
+    };
+    user.unwrap_or_else(std::env::temp_dir)
 }
 
 /// The session's folder, made on first use; its lock is held while it exists.
@@ -446,6 +464,29 @@ mod tests {
 
     fn bits(a: &Array4<f32>) -> Vec<u32> {
         a.iter().map(|v| v.to_bits()).collect()
+    }
+
+    #[test]
+    fn the_default_folder_is_the_users_cache_not_tmp() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        if cfg!(target_os = "linux") {
+            assert_eq!(
+                default_parent(env(&[("XDG_CACHE_HOME", "/c"), ("HOME", "/h")])),
+                PathBuf::from("/c/sam2-rotoscope")
+            );
+            assert_eq!(
+                default_parent(env(&[("XDG_CACHE_HOME", ""), ("HOME", "/h")])),
+                PathBuf::from("/h/.cache/sam2-rotoscope")
+            );
+            assert_eq!(default_parent(env(&[])), std::env::temp_dir());
+        }
     }
 
     fn settings(parent: &Path, budget_bytes: u64) -> DiskCacheSettings {
