@@ -176,6 +176,7 @@ impl Instance {
         let key = ModelKey {
             dir: models::model_dir(&values.model_directory, &models_dir)?,
             device: values.device,
+            precision: values.precision,
         };
         if let Some((failed, message)) = self.model_failure.lock().as_ref()
             && failed == &key
