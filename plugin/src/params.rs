@@ -1264,7 +1264,7 @@ mod tests {
             let s = spec(*id).unwrap();
             assert_eq!(find(&s.name.to_string_lossy()), Some(*id));
         }
-        assert_eq!(ids.len(), 27);
+        assert_eq!(ids.len(), 28);
         assert_eq!(find("object1Prompts"), None);
         assert_eq!(
             TABLE.iter().filter(|e| **e == Entry::Objects).count(),
@@ -1324,6 +1324,7 @@ mod tests {
             ("removeSpecks", Some("mattePage")),
             ("modelDirectory", Some("modelPage")),
             ("device", Some("modelPage")),
+            ("precision", Some("modelPage")),
             ("linearSource", Some("modelPage")),
             ("memoryBudget", Some("cachePage")),
             ("trackOnRender", Some("cachePage")),
@@ -1332,6 +1333,15 @@ mod tests {
         .map(|(n, p)| (n.to_string(), p.map(str::to_string)));
         assert_eq!(got, want);
         let default = |id| spec(id).unwrap().kind;
+        // Exact unless a project chose fast: the fast set's bound is not proved for every model.
+        assert_eq!(
+            default(Id::Precision),
+            Kind::Choice {
+                choices: Choices::Precisions,
+                default: 0
+            }
+        );
+        assert_eq!(PRECISIONS[0].0, Precision::Exact);
         assert_eq!(
             default(Id::MemoryBudget),
             Kind::Int {
