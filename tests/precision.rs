@@ -18,11 +18,14 @@ use sam2_engine::track_cache::{Expected, Provenance};
 use sam2_engine::{ClipSession, Error, FolderSource, Model, ModelDir, Precision, Runtime, Script};
 use sam2_rotoscope_tests::{copy_dir, fixtures_dir};
 
-/// Largest |low-res logit difference| between fast and exact allowed on the fixtures (measured
-/// 0.0: see the test's output; a doubled margin for other CPUs' integer kernels).
-const MAX_LOGIT_DIFFERENCE: f32 = 4.0;
-/// Largest fraction of low-res mask pixels (logit > 0) allowed to flip (measured 0.0).
-const MAX_FLIPPED: f64 = 0.03;
+/// Largest |low-res logit difference| between fast and exact allowed on these scripts: measured
+/// 1.03 with the image encoder in int8 (ONNX Runtime 1.32, x86-64), about twice that for other
+/// CPUs' integer kernels. (The official bfloat16 autocast moves the same fixture's logits by at
+/// most 0.06: the fast set does not meet the release bound on this model; docs/precision.md.)
+const MAX_LOGIT_DIFFERENCE: f32 = 2.0;
+/// Largest fraction of low-res mask pixels (logit > 0) allowed to flip: measured 2.15 % (the
+/// fixture's random weights leave many logits near 0).
+const MAX_FLIPPED: f64 = 0.04;
 
 /// The fixture scripts compared.
 const SCRIPTS: [&str; 4] = [
