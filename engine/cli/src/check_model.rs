@@ -53,7 +53,7 @@ pub fn run(args: &CheckModelArgs, report: &mut Report) -> Result<String, CliErro
             fast.summary(),
             fast.manifest().files.len()
         ));
-        let mut sessions = model.load_sessions_of(&runtime, &GraphSet::Fast(fast))?;
+        let mut sessions = model.load_sessions_of(&runtime, &GraphSet::Fast(Box::new(fast)))?;
         for name in GraphName::ALL {
             sessions.get_mut(name).run_on_zeros()?;
         }

@@ -349,7 +349,7 @@ impl ModelDir {
     pub fn graph_set(&self, precision: Precision) -> Result<GraphSet> {
         match precision {
             Precision::Exact => Ok(GraphSet::Exact),
-            Precision::Fast => Ok(GraphSet::Fast(FastSet::open(self)?)),
+            Precision::Fast => Ok(GraphSet::Fast(Box::new(FastSet::open(self)?))),
         }
     }
 
@@ -383,7 +383,7 @@ pub enum GraphSet {
     /// The graphs `manifest.json` lists.
     Exact,
     /// The fast set beside them.
-    Fast(FastSet),
+    Fast(Box<FastSet>),
 }
 
 impl GraphSet {
@@ -399,7 +399,7 @@ impl GraphSet {
     pub fn fast(&self) -> Option<&FastSet> {
         match self {
             GraphSet::Exact => None,
-            GraphSet::Fast(set) => Some(set),
+            GraphSet::Fast(set) => Some(set.as_ref()),
         }
     }
 }
