@@ -98,9 +98,9 @@ pub struct TrackArgs {
     pub device: DeviceArg,
 
     /// Which graphs run. exact: the exported graphs, at parity with the official predictor. fast:
-    /// the model's fast set (quantized; faster on a CPU, within the deviation bench.sh measures
-    /// against the official predictor's bfloat16 autocast). A model without a fast set refuses
-    /// fast (add one with bundle/exporter/py fast).
+    /// the model's fast set (int8 image encoder; about 1.3× faster on a CPU, with masks that differ
+    /// slightly from exact — bench.sh measures how much). A model without a fast set refuses fast
+    /// (add one with bundle/exporter/py fast).
     #[arg(long, value_enum, default_value_t = PrecisionArg::Exact)]
     pub precision: PrecisionArg,
 

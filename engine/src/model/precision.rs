@@ -1,6 +1,6 @@
 //! Which of a model directory's graph sets runs: the exported graphs as they are (`exact`, held to
 //! the official predictor's traces), or the fast set beside them (`fast`, docs/formats.md "Fast
-//! set"), which trades a bounded deviation for speed on the CPU.
+//! set"), which trades a measured deviation for speed on the CPU.
 //!
 //! A separate setting rather than a second model directory, because the fast set is derived from
 //! the exact graphs and is only valid next to them: the model, its tensors and its settings stay
@@ -16,9 +16,9 @@ pub enum Precision {
     /// The exported graphs: parity with the official predictor in float32.
     #[default]
     Exact,
-    /// The fast set (`fast/manifest.json`): quantized graphs whose deviation from exact is
-    /// bounded by what the official predictor's bfloat16 autocast deviates from its float32
-    /// (measured by `./bench.sh`).
+    /// The fast set (`fast/manifest.json`): quantized graphs, faster on a CPU, whose deviation
+    /// from exact `./bench.sh` sets against the official predictor's bfloat16 autocast's from its
+    /// float32 (docs/precision.md: not within it yet, hence not the default).
     Fast,
 }
 
