@@ -9,7 +9,9 @@
 #   - the re-track case at 1024²: BENCH_RETRACK_FRAMES (default 24) frames of the first clip played forward then
 #     backward, a correction click on the middle frame and Track Forward to the end, engine and official (0: skip);
 #   - the official PyTorch predictor on the same weights, clips, frames and thread count, when the exporter
-#     venv exists (bundle/exporter/setup-venv.sh); without it those rows say "skipped".
+#     venv exists (bundle/exporter/setup-venv.sh); without it those rows say "skipped";
+#   - precision: the 1024² set at precision exact and fast (its fast set is added the first time), against the
+#     official predictor in float32 and under bfloat16 autocast on the same frames: speed and deviation rows.
 #
 # Release build; ONNX Runtime and PyTorch both get BENCH_THREADS threads (default 2). About 3 minutes on 2 cores
 # with the venv (most of it the 1024² runs; the first run also exports the 1024² set), under one without. The
@@ -44,6 +46,11 @@ if [ ! -f "$tiny/manifest.json" ] && $have_venv; then
   echo "bench: exporting the tiny random set to $tiny (once; a few minutes)" >&2
   bundle/exporter/py export --size tiny --random-weights --seed 0 --out "$tiny"
 fi
+# Precision fast needs the model's fast set (quantized graphs, no PyTorch needed): added once.
+if [ -f "$tiny/manifest.json" ] && [ ! -f "$tiny/fast/manifest.json" ] && $have_venv; then
+  echo "bench: adding the fast set to $tiny (once)" >&2
+  bundle/exporter/py fast --model "$tiny" >&2
+fi
 if [ -f "$tiny/manifest.json" ]; then
   args+=(--tiny-model "$tiny" --tiny-frames "$tiny_frames")
   # The 1024² memory test with a track cache, three objects (BENCH_TINY_RSS=100,1000): long, so opt-in.
@@ -71,6 +78,10 @@ if $have_venv; then
         --threads "$threads" --out "$out/official-retrack.json" >&2
       args+=(--official-retrack "$out/official-retrack.json")
     fi
+    echo "bench: official predictor, tiny model at 1024², float32 and bfloat16 autocast (precision rows)" >&2
+    bundle/exporter/py bench_precision --model "$tiny" --clip "${clips[0]}" --frames "$tiny_frames" \
+      --threads "$threads" --out "$out/official-precision.json" >&2
+    args+=(--official-precision "$out/official-precision.json")
   fi
 else
   echo "bench: skipping the official predictor: no exporter venv (bundle/exporter/setup-venv.sh)" >&2

@@ -405,7 +405,7 @@ fn the_context_declares_clips_pages_and_parameters(host: &mut Host, context: &st
     );
     assert_eq!(
         children("modelPage"),
-        ["modelDirectory", "device", "linearSource"]
+        ["modelDirectory", "device", "precision", "linearSource"]
     );
     assert_eq!(
         children("cachePage"),
@@ -446,6 +446,7 @@ fn the_context_declares_clips_pages_and_parameters(host: &mut Host, context: &st
         ("removeSpecks", "OfxParamTypeInteger"),
         ("modelDirectory", "OfxParamTypeString"),
         ("device", "OfxParamTypeChoice"),
+        ("precision", "OfxParamTypeChoice"),
         ("linearSource", "OfxParamTypeBoolean"),
         ("memoryBudget", "OfxParamTypeInteger"),
         ("trackOnRender", "OfxParamTypeInteger"),
@@ -472,6 +473,11 @@ fn the_context_declares_clips_pages_and_parameters(host: &mut Host, context: &st
         ])
     );
     assert_eq!(param("device")["options"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        param("precision")["options"],
+        json!(["Exact", "Fast (quantized)"])
+    );
+    assert_eq!(param("precision")["props"]["OfxParamPropDefault"], 0);
     assert_eq!(
         param("refineEdges")["options"],
         json!(["Off", "Colour", "Luminance"])

@@ -18,6 +18,8 @@ pub enum FileKind {
     Trace,
     /// `<library>.record.json`: the size and SHA-256 of the ONNX Runtime library beside it.
     LibraryRecord,
+    /// `fast/manifest.json` of a model directory: its fast graph set.
+    FastSet,
 }
 
 impl FileKind {
@@ -28,6 +30,7 @@ impl FileKind {
             FileKind::Script => "interaction script",
             FileKind::Trace => "reference trace",
             FileKind::LibraryRecord => "ONNX Runtime library record",
+            FileKind::FastSet => "fast set manifest",
         }
     }
 }
@@ -290,6 +293,28 @@ pub enum Error {
 
     #[error("\"{given}\" is not a device; choose cpu, gpu or auto.")]
     UnknownDevice { given: String },
+
+    #[error("\"{given}\" is not a precision; choose exact or fast.")]
+    UnknownPrecision { given: String },
+
+    #[error(
+        "The model in {dir} has no fast graph set (fast/manifest.json), so it cannot run at precision fast; add one with `bundle/exporter/py fast --model {dir}` (a model opened from an official checkpoint has only the exact graphs until then), or choose precision exact."
+    )]
+    FastSetMissing { dir: PathBuf },
+
+    #[error(
+        "The fast graph set {path} was made from another export of the model (its manifest.json has changed since), so its graphs may hold other weights; add the set again with `bundle/exporter/py fast --model {dir}`, or choose precision exact."
+    )]
+    FastSetStale { path: PathBuf, dir: PathBuf },
+
+    #[error(
+        "The fast set manifest {path} is not consistent: {problem}; add the set again with `bundle/exporter/py fast --model {dir}`."
+    )]
+    InvalidFastSet {
+        path: PathBuf,
+        dir: PathBuf,
+        problem: String,
+    },
 
     #[error(
         "\"{given}\" is not an execution provider; choose cpu, cuda, cuda:N, tensorrt, tensorrt:N, directml, directml:N, coreml or webgpu."

@@ -40,7 +40,7 @@ mod track_step;
 pub use clip::Clip;
 pub use error::{Error, FileKind, Result};
 pub use frame_source::{FolderSource, FrameSource, RgbFrame};
-pub use model::{Model, ModelDir, ModelSessions, ModelTensors, Runtime};
+pub use model::{Model, ModelDir, ModelSessions, ModelTensors, Precision, Runtime};
 pub use object::ObjectId;
 pub use predictor::{ClipSession, FrameMasks, ObjectOutput, SessionSettings, SessionStats};
 pub use propagation::{Direction, Propagation, PropagationEnd};

@@ -28,7 +28,7 @@ use once_cell::sync::Lazy;
 use parking_lot::Mutex;
 use sam2_engine::model::device::{Device, ProviderFailure};
 use sam2_engine::model::runtime::ORT_DYLIB_ENV;
-use sam2_engine::{Model, Runtime};
+use sam2_engine::{Model, ModelDir, Precision, Runtime};
 
 use crate::ffi::messages::Severity;
 
@@ -157,11 +157,12 @@ pub fn model_dir(chosen: &str, models_dir: &Path) -> Result<PathBuf> {
         })
 }
 
-/// Which model: a directory on a device.
+/// Which model: a directory on a device, with its exact graphs or its fast set.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ModelKey {
     pub dir: PathBuf,
     pub device: Device,
+    pub precision: Precision,
 }
 
 static MODELS: Lazy<Mutex<HashMap<ModelKey, Weak<Model>>>> = Lazy::new(Mutex::default);
@@ -177,7 +178,7 @@ pub fn load_model(key: &ModelKey, library: &Path) -> Result<Arc<Model>> {
         return Ok(model);
     }
     let runtime = Runtime::load(library)?.with_device(key.device);
-    let model = Model::open(&key.dir, &runtime)?;
+    let model = Model::load_at(ModelDir::open(&key.dir)?, &runtime, key.precision)?;
     models.insert(key.clone(), Arc::downgrade(&model));
     Ok(model)
 }

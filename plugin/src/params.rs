@@ -28,6 +28,7 @@ use openfx::sys::image_effect_v1::param::{
     kOfxPluginPropParamPageOrder,
 };
 use sam2_engine::matte::{DEFAULT_EPSILON, EdgeRefinement, GuideChannels, MatteSettings};
+use sam2_engine::model::Precision;
 use sam2_engine::model::device::Device;
 
 use crate::error::{PluginError, Result};
@@ -47,6 +48,13 @@ pub const DEVICES: [(Device, &str); 3] = [
     (Device::Auto, "Auto (GPU when available)"),
     (Device::Cpu, "CPU"),
     (Device::Gpu, "GPU"),
+];
+
+/// The precision choice, in the order of its options. Exact is the default: the fast set's bound
+/// is proved per model by ./bench.sh, and a model directory may have no fast set at all.
+pub const PRECISIONS: [(Precision, &str); 2] = [
+    (Precision::Exact, "Exact"),
+    (Precision::Fast, "Fast (quantized)"),
 ];
 
 /// The Refine Edges choice, in the order of its options: off, or the guide's channels.
@@ -114,6 +122,8 @@ pub enum Choices {
     OutputModes,
     /// [`DEVICES`].
     Devices,
+    /// [`PRECISIONS`].
+    Precisions,
     /// [`REFINE_EDGES`].
     RefineEdges,
 }
@@ -127,6 +137,7 @@ impl Choices {
                 .map(|m| m.label().to_string())
                 .collect(),
             Choices::Devices => DEVICES.iter().map(|(_, l)| (*l).to_string()).collect(),
+            Choices::Precisions => PRECISIONS.iter().map(|(_, l)| (*l).to_string()).collect(),
             Choices::RefineEdges => REFINE_EDGES.iter().map(|(_, l)| (*l).to_string()).collect(),
         }
     }
@@ -233,6 +244,7 @@ pub enum Id {
     RemoveSpecks,
     ModelDirectory,
     Device,
+    Precision,
     LinearSource,
     MemoryBudget,
     TrackOnRender,
@@ -280,7 +292,7 @@ const fn button(id: Id, name: &'static CStr, label: &'static str, hint: &'static
 }
 
 /// Every parameter of the instance, once.
-pub const TABLE: [Entry; 31] = [
+pub const TABLE: [Entry; 32] = [
     // Prompts page.
     Entry::One(Spec {
         id: Id::SelectedObject,
@@ -553,6 +565,18 @@ pub const TABLE: [Entry; 31] = [
         hint: "Where SAM 2 runs. Auto: a GPU when ONNX Runtime has one, else the CPU. GPU: a GPU or an error.",
         kind: Kind::Choice {
             choices: Choices::Devices,
+            default: 0,
+        },
+        flags: STILL,
+    }),
+    Entry::One(Spec {
+        id: Id::Precision,
+        name: c"precision",
+        page: Some(Page::Model),
+        label: "Precision",
+        hint: "Exact: the model's graphs as exported, at parity with the official SAM 2. Fast: the model's fast set (int8 image encoder, made by bundle/exporter/py fast), about 1.3× faster on a CPU, with masks that differ slightly from exact; a model without a fast set says so.",
+        kind: Kind::Choice {
+            choices: Choices::Precisions,
             default: 0,
         },
         flags: STILL,
@@ -1020,6 +1044,7 @@ pub struct Values {
     pub objects: Vec<ObjectValues>,
     pub model_directory: String,
     pub device: Device,
+    pub precision: Precision,
     pub linear_source: bool,
     pub cache_bytes: usize,
     pub reach: usize,
@@ -1214,6 +1239,11 @@ impl Params {
             .ok()
             .and_then(|i| DEVICES.get(i))
             .map_or(Device::Auto, |(d, _)| *d);
+        // Likewise: Exact.
+        let precision = usize::try_from(self.int(Id::Precision, time)?)
+            .ok()
+            .and_then(|i| PRECISIONS.get(i))
+            .map_or(Precision::Exact, |(p, _)| *p);
         let budget_mib = self
             .int(Id::MemoryBudget, time)?
             .max(MIN_MEMORY_BUDGET_MIB)
@@ -1225,6 +1255,7 @@ impl Params {
             objects,
             model_directory: self.string(Id::ModelDirectory)?,
             device,
+            precision,
             linear_source: self.int(Id::LinearSource, time)? != 0,
             cache_bytes: budget_mib.saturating_mul(1 << 20),
             // Below the parameter's range (0): never.
@@ -1283,7 +1314,7 @@ mod tests {
             let s = spec(*id).unwrap();
             assert_eq!(find(&s.name.to_string_lossy()), Some(*id));
         }
-        assert_eq!(ids.len(), 30);
+        assert_eq!(ids.len(), 31);
         assert_eq!(find("object1Prompts"), None);
         assert_eq!(
             TABLE.iter().filter(|e| **e == Entry::Objects).count(),
@@ -1343,6 +1374,7 @@ mod tests {
             ("removeSpecks", Some("mattePage")),
             ("modelDirectory", Some("modelPage")),
             ("device", Some("modelPage")),
+            ("precision", Some("modelPage")),
             ("linearSource", Some("modelPage")),
             ("memoryBudget", Some("cachePage")),
             ("trackOnRender", Some("cachePage")),
@@ -1354,6 +1386,15 @@ mod tests {
         .map(|(n, p)| (n.to_string(), p.map(str::to_string)));
         assert_eq!(got, want);
         let default = |id| spec(id).unwrap().kind;
+        // Exact unless a project chose fast: the fast set's bound is not proved for every model.
+        assert_eq!(
+            default(Id::Precision),
+            Kind::Choice {
+                choices: Choices::Precisions,
+                default: 0
+            }
+        );
+        assert_eq!(PRECISIONS[0].0, Precision::Exact);
         assert_eq!(
             default(Id::MemoryBudget),
             Kind::Int {

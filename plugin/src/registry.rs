@@ -61,7 +61,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use sam2_engine::Model;
 use sam2_engine::model::Device;
+use sam2_engine::model::Precision as GraphSetPrecision;
 use sam2_engine::model::manifest::Precision as ManifestPrecision;
 
 /// What a session's memory is worth to the registry.
@@ -76,11 +78,23 @@ pub trait Budgeted {
     }
 }
 
-/// The model's numeric precision (the manifest's, hashable for the key).
+/// The model's numeric precision, hashable for the key: the exact graphs at the manifest's
+/// precision, or the fast set (the Precision parameter), whose results differ from exact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Precision {
     Fp32,
     Fp16,
+    Fast,
+}
+
+impl Precision {
+    /// The precision `model` was loaded at.
+    pub fn of(model: &Model) -> Precision {
+        match model.precision() {
+            GraphSetPrecision::Exact => Precision::from(model.manifest().precision),
+            GraphSetPrecision::Fast => Precision::Fast,
+        }
+    }
 }
 
 impl From<ManifestPrecision> for Precision {
@@ -723,6 +737,12 @@ mod tests {
         assert_eq!(one, key(&[(0, 10.0, 20.0)], Device::Cpu));
         assert_ne!(one, key(&[(0, 10.0, 21.0)], Device::Cpu));
         assert_ne!(one, key(&[(0, 10.0, 20.0)], Device::Gpu));
+        // The fast set gives other results than the exact graphs: another session.
+        let fast = SessionKey {
+            precision: Precision::Fast,
+            ..one.clone()
+        };
+        assert_ne!(one, fast);
         // Other model files under the same directory are another model.
         std::fs::write(dir.path().join("image_encoder.onnx"), b"weights").unwrap();
         assert_ne!(ModelIdentity::of(dir.path()).unwrap(), model);

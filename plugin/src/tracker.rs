@@ -375,7 +375,7 @@ impl Tracker {
         let key = SessionKey {
             model: choice.identity.clone(),
             device: choice.device,
-            precision: Precision::from(model.manifest().precision),
+            precision: Precision::of(model),
             predictor: {
                 let s = SessionSettings::for_model(model);
                 PredictorKey {

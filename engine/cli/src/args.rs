@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use sam2_engine::matte::{
     DEFAULT_EPSILON, EdgeRefinement, GuideChannels, MatteDevice, MatteError, MatteSettings,
 };
-use sam2_engine::model::Device;
+use sam2_engine::model::{Device, Precision};
 
 /// SAM 2 video object tracking: a matte per object and frame from a few clicks.
 ///
@@ -96,6 +96,13 @@ pub struct TrackArgs {
     /// gpu: a GPU or an error.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
+
+    /// Which graphs run. exact: the exported graphs, at parity with the official predictor. fast:
+    /// the model's fast set (int8 image encoder; about 1.3× faster on a CPU, with masks that differ
+    /// slightly from exact — bench.sh measures how much). A model without a fast set refuses fast
+    /// (add one with bundle/exporter/py fast).
+    #[arg(long, value_enum, default_value_t = PrecisionArg::Exact)]
+    pub precision: PrecisionArg,
 
     /// Drop correction clicks at the next propagation, as the official predictor does by default
     /// (add_all_frames_to_correct_as_cond = false); without it corrections stick. Wins over the
@@ -322,6 +329,22 @@ impl Bits {
         match self {
             Bits::Eight => 8,
             Bits::Sixteen => 16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PrecisionArg {
+    Exact,
+    Fast,
+}
+
+impl PrecisionArg {
+    /// The engine's setting.
+    pub fn engine(self) -> Precision {
+        match self {
+            PrecisionArg::Exact => Precision::Exact,
+            PrecisionArg::Fast => Precision::Fast,
         }
     }
 }

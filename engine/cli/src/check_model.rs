@@ -1,6 +1,6 @@
 //! `check-model DIR`: accept or refuse a model directory before it reaches a host.
 
-use sam2_engine::model::{GraphName, ModelDir, Runtime};
+use sam2_engine::model::{FastSet, GraphName, GraphSet, ModelDir, Runtime};
 
 use crate::args::CheckModelArgs;
 use crate::error::CliError;
@@ -39,6 +39,30 @@ pub fn run(args: &CheckModelArgs, report: &mut Report) -> Result<String, CliErro
             graph.spec().inputs.len(),
             graph.spec().outputs.len()
         ));
+    }
+    // The fast set is optional; one that is there must be usable, since precision fast would
+    // load it.
+    if model
+        .path()
+        .join(sam2_engine::model::fast_set::FAST_SET_MANIFEST)
+        .is_file()
+    {
+        let fast = FastSet::open(&model)?;
+        report.line(&format!(
+            "fast set: {}, {} files verified",
+            fast.summary(),
+            fast.manifest().files.len()
+        ));
+        let mut sessions = model.load_sessions_of(&runtime, &GraphSet::Fast(Box::new(fast)))?;
+        for name in GraphName::ALL {
+            sessions.get_mut(name).run_on_zeros()?;
+        }
+        report.line(
+            "fast set: every graph matches the manifest; a run on zeros gave the declared shapes",
+        );
+    } else {
+        report
+            .line("no fast set (precision fast is unavailable; bundle/exporter/py fast adds one)");
     }
     report.line("ok");
     Ok(format!(

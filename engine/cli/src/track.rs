@@ -106,7 +106,7 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
     let runtime = Runtime::load_default()?
         .with_device(args.device.model())
         .with_intra_threads(args.threads.map(usize::from));
-    let model = Model::load(model_dir, &runtime)?;
+    let model = Model::load_at(model_dir, &runtime, args.precision.engine())?;
     signals::check()?;
     let mut upsampler = MatteUpsampler::new(args.device.matte())?;
     let settings = session_settings(&model, &script, args);

@@ -561,11 +561,47 @@ fn usage_errors_exit_with_2() {
 fn check_model_accepts_the_fixture_model() {
     let output = run(&os(&[&"check-model", &test_model()]));
     assert_ok(&output, "check-model");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.trim_end().ends_with("ok"));
+    // Its fast set is checked too.
     assert!(
-        String::from_utf8_lossy(&output.stdout)
-            .trim_end()
-            .ends_with("ok")
+        stdout.contains("fast set: image_encoder int8_dynamic"),
+        "{stdout}"
     );
+}
+
+/// Copies `from` into `to` without its `fast/` folder.
+fn copy_without_fast_set(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            if entry.file_name() != "fast" {
+                copy_without_fast_set(&entry.path(), &target);
+            }
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn track_at_precision_fast_runs_the_fast_set_and_a_model_without_one_refuses_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = click_script(tmp.path(), 0);
+    let mut args = track_args(&test_model(), &script, &tmp.path().join("fast"));
+    args.extend(os(&[&"--precision", &"fast", &"--threads", &"1"]));
+    assert_ok(&run(&args), "track --precision fast");
+    assert!(tmp.path().join("fast/object_1/00009.png").is_file());
+
+    let model = tmp.path().join("model");
+    copy_without_fast_set(&test_model(), &model);
+    let mut args = track_args(&model, &script, &tmp.path().join("out"));
+    args.extend(os(&[&"--precision", &"fast"]));
+    let line = assert_refused(&run(&args), tmp.path(), &["fast", "model", "script.json"]);
+    assert!(line.contains("no fast graph set"), "{line}");
+    assert!(line.contains("bundle/exporter/py fast --model"), "{line}");
 }
 
 /// `track` on the three-objects script into `dir/out` (and `dir/trace`), one thread per operator.

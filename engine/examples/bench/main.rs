@@ -16,6 +16,9 @@
 //!   first clip; `--tiny-skipped TEXT` says why there is none.
 //! - `--official-fixture FILE`, `--official-tiny FILE`: what `bundle/exporter/py bench_official`
 //!   measured on the same clips and frames; `--official-skipped TEXT` says why there is none.
+//! - `--official-precision FILE`: what `bundle/exporter/py bench_precision` measured (the official
+//!   predictor in float32 and under bfloat16 autocast) on the tiny model's frames; the engine then
+//!   runs the tiny model at precision exact and fast on the same frames (`precision.rs`).
 //! - `--clicks N` [20]: timed clicks for the click-to-mask latency.
 //! - `--retrack-frames N` [24]: the re-track case on the 1024² model (retrack.rs): the first clip
 //!   played forward then backward to N frames, a correction click on frame N/2 and Track Forward;
@@ -34,6 +37,9 @@
 //! `bench retrack --model DIR --clip DIR [--frames N] [--threads N] [--official FILE]` prints only
 //! the re-track rows.
 //!
+//! `bench precision --model DIR --clip DIR [--frames N] [--threads N] [--official-precision FILE]`
+//! prints only the precision rows (the model at exact and fast on the clip's first frames).
+//!
 //! `bench edges [--threads N] [--runs N] [--radius PX] [--epsilon E] [--guide colour|luminance]`
 //! prints only the Refine Edges rows (ground truth in tests/fixtures/edges), for tuning;
 //! `--picture FILE` writes the before/after crop of docs/plugin.md instead.
@@ -42,6 +48,7 @@ mod edges;
 mod gpu;
 mod machine;
 mod memory;
+mod precision;
 mod retrack;
 mod table;
 mod track_cache;
@@ -90,6 +97,7 @@ struct Options {
     tiny_skipped: Option<String>,
     official_fixture: Option<PathBuf>,
     official_tiny: Option<PathBuf>,
+    official_precision: Option<PathBuf>,
     official_skipped: Option<String>,
     clicks: usize,
     /// Frames of the re-track case (0: not run).
@@ -131,6 +139,14 @@ enum Command {
         settings: sam2_engine::matte::EdgeRefinement,
         /// Write the docs' before/after picture there instead of measuring.
         picture: Option<PathBuf>,
+    },
+    /// Only the precision rows, on any model and clip (`bench precision --model DIR --clip DIR`).
+    Precision {
+        model: PathBuf,
+        clip: PathBuf,
+        frames: usize,
+        threads: usize,
+        official: Option<PathBuf>,
     },
 }
 
@@ -246,6 +262,30 @@ fn parse(args: &[String]) -> BoxResult<Command> {
             official,
         });
     }
+    if args.first().map(String::as_str) == Some("precision") {
+        it.next();
+        let (mut model, mut clip, mut frames, mut threads, mut official) = (None, None, 8, 2, None);
+        while let Some(flag) = it.next() {
+            let v = value(flag, &mut it)?;
+            match flag.as_str() {
+                "--model" => model = Some(PathBuf::from(v)),
+                "--clip" => clip = Some(PathBuf::from(v)),
+                "--frames" => frames = number(flag, &v)?,
+                "--threads" => threads = number(flag, &v)?,
+                "--official-precision" => official = Some(PathBuf::from(v)),
+                other => {
+                    return Err(format!("bench precision does not know the option {other}.").into());
+                }
+            }
+        }
+        return Ok(Command::Precision {
+            model: model.ok_or("bench precision needs --model.")?,
+            clip: clip.ok_or("bench precision needs --clip.")?,
+            frames,
+            threads,
+            official,
+        });
+    }
     if args.first().map(String::as_str) == Some("edges") {
         it.next();
         let (mut threads, mut runs) = (2, EDGE_RUNS);
@@ -288,6 +328,7 @@ fn parse(args: &[String]) -> BoxResult<Command> {
         tiny_skipped: None,
         official_fixture: None,
         official_tiny: None,
+        official_precision: None,
         official_skipped: None,
         clicks: 20,
         retrack_frames: 24,
@@ -308,6 +349,7 @@ fn parse(args: &[String]) -> BoxResult<Command> {
             "--tiny-skipped" => o.tiny_skipped = Some(v),
             "--official-fixture" => o.official_fixture = Some(v.into()),
             "--official-tiny" => o.official_tiny = Some(v.into()),
+            "--official-precision" => o.official_precision = Some(v.into()),
             "--official-skipped" => o.official_skipped = Some(v),
             "--clicks" => o.clicks = number(flag, &v)?,
             "--retrack-frames" => o.retrack_frames = number(flag, &v)?,
@@ -462,6 +504,42 @@ fn main() -> ExitCode {
                     share * 100.0
                 );
             }
+            Ok(())
+        }
+        Command::Precision {
+            model,
+            clip,
+            frames,
+            threads,
+            official,
+        } => {
+            let runtime = Runtime::load_default()?.with_intra_threads(Some(threads));
+            let runs = precision::run(&model, &runtime, &clip, frames, &mut |line| {
+                eprintln!("{line}")
+            })?;
+            let mut contention = Vec::new();
+            let section = precision::section(
+                format!(
+                    "precision exact and fast, {}, first {frames} frames of {}",
+                    model.display(),
+                    tracking::name(&clip)
+                ),
+                &runs,
+                official.as_deref(),
+                None,
+                &clip,
+                threads,
+                &mut contention,
+            );
+            println!("{}", table::render(&[section]));
+            println!(
+                "CPU used by other processes: {}",
+                contention
+                    .iter()
+                    .map(|(when, share)| format!("{:.0} % {when}", share * 100.0))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
             Ok(())
         }
         Command::Bench(options) => bench(&options),
@@ -685,6 +763,40 @@ fn retrack_rows(
     )))
 }
 
+/// Precision exact and fast on the tiny model against the official float32 and bfloat16 autocast.
+fn precision_section(
+    o: &Options,
+    dir: &Path,
+    runtime: &Runtime,
+    contention: &mut Vec<(String, f64)>,
+) -> BoxResult<Section> {
+    let clip = o
+        .clips
+        .first()
+        .ok_or("No clips to track; pass --clip DIR.")?;
+    eprintln!(
+        "precision: the tiny model exact and fast on the first {} frames of {}",
+        o.tiny_frames,
+        tracking::name(clip)
+    );
+    let runs = precision::run(dir, runtime, clip, o.tiny_frames, &mut |line| {
+        eprintln!("{line}")
+    })?;
+    Ok(precision::section(
+        format!(
+            "precision exact and fast vs the official float32 and bfloat16 autocast, tiny at 1024², first {} frames of {}",
+            o.tiny_frames,
+            tracking::name(clip)
+        ),
+        &runs,
+        o.official_precision.as_deref(),
+        o.official_skipped.as_deref(),
+        clip,
+        o.threads,
+        contention,
+    ))
+}
+
 fn load_model(dir: &Path, runtime: &Runtime) -> BoxResult<Arc<Model>> {
     let start = Instant::now();
     let model = Model::open(dir, runtime)?;
@@ -763,6 +875,7 @@ fn bench(o: &Options) -> BoxResult<()> {
             if let Some(section) = retrack_rows(&tiny, first_clip.first(), o, &mut contention)? {
                 sections.push(section);
             }
+            sections.push(precision_section(o, dir, &runtime, &mut contention)?);
         }
         None => sections.push(Section {
             title: "tiny model at 1024²".into(),

@@ -26,9 +26,9 @@ use crate::BoxResult;
 use crate::machine::CpuSample;
 
 /// The first `frames` frames of a clip folder.
-struct Prefix {
-    inner: FolderSource,
-    frames: usize,
+pub struct Prefix {
+    pub inner: FolderSource,
+    pub frames: usize,
 }
 
 impl FrameSource for Prefix {

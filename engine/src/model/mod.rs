@@ -6,9 +6,11 @@
 //! reported as a broken file rather than as whatever ONNX Runtime makes of truncated protobuf.
 
 pub mod device;
+pub mod fast_set;
 pub(crate) mod io;
 pub mod library;
 pub mod manifest;
+pub mod precision;
 pub mod runtime;
 mod shared;
 pub mod signature;
@@ -21,7 +23,9 @@ use ndarray_npy::ReadNpyExt;
 use sha2::{Digest, Sha256};
 
 pub use self::device::{Device, Provider};
+pub use self::fast_set::FastSet;
 pub use self::manifest::{GraphName, Manifest};
+pub use self::precision::Precision;
 pub use self::runtime::{Graph, Runtime};
 pub use self::shared::{Geometry, GraphTime, GraphTimes, Model};
 use crate::error::{Error, Result};
@@ -340,10 +344,29 @@ impl ModelDir {
         self.dir.join(&self.manifest.graphs.get(name).file)
     }
 
+    /// The graph set to load for `precision`: the exact graphs, or the fast set opened and
+    /// verified ([`FastSet::open`]; an error with a sentence when the directory has none).
+    pub fn graph_set(&self, precision: Precision) -> Result<GraphSet> {
+        match precision {
+            Precision::Exact => Ok(GraphSet::Exact),
+            Precision::Fast => Ok(GraphSet::Fast(Box::new(FastSet::open(self)?))),
+        }
+    }
+
     /// Creates the four sessions and checks each graph's inputs and outputs against the manifest.
     pub fn load_sessions(&self, runtime: &Runtime) -> Result<ModelSessions> {
+        self.load_sessions_of(runtime, &GraphSet::Exact)
+    }
+
+    /// [`ModelDir::load_sessions`] for the graphs of `set`, which declare the same inputs and
+    /// outputs as the exact ones.
+    pub fn load_sessions_of(&self, runtime: &Runtime, set: &GraphSet) -> Result<ModelSessions> {
         let load = |name: GraphName| {
-            runtime.session(name, &self.graph_path(name), self.manifest.graphs.get(name))
+            let path = match set {
+                GraphSet::Exact => self.graph_path(name),
+                GraphSet::Fast(fast) => fast_set::graph_path(&self.dir, fast, name),
+            };
+            runtime.session(name, &path, self.manifest.graphs.get(name))
         };
         Ok(ModelSessions {
             image_encoder: load(GraphName::ImageEncoder)?,
@@ -351,6 +374,33 @@ impl ModelDir {
             mask_decoder: load(GraphName::MaskDecoder)?,
             memory_encoder: load(GraphName::MemoryEncoder)?,
         })
+    }
+}
+
+/// The graph files a model is loaded from ([`ModelDir::graph_set`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum GraphSet {
+    /// The graphs `manifest.json` lists.
+    Exact,
+    /// The fast set beside them.
+    Fast(Box<FastSet>),
+}
+
+impl GraphSet {
+    /// The precision this set is loaded for.
+    pub fn precision(&self) -> Precision {
+        match self {
+            GraphSet::Exact => Precision::Exact,
+            GraphSet::Fast(_) => Precision::Fast,
+        }
+    }
+
+    /// The fast set, when this is one.
+    pub fn fast(&self) -> Option<&FastSet> {
+        match self {
+            GraphSet::Exact => None,
+            GraphSet::Fast(set) => Some(set.as_ref()),
+        }
     }
 }
 

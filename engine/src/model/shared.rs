@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 
 use super::device::{Provider, ProviderFailure};
 use super::manifest::{GraphName, Manifest};
-use super::{Graph, ModelDir, ModelTensors, Runtime};
+use super::{Graph, GraphSet, ModelDir, ModelTensors, Precision, Runtime};
 use crate::error::Result;
 
 /// Sizes every per-frame array derives from, computed once from the manifest.
@@ -56,6 +56,8 @@ impl Geometry {
 #[derive(Debug)]
 pub struct Model {
     dir: ModelDir,
+    /// Which graph files the sessions were created from.
+    graph_set: GraphSet,
     geometry: Geometry,
     pub(crate) image_encoder: Mutex<Graph>,
     pub(crate) mask_decoder: Mutex<Graph>,
@@ -69,9 +71,20 @@ pub struct Model {
 }
 
 impl Model {
-    /// Creates the four sessions of an opened model directory.
+    /// Creates the four sessions of an opened model directory from its exact graphs.
     pub fn load(dir: ModelDir, runtime: &Runtime) -> Result<Arc<Model>> {
-        let mut sessions = dir.load_sessions(runtime)?;
+        Model::load_at(dir, runtime, Precision::Exact)
+    }
+
+    /// Creates the four sessions of an opened model directory at `precision`: the exact graphs,
+    /// or its fast set (refused with a sentence when the directory has none — never the exact
+    /// graphs in its place).
+    pub fn load_at(dir: ModelDir, runtime: &Runtime, precision: Precision) -> Result<Arc<Model>> {
+        let graph_set = dir.graph_set(precision)?;
+        let mut sessions = dir.load_sessions_of(runtime, &graph_set)?;
+        if let Some(fast) = graph_set.fast() {
+            log::info!("precision fast: {}", fast.summary());
+        }
         let mut skipped: Vec<ProviderFailure> = Vec::new();
         for name in GraphName::ALL {
             for failure in sessions.get_mut(name).skipped() {
@@ -83,6 +96,7 @@ impl Model {
         Ok(Arc::new(Model {
             providers: sessions.providers(),
             skipped,
+            graph_set,
             geometry: Geometry::of(dir.manifest()),
             image_encoder: Mutex::new(sessions.image_encoder),
             mask_decoder: Mutex::new(sessions.mask_decoder),
@@ -117,6 +131,16 @@ impl Model {
 
     pub fn dir(&self) -> &ModelDir {
         &self.dir
+    }
+
+    /// The precision the model was loaded at.
+    pub fn precision(&self) -> Precision {
+        self.graph_set.precision()
+    }
+
+    /// The graph files the sessions were created from.
+    pub fn graph_set(&self) -> &GraphSet {
+        &self.graph_set
     }
 
     /// One graph's session behind its lock.

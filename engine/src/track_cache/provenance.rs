@@ -22,7 +22,8 @@ pub struct Provenance {
     pub engine: String,
     /// SHA-256 of the model's `manifest.json`, which lists the SHA-256 of every model file.
     pub model: String,
-    /// The graphs' precision and the execution providers they ran on (`fp32 on CPU`).
+    /// The graphs' precision and the execution providers they ran on (`fp32 on CPU`; `fast set
+    /// <SHA-256 of fast/manifest.json> on CPU` at precision fast).
     pub precision: String,
     /// The session settings that change results.
     pub predictor: String,
@@ -73,10 +74,16 @@ impl Provenance {
                 providers.push(name);
             }
         }
-        let precision = serde_json::to_value(model.manifest().precision)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        // The exact graphs by the manifest's precision (as before the fast set existed, so that
+        // earlier caches stay valid); the fast set by the hash of its manifest, which lists the
+        // hash of each of its graphs.
+        let precision = match model.graph_set().fast() {
+            None => serde_json::to_value(model.manifest().precision)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            Some(fast) => format!("fast set {}", fast.sha256()),
+        };
         let settings = session.settings();
         Provenance {
             engine: engine_version(),

@@ -179,6 +179,7 @@ impl Instance {
         let key = ModelKey {
             dir: self.model_dir(values)?,
             device: values.device,
+            precision: values.precision,
         };
         if let Some((failed, message)) = self.model_failure.lock().as_ref()
             && failed == &key
