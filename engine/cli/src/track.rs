@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use sam2_engine::matte::MatteUpsampler;
 use sam2_engine::model::{ModelDir, Runtime};
-use sam2_engine::replay::run_script;
+use sam2_engine::replay::{StepFrames, run_script_with};
 use sam2_engine::script::{Interaction, ObjectId, Op};
 use sam2_engine::staged_dir::StagedDir;
 use sam2_engine::trace_writer::{TraceInfo, TraceWriter, trace_existing};
@@ -163,9 +163,16 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
         Some(_) => ControlFlow::Break(()),
         None => ControlFlow::Continue(()),
     };
-    let ran = run_script(
+    // Without a trace, a propagation's outputs are not kept: they are in the session (and, gone
+    // cold, in the cache), so that memory stays flat in the clip's length.
+    let keep = match trace {
+        Some(_) => StepFrames::Kept,
+        None => StepFrames::Streamed,
+    };
+    let ran = run_script_with(
         &mut session,
         &script,
+        keep,
         |_, _| {
             count(1);
             stop()
