@@ -258,7 +258,7 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
     report.line(&format!(
         "{frames} frames, {objects} object{}: {} frame updates in {seconds:.2} s ({:.1} frames/s); \
          model runs: image encoder {}, mask decoder {}, memory attention {}, memory encoder {}, \
-         memories rebuilt {}; {written} {}-bit mattes in {} ({:.2} s){trace_note}",
+         memories rebuilt {}; {written} {}-bit mattes in {} ({:.2} s){trace_note}{}",
         if objects == 1 { "" } else { "s" },
         updates.get(),
         updates.get() as f64 / seconds.max(1e-9),
@@ -270,6 +270,7 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
         args.bits.count(),
         out_path.display(),
         matte_time.as_secs_f64(),
+        crate::report::peak_memory(),
     ));
     Ok(format!("The mattes are in {}", out_path.display()))
 }
