@@ -31,6 +31,11 @@
 //!
 //! `bench rss --model DIR --frames N --threads N` is the memory test's child process.
 //!
+//! `bench encoding --model DIR [--clip DIR] [--frames N] [--threads N]` prints only the track
+//! cache's encoding rows (a model's logits on the first frames of a clip, and the mask prompts);
+//! `bench memory --model DIR [--frames A,B] [--objects N] [--threads N] [--cli FILE]` only the
+//! memory rows with a track cache; `bench batch [--model DIR] [--threads N]` only the batch rows.
+//!
 //! `bench edges [--threads N] [--runs N] [--radius PX] [--epsilon E] [--guide colour|luminance]`
 //! prints only the Refine Edges rows (ground truth in tests/fixtures/edges), for tuning;
 //! `--picture FILE` writes the before/after crop of docs/plugin.md instead.
@@ -139,6 +144,19 @@ enum Command {
         threads: usize,
         run: memory::RssRun,
     },
+    /// Only the batch rows (track a 1080p clip into a cache, render from it) on a model.
+    Batch {
+        model: PathBuf,
+        threads: usize,
+    },
+    /// Only the track cache's encoding rows: a model's logits on the first frames of a clip, and
+    /// the mask prompts.
+    Encoding {
+        model: PathBuf,
+        clip: PathBuf,
+        frames: usize,
+        threads: usize,
+    },
     /// Only the memory rows with a track cache, for one model.
     Memory {
         model: PathBuf,
@@ -212,6 +230,43 @@ fn parse(args: &[String]) -> BoxResult<Command> {
             frames: frames.ok_or("bench rss needs --frames.")?,
             threads,
             run,
+        });
+    }
+    if args.first().map(String::as_str) == Some("batch") {
+        it.next();
+        let (mut model, mut threads) = (checkout().join("tests/fixtures/models/test"), 2);
+        while let Some(flag) = it.next() {
+            let v = value(flag, &mut it)?;
+            match flag.as_str() {
+                "--model" => model = PathBuf::from(v),
+                "--threads" => threads = number(flag, &v)?,
+                other => {
+                    return Err(format!("bench batch does not know the option {other}.").into());
+                }
+            }
+        }
+        return Ok(Command::Batch { model, threads });
+    }
+    if args.first().map(String::as_str) == Some("encoding") {
+        it.next();
+        let (mut model, mut clip, mut frames, mut threads) = (None, None, 8, 2);
+        while let Some(flag) = it.next() {
+            let v = value(flag, &mut it)?;
+            match flag.as_str() {
+                "--model" => model = Some(PathBuf::from(v)),
+                "--clip" => clip = Some(PathBuf::from(v)),
+                "--frames" => frames = number(flag, &v)?,
+                "--threads" => threads = number(flag, &v)?,
+                other => {
+                    return Err(format!("bench encoding does not know the option {other}.").into());
+                }
+            }
+        }
+        return Ok(Command::Encoding {
+            model: model.ok_or("bench encoding needs --model.")?,
+            clip: clip.unwrap_or_else(|| checkout().join("tests/fixtures/clips/crossing")),
+            frames,
+            threads,
         });
     }
     if args.first().map(String::as_str) == Some("memory") {
@@ -355,6 +410,45 @@ fn main() -> ExitCode {
             let result = edges::run(&edges_dir(), settings, threads, runs)?;
             let sections = [edges::section(&result, threads, runs)];
             println!("{}", table::render(&sections));
+            Ok(())
+        }
+        Command::Batch { model, threads } => {
+            let runtime = Runtime::load_default()?.with_intra_threads(Some(threads));
+            let model = load_model(&model, &runtime)?;
+            println!("{}", table::render(&[batch_section(&model)?]));
+            Ok(())
+        }
+        Command::Encoding {
+            model,
+            clip,
+            frames,
+            threads,
+        } => {
+            let runtime = Runtime::load_default()?.with_intra_threads(Some(threads));
+            let model = load_model(&model, &runtime)?;
+            let t = tracking::run(&model, &[clip.clone()], Some(frames), 0, &mut |line| {
+                eprintln!("{line}")
+            })?;
+            let mut rows = encoding(
+                &format!(
+                    "{}, object 1 on the first {} frames of {}",
+                    m_size(&model),
+                    t.logits.maps.len(),
+                    tracking::name(&clip)
+                ),
+                &t.logits,
+                model.geometry().low_res == 256,
+            )?;
+            rows.extend(encoding(
+                "mask prompts at 1024² from real-photo ground truth (tests/fixtures/edges), 1920×1080",
+                &cache_quality::mask_prompts(&edges_dir(), 1024)?,
+                true,
+            )?);
+            let section = Section {
+                title: "track cache encoding (format 2), against f32 logits".into(),
+                rows,
+            };
+            println!("{}", table::render(&[section]));
             Ok(())
         }
         Command::Memory {
@@ -804,41 +898,7 @@ fn bench(o: &Options) -> BoxResult<()> {
     eprintln!(
         "track cache: tracking {CACHE_FRAMES} synthetic 1080p frames into it, rendering from it"
     );
-    let c = track_cache::run(&fixture, CACHE_FRAMES)?;
-    sections.push(Section {
-        title: format!(
-            "batch: a synthetic 1920×1080 clip of {} frames tracked into a track cache, then rendered from it, {}, one object",
-            c.frames,
-            m_size(&fixture),
-        ),
-        rows: vec![
-            Row::info(
-                "tracking, the cache written as it goes",
-                format!(
-                    "{:.1} frames/s ({:.1} ms per frame writing the cache)",
-                    c.track_fps,
-                    c.write_seconds * 1000.0 / c.frames.max(1) as f64
-                ),
-            ),
-            Row::info(
-                "rendering from the cache (read, CPU upsample to 1080p, finishing, 8-bit), one thread",
-                format!(
-                    "{:.1} frames/s ({:.1}× tracking; no model)",
-                    c.render_fps,
-                    c.render_fps / c.track_fps.max(1e-9)
-                ),
-            ),
-            Row::info(
-                "cache per frame and object (64² logits)",
-                format!(
-                    "{:.1} KiB of {:.0} KiB raw ({:.2})",
-                    c.block_bytes / 1024.0,
-                    c.raw_bytes as f64 / 1024.0,
-                    c.block_bytes / c.raw_bytes as f64
-                ),
-            ),
-        ],
-    });
+    sections.push(batch_section(&fixture)?);
 
     eprintln!("matte upsampling");
     let up = upsample::run(UPSAMPLE_RUNS)?;
@@ -1095,4 +1155,43 @@ fn encoding(what: &str, samples: &cache_quality::Samples, at_1024: bool) -> BoxR
         ));
     }
     Ok(rows)
+}
+
+/// Batch: a synthetic 1080p clip tracked into a track cache, then rendered from it.
+fn batch_section(fixture: &Arc<Model>) -> BoxResult<Section> {
+    let c = track_cache::run(fixture, CACHE_FRAMES)?;
+    Ok(Section {
+        title: format!(
+            "batch: a synthetic 1920×1080 clip of {} frames tracked into a track cache, then rendered from it, {}, one object",
+            c.frames,
+            m_size(fixture),
+        ),
+        rows: vec![
+            Row::info(
+                "tracking, the cache written as it goes",
+                format!(
+                    "{:.1} frames/s ({:.1} ms per frame writing the cache)",
+                    c.track_fps,
+                    c.write_seconds * 1000.0 / c.frames.max(1) as f64
+                ),
+            ),
+            Row::info(
+                "rendering from the cache (read, CPU upsample to 1080p, finishing, 8-bit), one thread",
+                format!(
+                    "{:.1} frames/s ({:.1}× tracking; no model)",
+                    c.render_fps,
+                    c.render_fps / c.track_fps.max(1e-9)
+                ),
+            ),
+            Row::info(
+                "cache per frame and object (64² logits)",
+                format!(
+                    "{:.1} KiB of {:.0} KiB raw ({:.2})",
+                    c.block_bytes / 1024.0,
+                    c.raw_bytes as f64 / 1024.0,
+                    c.block_bytes / c.raw_bytes as f64
+                ),
+            ),
+        ],
+    })
 }
