@@ -426,7 +426,7 @@ fn main() -> ExitCode {
         } => {
             let runtime = Runtime::load_default()?.with_intra_threads(Some(threads));
             let model = load_model(&model, &runtime)?;
-            let t = tracking::run(&model, &[clip.clone()], Some(frames), 0, &mut |line| {
+            let t = tracking::run(&model, std::slice::from_ref(&clip), Some(frames), 0, &mut |line| {
                 eprintln!("{line}")
             })?;
             let mut rows = encoding(
