@@ -246,7 +246,7 @@ fn replay(session: &mut ClipSession, script: &Script) -> Outputs {
 fn a_session_with_a_cold_tier_gives_every_output_bit_for_bit_with_far_logits_out_of_ram() {
     let runtime = Runtime::load_default().unwrap().with_intra_threads(Some(1));
     let dir = tempfile::tempdir().unwrap();
-    let (mut cold_results, mut rebuilt) = (0, 0);
+    let (mut cold_results, mut rebuilt, mut spilled) = (0, 0, 0);
     for trace in trace_dirs() {
         let name = trace.file_name().unwrap().to_string_lossy().into_owned();
         let reference = Trace::open(&trace).unwrap();
@@ -294,6 +294,9 @@ fn a_session_with_a_cold_tier_gives_every_output_bit_for_bit_with_far_logits_out
                 assert_eq!(got, want, "{name}: object {object}, frame {frame}");
                 cold_results +=
                     usize::from(tiered.result(frame, object).is_some_and(|r| r.is_cold()));
+                spilled += usize::from(tiered.result(frame, object).is_some_and(|r| {
+                    r.memory_source.retention == sam2_engine::memory_bank::Retention::Spilled
+                }));
             }
         }
         // What the cache holds after the commit is the session's final state.
@@ -314,6 +317,11 @@ fn a_session_with_a_cold_tier_gives_every_output_bit_for_bit_with_far_logits_out
     }
     assert!(cold_results > 10, "{cold_results} results went cold");
     assert!(rebuilt > 0, "no memory was rebuilt from cold logits");
+    // Results whose rebuild puts back pixels that hole filling changed keep those in the spill.
+    assert!(
+        spilled > 0,
+        "no cold result's rebuild information went to the spill"
+    );
 }
 
 fn masks_bits(masks: &sam2_engine::FrameMasks) -> Vec<(u64, Option<Vec<u32>>)> {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use super::spill::Spill;
 use super::{Result, TrackCacheError, TrackCacheWriter};
 use crate::masklet::FrameResult;
+use crate::memory_bank::Retention;
 use crate::object::ObjectId;
 
 /// The writer of a session's cache, and the spill of what went cold.
@@ -41,7 +42,31 @@ impl ColdStore {
         result: &FrameResult,
     ) -> Result<()> {
         self.writer.put(object, frame, Some(result))?;
-        self.spill.put(object, frame, &result.low_res_logits)
+        self.spill.put(object, frame, &result.low_res_logits)?;
+        if let Retention::Rebuildable { unfilled } = &result.memory_source.retention
+            && !unfilled.is_empty()
+        {
+            self.spill.put_unfilled(object, frame, unfilled)?;
+        }
+        Ok(())
+    }
+
+    /// What the memory encoder read for a frame [`ColdStore::freeze`] moved out: its logits with
+    /// the spilled pixels put back.
+    pub(crate) fn thaw_encoder_input(&self, object: ObjectId, frame: usize) -> Result<Arc<[f32]>> {
+        let logits = self.thaw(object, frame)?;
+        match self.spill.get_unfilled(object, frame)? {
+            None => Ok(logits),
+            Some(unfilled) => {
+                let mut input = logits.to_vec();
+                for (index, value) in unfilled {
+                    if let Some(v) = input.get_mut(index as usize) {
+                        *v = value;
+                    }
+                }
+                Ok(Arc::from(input))
+            }
+        }
     }
 
     /// The full-precision logits [`ColdStore::freeze`] moved out.

@@ -35,6 +35,8 @@ pub(crate) struct Spill {
     file: File,
     end: u64,
     index: HashMap<(ObjectId, usize), Slot>,
+    /// Where the pixels a memory's rebuild puts back are (see `Retention::Spilled`).
+    unfilled: HashMap<(ObjectId, usize), Slot>,
 }
 
 impl Spill {
@@ -72,6 +74,7 @@ impl Spill {
             file,
             end: 0,
             index: HashMap::new(),
+            unfilled: HashMap::new(),
         })
     }
 
@@ -92,6 +95,74 @@ impl Spill {
         );
         self.end += bytes.len() as u64;
         Ok(())
+    }
+
+    /// Keeps the pixels (index, value) a memory's rebuild puts back, for `object` on `frame`.
+    pub(crate) fn put_unfilled(
+        &mut self,
+        object: ObjectId,
+        frame: usize,
+        pixels: &[(u32, f32)],
+    ) -> Result<()> {
+        let mut bytes = Vec::with_capacity(pixels.len() * 8);
+        for (index, value) in pixels {
+            bytes.extend_from_slice(&index.to_le_bytes());
+            bytes.extend_from_slice(&value.to_le_bytes());
+        }
+        self.file
+            .write_all(&bytes)
+            .map_err(|source| self.io("write the spill file of", source))?;
+        self.unfilled.insert(
+            (object, frame),
+            Slot {
+                offset: self.end,
+                len: bytes.len() as u32,
+                count: pixels.len() as u32,
+                crc: crc32fast::hash(&bytes),
+            },
+        );
+        self.end += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// The pixels [`Spill::put_unfilled`] kept; `None` when it kept none for them.
+    pub(crate) fn get_unfilled(
+        &self,
+        object: ObjectId,
+        frame: usize,
+    ) -> Result<Option<Vec<(u32, f32)>>> {
+        let Some(slot) = self.unfilled.get(&(object, frame)).copied() else {
+            return Ok(None);
+        };
+        let bytes = self.read(slot)?;
+        Ok(Some(
+            bytes
+                .chunks_exact(8)
+                .map(|c| {
+                    let word = |at: usize| {
+                        c.get(at..at + 4)
+                            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                            .unwrap_or_default()
+                    };
+                    (u32::from_le_bytes(word(0)), f32::from_le_bytes(word(4)))
+                })
+                .collect(),
+        ))
+    }
+
+    /// A slot's bytes, checked against its checksum.
+    fn read(&self, slot: Slot) -> Result<Vec<u8>> {
+        let mut bytes = vec![0u8; slot.len as usize];
+        let whole = record::read_at(&self.file, slot.offset, &mut bytes)
+            .map_err(|source| self.io("read the spill file of", source))?;
+        if !whole || crc32fast::hash(&bytes) != slot.crc {
+            return Err(TrackCacheError::Corrupt {
+                path: self.cache.clone(),
+                offset: slot.offset,
+                problem: "the session's spill file of full-precision logits changed".to_string(),
+            });
+        }
+        Ok(bytes)
     }
 
     /// The logits [`Spill::put`] kept; `None` when it kept none for them.
