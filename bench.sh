@@ -4,8 +4,13 @@
 #   - the shrunk fixture model (tests/fixtures/models/test, 256²) on every clip in tests/fixtures/clips;
 #   - the tiny architecture with seeded random weights at 1024² (.local/models/sam2.1-tiny-random, exported
 #     here the first time when the exporter venv exists) on the first BENCH_TINY_FRAMES frames of the first clip;
-#   - peak memory with a track cache attached (the cold tier), 200 vs 2000 frames, 256² model, one object; with
-#     BENCH_TINY_RSS=100,1000 also the 1024² model with three objects (long: opt-in);
+#   - peak memory with a track cache (the session's cold tier, and `sam2-rotoscope track --cache`), 200 vs 2000
+#     frames, 256² model, one object; with BENCH_RSS_1024=100,1000 also three objects on the test architecture
+#     exported at 1024² (target/models/test-1024, seeded random weights, exported here the first time when the
+#     exporter venv exists: the per-frame state of a 1024² model, 256² logits and 64² memories) — about 1 s per
+#     frame on 2 idle cores, so opt-in; BENCH_TINY_RSS=100,1000 does the same with the tiny model (hours);
+#   - the track cache's encoding: size per frame and object at 1024² (tiny model's logits; mask prompts from the
+#     real-photo ground truth of tests/fixtures/edges) and the matte difference against f32 logits;
 #   - the re-track case at 1024²: BENCH_RETRACK_FRAMES (default 24) frames of the first clip played forward then
 #     backward, a correction click on the middle frame and Track Forward to the end, engine and official (0: skip);
 #   - the official PyTorch predictor on the same weights, clips, frames and thread count, when the exporter
@@ -26,10 +31,11 @@ retrack_frames="${BENCH_RETRACK_FRAMES:-24}"
 out=target/bench
 fixture=tests/fixtures/models/test
 tiny=.local/models/sam2.1-tiny-random
+shrunk_1024=target/models/test-1024
 
 bundle/setup-system.sh
 bundle/fetch-onnxruntime.sh
-cargo build --release -p sam2-engine --example bench
+cargo build --release -p sam2-engine --example bench -p sam2-rotoscope-cli
 
 mkdir -p "$out"
 rm -f "$out"/official-*.json "$out/report.md"
@@ -60,6 +66,21 @@ if [ -f "$tiny/manifest.json" ]; then
 else
   echo "bench: skipping the 1024² runs: $tiny is missing and there is no exporter venv to make it (bundle/exporter/setup-venv.sh)" >&2
   args+=(--tiny-skipped "no $tiny, and no exporter venv to make it (bundle/exporter/setup-venv.sh)")
+fi
+
+# The 1024² memory test with three objects on the shrunk architecture (BENCH_RSS_1024=100,1000): opt-in.
+if [ -n "${BENCH_RSS_1024:-}" ]; then
+  if [ ! -f "$shrunk_1024/manifest.json" ] && $have_venv; then
+    echo "bench: exporting the test architecture at 1024² to $shrunk_1024 (once; a few minutes)" >&2
+    bundle/exporter/py export --size test --image-size 1024 --random-weights --seed 0 --out "$shrunk_1024"
+  fi
+  if [ -f "$shrunk_1024/manifest.json" ]; then
+    args+=(--rss-1024-model "$shrunk_1024" --rss-1024-frames "$BENCH_RSS_1024")
+  else
+    args+=(--rss-1024-skipped "no $shrunk_1024, and no exporter venv to make it (bundle/exporter/setup-venv.sh)")
+  fi
+else
+  args+=(--rss-1024-skipped "not run: about 1 s per frame with three objects on 2 idle cores (BENCH_RSS_1024=100,1000 ./bench.sh)")
 fi
 
 if $have_venv; then

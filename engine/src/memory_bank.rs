@@ -48,6 +48,10 @@ pub enum Retention {
     /// logits with these pixels put back — those hole filling changed after the memory encoder
     /// ran, with their values before (empty for most masks).
     Rebuildable { unfilled: Arc<[(u32, f32)]> },
+    /// The memory may be dropped and rebuilt bit for bit from a cold result: its logits and the
+    /// pixels to put back are both in the session's spill (`track_cache::ColdStore`), so that a
+    /// cold frame keeps nothing of that size in RAM.
+    Spilled,
     /// The memory is kept for good: rebuilding it would need more bytes than it takes itself.
     Pinned,
 }
@@ -96,10 +100,12 @@ impl MemorySource {
 pub(crate) type EncodeMemory<'e> =
     dyn FnMut(usize, &[f32], f32, MaskOrigin) -> Result<MemoryFeatures> + 'e;
 
-/// Reads back the logits of a cold result (frame → logits).
+/// Reads back what the memory encoder read for a cold result (frame → logits with the pixels of
+/// a [`Retention::Spilled`] result put back).
 pub(crate) type Thaw<'t> = dyn FnMut(usize) -> Result<Arc<[f32]>> + 't;
 
-/// Moves a result's logits out of RAM (frame, result); they must be readable by [`Thaw`] after.
+/// Moves a result's logits out of RAM (frame, result), and the pixels its memory's rebuild puts
+/// back; [`Thaw`] must give back the encoder's input after.
 pub(crate) type Freeze<'f> = dyn FnMut(usize, &FrameResult) -> Result<()> + 'f;
 
 /// One object's outputs by frame; see the module documentation.
@@ -266,14 +272,11 @@ impl MemoryBank {
                 "object {object}: no result on frame {frame} to rebuild a memory from"
             ),
         })?;
-        let thawed;
-        let stored = if result.is_cold() {
-            thawed = thaw(frame)?;
-            &thawed
+        let input = if result.is_cold() {
+            result.memory_source.encoder_input(&thaw(frame)?)
         } else {
-            &result.low_res_logits
+            result.memory_source.encoder_input(&result.low_res_logits)
         };
-        let input = result.memory_source.encoder_input(stored);
         result.memory = Some(encode(
             frame,
             &input,
@@ -334,13 +337,14 @@ impl MemoryBank {
             let Some(memory) = &result.memory else {
                 continue;
             };
-            let Retention::Rebuildable { unfilled } = &result.memory_source.retention else {
-                continue;
+            let rebuild_bytes = match &result.memory_source.retention {
+                Retention::Rebuildable { unfilled } => unfilled.len() * size_of::<(u32, f32)>(),
+                Retention::Spilled => 0,
+                Retention::Pinned => continue,
             };
             if t.abs_diff(frame) <= reach {
                 continue;
             }
-            let rebuild_bytes = unfilled.len() * size_of::<(u32, f32)>();
             if rebuild_bytes < memory.bytes() {
                 result.memory = None;
             } else {
@@ -366,6 +370,11 @@ impl MemoryBank {
             freeze(t, result)?;
             result.low_res_logits = Arc::from(Vec::new());
             result.candidates = None;
+            // `freeze` spilled the pixels to put back with the logits.
+            if matches!(&result.memory_source.retention, Retention::Rebuildable { unfilled } if !unfilled.is_empty())
+            {
+                result.memory_source.retention = Retention::Spilled;
+            }
         }
         Ok(())
     }

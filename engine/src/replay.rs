@@ -59,6 +59,15 @@ fn first_channel_16(image: &image::DynamicImage) -> Vec<bool> {
     rgba.pixels().map(|p| p.0[0] > 32767).collect()
 }
 
+/// Whether a propagation's [`StepResult`] holds its frames' outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepFrames {
+    /// Every propagated frame's outputs, for a trace or a comparison: memory grows with the clip.
+    Kept,
+    /// None (`on_frame` saw each frame as it came): memory flat in the clip's length.
+    Streamed,
+}
+
 /// Runs every interaction of `script` in order; `on_step` sees each step's outputs as soon as it
 /// is done, `on_frame` each propagated frame (progress). Either may stop the run: `on_frame`
 /// within a propagation, so that a cancel waits for one frame rather than a whole clip (the step
@@ -66,6 +75,17 @@ fn first_channel_16(image: &image::DynamicImage) -> Vec<bool> {
 pub fn run_script(
     session: &mut ClipSession,
     script: &Script,
+    on_frame: impl FnMut(usize, &FrameMasks) -> ControlFlow<()>,
+    on_step: impl FnMut(&StepResult) -> ControlFlow<()>,
+) -> Result<()> {
+    run_script_with(session, script, StepFrames::Kept, on_frame, on_step)
+}
+
+/// [`run_script`], with a propagation's step keeping its frames or not (`keep`).
+pub fn run_script_with(
+    session: &mut ClipSession,
+    script: &Script,
+    keep: StepFrames,
     mut on_frame: impl FnMut(usize, &FrameMasks) -> ControlFlow<()>,
     mut on_step: impl FnMut(&StepResult) -> ControlFlow<()>,
 ) -> Result<()> {
@@ -111,7 +131,9 @@ pub fn run_script(
                         max_frames: *max_frames,
                     },
                     |masks| {
-                        frames.push(masks.clone());
+                        if keep == StepFrames::Kept {
+                            frames.push(masks.clone());
+                        }
                         on_frame(index, masks)
                     },
                 )?;

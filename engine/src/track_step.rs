@@ -224,7 +224,7 @@ impl TrackStep<'_> {
                         &mut |t, logits, score, origin| {
                             frames.encode_memory(t, logits, score, origin, Residency::Streamed)
                         },
-                        &mut |t| thaw(cold, object, t),
+                        &mut |t| thaw_encoder_input(cold, object, t),
                     )?;
                     frames.stats.memories_rebuilt += 1;
                 }
@@ -360,6 +360,18 @@ impl TrackStep<'_> {
             score: dec.mask_as_output_scale * lam + dec.mask_as_output_bias,
             candidates: None,
         })
+    }
+}
+
+/// What the memory encoder read for a cold result of `object` on `frame`.
+fn thaw_encoder_input(
+    cold: Option<&ColdStore>,
+    object: ObjectId,
+    frame: usize,
+) -> Result<Arc<[f32]>> {
+    match cold {
+        Some(store) => Ok(store.thaw_encoder_input(object, frame)?),
+        None => thaw(None, object, frame),
     }
 }
 

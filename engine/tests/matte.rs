@@ -296,7 +296,14 @@ fn gpu_reuses_its_buffers_across_calls_and_sizes() {
 #[test]
 fn matte_devices_choose_as_documented() {
     let src = Rng(5).logits(8 * 8);
-    let expected = matte::upsample_bilinear(&src, 8, 8, 30, 20).unwrap();
+    // The upsampler rounds its input to the matte precision first (what a track cache stores).
+    let expected =
+        matte::upsample_bilinear(&matte::precision::round_logits(&src), 8, 8, 30, 20).unwrap();
+    assert_ne!(
+        matte::upsample_bilinear(&src, 8, 8, 30, 20).unwrap(),
+        expected,
+        "the rounding is visible"
+    );
 
     let mut cpu = MatteUpsampler::new(MatteDevice::Cpu).unwrap();
     assert_eq!(cpu.active(), ActiveDevice::Cpu);

@@ -127,6 +127,11 @@ pub enum CliError {
 
     #[error("Stopped by {signal} before the output was complete; nothing was written.")]
     Stopped { signal: StopSignal },
+
+    #[error(
+        "Stopped by {signal} before every matte was written; the mattes written are whole, none is half-written. Run the same command again to write the rest."
+    )]
+    RenderStopped { signal: StopSignal },
 }
 
 impl CliError {

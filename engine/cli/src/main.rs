@@ -49,20 +49,25 @@ fn main() -> ExitCode {
     }
     progress::install_logger(cli.verbose);
     let mut report = Report::new();
-    let outcome = match cli.command {
-        Command::CheckModel(args) => check_model::run(&args, &mut report),
-        // Before anything starts a thread: the threads inherit the blocked signals.
-        Command::Track(args) => signals::install().and_then(|()| track::run(&args, &mut report)),
-        // No signal handling: a signal ends a render at once, and every matte it wrote is whole
-        // (written beside its place and renamed).
-        Command::Render(args) => render::run(&args, &mut report),
-    };
+    let outcome =
+        match cli.command {
+            Command::CheckModel(args) => check_model::run(&args, &mut report),
+            // Before anything starts a thread: the threads inherit the blocked signals.
+            Command::Track(args) => signals::install(signals::Output::Staged)
+                .and_then(|()| track::run(&args, &mut report)),
+            // A signal stops a render after the mattes being written (each written beside its place
+            // and renamed when whole).
+            Command::Render(args) => signals::install(signals::Output::Shared)
+                .and_then(|()| render::run(&args, &mut report)),
+        };
     match outcome.and_then(|done| report.finish(done)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             progress::print_line(&format!("error: {e}"));
             match e {
-                CliError::Stopped { signal } => ExitCode::from(signal.exit_code()),
+                CliError::Stopped { signal } | CliError::RenderStopped { signal } => {
+                    ExitCode::from(signal.exit_code())
+                }
                 _ => ExitCode::FAILURE,
             }
         }

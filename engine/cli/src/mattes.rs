@@ -285,24 +285,24 @@ fn encode(job: &Job, format: &Plan) -> Result<(), CliError> {
                 .with_file_name(format!(".{name}.{}.tmp", std::process::id()))
         }
     };
-    write_png(&target, &matte, format).map_err(|e| {
-        if target != job.path {
-            let _ = fs::remove_file(&target);
-        }
-        png_error(e)
-    })?;
-    if target != job.path {
-        fs::rename(&target, &job.path).map_err(|e| {
-            let _ = fs::remove_file(&target);
-            png_error(e.to_string())
-        })?;
+    if target == job.path {
+        let file = File::create(&target).map_err(|e| png_error(e.to_string()))?;
+        return write_png(file, &matte, format).map_err(png_error);
     }
-    Ok(())
+    // Registered while it exists, so that a second signal removes it (see `signals`).
+    let written = signals::create_temp_file(&target)
+        .map_err(|e| e.to_string())
+        .and_then(|file| write_png(file, &matte, format))
+        .and_then(|()| fs::rename(&target, &job.path).map_err(|e| e.to_string()));
+    if written.is_err() {
+        let _ = fs::remove_file(&target);
+    }
+    signals::forget_file(&target);
+    written.map_err(png_error)
 }
 
-fn write_png(path: &Path, matte: &[f32], format: &Plan) -> Result<(), String> {
+fn write_png(file: File, matte: &[f32], format: &Plan) -> Result<(), String> {
     let png_error = |e: &dyn std::fmt::Display| e.to_string();
-    let file = File::create(path).map_err(|e| png_error(&e))?;
     let mut out = BufWriter::new(file);
     let encoder =
         PngEncoder::new_with_quality(&mut out, CompressionType::Fast, FilterType::Adaptive);

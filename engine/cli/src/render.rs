@@ -16,8 +16,8 @@ use sam2_engine::track_cache::{
 use crate::args::{FrameRange, RenderArgs};
 use crate::error::CliError;
 use crate::mattes::{self, Placement, Plan, Refine};
-use crate::progress;
 use crate::report::Report;
+use crate::{progress, signals};
 
 /// Returns what was done, for [`Report::finish`].
 pub fn run(args: &RenderArgs, report: &mut Report) -> Result<String, CliError> {
@@ -48,6 +48,7 @@ pub fn run(args: &RenderArgs, report: &mut Report) -> Result<String, CliError> {
         expected.prompts = Some(prompts_hash(&Script::read(script)?)?);
     }
     let reader = TrackCacheReader::open(&args.cache, &expected, View::Committed)?;
+    signals::check()?;
     let layout = reader.layout();
     let [width, height] = clip.video_size()?;
     if (layout.num_frames, layout.width, layout.height) != (clip.len(), width, height) {
@@ -122,16 +123,20 @@ pub fn run(args: &RenderArgs, report: &mut Report) -> Result<String, CliError> {
         &bar,
     );
     progress::finish();
-    let written = written?;
+    let written = written.map_err(|e| match e {
+        CliError::Stopped { signal } => CliError::RenderStopped { signal },
+        other => other,
+    })?;
     let seconds = started.elapsed().as_secs_f64();
     report.line(&format!(
-        "frames {} to {}, {} object{}: {written} {}-bit mattes from the track cache in {seconds:.2} s ({:.1} frames/s)",
+        "frames {} to {}, {} object{}: {written} {}-bit mattes from the track cache in {seconds:.2} s ({:.1} frames/s){}",
         range.first,
         range.last,
         objects.len(),
         if objects.len() == 1 { "" } else { "s" },
         args.bits.count(),
         frames as f64 / seconds.max(1e-9),
+        crate::report::peak_memory(),
     ));
     Ok(format!("The mattes are in {}", args.out.display()))
 }

@@ -46,3 +46,19 @@ impl Report {
         }
     }
 }
+
+/// `; peak memory N MiB` — the process's peak resident set so far (`VmHWM`, Linux), what a farm
+/// job's memory request is sized by; empty where the system does not say.
+pub fn peak_memory() -> String {
+    let kib = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        });
+    kib.map(|kib| format!("; peak memory {:.1} MiB", kib as f64 / 1024.0))
+        .unwrap_or_default()
+}

@@ -9,8 +9,12 @@
 //! prints one line. Ending the process while ONNX Runtime runs a graph would print its own errors
 //! and leave the staging folders to chance.
 //!
+//! `render` writes into a folder other tasks share, each matte beside its place then renamed: a
+//! first signal lets the mattes being written finish (each is whole) and stops; the files being
+//! written are registered here too, so that a second signal removes them.
+//!
 //! A second signal while the run stops means "now": the signal thread removes the staging folders
-//! and lock files registered here, prints its line and lets the signal's default action end the
+//! and files registered here, prints its line and lets the signal's default action end the
 //! process (a parent sees it killed by that signal; a shell reports 128 + its number). [`commit`]
 //! holds the same lock as that removal, so a finished output is never removed half-way through
 //! its rename.
@@ -86,6 +90,17 @@ enum Leftover {
 
 static LEFTOVERS: Mutex<Vec<Leftover>> = Mutex::new(Vec::new());
 
+/// What a run writes, for the line a second signal prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// A staged output, renamed into place at the end (`track`): all or nothing.
+    Staged,
+    /// Files renamed into a shared folder one by one (`render`): those written are whole.
+    Shared,
+}
+
+static OUTPUT: AtomicU8 = AtomicU8::new(Output::Staged as u8);
+
 /// Whether the output has been renamed into place ([`commit`]).
 static STAGE: AtomicU8 = AtomicU8::new(BEFORE_COMMIT);
 const BEFORE_COMMIT: u8 = 0;
@@ -93,7 +108,8 @@ const COMMITTED: u8 = 1;
 
 /// Blocks the stop signals in this thread — and so in every thread started after — and starts
 /// the thread that receives them. Must run before any other thread is started.
-pub fn install() -> Result<(), CliError> {
+pub fn install(output: Output) -> Result<(), CliError> {
+    OUTPUT.store(output as u8, Ordering::SeqCst);
     let mut set = SigSet::empty();
     for s in StopSignal::ALL {
         set.add(s.signal());
@@ -136,7 +152,11 @@ fn stop_now(stop: StopSignal) -> ! {
         }
     }
     // After the commit the output is complete, and the line must not say otherwise.
-    progress::print_line(&if STAGE.load(Ordering::SeqCst) == COMMITTED {
+    progress::print_line(&if OUTPUT.load(Ordering::SeqCst) == Output::Shared as u8 {
+        format!(
+            "error: Stopped at once by a second {stop}; the mattes written before are whole, the ones being written were removed."
+        )
+    } else if STAGE.load(Ordering::SeqCst) == COMMITTED {
         format!("error: Stopped at once by a second {stop}, after the output was complete.")
     } else {
         format!("error: Stopped at once by a second {stop}; nothing was written.")
@@ -201,6 +221,22 @@ pub fn create_file<T, E>(
     let made = create()?;
     leftovers.push(Leftover::File(path(&made).to_path_buf()));
     Ok(made)
+}
+
+/// Creates the file `path` (a matte written beside its place, renamed over it when whole) and
+/// registers it for removal on a second signal until [`forget_file`].
+pub fn create_temp_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut leftovers = LEFTOVERS.lock();
+    let file = std::fs::File::create(path)?;
+    leftovers.push(Leftover::File(path.to_path_buf()));
+    Ok(file)
+}
+
+/// Forgets a file [`create_temp_file`] registered (renamed into place, or removed).
+pub fn forget_file(path: &Path) {
+    LEFTOVERS
+        .lock()
+        .retain(|l| !matches!(l, Leftover::File(p) if p == path));
 }
 
 /// Runs `renames` (moving the staging folders into place) unless a signal asked the run to stop

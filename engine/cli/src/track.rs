@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use sam2_engine::frame_cache::DiskCacheSettings;
 use sam2_engine::matte::MatteUpsampler;
 use sam2_engine::model::{ModelDir, Runtime};
-use sam2_engine::replay::run_script;
+use sam2_engine::replay::{StepFrames, run_script_with};
 use sam2_engine::script::{Interaction, ObjectId, Op};
 use sam2_engine::staged_dir::StagedDir;
 use sam2_engine::trace_writer::{TraceInfo, TraceWriter, trace_existing};
@@ -167,9 +167,16 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
         Some(_) => ControlFlow::Break(()),
         None => ControlFlow::Continue(()),
     };
-    let ran = run_script(
+    // Without a trace, a propagation's outputs are not kept: they are in the session (and, gone
+    // cold, in the cache), so that memory stays flat in the clip's length.
+    let keep = match trace {
+        Some(_) => StepFrames::Kept,
+        None => StepFrames::Streamed,
+    };
+    let ran = run_script_with(
         &mut session,
         &script,
+        keep,
         |_, _| {
             count(1);
             stop()
@@ -255,7 +262,7 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
     report.line(&format!(
         "{frames} frames, {objects} object{}: {} frame updates in {seconds:.2} s ({:.1} frames/s); \
          model runs: image encoder {}, mask decoder {}, memory attention {}, memory encoder {}, \
-         memories rebuilt {}, frames' features read back from disk {}; {written} {}-bit mattes in {} ({:.2} s){trace_note}",
+         memories rebuilt {}, frames' features read back from disk {}; {written} {}-bit mattes in {} ({:.2} s){trace_note}{}",
         if objects == 1 { "" } else { "s" },
         updates.get(),
         updates.get() as f64 / seconds.max(1e-9),
@@ -268,6 +275,7 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
         args.bits.count(),
         out_path.display(),
         matte_time.as_secs_f64(),
+        crate::report::peak_memory(),
     ));
     Ok(format!("The mattes are in {}", out_path.display()))
 }

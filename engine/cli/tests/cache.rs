@@ -377,3 +377,70 @@ fn a_cache_damaged_truncated_or_replaced_during_a_render_stops_it_with_a_sentenc
         assert!(mattes(&out).len() < LONG, "{mishap:?}: the render stopped");
     }
 }
+
+/// Starts a render of the long clip and stops it (SIGSTOP) once its first matte is there.
+#[cfg(unix)]
+fn paused_render(cache: &Path, clip: &Path, out: &Path) -> (Child, nix::unistd::Pid) {
+    use nix::sys::signal::{Signal, kill};
+    let child = render_clip(cache, clip, out, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let first = out.join("object_1/00000.png");
+    let started = Instant::now();
+    while !first.exists() && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    kill(pid, Signal::SIGSTOP).unwrap();
+    (child, pid)
+}
+
+/// SIGINT or SIGTERM during a render: it stops after the mattes being written, with one sentence
+/// and 128 + the signal's number; every matte there is whole and right, no file half-written is
+/// left. A second signal ends it at once and still leaves nothing half-written.
+#[cfg(unix)]
+#[test]
+fn a_signal_stops_a_render_with_every_matte_whole() {
+    use nix::sys::signal::{Signal, kill};
+    use std::os::unix::process::ExitStatusExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (clip, script) = long_clip(dir.path(), LONG);
+    let (tracked, cache) = track_script(dir.path(), &script);
+    for (signal, code) in [(Signal::SIGINT, 130), (Signal::SIGTERM, 143)] {
+        let out = dir.path().join(format!("{signal}"));
+        let (child, pid) = paused_render(&cache, &clip, &out);
+        kill(pid, signal).unwrap();
+        kill(pid, Signal::SIGCONT).unwrap();
+        let output = child.wait_with_output().unwrap();
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(code), "{signal}: {text}");
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            [format!(
+                "error: Stopped by {signal} before every matte was written; the mattes written are whole, none is half-written. Run the same command again to write the rest."
+            )],
+            "{signal}"
+        );
+        let written = assert_same_mattes(&out, &tracked);
+        assert!((1..LONG).contains(&written), "{signal}: {written} mattes");
+    }
+
+    // Two signals: the second ends the process at once.
+    let out = dir.path().join("twice");
+    let (child, pid) = paused_render(&cache, &clip, &out);
+    kill(pid, Signal::SIGINT).unwrap();
+    kill(pid, Signal::SIGTERM).unwrap();
+    kill(pid, Signal::SIGCONT).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let text = stderr(&output);
+    assert!(
+        output.status.code() == Some(130) || output.status.signal() == Some(Signal::SIGTERM as i32),
+        "{:?}: {text}",
+        output.status
+    );
+    // Whole mattes only: a file being written was removed (assert_same_mattes reads every file).
+    assert!(assert_same_mattes(&out, &tracked) < LONG);
+}

@@ -30,8 +30,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::{
-    compare_traces, final_outputs, fixtures_dir, model_for, reference_settings, trace_dirs,
-    upsampled,
+    compare_traces, final_outputs, fixtures_dir, matte_upsampled, model_for, reference_settings,
+    trace_dirs,
 };
 use sam2_engine::{Script, Trace};
 
@@ -108,7 +108,7 @@ fn names(dir: &Path) -> Vec<String> {
 
 /// Checks the mattes written for `reference`'s script against the trace of the same run: one
 /// folder per object the session holds at the end, one PNG of the clip size per frame, and each
-/// pixel `max` where the upsampled logits are > 0 (a hard matte), else 0.
+/// pixel `max` where the upsampled logits (at the matte precision) are > 0 (a hard matte), else 0.
 fn check_hard_mattes(out: &Path, trace: &Trace, script: &Script, bits: u8) -> usize {
     let header = trace.header();
     let [w, h] = header.video_size;
@@ -170,7 +170,7 @@ fn check_hard_mattes(out: &Path, trace: &Trace, script: &Script, bits: u8) -> us
                     let outputs = steps
                         .entry(step)
                         .or_insert_with(|| trace.read_step(step).unwrap());
-                    upsampled(outputs, k, header.video_size)
+                    matte_upsampled(outputs, k, header.video_size)
                         .iter()
                         .map(|&v| if v > 0.0 { max } else { 0 })
                         .collect()
@@ -331,7 +331,7 @@ fn a_soft_matte_is_the_model_s_probability() {
     let mut partial = 0;
     for (&v, &logit) in matte
         .iter()
-        .zip(&upsampled(&outputs, k, ours.header().video_size))
+        .zip(&matte_upsampled(&outputs, k, ours.header().video_size))
     {
         let p = 255.0 / (1.0 + (-logit).exp());
         assert!(

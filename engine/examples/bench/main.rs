@@ -25,7 +25,14 @@
 //!   0 leaves it out. `--official-retrack FILE`: what `bundle/exporter/py bench_retrack` measured.
 //! - `--rss-frames A,B` [50,500]: the short and long synthetic clips of the memory test.
 //! - `--cache-rss-frames A,B` [200,2000]: the same with a track cache attached (the cold tier).
-//! - `--tiny-rss-frames A,B`: the same on the 1024² model with three objects (slow; off by default).
+//! - `--tiny-rss-frames A,B`: the same on the 1024² tiny model with three objects (hours: off by
+//!   default).
+//! - `--rss-1024-model DIR` and `--rss-1024-frames A,B` [100,1000]: the memory test with three
+//!   objects on a shrunk model at 1024² (the test architecture exported at 1024², seeded random
+//!   weights: 256² logits and 64² memories per frame, like any 1024² model) — the session and
+//!   the command line's `track --cache`; `--rss-1024-skipped TEXT` says why there is none.
+//! - `--cli FILE` [the `sam2-rotoscope` beside this benchmark's folder]: the command line whose
+//!   `track --cache` the memory test runs too.
 //! - `--report FILE`: also write the table there (Markdown).
 //!
 //! `bench rss --model DIR --frames N --threads N` is the memory test's child process.
@@ -40,10 +47,16 @@
 //! `bench precision --model DIR --clip DIR [--frames N] [--threads N] [--official-precision FILE]`
 //! prints only the precision rows (the model at exact and fast on the clip's first frames).
 //!
+//! `bench encoding --model DIR [--clip DIR] [--frames N] [--threads N]` prints only the track
+//! cache's encoding rows (a model's logits on the first frames of a clip, and the mask prompts);
+//! `bench memory --model DIR [--frames A,B] [--objects N] [--threads N] [--cli FILE]` only the
+//! memory rows with a track cache; `bench batch [--model DIR] [--threads N]` only the batch rows.
+//!
 //! `bench edges [--threads N] [--runs N] [--radius PX] [--epsilon E] [--guide colour|luminance]`
 //! prints only the Refine Edges rows (ground truth in tests/fixtures/edges), for tuning;
 //! `--picture FILE` writes the before/after crop of docs/plugin.md instead.
 
+mod cache_quality;
 mod edges;
 mod gpu;
 mod machine;
@@ -84,6 +97,9 @@ const EDGE_RUNS: usize = 7;
 const CONTENTION_WARNING: f64 = 0.05;
 /// Frames of the track-cache measurement.
 const CACHE_FRAMES: usize = 40;
+/// A track cache's bytes per frame and object allowed at 1024² (256² logits).
+const CACHE_BYTES_TARGET: f64 = 64_000.0;
+const CACHE_BYTES_TARGET_TEXT: &str = "≤ 64 KB";
 /// Timed runs per upsampling measurement.
 const UPSAMPLE_RUNS: usize = 15;
 
@@ -108,7 +124,41 @@ struct Options {
     cache_rss_frames: (usize, usize),
     /// The same on the 1024² model with three objects (long: optional).
     tiny_rss_frames: Option<(usize, usize)>,
+    /// A shrunk model at 1024² for the three-object memory test, and its clip lengths.
+    rss_1024_model: Option<PathBuf>,
+    rss_1024_frames: (usize, usize),
+    rss_1024_skipped: Option<String>,
+    /// The command line binary.
+    cli: PathBuf,
     report: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            threads: 2,
+            fixture_model: checkout().join("tests/fixtures/models/test"),
+            clips: Vec::new(),
+            tiny_model: None,
+            tiny_frames: 8,
+            tiny_skipped: None,
+            official_fixture: None,
+            official_tiny: None,
+            official_precision: None,
+            official_skipped: None,
+            clicks: 20,
+            retrack_frames: 24,
+            official_retrack: None,
+            rss_frames: (50, 500),
+            cache_rss_frames: (200, 2000),
+            tiny_rss_frames: None,
+            rss_1024_model: None,
+            rss_1024_frames: (100, 1000),
+            rss_1024_skipped: None,
+            cli: default_cli(),
+            report: None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -133,6 +183,27 @@ enum Command {
         threads: usize,
         official: Option<PathBuf>,
     },
+    /// Only the batch rows (track a 1080p clip into a cache, render from it) on a model.
+    Batch {
+        model: PathBuf,
+        threads: usize,
+    },
+    /// Only the track cache's encoding rows: a model's logits on the first frames of a clip, and
+    /// the mask prompts.
+    Encoding {
+        model: PathBuf,
+        clip: PathBuf,
+        frames: usize,
+        threads: usize,
+    },
+    /// Only the memory rows with a track cache, for one model.
+    Memory {
+        model: PathBuf,
+        frames: (usize, usize),
+        objects: usize,
+        threads: usize,
+        cli: PathBuf,
+    },
     Edges {
         threads: usize,
         runs: usize,
@@ -148,6 +219,14 @@ enum Command {
         threads: usize,
         official: Option<PathBuf>,
     },
+}
+
+/// `sam2-rotoscope` in the build folder this benchmark was built in (`…/release/examples/bench`).
+fn default_cli() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("sam2-rotoscope")))
+        .unwrap_or_else(|| PathBuf::from("sam2-rotoscope"))
 }
 
 fn checkout() -> PathBuf {
@@ -286,6 +365,68 @@ fn parse(args: &[String]) -> BoxResult<Command> {
             official,
         });
     }
+    if args.first().map(String::as_str) == Some("batch") {
+        it.next();
+        let (mut model, mut threads) = (checkout().join("tests/fixtures/models/test"), 2);
+        while let Some(flag) = it.next() {
+            let v = value(flag, &mut it)?;
+            match flag.as_str() {
+                "--model" => model = PathBuf::from(v),
+                "--threads" => threads = number(flag, &v)?,
+                other => {
+                    return Err(format!("bench batch does not know the option {other}.").into());
+                }
+            }
+        }
+        return Ok(Command::Batch { model, threads });
+    }
+    if args.first().map(String::as_str) == Some("encoding") {
+        it.next();
+        let (mut model, mut clip, mut frames, mut threads) = (None, None, 8, 2);
+        while let Some(flag) = it.next() {
+            let v = value(flag, &mut it)?;
+            match flag.as_str() {
+                "--model" => model = Some(PathBuf::from(v)),
+                "--clip" => clip = Some(PathBuf::from(v)),
+                "--frames" => frames = number(flag, &v)?,
+                "--threads" => threads = number(flag, &v)?,
+                other => {
+                    return Err(format!("bench encoding does not know the option {other}.").into());
+                }
+            }
+        }
+        return Ok(Command::Encoding {
+            model: model.ok_or("bench encoding needs --model.")?,
+            clip: clip.unwrap_or_else(|| checkout().join("tests/fixtures/clips/crossing")),
+            frames,
+            threads,
+        });
+    }
+    if args.first().map(String::as_str) == Some("memory") {
+        it.next();
+        let (mut model, mut frames, mut objects, mut threads, mut cli) =
+            (None, (200, 2000), 1, 2, default_cli());
+        while let Some(flag) = it.next() {
+            let v = value(flag, &mut it)?;
+            match flag.as_str() {
+                "--model" => model = Some(PathBuf::from(v)),
+                "--frames" => frames = pair(flag, &v)?,
+                "--objects" => objects = number(flag, &v)?,
+                "--threads" => threads = number(flag, &v)?,
+                "--cli" => cli = PathBuf::from(v),
+                other => {
+                    return Err(format!("bench memory does not know the option {other}.").into());
+                }
+            }
+        }
+        return Ok(Command::Memory {
+            model: model.ok_or("bench memory needs --model.")?,
+            frames,
+            objects,
+            threads,
+            cli,
+        });
+    }
     if args.first().map(String::as_str) == Some("edges") {
         it.next();
         let (mut threads, mut runs) = (2, EDGE_RUNS);
@@ -319,25 +460,7 @@ fn parse(args: &[String]) -> BoxResult<Command> {
             picture,
         });
     }
-    let mut o = Options {
-        threads: 2,
-        fixture_model: checkout().join("tests/fixtures/models/test"),
-        clips: Vec::new(),
-        tiny_model: None,
-        tiny_frames: 8,
-        tiny_skipped: None,
-        official_fixture: None,
-        official_tiny: None,
-        official_precision: None,
-        official_skipped: None,
-        clicks: 20,
-        retrack_frames: 24,
-        official_retrack: None,
-        rss_frames: (50, 500),
-        cache_rss_frames: (200, 2000),
-        tiny_rss_frames: None,
-        report: None,
-    };
+    let mut o = Options::default();
     while let Some(flag) = it.next() {
         let v = value(flag, &mut it)?;
         match flag.as_str() {
@@ -362,6 +485,10 @@ fn parse(args: &[String]) -> BoxResult<Command> {
             }
             "--cache-rss-frames" => o.cache_rss_frames = pair(flag, &v)?,
             "--tiny-rss-frames" => o.tiny_rss_frames = Some(pair(flag, &v)?),
+            "--rss-1024-model" => o.rss_1024_model = Some(v.into()),
+            "--rss-1024-frames" => o.rss_1024_frames = pair(flag, &v)?,
+            "--rss-1024-skipped" => o.rss_1024_skipped = Some(v),
+            "--cli" => o.cli = v.into(),
             "--report" => o.report = Some(v.into()),
             other => {
                 return Err(format!(
@@ -542,6 +669,70 @@ fn main() -> ExitCode {
             );
             Ok(())
         }
+        Command::Batch { model, threads } => {
+            let runtime = Runtime::load_default()?.with_intra_threads(Some(threads));
+            let model = load_model(&model, &runtime)?;
+            println!("{}", table::render(&[batch_section(&model)?]));
+            Ok(())
+        }
+        Command::Encoding {
+            model,
+            clip,
+            frames,
+            threads,
+        } => {
+            let runtime = Runtime::load_default()?.with_intra_threads(Some(threads));
+            let model = load_model(&model, &runtime)?;
+            let t = tracking::run(&model, std::slice::from_ref(&clip), Some(frames), 0, &mut |line| {
+                eprintln!("{line}")
+            })?;
+            let mut rows = encoding(
+                &format!(
+                    "{}, object 1 on the first {} frames of {}",
+                    m_size(&model),
+                    t.logits.maps.len(),
+                    tracking::name(&clip)
+                ),
+                &t.logits,
+                model.geometry().low_res == 256,
+            )?;
+            rows.extend(encoding(
+                "mask prompts at 1024² from real-photo ground truth (tests/fixtures/edges), 1920×1080",
+                &cache_quality::mask_prompts(&edges_dir(), 1024)?,
+                true,
+            )?);
+            let section = Section {
+                title: "track cache encoding (format 2), against f32 logits".into(),
+                rows,
+            };
+            println!("{}", table::render(&[section]));
+            Ok(())
+        }
+        Command::Memory {
+            model,
+            frames,
+            objects,
+            threads,
+            cli,
+        } => {
+            let options = Options {
+                threads,
+                cli,
+                ..Options::default()
+            };
+            let section = cached_rss_section(
+                format!(
+                    "peak resident memory (VmHWM) with a track cache, {}, synthetic 320×180 clip, {objects} object(s)",
+                    model.display()
+                ),
+                &model,
+                frames,
+                &options,
+                objects,
+            )?;
+            println!("{}", table::render(&[section]));
+            Ok(())
+        }
         Command::Bench(options) => bench(&options),
         Command::Gpu(options) => gpu::run(&options),
         Command::GpuClip { out, frames, size } => gpu::write_clip(&out, frames, size.0, size.1),
@@ -624,7 +815,7 @@ fn model_rows(
     official_file: Option<&Path>,
     click_target: bool,
     contention: &mut Vec<(String, f64)>,
-) -> BoxResult<Vec<Row>> {
+) -> BoxResult<(Vec<Row>, cache_quality::Samples)> {
     let t = tracking::run(model, clips, max_frames, options.clicks, &mut |line| {
         eprintln!("{line}")
     })?;
@@ -733,7 +924,7 @@ fn model_rows(
             Row::info(what, value)
         });
     }
-    Ok(rows)
+    Ok((rows, t.logits))
 }
 
 /// The re-track case on `model` (retrack.rs), unless `--retrack-frames 0`.
@@ -822,6 +1013,15 @@ fn bench(o: &Options) -> BoxResult<()> {
     eprintln!("fixture model: propagating through {}", names.join(", "));
     let fixture = load_model(&o.fixture_model, &runtime)?;
     let m = fixture.manifest();
+    let (rows, fixture_logits) = model_rows(
+        &fixture,
+        &o.clips,
+        None,
+        o,
+        o.official_fixture.as_deref(),
+        false,
+        &mut contention,
+    )?;
     sections.push(Section {
         title: format!(
             "{} {} model at {}² ({}), clips {}",
@@ -831,16 +1031,9 @@ fn bench(o: &Options) -> BoxResult<()> {
             o.fixture_model.display(),
             names.join(", ")
         ),
-        rows: model_rows(
-            &fixture,
-            &o.clips,
-            None,
-            o,
-            o.official_fixture.as_deref(),
-            false,
-            &mut contention,
-        )?,
+        rows,
     });
+    let mut encoding_rows = Vec::new();
 
     let first_clip: Vec<PathBuf> = o.clips.iter().take(1).cloned().collect();
     let first_name = names.first().cloned().unwrap_or_default();
@@ -852,7 +1045,7 @@ fn bench(o: &Options) -> BoxResult<()> {
             );
             let tiny = load_model(dir, &runtime)?;
             let m = tiny.manifest();
-            let rows = model_rows(
+            let (rows, tiny_logits) = model_rows(
                 &tiny,
                 &first_clip,
                 Some(o.tiny_frames),
@@ -876,18 +1069,54 @@ fn bench(o: &Options) -> BoxResult<()> {
                 sections.push(section);
             }
             sections.push(precision_section(o, dir, &runtime, &mut contention)?);
+            encoding_rows.extend(encoding(
+                &format!(
+                    "{} {} at 1024² (random weights), object 1 on the first {} frames of {first_name}",
+                    m.family,
+                    m.size,
+                    tiny_logits.maps.len()
+                ),
+                &tiny_logits,
+                true,
+            )?);
         }
-        None => sections.push(Section {
-            title: "tiny model at 1024²".into(),
-            rows: vec![Row::skipped(
-                "propagation, overhead, official ratio, clicks",
-                o.tiny_skipped
-                    .clone()
-                    .unwrap_or_else(|| "no --tiny-model given".into()),
-                format!("≤ {CLICK_TARGET_MS:.0} ms click, ≥ {RATIO_TARGET}×, ≤ 2 % overhead"),
-            )],
-        }),
+        None => {
+            sections.push(Section {
+                title: "tiny model at 1024²".into(),
+                rows: vec![Row::skipped(
+                    "propagation, overhead, official ratio, clicks",
+                    o.tiny_skipped
+                        .clone()
+                        .unwrap_or_else(|| "no --tiny-model given".into()),
+                    format!("≤ {CLICK_TARGET_MS:.0} ms click, ≥ {RATIO_TARGET}×, ≤ 2 % overhead"),
+                )],
+            });
+            encoding_rows.push(Row::skipped(
+                "cache per frame and object at 1024², tracked",
+                "no tiny model (--tiny-model)",
+                CACHE_BYTES_TARGET_TEXT,
+            ));
+        }
     }
+    eprintln!("track cache encoding: sizes and matte differences");
+    let prompts = cache_quality::mask_prompts(&edges_dir(), 1024)?;
+    encoding_rows.extend(encoding(
+        "mask prompts at 1024² from real-photo ground truth (tests/fixtures/edges), as output on their frame, 1920×1080",
+        &prompts,
+        true,
+    )?);
+    encoding_rows.extend(encoding(
+        &format!(
+            "{} (random weights), object 1 on every frame of {first_name}",
+            m_size(&fixture)
+        ),
+        &fixture_logits,
+        false,
+    )?);
+    sections.push(Section {
+        title: "track cache encoding: 16-bit codes of 1/256 logit, predicted, deflated (format 2), against f32 logits".into(),
+        rows: encoding_rows,
+    });
 
     let (short, long) = o.rss_frames;
     eprintln!("peak memory: {short} and {long} synthetic frames, each in its own process");
@@ -928,90 +1157,69 @@ fn bench(o: &Options) -> BoxResult<()> {
         ],
     });
 
-    let cached = memory::RssRun {
-        objects: 1,
-        cache: true,
-    };
     let (short, long) = o.cache_rss_frames;
     eprintln!("peak memory with the track cache: {short} and {long} synthetic frames");
-    sections.push(rss_section(
+    sections.push(cached_rss_section(
         format!(
-            "peak resident memory (VmHWM) with a track cache attached (cold tier), {}, synthetic 320×180 clip, one object",
+            "peak resident memory (VmHWM) with a track cache (cold tier), {}, synthetic 320×180 clip, one object",
             m_size(&fixture)
         ),
         &o.fixture_model,
         (short, long),
-        o.threads,
-        cached,
+        o,
+        1,
     )?);
-    match (&o.tiny_model, o.tiny_rss_frames) {
-        (Some(dir), Some((short, long))) => {
-            eprintln!("peak memory with the track cache, 1024² model, 3 objects: {short} and {long} frames");
-            sections.push(rss_section(
+    match &o.rss_1024_model {
+        Some(dir) => {
+            let (short, long) = o.rss_1024_frames;
+            eprintln!(
+                "peak memory with the track cache, shrunk 1024² model, 3 objects: {short} and {long} frames"
+            );
+            sections.push(cached_rss_section(
                 format!(
-                    "peak resident memory (VmHWM) with a track cache attached, {}, synthetic 320×180 clip, three objects",
+                    "peak resident memory (VmHWM) with a track cache, test architecture exported at 1024² ({}; seeded random weights; per frame and object 256² logits and 64² memories, as any 1024² model), synthetic 320×180 clip, three objects",
                     dir.display()
                 ),
                 dir,
                 (short, long),
-                o.threads,
-                memory::RssRun {
-                    objects: 3,
-                    cache: true,
-                },
+                o,
+                3,
             )?);
         }
-        _ => sections.push(Section {
-            title: "peak resident memory with a track cache, 1024² model, three objects".into(),
+        None => sections.push(Section {
+            title: "peak resident memory with a track cache, 1024², three objects".into(),
             rows: vec![Row::skipped(
-                "100 vs 1000 frames",
-                "not run: needs the tiny model and --tiny-rss-frames (BENCH_TINY_RSS=100,1000 ./bench.sh; long)",
+                format!("{} vs {} frames", o.rss_1024_frames.0, o.rss_1024_frames.1),
+                o.rss_1024_skipped
+                    .clone()
+                    .unwrap_or_else(|| "no --rss-1024-model given".into()),
                 "within 10 %",
             )],
         }),
+    }
+    if let (Some(dir), Some((short, long))) = (&o.tiny_model, o.tiny_rss_frames) {
+        eprintln!(
+            "peak memory with the track cache, tiny 1024² model, 3 objects: {short} and {long} frames"
+        );
+        sections.push(rss_section(
+            format!(
+                "peak resident memory (VmHWM) with a track cache attached, {}, synthetic 320×180 clip, three objects",
+                dir.display()
+            ),
+            dir,
+            (short, long),
+            o.threads,
+            memory::RssRun {
+                objects: 3,
+                cache: true,
+            },
+        )?);
     }
 
     eprintln!(
         "track cache: tracking {CACHE_FRAMES} synthetic 1080p frames into it, rendering from it"
     );
-    let c = track_cache::run(&fixture, CACHE_FRAMES)?;
-    let scale_1024 = 16.0; // (1024 / 256)², the logits' area at 1024² over the fixture's
-    sections.push(Section {
-        title: format!(
-            "track cache, {}, synthetic 1920×1080 clip, {} frames, one object",
-            m_size(&fixture),
-            c.frames
-        ),
-        rows: vec![
-            Row::info(
-                "tracking, the cache written as it goes",
-                format!(
-                    "{:.1} frames/s ({:.1} ms per frame writing the cache)",
-                    c.track_fps,
-                    c.write_seconds * 1000.0 / c.frames.max(1) as f64
-                ),
-            ),
-            Row::info(
-                "rendering from the cache (read, CPU upsample to 1080p, finishing, 8-bit)",
-                format!("{:.1} frames/s", c.render_fps),
-            ),
-            Row::info(
-                "cache per frame and object (lossless)",
-                format!(
-                    "{:.1} KiB of {:.0} KiB raw ({:.2})",
-                    c.block_bytes / 1024.0,
-                    c.raw_bytes as f64 / 1024.0,
-                    c.block_bytes / c.raw_bytes as f64
-                ),
-            ),
-            Row::target(
-                "cache per frame and object at 1024² (same ratio, 256² logits)",
-                format!("≈ {:.0} KiB", c.block_bytes * scale_1024 / 1024.0),
-                "≤ 64 KiB",
-                c.block_bytes * scale_1024 <= 64.0 * 1024.0,
-            ),
-        ],
-    });
+    sections.push(batch_section(&fixture)?);
 
     eprintln!("matte upsampling");
     let up = upsample::run(UPSAMPLE_RUNS)?;
@@ -1161,7 +1369,150 @@ fn rss_section(
     })
 }
 
+/// Peak memory of the session (with its cold tier) and of the command line's `track --cache`, a
+/// short and a long clip each in a fresh process, the long ones against the 10 % target.
+fn cached_rss_section(
+    title: String,
+    model: &Path,
+    (short, long): (usize, usize),
+    o: &Options,
+    objects: usize,
+) -> BoxResult<Section> {
+    let run = memory::RssRun {
+        objects,
+        cache: true,
+    };
+    let a = memory::measure(model, short, o.threads, run)?;
+    let b = memory::measure(model, long, o.threads, run)?;
+    let mut rows = growth_rows("session", (short, long), (a.after, b.after));
+    let cli = (|| -> BoxResult<(u64, u64)> {
+        Ok((
+            memory::measure_cli(&o.cli, model, short, o.threads, objects)?,
+            memory::measure_cli(&o.cli, model, long, o.threads, objects)?,
+        ))
+    })();
+    match cli {
+        Ok(peaks) => rows.extend(growth_rows(
+            "sam2-rotoscope track --cache (tracking and mattes)",
+            (short, long),
+            peaks,
+        )),
+        Err(why) => rows.push(Row::skipped(
+            format!("sam2-rotoscope track --cache, {short} vs {long} frames"),
+            why.to_string(),
+            "within 10 %",
+        )),
+    }
+    Ok(Section { title, rows })
+}
+
+/// A short and a long run's peaks (KiB), the long one against the 10 % target.
+fn growth_rows(what: &str, (short, long): (usize, usize), (a, b): (u64, u64)) -> Vec<Row> {
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let growth = b as f64 / a.max(1) as f64 - 1.0;
+    vec![
+        Row::info(
+            format!("{what}, {short} frames"),
+            format!("{:.1} MiB", mib(a)),
+        ),
+        Row::target(
+            format!("{what}, {long} frames"),
+            format!(
+                "{:.1} MiB ({:+.1} %, {:.1} KiB per extra frame)",
+                mib(b),
+                growth * 100.0,
+                b.saturating_sub(a) as f64 / (long.saturating_sub(short).max(1)) as f64
+            ),
+            format!(
+                "within {:.0} % of {short} frames",
+                RSS_GROWTH_TARGET * 100.0
+            ),
+            growth <= RSS_GROWTH_TARGET,
+        ),
+    ]
+}
+
 fn m_size(model: &Model) -> String {
     let m = model.manifest();
     format!("the {} model at {}²", m.size, m.image_size)
+}
+
+/// The track cache's encoding on `samples`: its size (against [`CACHE_BYTES_TARGET`] when
+/// `at_1024`), and what rounding to the matte precision does to mattes, next to 8-bit codes.
+fn encoding(what: &str, samples: &cache_quality::Samples, at_1024: bool) -> BoxResult<Vec<Row>> {
+    let q = cache_quality::run(samples)?;
+    let kib = |b: f64| b / 1024.0;
+    let size = format!(
+        "{:.1} KiB ({:.0} bytes; lossless f32 {:.1} KiB, 8-bit codes {:.1} KiB; {} maps of {}²)",
+        kib(q.cache_bytes),
+        q.cache_bytes,
+        kib(q.lossless_bytes),
+        kib(q.eight.bytes),
+        q.maps,
+        q.side
+    );
+    let mut rows = vec![if at_1024 {
+        Row::target(
+            format!("cache per frame and object: {what}"),
+            size,
+            CACHE_BYTES_TARGET_TEXT,
+            q.cache_bytes <= CACHE_BYTES_TARGET,
+        )
+    } else {
+        Row::info(format!("cache per frame and object: {what}"), size)
+    }];
+    for (name, e) in [
+        ("16-bit codes (the cache's)", q.sixteen),
+        ("8-bit codes (not used)", q.eight),
+    ] {
+        rows.push(Row::info(
+            format!("  matte vs f32 logits, {name}"),
+            format!(
+                "soft (softness 1): max {} of 255 at 8 bits, {} of 65535 at 16 bits; hard: {:.4} % of pixels differ",
+                e.soft_u8,
+                e.soft_u16,
+                e.hard_changed * 100.0
+            ),
+        ));
+    }
+    Ok(rows)
+}
+
+/// Batch: a synthetic 1080p clip tracked into a track cache, then rendered from it.
+fn batch_section(fixture: &Arc<Model>) -> BoxResult<Section> {
+    let c = track_cache::run(fixture, CACHE_FRAMES)?;
+    Ok(Section {
+        title: format!(
+            "batch: a synthetic 1920×1080 clip of {} frames tracked into a track cache, then rendered from it, {}, one object",
+            c.frames,
+            m_size(fixture),
+        ),
+        rows: vec![
+            Row::info(
+                "tracking, the cache written as it goes",
+                format!(
+                    "{:.1} frames/s ({:.1} ms per frame writing the cache)",
+                    c.track_fps,
+                    c.write_seconds * 1000.0 / c.frames.max(1) as f64
+                ),
+            ),
+            Row::info(
+                "rendering from the cache (read, CPU upsample to 1080p, finishing, 8-bit), one thread",
+                format!(
+                    "{:.1} frames/s ({:.1}× tracking; no model)",
+                    c.render_fps,
+                    c.render_fps / c.track_fps.max(1e-9)
+                ),
+            ),
+            Row::info(
+                "cache per frame and object (64² logits)",
+                format!(
+                    "{:.1} KiB of {:.0} KiB raw ({:.2})",
+                    c.block_bytes / 1024.0,
+                    c.raw_bytes as f64 / 1024.0,
+                    c.block_bytes / c.raw_bytes as f64
+                ),
+            ),
+        ],
+    })
 }

@@ -198,3 +198,88 @@ pub fn measure(model_dir: &Path, frames: usize, threads: usize, run: RssRun) -> 
         after: field("vmhwm_after_kib")?,
     })
 }
+
+/// Writes the synthetic clip of `frames` frames as PNGs into `dir/clip` and a script that clicks
+/// `objects` objects on frame 0 (as [`child`] does) and propagates; returns the script's path.
+fn write_clip(dir: &Path, frames: usize, objects: usize) -> BoxResult<std::path::PathBuf> {
+    let clip = dir.join("clip");
+    std::fs::create_dir_all(&clip)?;
+    let mut source = MovingDisk::new(frames);
+    for i in 0..frames {
+        let frame = source.frame(i)?;
+        image::RgbImage::from_raw(frame.width, frame.height, frame.data)
+            .ok_or("a synthetic frame has the wrong size")?
+            .save(clip.join(format!("{i:05}.png")))?;
+    }
+    let points = std::iter::once(MovingDisk::centre(0)).chain(CLICKS);
+    let mut interactions: Vec<serde_json::Value> = points
+        .take(objects.clamp(1, 3))
+        .enumerate()
+        .map(|(i, [x, y])| {
+            serde_json::json!({
+                "op": "add_points", "frame": 0, "object": i + 1,
+                "points": [[x, y]], "labels": [1]
+            })
+        })
+        .collect();
+    interactions.push(serde_json::json!({"op": "propagate"}));
+    let script = dir.join("script.json");
+    std::fs::write(
+        &script,
+        serde_json::json!({
+            "format": "sam2-rotoscope-script", "version": 1, "clip": clip,
+            "interactions": interactions
+        })
+        .to_string(),
+    )?;
+    Ok(script)
+}
+
+/// Peak memory of the command line's `track --cache` over the synthetic clip of `frames` frames
+/// with `objects` objects, in KiB: what its report line says (`peak memory`).
+pub fn measure_cli(
+    cli: &Path,
+    model_dir: &Path,
+    frames: usize,
+    threads: usize,
+    objects: usize,
+) -> BoxResult<u64> {
+    let dir = std::env::temp_dir().join(format!(
+        "sam2-bench-cli-rss-{}-{frames}",
+        std::process::id()
+    ));
+    let result = (|| -> BoxResult<u64> {
+        let script = write_clip(&dir, frames, objects)?;
+        let output = Command::new(cli)
+            .arg("track")
+            .arg("--model")
+            .arg(model_dir)
+            .arg("--script")
+            .arg(&script)
+            .arg("--out")
+            .arg(dir.join("out"))
+            .arg("--cache")
+            .arg(dir.join("clip.sam2cache"))
+            .args(["--device", "cpu", "--threads", &threads.to_string()])
+            .output()
+            .map_err(|e| format!("{} could not be run ({e})", cli.display()))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            return Err(format!(
+                "track over {frames} frames failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            )
+            .into());
+        }
+        let mib = stdout
+            .split("peak memory ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .ok_or_else(|| format!("track printed no peak memory: {stdout}"))?;
+        Ok((mib * 1024.0) as u64)
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}

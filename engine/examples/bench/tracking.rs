@@ -73,6 +73,9 @@ pub struct Tracking {
     pub click_other_runs: u64,
     /// CPU ticks other processes used during the timed windows, and ticks elapsed (all CPUs).
     pub others: (u64, u64),
+    /// Object 1's low-res logits on every propagated frame of the first clip, for the track
+    /// cache's encoding rows.
+    pub logits: crate::cache_quality::Samples,
 }
 
 impl Tracking {
@@ -155,6 +158,7 @@ pub fn run(
         session.add_points(0, ObjectId(1), &[centre], &[Label::Positive], true)?;
         let mut stamps: Vec<(usize, Instant, GraphTimes)> = Vec::with_capacity(frames);
         let mut cpu = (None, None);
+        let mut logits = Vec::new();
         session.propagate(
             Propagation {
                 start_frame: Some(0),
@@ -169,6 +173,12 @@ pub fn run(
                 } else if masks.frame + 1 == frames {
                     cpu.1 = CpuSample::now();
                 }
+                if index == 0 {
+                    let first = masks.objects.iter().find(|o| o.object == ObjectId(1));
+                    if let Some(result) = first.and_then(|o| o.result.as_ref()) {
+                        logits.push(result.low_res_logits.to_vec());
+                    }
+                }
                 ControlFlow::Continue(())
             },
         )?;
@@ -178,6 +188,14 @@ pub fn run(
         };
         out.others.0 += others;
         out.others.1 += ticks;
+        if index == 0 {
+            out.logits = crate::cache_quality::Samples {
+                side: model.geometry().low_res,
+                width: w as usize,
+                height: h as usize,
+                maps: logits,
+            };
+        }
         let order: Vec<usize> = stamps.iter().map(|s| s.0).collect();
         if order != (0..frames).collect::<Vec<_>>() {
             return Err(format!(

@@ -16,6 +16,10 @@
 //!
 //! Logits stay logits until finishing, so a host can change the finishing settings without
 //! upsampling again.
+//!
+//! [`MatteUpsampler`] first rounds the low-res logits to the **matte precision**
+//! ([`precision`]), the precision a track cache stores, so that a matte is the same whether its
+//! logits came from the live session or from a cache.
 
 mod bilinear;
 pub(crate) mod components;
@@ -23,6 +27,7 @@ mod error;
 mod finishing;
 mod gpu;
 mod morphology;
+pub mod precision;
 mod refine;
 mod refine_cpu;
 mod refine_gpu;
@@ -108,8 +113,9 @@ impl MatteUpsampler {
         }
     }
 
-    /// Upsamples row-major `in_w × in_h` logits to `out_w × out_h` logits
-    /// (see [`upsample_bilinear`] for the exact definition).
+    /// Upsamples row-major `in_w × in_h` logits, rounded to the matte precision
+    /// ([`precision::round_logits`]), to `out_w × out_h` logits (see [`upsample_bilinear`] for
+    /// the exact definition).
     pub fn upsample(
         &mut self,
         src: &[f32],
@@ -118,6 +124,8 @@ impl MatteUpsampler {
         out_w: usize,
         out_h: usize,
     ) -> Result<Vec<f32>, MatteError> {
+        let rounded = precision::round_logits(src);
+        let src = rounded.as_slice();
         let Some(gpu) = self.gpu.as_mut() else {
             return upsample_bilinear(src, in_w, in_h, out_w, out_h);
         };
@@ -140,7 +148,8 @@ impl MatteUpsampler {
         }
     }
 
-    /// Refine Edges as a pipeline stage: upsamples `in_w × in_h` logits to the guide frame's size,
+    /// Refine Edges as a pipeline stage: upsamples `in_w × in_h` logits (rounded to the matte
+    /// precision, as [`MatteUpsampler::upsample`] does) to the guide frame's size,
     /// then, when `refinement` is given, refines them with the frame as the guide
     /// ([`refine_edges`]); the result is logits for [`finish`]. With `None` this is exactly
     /// [`MatteUpsampler::upsample`], bit for bit. On the GPU the frame stays on the card between
@@ -156,6 +165,8 @@ impl MatteUpsampler {
         let Some(settings) = refinement else {
             return self.upsample(src, in_w, in_h, guide.width, guide.height);
         };
+        let rounded = precision::round_logits(src);
+        let src = rounded.as_slice();
         let Some(gpu) = self.gpu.as_mut() else {
             let mut upsampled = upsample_bilinear(src, in_w, in_h, guide.width, guide.height)?;
             self.refiner.refine(&mut upsampled, guide, settings, 0)?;

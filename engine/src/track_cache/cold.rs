@@ -1,24 +1,28 @@
-//! A session's cold tier: the logits of tracked frames far behind a propagation live in the
-//! session's track cache, not in RAM, and are read back on demand (viewing, a memory rebuilt, a
-//! click on such a frame) — memory flat in the clip's length.
+//! A session's cold tier: the logits of tracked frames far behind a propagation live on disk, not
+//! in RAM, and are read back on demand (viewing, a memory rebuilt, a click on such a frame) —
+//! memory flat in the clip's length. A cold result goes to two places: the session's track cache
+//! (rounded to the matte precision, what mattes and other processes read) and the session's
+//! private spill (full precision, what the model reads again: see `track_cache::spill`).
 
 use std::sync::Arc;
 
-use super::{Expected, Result, TrackCacheError, TrackCacheReader, TrackCacheWriter, View};
+use super::spill::Spill;
+use super::{Result, TrackCacheError, TrackCacheWriter};
 use crate::masklet::FrameResult;
+use crate::memory_bank::Retention;
 use crate::object::ObjectId;
 
-/// The writer of a session's cache, and a reader of what it wrote.
+/// The writer of a session's cache, and the spill of what went cold.
 #[derive(Debug)]
 pub struct ColdStore {
     writer: TrackCacheWriter,
-    reader: TrackCacheReader,
+    spill: Spill,
 }
 
 impl ColdStore {
     pub fn new(writer: TrackCacheWriter) -> Result<ColdStore> {
-        let reader = TrackCacheReader::open(writer.path(), &Expected::default(), View::Latest)?;
-        Ok(ColdStore { writer, reader })
+        let spill = Spill::create(writer.path())?;
+        Ok(ColdStore { writer, spill })
     }
 
     pub fn writer(&self) -> &TrackCacheWriter {
@@ -29,7 +33,8 @@ impl ColdStore {
         &mut self.writer
     }
 
-    /// Makes `result` readable from the cache (appending it unless the cache has it already).
+    /// Moves `result`'s logits out of RAM: into the cache (unless it has them already) and, at
+    /// full precision, into the spill.
     pub(crate) fn freeze(
         &mut self,
         object: ObjectId,
@@ -37,18 +42,41 @@ impl ColdStore {
         result: &FrameResult,
     ) -> Result<()> {
         self.writer.put(object, frame, Some(result))?;
-        self.reader.refresh()
+        self.spill.put(object, frame, &result.low_res_logits)?;
+        if let Retention::Rebuildable { unfilled } = &result.memory_source.retention
+            && !unfilled.is_empty()
+        {
+            self.spill.put_unfilled(object, frame, unfilled)?;
+        }
+        Ok(())
     }
 
-    /// The logits [`ColdStore::freeze`] stored.
+    /// What the memory encoder read for a frame [`ColdStore::freeze`] moved out: its logits with
+    /// the spilled pixels put back.
+    pub(crate) fn thaw_encoder_input(&self, object: ObjectId, frame: usize) -> Result<Arc<[f32]>> {
+        let logits = self.thaw(object, frame)?;
+        match self.spill.get_unfilled(object, frame)? {
+            None => Ok(logits),
+            Some(unfilled) => {
+                let mut input = logits.to_vec();
+                for (index, value) in unfilled {
+                    if let Some(v) = input.get_mut(index as usize) {
+                        *v = value;
+                    }
+                }
+                Ok(Arc::from(input))
+            }
+        }
+    }
+
+    /// The full-precision logits [`ColdStore::freeze`] moved out.
     pub(crate) fn thaw(&self, object: ObjectId, frame: usize) -> Result<Arc<[f32]>> {
-        match self.reader.read(object, frame)? {
-            Some(cached) => Ok(Arc::from(cached.low_res_logits)),
-            None => Err(TrackCacheError::NotCached {
+        self.spill
+            .get(object, frame)?
+            .ok_or_else(|| TrackCacheError::NotCached {
                 path: self.writer.path().to_path_buf(),
                 object: object.0,
                 frame,
-            }),
-        }
+            })
     }
 }

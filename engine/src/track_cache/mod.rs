@@ -12,8 +12,11 @@
 //! - [`TrackCacheReader`] reads up to the last commit (or, for a live view, to the last complete
 //!   block); every block is checksummed again when read, a torn tail (a writer mid-append, or
 //!   killed) is ignored, a damaged, truncated or replaced file is a [`TrackCacheError`] sentence.
-//! - The logits are stored losslessly (f32 bytes split into four planes, then deflated), so a
-//!   matte rendered from the cache is byte-identical to one rendered from the live session.
+//! - The logits are stored at the matte precision ([`crate::matte::precision`]: 16-bit codes,
+//!   predicted and deflated, about 30–60 KiB per frame and object at 1024²). Every matte rounds
+//!   its logits to that precision, so a matte rendered from the cache is byte-identical to one
+//!   rendered from the live session; the model keeps full precision (a session's cold results
+//!   also go to a private full-precision spill, [`ColdStore`]).
 
 mod codec;
 mod cold;
@@ -21,6 +24,7 @@ mod provenance;
 mod reader;
 mod record;
 mod source;
+mod spill;
 mod writer;
 
 use std::path::PathBuf;
@@ -95,7 +99,7 @@ pub enum TrackCacheError {
     Busy { path: PathBuf, lock: PathBuf },
 
     #[error(
-        "The track cache {path} has no result of object {object} on frame {frame}, which the session moved there; another process changed it. Track the clip again."
+        "The session writing the track cache {path} lost the result of object {object} on frame {frame} that it had moved out of memory. Track the clip again."
     )]
     NotCached {
         path: PathBuf,

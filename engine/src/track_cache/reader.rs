@@ -25,7 +25,8 @@ pub enum View {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CachedFrame {
     pub object_score: f32,
-    /// `[S/4 · S/4]` logits, exactly as tracked.
+    /// `[S/4 · S/4]` logits at the matte precision ([`crate::matte::precision`]): what the
+    /// session's own mattes were made from.
     pub low_res_logits: Vec<f32>,
 }
 
@@ -220,8 +221,9 @@ impl TrackCacheReader {
             BlockKind::Absent => Ok(None),
             BlockKind::Logits => {
                 let data = payload.get(BLOCK_HEAD_LEN..).unwrap_or_default();
-                let logits = codec::decode(data, head.count as usize)
-                    .ok_or_else(|| corrupt("a block's logits do not decompress"))?;
+                let logits =
+                    codec::decode_quantized(data, head.count as usize, self.header.layout.low_res)
+                        .ok_or_else(|| corrupt("a block's logits do not decompress"))?;
                 Ok(Some(CachedFrame {
                     object_score: head.object_score,
                     low_res_logits: logits,
@@ -293,7 +295,7 @@ impl TrackCacheReader {
                     let shape_ok = match head.kind {
                         BlockKind::Absent => head.count == 0,
                         BlockKind::Logits => {
-                            head.count == expected && head.encoding == codec::SHUFFLED_DEFLATE
+                            head.count == expected && head.encoding == codec::QUANTIZED
                         }
                     };
                     if head.frame as usize >= layout.num_frames || !shape_ok {

@@ -10,7 +10,8 @@ use crate::object::ObjectId;
 
 /// `SAM2TRKC` and the format version.
 pub(crate) const SIGNATURE: &[u8; 8] = b"SAM2TRKC";
-pub(crate) const VERSION: u32 = 1;
+/// 2: logits at the matte precision (16-bit codes), no longer lossless f32.
+pub(crate) const VERSION: u32 = 2;
 /// Signature and version.
 pub(crate) const PREFIX_LEN: u64 = 12;
 /// Tag, length, checksum.

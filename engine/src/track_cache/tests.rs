@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::*;
 use crate::masklet::FrameResult;
+use crate::matte::precision::round_logits;
 use crate::memory_bank::MemorySource;
 use crate::object::ObjectId;
 
@@ -33,7 +34,7 @@ fn provenance(prompts: &str) -> Provenance {
 fn result(object: u64, frame: usize, take: u32) -> FrameResult {
     let logits: Vec<f32> = (0..SIDE * SIDE)
         .map(|i| {
-            ((i as f32) * 0.1 + frame as f32).sin() * 10.0 + object as f32 + take as f32 * 0.001
+            ((i as f32) * 0.1 + frame as f32).sin() * 10.0 + object as f32 + take as f32 * 0.25
         })
         .collect();
     FrameResult {
@@ -55,7 +56,7 @@ fn open(path: &std::path::Path, view: View) -> Result<TrackCacheReader> {
 }
 
 #[test]
-fn committed_results_come_back_bit_for_bit_and_later_blocks_win() {
+fn committed_results_come_back_at_the_matte_precision_and_later_blocks_win() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shot.sam2cache");
     let mut w = TrackCacheWriter::create(&path, &provenance("p1"), layout()).unwrap();
@@ -82,7 +83,10 @@ fn committed_results_come_back_bit_for_bit_and_later_blocks_win() {
     assert_eq!(r.layout(), layout());
     for (f, want) in take1.iter().enumerate() {
         let got = r.read(ObjectId(1), f).unwrap().unwrap();
-        assert_eq!(bits(&got.low_res_logits), bits(&want.low_res_logits));
+        assert_eq!(
+            bits(&got.low_res_logits),
+            bits(&round_logits(&want.low_res_logits))
+        );
         assert_eq!(got.object_score, want.object_score);
     }
     assert!(r.read(ObjectId(7), 1).unwrap().is_none());
@@ -101,7 +105,7 @@ fn committed_results_come_back_bit_for_bit_and_later_blocks_win() {
         let got = r.read(ObjectId(1), f).unwrap().unwrap();
         assert_eq!(
             bits(&got.low_res_logits),
-            bits(&want.low_res_logits),
+            bits(&round_logits(&want.low_res_logits)),
             "frame {f}"
         );
     }
@@ -252,6 +256,22 @@ fn damage_truncation_and_replacement_are_sentences_never_wrong_logits() {
         open(&path, View::Committed),
         Err(TrackCacheError::Version { found: 9, .. })
     ));
+    // Version 1 (lossless logits) is refused with the sentence that says to track again.
+    bytes[8] = 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let e = open(&path, View::Committed).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            TrackCacheError::Version {
+                found: 1,
+                expected: 2,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("Track the clip again"), "{e}");
     assert!(matches!(
         open(&dir.path().join("none"), View::Committed),
         Err(TrackCacheError::Missing { .. })

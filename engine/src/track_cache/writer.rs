@@ -191,7 +191,7 @@ impl TrackCacheWriter {
                         r.low_res_logits.len()
                     )));
                 }
-                let data = codec::encode(&r.low_res_logits)
+                let data = codec::encode_quantized(&r.low_res_logits, self.layout.low_res)
                     .map_err(|e| unstorable(format!("compressing it failed ({e})")))?;
                 (
                     BlockHead {
@@ -199,7 +199,7 @@ impl TrackCacheWriter {
                         frame: frame as u32,
                         object_score: r.object_score,
                         kind: BlockKind::Logits,
-                        encoding: codec::SHUFFLED_DEFLATE,
+                        encoding: codec::QUANTIZED,
                         count: expected as u32,
                     },
                     data,

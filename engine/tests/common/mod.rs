@@ -91,6 +91,14 @@ pub fn upsampled(step: &StepOutputs, k: usize, video: [usize; 2]) -> Vec<f32> {
     resize_bilinear(&logits(step, k), side, side, video[0], video[1])
 }
 
+/// [`upsampled`] from the logits at the matte precision, as every matte is made
+/// (`sam2_engine::matte::precision`).
+pub fn matte_upsampled(step: &StepOutputs, k: usize, video: [usize; 2]) -> Vec<f32> {
+    let side = step.low_res_size();
+    let rounded = sam2_engine::matte::precision::round_logits(&logits(step, k));
+    resize_bilinear(&rounded, side, side, video[0], video[1])
+}
+
 /// Compares `ours` (written by the engine) with `reference` step by step and output by output,
 /// in order. Panics, naming the trace, step, frame and object, at the first difference.
 pub fn compare_traces(ours: &Trace, reference: &Trace) -> Compared {
