@@ -311,11 +311,13 @@ pub fn overlay(
 /// The outline of a mask as line segments (pairs of points) in source pixels: marching squares
 /// over the `side × side` low-resolution logits at `threshold`, placed as SAM 2 upsamples them
 /// (low-res pixel centres at `(i + ½) · size / side`). Outside the grid counts as background, so
-/// outlines close at the image's edge.
+/// outlines close at the image's edge. The logits are rounded to the matte precision first, as
+/// every matte's are, so the outline follows the rendered matte's edge exactly.
 pub fn outline(logits: &[f32], side: usize, threshold: f32, video: (u32, u32)) -> Vec<[f64; 2]> {
     if side == 0 || logits.len() != side * side {
         return Vec::new();
     }
+    let logits = sam2_engine::matte::precision::round_logits(logits);
     let outside = threshold - 1.0;
     let at = |i: isize, j: isize| -> f32 {
         if i < 0 || j < 0 || i >= side as isize || j >= side as isize {
