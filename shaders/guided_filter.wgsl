@@ -231,13 +231,13 @@ fn channel(s: u32, n: u32) -> Channel {
 
 // n times the covariance of two channels from the sum of their products: exact mod 2^32, and
 // small enough to be exact as an i32.
-fn centred(s: u32, x: Channel, y: Channel, n: u32, n_f: f32) -> f32 {
+fn centred(s: u32, x: Channel, y: Channel, n: u32, inv_n: f32) -> f32 {
     let c = s - x.mean * y.sum - y.mean * x.sum + n * x.mean * y.mean;
-    return f32(bitcast<i32>(c)) - x.rest * y.rest / n_f;
+    return f32(bitcast<i32>(c)) - x.rest * y.rest * inv_n;
 }
 
-fn channel_mean(x: Channel, n_f: f32) -> f32 {
-    return f32(x.mean) + x.rest / n_f;
+fn channel_mean(x: Channel, inv_n: f32) -> f32 {
+    return f32(x.mean) + x.rest * inv_n;
 }
 
 fn window_len(i: u32, len: u32) -> u32 {
@@ -256,12 +256,13 @@ fn coefficients(@builtin(global_invocation_id) id: vec3<u32>) {
     let k = id.y * params.low_w + id.x;
     let n = window_len(id.x, params.low_w) * window_len(id.y, params.low_h);
     let n_f = f32(n);
+    let inv_n = 1.0 / n_f;
     let eps = params.epsilon * n_f;
     let p = channel(src[k], n);
     if (params.colour == 0u) {
         let y = channel(src[cells + k], n);
-        let a = centred(src[3u * cells + k], y, p, n, n_f) / (centred(src[2u * cells + k], y, y, n, n_f) + eps);
-        let offset = channel_mean(p, n_f) - a * channel_mean(y, n_f);
+        let a = centred(src[3u * cells + k], y, p, n, inv_n) / (centred(src[2u * cells + k], y, y, n, inv_n) + eps);
+        let offset = channel_mean(p, inv_n) - a * channel_mean(y, inv_n);
         dst[k] = bitcast<u32>(a * params.a_scale);
         dst[cells + k] = bitcast<u32>(0.0);
         dst[2u * cells + k] = bitcast<u32>(0.0);
@@ -271,16 +272,16 @@ fn coefficients(@builtin(global_invocation_id) id: vec3<u32>) {
     let r = channel(src[cells + k], n);
     let g = channel(src[2u * cells + k], n);
     let b = channel(src[3u * cells + k], n);
-    let rr = centred(src[4u * cells + k], r, r, n, n_f) + eps;
-    let rg = centred(src[5u * cells + k], r, g, n, n_f);
-    let rb = centred(src[6u * cells + k], r, b, n, n_f);
-    let gg = centred(src[7u * cells + k], g, g, n, n_f) + eps;
-    let gb = centred(src[8u * cells + k], g, b, n, n_f);
-    let bb = centred(src[9u * cells + k], b, b, n, n_f) + eps;
+    let rr = centred(src[4u * cells + k], r, r, n, inv_n) + eps;
+    let rg = centred(src[5u * cells + k], r, g, n, inv_n);
+    let rb = centred(src[6u * cells + k], r, b, n, inv_n);
+    let gg = centred(src[7u * cells + k], g, g, n, inv_n) + eps;
+    let gb = centred(src[8u * cells + k], g, b, n, inv_n);
+    let bb = centred(src[9u * cells + k], b, b, n, inv_n) + eps;
     let v = vec3<f32>(
-        centred(src[10u * cells + k], r, p, n, n_f),
-        centred(src[11u * cells + k], g, p, n, n_f),
-        centred(src[12u * cells + k], b, p, n, n_f),
+        centred(src[10u * cells + k], r, p, n, inv_n),
+        centred(src[11u * cells + k], g, p, n, inv_n),
+        centred(src[12u * cells + k], b, p, n, inv_n),
     );
     let i_rr = gg * bb - gb * gb;
     let i_rg = gb * rb - rg * bb;
@@ -293,7 +294,7 @@ fn coefficients(@builtin(global_invocation_id) id: vec3<u32>) {
     let a0 = (i_rr * v.x + i_rg * v.y + i_rb * v.z) * inv;
     let a1 = (i_rg * v.x + i_gg * v.y + i_gb * v.z) * inv;
     let a2 = (i_rb * v.x + i_gb * v.y + i_bb * v.z) * inv;
-    let offset = channel_mean(p, n_f) - a0 * channel_mean(r, n_f) - a1 * channel_mean(g, n_f) - a2 * channel_mean(b, n_f);
+    let offset = channel_mean(p, inv_n) - a0 * channel_mean(r, inv_n) - a1 * channel_mean(g, inv_n) - a2 * channel_mean(b, inv_n);
     dst[k] = bitcast<u32>(a0 * params.a_scale);
     dst[cells + k] = bitcast<u32>(a1 * params.a_scale);
     dst[2u * cells + k] = bitcast<u32>(a2 * params.a_scale);

@@ -245,17 +245,20 @@ pub(crate) const LUMINANCE_STATS: usize = 4;
 /// Each channel's sum `S` splits into its integer mean `m = S / n` and remainder `d = S − m·n`;
 /// `Σ(x − m_x)(y − m_y) = S_xy − m_x·S_y − m_y·S_x + n·m_x·m_y` is exact mod 2³² and small enough
 /// to be exact as an `i32` (see [`Levels`]); the covariance times `n` is that minus
-/// `d_x·d_y / n`.
+/// `d_x·d_y / n`. (That term and the remainders' share of the means are below `n`, against an ε
+/// of `ε·L²·n`: how `1 / n` is rounded, which a GPU may do to 2.5 ulp, does not matter.)
 #[inline]
 pub(crate) fn window_coefficients(
     sums: &[u32; COLOUR_STATS],
     n: u32,
-    plan: &RefinePlan,
+    constants: &WindowConstants,
 ) -> [f32; 4] {
     let n_f = n as f32;
+    let inv_n = 1.0 / n_f;
+    let inv_n_f64 = 1.0 / f64::from(n.max(1));
     // A channel: its window sum, integer mean and remainder.
     let channel = |s: u32| {
-        let m = s / n.max(1);
+        let m = floor_div(s, n.max(1), inv_n_f64);
         Channel {
             sum: s,
             mean: m,
@@ -268,14 +271,12 @@ pub(crate) fn window_coefficients(
             .wrapping_sub(x.mean.wrapping_mul(y.sum))
             .wrapping_sub(y.mean.wrapping_mul(x.sum))
             .wrapping_add(n.wrapping_mul(x.mean).wrapping_mul(y.mean));
-        (c as i32) as f32 - x.rest * y.rest / n_f
+        (c as i32) as f32 - x.rest * y.rest * inv_n
     };
-    let mean = |x: Channel| x.mean as f32 + x.rest / n_f;
-    let levels = &plan.levels;
-    let eps = levels.epsilon(plan.epsilon) * n_f;
-    let a_scale = levels.a_scale();
-    let b_scale = levels.b_scale();
-    match plan.guide {
+    let mean = |x: Channel| x.mean as f32 + x.rest * inv_n;
+    let eps = constants.epsilon * n_f;
+    let (a_scale, b_scale) = (constants.a_scale, constants.b_scale);
+    match constants.guide {
         GuideChannels::Colour => {
             let [p, r, g, b, rr, rg, rb, gg, gb, bb, rp, gp, bp] = *sums;
             let (p, r, g, b) = (channel(p), channel(r), channel(g), channel(b));
@@ -298,6 +299,42 @@ pub(crate) fn window_coefficients(
             let a = centred(yp, y, p) / (centred(yy, y, y) + eps);
             let offset = mean(p) - a * mean(y);
             [a * a_scale, 0.0, 0.0, offset * b_scale]
+        }
+    }
+}
+
+/// `⌊s / n⌋`, exactly, by a multiplication (`inv_n` is `1 / n` in f64) and a correction: the
+/// integer divisions were most of the coefficients' time.
+#[inline]
+fn floor_div(s: u32, n: u32, inv_n: f64) -> u32 {
+    let m = (f64::from(s) * inv_n) as u32;
+    if u64::from(m) * u64::from(n) > u64::from(s) {
+        m - 1
+    } else if (u64::from(m) + 1) * u64::from(n) <= u64::from(s) {
+        m + 1
+    } else {
+        m
+    }
+}
+
+/// What [`window_coefficients`] needs of the plan, resolved once per frame (the same values the
+/// shader gets as parameters).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WindowConstants {
+    pub guide: GuideChannels,
+    /// [`Levels::epsilon`].
+    pub epsilon: f32,
+    pub a_scale: f32,
+    pub b_scale: f32,
+}
+
+impl RefinePlan {
+    pub(crate) fn window_constants(&self) -> WindowConstants {
+        WindowConstants {
+            guide: self.guide,
+            epsilon: self.levels.epsilon(self.epsilon),
+            a_scale: self.levels.a_scale(),
+            b_scale: self.levels.b_scale(),
         }
     }
 }
@@ -539,7 +576,17 @@ mod tests {
                 *s = s.wrapping_add(v);
             }
         }
-        let [a0, a1, a2, b] = window_coefficients(&sums, 81, &plan);
+        let [a0, a1, a2, b] = window_coefficients(&sums, 81, &plan.window_constants());
+        for (s, n) in [
+            (0, 1),
+            (80, 81),
+            (81, 81),
+            (u32::MAX, 81),
+            (u32::MAX, 1),
+            (12_345, 7),
+        ] {
+            assert_eq!(floor_div(s, n, 1.0 / f64::from(n)), s / n, "{s} / {n}");
+        }
         // Direct: in the guide's and probability's units, f64.
         let unit = |c: &[u32; 4]| {
             [

@@ -174,8 +174,13 @@ fn subsample(
                 let count = (cols * rows).max(1) as u32;
                 let p = sigmoid(logit_sum * (1.0 / count as f32));
                 let q_p = (p * p_levels + 0.5).floor() as u32;
-                // A block cut by the frame's edge is scaled up to a whole block's sum, rounded.
-                let [r, g, b] = bytes.map(|v| (2 * v * full + count) / (2 * count));
+                // A block cut by the frame's edge is scaled up to a whole block's sum, rounded
+                // (for a whole block the formula gives the sum itself: skipped, as divisions).
+                let [r, g, b] = if count == full {
+                    *bytes
+                } else {
+                    bytes.map(|v| (2 * v * full + count) / (2 * count))
+                };
                 *cell = match plan.guide {
                     GuideChannels::Colour => [
                         q_p,
@@ -358,6 +363,7 @@ fn ab_from_sums<const N: usize>(
 ) {
     let (w, h, r) = (plan.low_w, plan.low_h, plan.low_radius);
     let counts_x: Vec<u32> = (0..w).map(|x| window_len(x, r, w) as u32).collect();
+    let constants = plan.window_constants();
     for_bands(out, w, threads, |band, first_row| {
         let rows = first_row..first_row + band.len() / w.max(1);
         let mut dst = band.chunks_exact_mut(w);
@@ -365,7 +371,7 @@ fn ab_from_sums<const N: usize>(
             let count_y = window_len(y, r, h) as u32;
             if let Some(dst) = dst.next() {
                 for ((d, s), &count_x) in dst.iter_mut().zip(sums).zip(&counts_x) {
-                    *d = window_coefficients(&widen(s), count_x * count_y, plan);
+                    *d = window_coefficients(&widen(s), count_x * count_y, &constants);
                 }
             }
         });

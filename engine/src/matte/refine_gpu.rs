@@ -202,6 +202,7 @@ impl GpuRefiner {
         let guide_bytes = (pixels * 3).div_ceil(4) * 4;
         let params = |channels: u32| {
             let levels = &plan.levels;
+            let constants = plan.window_constants();
             let words: [u32; 16] = [
                 as_u32(plan.width),
                 as_u32(plan.height),
@@ -212,11 +213,11 @@ impl GpuRefiner {
                 u32::from(colour),
                 u32::from(output == Output::Logits),
                 channels,
-                levels.epsilon(plan.epsilon).to_bits(),
+                constants.epsilon.to_bits(),
                 levels.guide_shift,
                 levels.probability,
-                levels.a_scale().to_bits(),
-                levels.b_scale().to_bits(),
+                constants.a_scale.to_bits(),
+                constants.b_scale.to_bits(),
                 0,
                 0,
             ];
