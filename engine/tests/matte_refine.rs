@@ -308,13 +308,93 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
+type Clip = (Vec<u8>, usize, usize, Vec<f32>);
+type TestResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// A clip of tests/fixtures/edges at one size, composited as `bench edges` composites it (its
+/// manifest, clips.json): the frame's RGB bytes, its size and the perfect mask's 256² logits.
+fn fixture_clip(name: &str, coverage_file: &str) -> TestResult<Clip> {
+    let dir = fixtures().join("edges");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("clips.json"))?)?;
+    let text = |v: &serde_json::Value, key: &str| -> TestResult<String> {
+        Ok(v.get(key)
+            .and_then(|s| s.as_str())
+            .ok_or(format!("clips.json: no {key}"))?
+            .to_owned())
+    };
+    let spec = manifest
+        .get("clips")
+        .and_then(|c| c.as_array())
+        .and_then(|clips| clips.iter().find(|c| c.get("name") == Some(&name.into())))
+        .ok_or(format!("clips.json: no clip {name}"))?;
+    let photos = dir.join(text(&manifest, "photos")?);
+    let coverage = image::open(dir.join(coverage_file))?.to_luma8();
+    let (w, h) = (coverage.width(), coverage.height());
+    let open = |key: &str| -> TestResult<image::RgbImage> {
+        let photo = image::open(photos.join(text(spec, key)?))?.to_rgb8();
+        Ok(image::imageops::resize(
+            &photo,
+            w,
+            h,
+            image::imageops::FilterType::Triangle,
+        ))
+    };
+    let fg = open("foreground")?;
+    let mut bg = open("background")?;
+    if spec.get("background_mirrored") == Some(&true.into()) {
+        image::imageops::flip_horizontal_in_place(&mut bg);
+    }
+    let mut rgb = Vec::with_capacity(coverage.as_raw().len() * 3);
+    let pixels = fg.as_raw().chunks_exact(3).zip(bg.as_raw().chunks_exact(3));
+    for (&c, (f, b)) in coverage.as_raw().iter().zip(pixels) {
+        let a = f32::from(c) / 255.0;
+        for (&f, &b) in f.iter().zip(b) {
+            rgb.push((a * f32::from(f) + (1.0 - a) * f32::from(b)).round() as u8);
+        }
+    }
+    let (w, h) = (w as usize, h as usize);
+    let truth: Vec<bool> = coverage.as_raw().iter().map(|&c| c >= 128).collect();
+    let low = mask_as_logits(&to_model_size(&truth, w, h, 1024), 1024, 20.0, -10.0);
+    Ok((rgb, w, h, low))
+}
+
+/// The largest |CPU − GPU| of the refined probability, and of the refined logits compared as the
+/// probability they stand for.
+fn cpu_gpu_difference(
+    gpu: &mut GpuUpsampler,
+    (rgb, w, h, low): &Clip,
+    side: usize,
+    settings: &EdgeRefinement,
+) -> TestResult<(f32, f32)> {
+    let guide = Guide {
+        rgb,
+        width: *w,
+        height: *h,
+    };
+    let upsampled = matte::upsample_bilinear(low, side, side, *w, *h)?;
+    let worst = |a: &[f32], b: &[f32], f: fn(f32) -> f32| {
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| (f(*a) - f(*b)).abs())
+            .fold(0.0f32, f32::max)
+    };
+    let cpu = refine_alpha(&upsampled, guide, settings, 2)?;
+    let on_gpu = gpu.upsample_refined_alpha(low, side, side, guide, settings)?;
+    let alpha = worst(&cpu, &on_gpu, |v| v);
+    let cpu = refine_edges(&upsampled, guide, settings, 2)?;
+    let on_gpu = gpu.upsample_refined(low, side, side, guide, settings)?;
+    Ok((alpha, worst(&cpu, &on_gpu, sigmoid)))
+}
+
+/// The bound, on the real photographs the bench scores (their grain and soft gradients are
+/// what makes the colour guide's 3×3 solve sensitive to rounding; a synthetic frame hid it), at
+/// 1080p and 4K, with either guide; and on an odd size whose RGB bytes are not whole words.
 #[test]
 fn gpu_and_cpu_refinement_agree_within_1e_4() {
     let Some(mut gpu) = gpu_or_say_why("gpu_and_cpu_refinement_agree_within_1e_4") else {
         return;
     };
-    // An odd size (its RGB bytes are not whole words) with a textured guide, and the real-photo
-    // clip at 1080p.
     let (w, h) = (301, 170);
     let rgb: Vec<u8> = (0..w * h * 3)
         .map(|i: usize| {
@@ -328,55 +408,37 @@ fn gpu_and_cpu_refinement_agree_within_1e_4() {
             14.0 - (((i % 64) as f32 - 30.0).powi(2) + ((i / 64) as f32 - 33.0).powi(2)).sqrt()
         })
         .collect();
-    let mut cases = vec![(rgb, w, h, low, 64)];
-    let dir = fixtures().join("edges");
-    let coverage = image::open(dir.join("astronaut-over-cat-1080.png"))
-        .unwrap()
-        .to_luma8();
-    let (fw, fh) = (coverage.width() as usize, coverage.height() as usize);
-    let truth: Vec<bool> = coverage.as_raw().iter().map(|&c| c >= 128).collect();
-    let frame: Vec<u8> = coverage
-        .as_raw()
-        .iter()
-        .enumerate()
-        .flat_map(|(i, &c)| [c / 2 + 60, ((i % fw) / 7) as u8, 255 - c / 3])
-        .collect();
-    let low = mask_as_logits(&to_model_size(&truth, fw, fh, 1024), 1024, 20.0, -10.0);
-    cases.push((frame, fw, fh, low, 256));
-    for (rgb, w, h, low, side) in &cases {
-        let guide = Guide {
-            rgb,
-            width: *w,
-            height: *h,
-        };
-        let upsampled = matte::upsample_bilinear(low, *side, *side, *w, *h).unwrap();
+    let mut cases = vec![("odd-size synthetic".to_owned(), (rgb, w, h, low), 64)];
+    for (clip, file) in [
+        ("cat-over-astronaut", "cat-over-astronaut-1080.png"),
+        ("astronaut-over-cat", "astronaut-over-cat-1080.png"),
+        ("cat-over-mirrored-cat", "cat-over-mirrored-cat-1080.png"),
+        ("cat-over-astronaut", "cat-over-astronaut-2160.png"),
+        ("astronaut-over-cat", "astronaut-over-cat-2160.png"),
+    ] {
+        cases.push((clip.to_owned(), fixture_clip(clip, file).unwrap(), 256));
+    }
+    let mut failures = Vec::new();
+    for (name, case, side) in &cases {
         for channels in [GuideChannels::Colour, GuideChannels::Luminance] {
             let settings = EdgeRefinement {
                 guide: channels,
                 ..Default::default()
             };
-            let cpu = refine_alpha(&upsampled, guide, &settings, 2).unwrap();
-            let on_gpu = gpu
-                .upsample_refined_alpha(low, *side, *side, guide, &settings)
-                .unwrap();
-            let worst = cpu
-                .iter()
-                .zip(&on_gpu)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
-            eprintln!("{w}×{h} {channels:?}: max |CPU − GPU| = {worst:e}");
-            assert!(worst <= 1e-4, "{w}×{h} {channels:?}: {worst}");
-            // The pipeline's logits, compared as the probability they stand for.
-            let cpu_logits = refine_edges(&upsampled, guide, &settings, 2).unwrap();
-            let gpu_logits = gpu
-                .upsample_refined(low, *side, *side, guide, &settings)
-                .unwrap();
-            let worst = cpu_logits
-                .iter()
-                .zip(&gpu_logits)
-                .map(|(a, b)| (sigmoid(*a) - sigmoid(*b)).abs())
-                .fold(0.0f32, f32::max);
-            assert!(worst <= 1e-4, "{w}×{h} {channels:?} logits: {worst}");
+            let (alpha, logits) = cpu_gpu_difference(&mut gpu, case, *side, &settings).unwrap();
+            let (w, h) = (case.1, case.2);
+            eprintln!(
+                "{name} {w}×{h} {channels:?}: max |CPU − GPU| = {alpha:e} (alpha), {logits:e} (logits)"
+            );
+            if alpha > 1e-4 || logits > 1e-4 {
+                failures.push(format!(
+                    "{name} {w}×{h} {channels:?}: {alpha:e}, {logits:e}"
+                ));
+            }
         }
     }
+    assert!(
+        failures.is_empty(),
+        "CPU and GPU differ by more than 1e-4: {failures:?}"
+    );
 }

@@ -45,6 +45,15 @@ pub enum MatteError {
     },
 
     #[error(
+        "Refine Edges works on frames up to {max_side} pixels on the longer side, but this frame is {width}×{height}; turn Refine Edges off for it."
+    )]
+    RefineTooLarge {
+        width: usize,
+        height: usize,
+        max_side: usize,
+    },
+
+    #[error(
         "No GPU was found for the matte ({reason}); choose the CPU matte device, or install a Vulkan driver (on Debian: apt-get install mesa-vulkan-drivers libvulkan1)."
     )]
     NoAdapter { reason: String },

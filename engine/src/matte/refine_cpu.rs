@@ -2,17 +2,18 @@
 //! itself) and [`EdgeRefiner`], which owns the buffers they reuse from frame to frame.
 //!
 //! Three passes, each split into bands of rows over the threads:
-//! 1. **subsample**: the full-resolution logits and guide → the grid's block means `[p, I]`;
-//! 2. **coefficients**: per grid cell, the box means of `p`, `I`, `I·Iᵀ` and `I·p` → `a` and `b`,
-//!    then the box means of those → `ā` and `b̄`;
+//! 1. **subsample**: the full-resolution logits and guide → the grid's `[p, I]` as whole numbers
+//!    (`refine.rs`'s `Levels`);
+//! 2. **coefficients**: per grid cell, the exact `u32` box sums of `p`, `I`, `I·Iᵀ` and `I·p` →
+//!    `a` and `b` (`window_coefficients`), then the box means of those → `ā` and `b̄`;
 //! 3. **apply**: `q = ā·I + b̄` at full resolution, written over the logits.
 //!
 //! Why it is laid out this way (1080p had to come down from 21 to under 15 ms on two threads):
-//! a box mean is one pass of separable running sums per band of rows, the statistics (`I·Iᵀ`,
+//! a box sum is one pass of separable running sums per band of rows, the statistics (`I·Iᵀ`,
 //! `I·p`) formed as a row enters the window rather than stored as planes; nothing of the grid's or
 //! the frame's size is allocated per frame (the buffers live in [`EdgeRefiner`] and the result
-//! overwrites the logits); the guide's bytes are summed as integers and scaled once per cell, or
-//! folded into the coefficients, never converted per pixel; and the full-resolution pass is split
+//! overwrites the logits); the guide's bytes are summed as integers and turned into levels once
+//! per cell, or folded into the coefficients, never converted per pixel; and the full-resolution pass is split
 //! into loops simple enough for the compiler to vectorise.
 
 use std::ops::Range;
@@ -20,11 +21,9 @@ use std::time::{Duration, Instant};
 
 use super::error::{MatteError, check_buffer};
 use super::refine::{
-    EdgeRefinement, Guide, GuideChannels, Output, RefinePlan, alpha_to_logit, check_guide, sigmoid,
+    COLOUR_STATS, EdgeRefinement, Guide, GuideChannels, LUMA_DENOMINATOR, LUMA_WEIGHTS, Output,
+    RefinePlan, alpha_to_logit, check_guide, sigmoid, window_coefficients,
 };
-
-/// Rec. 709 luminance weights, as the luminance guide uses them.
-const LUMA: [f32; 3] = [0.2126, 0.7152, 0.0722];
 
 /// How long each pass of one refinement took: what `bench edges` prints per pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -46,8 +45,8 @@ impl RefineTimes {
 /// cost page faults on every frame, a sizeable share of the 1080p time.
 #[derive(Debug, Default)]
 pub struct EdgeRefiner {
-    /// The subsampled grid: `[p, g0, g1, g2]` per cell.
-    grid: Vec<[f32; 4]>,
+    /// The subsampled grid: `[p, g0, g1, g2]` per cell, in levels.
+    grid: Vec<[u32; 4]>,
     /// `[a_r, a_g, a_b, b]` per cell.
     ab: Vec<[f32; 4]>,
     /// `[ā_r, ā_g, ā_b, b̄]` per cell, `ā` already scaled to the guide's bytes (see
@@ -96,7 +95,8 @@ impl EdgeRefiner {
         check_guide(guide, &plan)?;
         let (pixels, _) = guide.rgb.as_chunks::<3>();
         let cells = plan.low_w * plan.low_h;
-        for buffer in [&mut self.grid, &mut self.ab, &mut self.coefficients] {
+        self.grid.resize(cells, [0; 4]);
+        for buffer in [&mut self.ab, &mut self.coefficients] {
             buffer.resize(cells, [0.0; 4]);
         }
         let start = Instant::now();
@@ -115,22 +115,30 @@ impl EdgeRefiner {
     }
 }
 
-/// The subsampled grid, one cell per `s × s` block: `[p, g0, g1, g2]`, the probability and the
-/// guide's channels in [0, 1] (a luminance guide fills `g0` alone).
+/// The subsampled grid, one cell per `s × s` block: `[p, g0, g1, g2]` as whole numbers of
+/// [`Levels`](super::refine::Levels), the probability and the guide's channels (a luminance guide
+/// fills `g0` alone).
 ///
 /// A cell's probability is the sigmoid of its block's mean logit rather than the mean of the
 /// block's sigmoids: the upsampled logits are bilinear within a logit cell, which is larger than
 /// a block, so the two differ by little, and this spends one exponential per cell instead of one
-/// per pixel. The guide's bytes are summed as integers (exact) and scaled once per cell.
+/// per pixel. The guide's bytes are summed as integers, and the guide's levels are integer
+/// arithmetic on those sums (the GPU's `subsample` does the same operations).
 fn subsample(
     logits: &[f32],
     pixels: &[[u8; 3]],
     plan: &RefinePlan,
     threads: usize,
-    grid: &mut [[f32; 4]],
+    grid: &mut [[u32; 4]],
 ) {
     let (w, h, s) = (plan.width, plan.height, plan.subsample);
     let lw = plan.low_w;
+    let levels = plan.levels;
+    let shift = levels.guide_shift;
+    let half = (1u32 << shift) >> 1;
+    let p_levels = levels.probability as f32;
+    let full = (s * s) as u32;
+    let [lr, lg, lb] = LUMA_WEIGHTS;
     for_bands(grid, lw, threads, |band, first_row| {
         let mut logit_sums = vec![0.0f32; lw];
         let mut byte_sums = vec![[0u32; 3]; lw];
@@ -163,13 +171,25 @@ fn subsample(
             let sums = logit_sums.iter().zip(&byte_sums);
             for (lx, (cell, (&logit_sum, bytes))) in row.iter_mut().zip(sums).enumerate() {
                 let cols = s.min(w.saturating_sub(lx * s));
-                let inv = 1.0 / (cols * rows).max(1) as f32;
-                let p = sigmoid(logit_sum * inv);
-                let [r, g, b] = bytes.map(|v| v as f32 * (inv / 255.0));
+                let count = (cols * rows).max(1) as u32;
+                let p = sigmoid(logit_sum * (1.0 / count as f32));
+                let q_p = (p * p_levels + 0.5).floor() as u32;
+                // A block cut by the frame's edge is scaled up to a whole block's sum, rounded
+                // (for a whole block the formula gives the sum itself: skipped, as divisions).
+                let [r, g, b] = if count == full {
+                    *bytes
+                } else {
+                    bytes.map(|v| (2 * v * full + count) / (2 * count))
+                };
                 *cell = match plan.guide {
-                    GuideChannels::Colour => [p, r, g, b],
+                    GuideChannels::Colour => [
+                        q_p,
+                        (r + half) >> shift,
+                        (g + half) >> shift,
+                        (b + half) >> shift,
+                    ],
                     GuideChannels::Luminance => {
-                        [p, LUMA[0] * r + LUMA[1] * g + LUMA[2] * b, 0.0, 0.0]
+                        [q_p, (lr * r + lg * g + lb * b + half) >> shift, 0, 0]
                     }
                 };
             }
@@ -177,62 +197,97 @@ fn subsample(
     });
 }
 
-/// Box means over the window of radius `r` (cut at the borders: the mean of what is inside, as
-/// in He's reference code) of `stats(cell)` for the rows `rows` of a `w × h` grid, handing each
-/// row of means to `emit(y, means)`.
+/// What a box sum adds up: `u32` levels (wrapping, exact mod 2³²) or `f64` coefficients.
+trait Summand: Copy + Default {
+    fn plus(self, other: Self) -> Self;
+    fn minus(self, other: Self) -> Self;
+}
+
+impl Summand for u32 {
+    #[inline]
+    fn plus(self, other: Self) -> Self {
+        self.wrapping_add(other)
+    }
+    #[inline]
+    fn minus(self, other: Self) -> Self {
+        self.wrapping_sub(other)
+    }
+}
+
+impl Summand for f64 {
+    #[inline]
+    fn plus(self, other: Self) -> Self {
+        self + other
+    }
+    #[inline]
+    fn minus(self, other: Self) -> Self {
+        self - other
+    }
+}
+
+#[inline]
+fn add_to<T: Summand, const N: usize>(sum: &mut [T; N], values: &[T; N]) {
+    for (s, &v) in sum.iter_mut().zip(values) {
+        *s = s.plus(v);
+    }
+}
+
+#[inline]
+fn take_from<T: Summand, const N: usize>(sum: &mut [T; N], values: &[T; N]) {
+    for (s, &v) in sum.iter_mut().zip(values) {
+        *s = s.minus(v);
+    }
+}
+
+/// The number of cells of the window of radius `r` around `i` on an axis of `len` cells (the
+/// window is cut at the borders: the mean is of what is inside, as in He's reference code).
+#[inline]
+fn window_len(i: usize, r: usize, len: usize) -> usize {
+    (i + r + 1).min(len) - i.saturating_sub(r)
+}
+
+/// Box sums over the window of radius `r` (cut at the borders) of `stats(cell)` for the rows
+/// `rows` of a `w × h` grid, handing each row of sums to `emit(y, sums)`.
 ///
-/// Separable running sums in f64, so the cost does not depend on `r` and the sums lose nothing:
-/// along each row as it enters the window (its horizontal means rounded to f32, as the GPU's
-/// `box_h` stores them: the colour guide's `a` is sensitive to that rounding, see [`ab`]), then
-/// per column over the window's rows, which a ring of `2r + 1` rows keeps to be subtracted as
-/// they leave. A band starts by summing the `r` rows above its first, so bands are independent
-/// and can run on threads.
-fn box_means<const N: usize>(
-    cells: &[[f32; 4]],
+/// Separable running sums, so the cost does not depend on `r`: along each row as it enters the
+/// window, then per column over the window's rows, which a ring of `2r + 1` rows keeps to be
+/// subtracted as they leave. A band starts by summing the `r` rows above its first, so bands are
+/// independent and can run on threads. With `u32` levels the sums are exact in any order (the
+/// GPU sums each window directly and gets the same bits).
+fn box_sums<C: Copy, T: Summand, const N: usize>(
+    cells: &[C],
     (w, h, r): (usize, usize, usize),
     rows: Range<usize>,
-    stats: impl Fn([f32; 4]) -> [f32; N],
-    mut emit: impl FnMut(usize, &[[f32; N]]),
+    stats: impl Fn(C) -> [T; N],
+    mut emit: impl FnMut(usize, &[[T; N]]),
 ) {
-    // 1 / (window width) per column, once: a division per value was most of the grid's time.
-    let inverse_x: Vec<f64> = (0..w)
-        .map(|x| 1.0 / ((x + r + 1).min(w) - x.saturating_sub(r)) as f64)
-        .collect();
-    let horizontal = |y: usize, out: &mut [[f32; N]]| {
+    let horizontal = |y: usize, out: &mut [[T; N]]| {
         let row = cells.get(y * w..(y + 1) * w).unwrap_or_default();
-        let mut sum = [0.0f64; N];
+        let mut sum = [T::default(); N];
         for &cell in row.iter().take(r) {
-            for (s, v) in sum.iter_mut().zip(stats(cell)) {
-                *s += f64::from(v);
-            }
+            add_to(&mut sum, &stats(cell));
         }
-        for (x, (mean, &inverse)) in out.iter_mut().zip(&inverse_x).enumerate() {
+        for (x, total) in out.iter_mut().enumerate() {
             if let Some(&entering) = row.get(x + r) {
-                for (s, v) in sum.iter_mut().zip(stats(entering)) {
-                    *s += f64::from(v);
-                }
+                add_to(&mut sum, &stats(entering));
             }
             if let Some(&leaving) = x.checked_sub(r + 1).and_then(|i| row.get(i)) {
-                for (s, v) in sum.iter_mut().zip(stats(leaving)) {
-                    *s -= f64::from(v);
-                }
+                take_from(&mut sum, &stats(leaving));
             }
-            *mean = sum.map(|s| (s * inverse) as f32);
+            *total = sum;
         }
     };
-    // Row `y`'s horizontal means live in slot `y % slots` while it is in the window, which spans
+    // Row `y`'s horizontal sums live in slot `y % slots` while it is in the window, which spans
     // at most `2r + 1` rows and at most the grid (a radius larger than the grid needs no more).
     let slots = (2 * r + 1).min(h).max(1);
-    let mut ring = vec![[0.0f32; N]; slots * w];
+    let mut ring = vec![[T::default(); N]; slots * w];
     let slot = |y: usize| (y % slots) * w..(y % slots + 1) * w;
-    let mut columns = vec![[0.0f64; N]; w];
-    let enter = |ring: &mut [[f32; N]], columns: &mut [[f64; N]], y: usize| {
-        if let Some(means) = ring.get_mut(slot(y)) {
-            horizontal(y, means);
-            for (column, mean) in columns.iter_mut().zip(means.iter()) {
-                for (c, &m) in column.iter_mut().zip(mean) {
-                    *c += f64::from(m);
-                }
+    let mut columns = vec![[T::default(); N]; w];
+    let enter = |ring: &mut [[T; N]], columns: &mut [[T; N]], y: usize| {
+        if let Some(sums) = ring.get_mut(slot(y)) {
+            horizontal(y, sums);
+            for (column, sum) in columns.iter_mut().zip(sums.iter()) {
+                add_to(column, sum);
             }
         }
     };
@@ -240,7 +295,6 @@ fn box_means<const N: usize>(
     for y in first.saturating_sub(r)..(first + r).min(h) {
         enter(&mut ring, &mut columns, y);
     }
-    let mut means = vec![[0.0f32; N]; w];
     for y in rows {
         // The row leaving was summed only if it was in the band's first window or entered since;
         // it leaves before the entering row takes its slot.
@@ -248,71 +302,31 @@ fn box_means<const N: usize>(
             && let Some(leaving) = y.checked_sub(r + 1)
             && let Some(old) = ring.get(slot(leaving))
         {
-            for (column, mean) in columns.iter_mut().zip(old) {
-                for (c, &m) in column.iter_mut().zip(mean) {
-                    *c -= f64::from(m);
-                }
+            for (column, sum) in columns.iter_mut().zip(old) {
+                take_from(column, sum);
             }
         }
         if y + r < h {
             enter(&mut ring, &mut columns, y + r);
         }
-        let inverse_y = 1.0 / ((y + r + 1).min(h) - y.saturating_sub(r)) as f64;
-        for (mean, column) in means.iter_mut().zip(&columns) {
-            *mean = column.map(|c| (c * inverse_y) as f32);
-        }
-        emit(y, &means);
+        emit(y, &columns);
     }
 }
 
-/// Runs [`box_means`] over bands of the grid's rows on up to `threads` threads, each band writing
-/// `out(means) ` per cell of its own rows.
-fn box_means_into<const N: usize>(
-    cells: &[[f32; 4]],
-    plan: &RefinePlan,
-    threads: usize,
-    out: &mut [[f32; 4]],
-    stats: impl Fn([f32; 4]) -> [f32; N] + Sync,
-    value: impl Fn(&[f32; N]) -> [f32; 4] + Sync,
-) {
-    let (w, h, r) = (plan.low_w, plan.low_h, plan.low_radius);
-    for_bands(out, w, threads, |band, first_row| {
-        let rows = first_row..first_row + band.len() / w.max(1);
-        let mut dst = band.chunks_exact_mut(w);
-        box_means(cells, (w, h, r), rows, &stats, |_, means| {
-            if let Some(dst) = dst.next() {
-                for (d, m) in dst.iter_mut().zip(means) {
-                    *d = value(m);
-                }
-            }
-        });
-    });
-}
-
 /// `a` and `b` per grid cell, `[a_r, a_g, a_b, b]` (a luminance guide uses `a_r` alone, the
-/// others are 0): the linear fit of `p` to `I` over each window, regularised by ε.
-///
-/// The statistics are formed and `a`, `b` solved in f32, only the sums are f64: with ε = 1e-4 a
-/// variance's rounding is magnified into `a`, and the GPU (f32 throughout) agrees within 1e-4 only
-/// while both round the same quantities the same way.
-fn ab(grid: &[[f32; 4]], plan: &RefinePlan, threads: usize, out: &mut [[f32; 4]]) {
-    let eps = plan.epsilon;
+/// others are 0): the linear fit of `p` to `I` over each window, regularised by ε, from the
+/// window's exact integer sums ([`window_coefficients`]).
+fn ab(grid: &[[u32; 4]], plan: &RefinePlan, threads: usize, out: &mut [[f32; 4]]) {
     match plan.guide {
-        GuideChannels::Luminance => box_means_into(
+        GuideChannels::Luminance => ab_from_sums(
             grid,
             plan,
             threads,
             out,
-            |[p, i, _, _]| [p, i, i * i, i * p],
-            |means| {
-                let [mean_p, mean_i, mean_ii, mean_ip] = *means;
-                let var = mean_ii - mean_i * mean_i;
-                let cov = mean_ip - mean_i * mean_p;
-                let a = cov / (var + eps);
-                [a, 0.0, 0.0, mean_p - a * mean_i]
-            },
+            |[p, y, _, _]| [p, y, y.wrapping_mul(y), y.wrapping_mul(p)],
+            |&[p, y, yy, yp]| [p, y, yy, yp, 0, 0, 0, 0, 0, 0, 0, 0, 0],
         ),
-        GuideChannels::Colour => box_means_into(
+        GuideChannels::Colour => ab_from_sums(
             grid,
             plan,
             threads,
@@ -323,34 +337,45 @@ fn ab(grid: &[[f32; 4]], plan: &RefinePlan, threads: usize, out: &mut [[f32; 4]]
                     r,
                     g,
                     b,
-                    r * r,
-                    r * g,
-                    r * b,
-                    g * g,
-                    g * b,
-                    b * b,
-                    r * p,
-                    g * p,
-                    b * p,
+                    r.wrapping_mul(r),
+                    r.wrapping_mul(g),
+                    r.wrapping_mul(b),
+                    g.wrapping_mul(g),
+                    g.wrapping_mul(b),
+                    b.wrapping_mul(b),
+                    r.wrapping_mul(p),
+                    g.wrapping_mul(p),
+                    b.wrapping_mul(p),
                 ]
             },
-            |means| {
-                let [mean_p, mr, mg, mb, rr, rg, rb, gg, gb, bb, rp, gp, bp] = *means;
-                // Σ + εU, symmetric.
-                let sigma = [
-                    rr - mr * mr + eps,
-                    rg - mr * mg,
-                    rb - mr * mb,
-                    gg - mg * mg + eps,
-                    gb - mg * mb,
-                    bb - mb * mb + eps,
-                ];
-                let cov = [rp - mr * mean_p, gp - mg * mean_p, bp - mb * mean_p];
-                let [a0, a1, a2] = solve_symmetric3(sigma, cov);
-                [a0, a1, a2, mean_p - a0 * mr - a1 * mg - a2 * mb]
-            },
+            |sums| *sums,
         ),
     }
+}
+
+fn ab_from_sums<const N: usize>(
+    grid: &[[u32; 4]],
+    plan: &RefinePlan,
+    threads: usize,
+    out: &mut [[f32; 4]],
+    stats: impl Fn([u32; 4]) -> [u32; N] + Sync,
+    widen: impl Fn(&[u32; N]) -> [u32; COLOUR_STATS] + Sync,
+) {
+    let (w, h, r) = (plan.low_w, plan.low_h, plan.low_radius);
+    let counts_x: Vec<u32> = (0..w).map(|x| window_len(x, r, w) as u32).collect();
+    let constants = plan.window_constants();
+    for_bands(out, w, threads, |band, first_row| {
+        let rows = first_row..first_row + band.len() / w.max(1);
+        let mut dst = band.chunks_exact_mut(w);
+        box_sums(grid, (w, h, r), rows, &stats, |y, sums| {
+            let count_y = window_len(y, r, h) as u32;
+            if let Some(dst) = dst.next() {
+                for ((d, s), &count_x) in dst.iter_mut().zip(sums).zip(&counts_x) {
+                    *d = window_coefficients(&widen(s), count_x * count_y, &constants);
+                }
+            }
+        });
+    });
 }
 
 /// `ā` and `b̄`: the box means of `a` and `b`. `ā` comes out already multiplied by what turns a
@@ -359,46 +384,35 @@ fn ab(grid: &[[f32; 4]], plan: &RefinePlan, threads: usize, out: &mut [[f32; 4]]
 fn coefficient_means(ab: &[[f32; 4]], plan: &RefinePlan, threads: usize, out: &mut [[f32; 4]]) {
     let scale = match plan.guide {
         GuideChannels::Colour => [1.0 / 255.0; 3],
-        GuideChannels::Luminance => LUMA.map(|w| f64::from(w) / 255.0),
+        GuideChannels::Luminance => {
+            LUMA_WEIGHTS.map(|w| f64::from(w) / f64::from(LUMA_DENOMINATOR) / 255.0)
+        }
     };
     let luminance = plan.guide == GuideChannels::Luminance;
-    box_means_into(
-        ab,
-        plan,
-        threads,
-        out,
-        |cell| cell,
-        |&[a0, a1, a2, b]| {
-            // A luminance guide's single `ā` weighs all three bytes.
-            let a = if luminance { [a0; 3] } else { [a0, a1, a2] };
-            let mut scaled = [0.0f32; 3];
-            for ((s, a), k) in scaled.iter_mut().zip(a).zip(scale) {
-                *s = (f64::from(a) * k) as f32;
+    let (w, h, r) = (plan.low_w, plan.low_h, plan.low_radius);
+    let inverse_x: Vec<f64> = (0..w).map(|x| 1.0 / window_len(x, r, w) as f64).collect();
+    for_bands(out, w, threads, |band, first_row| {
+        let rows = first_row..first_row + band.len() / w.max(1);
+        let mut dst = band.chunks_exact_mut(w);
+        let stats = |cell: [f32; 4]| cell.map(f64::from);
+        box_sums(ab, (w, h, r), rows, stats, |y, sums| {
+            let inverse_y = 1.0 / window_len(y, r, h) as f64;
+            let Some(dst) = dst.next() else {
+                return;
+            };
+            for ((d, sum), &inverse_x) in dst.iter_mut().zip(sums).zip(&inverse_x) {
+                let [a0, a1, a2, b] = sum.map(|s| s * (inverse_x * inverse_y));
+                // A luminance guide's single `ā` weighs all three bytes.
+                let a = if luminance { [a0; 3] } else { [a0, a1, a2] };
+                let mut scaled = [0.0f32; 3];
+                for ((s, a), k) in scaled.iter_mut().zip(a).zip(scale) {
+                    *s = (a * k) as f32;
+                }
+                let [a0, a1, a2] = scaled;
+                *d = [a0, a1, a2, b as f32];
             }
-            let [a0, a1, a2] = scaled;
-            [a0, a1, a2, b]
-        },
-    );
-}
-
-/// Solves `S·a = v` for a symmetric positive-definite 3×3 `S` (`[rr, rg, rb, gg, gb, bb]`) by its
-/// adjugate, as the reference implementation does. `S` has ε on its diagonal, so it is never
-/// singular.
-#[inline]
-fn solve_symmetric3([rr, rg, rb, gg, gb, bb]: [f32; 6], v: [f32; 3]) -> [f32; 3] {
-    let i_rr = gg * bb - gb * gb;
-    let i_rg = gb * rb - rg * bb;
-    let i_rb = rg * gb - gg * rb;
-    let i_gg = rr * bb - rb * rb;
-    let i_gb = rb * rg - rr * gb;
-    let i_bb = rr * gg - rg * rg;
-    let det = i_rr * rr + i_rg * rg + i_rb * rb;
-    let inv = 1.0 / det;
-    [
-        (i_rr * v[0] + i_rg * v[1] + i_rb * v[2]) * inv,
-        (i_rg * v[0] + i_gg * v[1] + i_gb * v[2]) * inv,
-        (i_rb * v[0] + i_gb * v[1] + i_bb * v[2]) * inv,
-    ]
+        });
+    });
 }
 
 /// One axis' bilinear position on the grid of a full-resolution coordinate: the grid cell's
@@ -535,6 +549,7 @@ fn for_bands<T: Send>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::refine::solve_symmetric3;
     use super::*;
 
     #[test]
@@ -553,40 +568,64 @@ mod tests {
     }
 
     /// Every band split (including bands that start past the first `r` rows, where the running
-    /// sums must not subtract rows they never added) gives the direct sum over the cut window.
+    /// sums must not subtract rows they never added) gives the direct sum over the cut window, in
+    /// f64 and in wrapping u32.
     #[test]
-    fn box_means_match_a_direct_sum_with_cut_windows_in_any_band() {
+    fn box_sums_match_a_direct_sum_with_cut_windows_in_any_band() {
         for (w, h, r) in [(7, 9, 2), (4, 3, 5), (5, 6, 3)] {
-            box_means_match_a_direct_sum(w, h, r);
+            box_sums_match_a_direct_sum(w, h, r);
         }
     }
 
-    fn box_means_match_a_direct_sum(w: usize, h: usize, r: usize) {
+    fn box_sums_match_a_direct_sum(w: usize, h: usize, r: usize) {
         let cells: Vec<[f32; 4]> = (0..w * h)
             .map(|i| [((i * 37) % 11) as f32 * 0.1, (i % 5) as f32, 0.0, 1.0])
             .collect();
         for start in 0..h {
             for end in start + 1..=h {
-                box_means(
+                box_sums(
                     &cells,
                     (w, h, r),
                     start..end,
-                    |c| c,
-                    |y, means| {
+                    |c| c.map(f64::from),
+                    |y, sums| {
                         assert!((start..end).contains(&y));
-                        for (x, mean) in means.iter().enumerate() {
-                            let (mut sum, mut n) = ([0.0f64; 4], 0);
+                        for (x, sum) in sums.iter().enumerate() {
+                            let (mut direct, mut n) = ([0.0f64; 4], 0);
                             for yy in y.saturating_sub(r)..(y + r + 1).min(h) {
                                 for xx in x.saturating_sub(r)..(x + r + 1).min(w) {
-                                    for (s, v) in sum.iter_mut().zip(cells[yy * w + xx]) {
+                                    for (s, v) in direct.iter_mut().zip(cells[yy * w + xx]) {
                                         *s += f64::from(v);
                                     }
                                     n += 1;
                                 }
                             }
-                            for (m, s) in mean.iter().zip(sum) {
-                                assert!((f64::from(*m) - s / n as f64).abs() < 1e-6, "{y} {x}");
+                            assert_eq!(n, window_len(x, r, w) * window_len(y, r, h));
+                            for (m, s) in sum.iter().zip(direct) {
+                                assert!((m - s).abs() < 1e-9, "{y} {x}");
                             }
+                        }
+                    },
+                );
+                // Levels near 2³² wrap, and the running sums still give the exact sum mod 2³².
+                box_sums(
+                    &cells,
+                    (w, h, r),
+                    start..end,
+                    |c| c.map(|v| (v * 10.0) as u32 ^ 0xfff0_0000),
+                    |y, sums| {
+                        for (x, sum) in sums.iter().enumerate() {
+                            let mut direct = [0u32; 4];
+                            for yy in y.saturating_sub(r)..(y + r + 1).min(h) {
+                                for xx in x.saturating_sub(r)..(x + r + 1).min(w) {
+                                    let v =
+                                        cells[yy * w + xx].map(|v| (v * 10.0) as u32 ^ 0xfff0_0000);
+                                    for (s, v) in direct.iter_mut().zip(v) {
+                                        *s = s.wrapping_add(v);
+                                    }
+                                }
+                            }
+                            assert_eq!(*sum, direct, "{y} {x}");
                         }
                     },
                 );

@@ -3,10 +3,10 @@
 //! the frame stays on the card from upsampling to the refined matte; only the result is read back.
 
 use super::error::MatteError;
-use super::refine::{GuideChannels, Output, RefinePlan};
+use super::refine::{COLOUR_STATS, GuideChannels, LUMINANCE_STATS, Output, RefinePlan};
 
-/// Size of the shader's `Params`: twelve 32-bit values.
-const PARAMS_BYTES: u64 = 48;
+/// Size of the shader's `Params`: sixteen 32-bit values.
+const PARAMS_BYTES: u64 = 64;
 /// Workgroup edge; must match `@workgroup_size` in the shader.
 const WORKGROUP: u32 = 8;
 
@@ -15,6 +15,8 @@ const WORKGROUP: u32 = 8;
 pub(super) struct GpuRefiner {
     layout: wgpu::BindGroupLayout,
     subsample: wgpu::ComputePipeline,
+    stats_h: wgpu::ComputePipeline,
+    stats_v: wgpu::ComputePipeline,
     box_h: wgpu::ComputePipeline,
     box_v: wgpu::ComputePipeline,
     coefficients: wgpu::ComputePipeline,
@@ -85,6 +87,8 @@ impl GpuRefiner {
         };
         Self {
             subsample: pipeline("subsample"),
+            stats_h: pipeline("stats_h"),
+            stats_v: pipeline("stats_v"),
             box_h: pipeline("box_h"),
             box_v: pipeline("box_v"),
             coefficients: pipeline("coefficients"),
@@ -149,18 +153,15 @@ impl GpuRefiner {
         let groups = |n: usize| u32::try_from(n.div_ceil(WORKGROUP as usize)).unwrap_or(u32::MAX);
         let (lx, ly) = (groups(plan.low_w), groups(plan.low_h));
         let (fx, fy) = (groups(plan.width), groups(plan.height));
-        let planes = match plan.guide {
-            GuideChannels::Colour => 13,
-            GuideChannels::Luminance => 4,
-        };
+        let planes = statistics(plan.guide);
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("matte refine"),
             timestamp_writes: None,
         });
         let steps: [(&wgpu::ComputePipeline, (u32, u32, u32)); 7] = [
             (&self.subsample, (lx, ly, 1)),
-            (&self.box_h, (lx, ly, planes)),
-            (&self.box_v, (lx, ly, planes)),
+            (&self.stats_h, (lx, ly, planes)),
+            (&self.stats_v, (lx, ly, planes)),
             (&self.coefficients, (lx, ly, 1)),
             (&self.box_h, (lx, ly, 4)),
             (&self.box_v, (lx, ly, 4)),
@@ -194,12 +195,15 @@ impl GpuRefiner {
         };
         let as_u32 = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
         let colour = plan.guide == GuideChannels::Colour;
-        let planes: u64 = if colour { 13 } else { 4 };
+        let planes = u64::from(statistics(plan.guide));
+        let level_planes: u64 = if colour { 4 } else { 2 };
         let cells = (plan.low_w * plan.low_h) as u64;
         let pixels = (plan.width * plan.height) as u64;
         let guide_bytes = (pixels * 3).div_ceil(4) * 4;
         let params = |channels: u32| {
-            let words: [u32; 12] = [
+            let levels = &plan.levels;
+            let constants = plan.window_constants();
+            let words: [u32; 16] = [
                 as_u32(plan.width),
                 as_u32(plan.height),
                 as_u32(plan.low_w),
@@ -209,7 +213,11 @@ impl GpuRefiner {
                 u32::from(colour),
                 u32::from(output == Output::Logits),
                 channels,
-                plan.epsilon.to_bits(),
+                constants.epsilon.to_bits(),
+                levels.guide_shift,
+                levels.probability,
+                constants.a_scale.to_bits(),
+                constants.b_scale.to_bits(),
                 0,
                 0,
             ];
@@ -225,9 +233,9 @@ impl GpuRefiner {
         let planes_params = params(planes as u32);
         let ab_params = params(4);
         let guide = buffer("matte refine guide", guide_bytes, U::STORAGE | U::COPY_DST);
-        let stats = buffer("matte refine stats", planes * cells * 4, U::STORAGE);
-        let stats_tmp = buffer("matte refine stats (rows)", planes * cells * 4, U::STORAGE);
-        let means = buffer("matte refine means", planes * cells * 4, U::STORAGE);
+        let levels = buffer("matte refine levels", level_planes * cells * 4, U::STORAGE);
+        let stats_tmp = buffer("matte refine sums (rows)", planes * cells * 4, U::STORAGE);
+        let sums = buffer("matte refine sums", planes * cells * 4, U::STORAGE);
         let ab = buffer("matte refine a, b", 4 * cells * 4, U::STORAGE);
         let ab_tmp = buffer("matte refine a, b (rows)", 4 * cells * 4, U::STORAGE);
         let ab_mean = buffer("matte refine mean a, b", 4 * cells * 4, U::STORAGE);
@@ -257,10 +265,10 @@ impl GpuRefiner {
             })
         };
         let groups = [
-            group(&main_params, logits, &stats),
-            group(&planes_params, &stats, &stats_tmp),
-            group(&planes_params, &stats_tmp, &means),
-            group(&main_params, &means, &ab),
+            group(&main_params, logits, &levels),
+            group(&planes_params, &levels, &stats_tmp),
+            group(&planes_params, &stats_tmp, &sums),
+            group(&main_params, &sums, &ab),
             group(&ab_params, &ab, &ab_tmp),
             group(&ab_params, &ab_tmp, &ab_mean),
             group(&main_params, &ab_mean, &out),
@@ -274,9 +282,9 @@ impl GpuRefiner {
                 main_params,
                 planes_params,
                 ab_params,
-                stats,
+                levels,
                 stats_tmp,
-                means,
+                sums,
                 ab,
                 ab_tmp,
                 ab_mean,
@@ -284,5 +292,13 @@ impl GpuRefiner {
             guide,
             out,
         }
+    }
+}
+
+/// The window statistics a guide needs (refine.rs's [`COLOUR_STATS`], [`LUMINANCE_STATS`]).
+fn statistics(guide: GuideChannels) -> u32 {
+    match guide {
+        GuideChannels::Colour => COLOUR_STATS as u32,
+        GuideChannels::Luminance => LUMINANCE_STATS as u32,
     }
 }
