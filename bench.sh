@@ -35,7 +35,9 @@ shrunk_1024=target/models/test-1024
 
 bundle/setup-system.sh
 bundle/fetch-onnxruntime.sh
-cargo build --release -p sam2-engine --example bench -p sam2-rotoscope-cli
+cargo build --release -p sam2-engine --example bench
+# Separately: `--example bench` would select no target of the CLI's package (its `track --cache` is measured too).
+cargo build --release -p sam2-rotoscope-cli
 
 mkdir -p "$out"
 rm -f "$out"/official-*.json "$out/report.md"
