@@ -561,35 +561,3 @@ fn a_cache_damaged_truncated_and_replaced_while_frames_render_on_two_threads_nev
     assert_eq!(node.live_images().unwrap(), 0);
     node.quit().unwrap();
 }
-
-#[test]
-#[ignore = "a timing, printed: cargo test -p sam2-rotoscope-tests --test plugin_cache -- --ignored --nocapture"]
-fn time_rendering_from_the_cache_and_live() {
-    let frames = support::clip("crossing");
-    let n = frames.len();
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("crossing.sam2track");
-    let started = std::time::Instant::now();
-    let mut host = track_into_cache(&frames, "two_objects", &cache);
-    let tracked = started.elapsed();
-    let ms = |host: &mut Host, f: usize| {
-        host.render(&Render::at(f as f64)).unwrap().response["ms"]
-            .as_f64()
-            .unwrap()
-    };
-    let first: f64 = (0..n).map(|f| ms(&mut host, f)).sum();
-    let cached: f64 = (0..n).rev().map(|f| ms(&mut host, f)).sum();
-    host.quit().unwrap();
-    let mut live = effect(&frames, "two_objects", Path::new(""), &[]);
-    let tracking: f64 = (0..n).map(|f| ms(&mut live, f)).sum();
-    let again: f64 = (0..n).map(|f| ms(&mut live, f)).sum();
-    live.quit().unwrap();
-    eprintln!(
-        "{n} frames: Track Whole Clip Into Cache {:.0} ms; renders from the cache {:.1} ms/frame (first pass, with the matte upsampler's start: {:.1}); live renders tracking on render {:.1} ms/frame, then of tracked frames {:.1} ms/frame",
-        tracked.as_secs_f64() * 1e3,
-        cached / n as f64,
-        first / n as f64,
-        tracking / n as f64,
-        again / n as f64
-    );
-}
