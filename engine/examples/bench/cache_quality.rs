@@ -63,26 +63,11 @@ fn code_8(v: f32) -> i16 {
 
 /// The median edge detector's residuals of `codes` (a `side`-wide map), wrapped to bytes.
 fn med_residual_bytes(codes: &[i16], side: usize) -> Vec<u8> {
-    let at = |j: usize| i32::from(codes.get(j).copied().unwrap_or(0));
     (0..codes.len())
         .map(|i| {
-            let (x, y) = (i % side, i / side);
-            let p = match (x, y) {
-                (0, 0) => 0,
-                (_, 0) => at(i - 1),
-                (0, _) => at(i - side),
-                _ => {
-                    let (a, b, c) = (at(i - 1), at(i - side), at(i - side - 1));
-                    if c >= a.max(b) {
-                        a.min(b)
-                    } else if c <= a.min(b) {
-                        a.max(b)
-                    } else {
-                        a + b - c
-                    }
-                }
-            };
-            let r = (at(i) - p) as i8;
+            let code = i32::from(codes.get(i).copied().unwrap_or(0));
+            let predicted = i32::from(sam2_engine::track_cache::predict_code(codes, side, i));
+            let r = (code - predicted) as i8;
             ((r << 1) ^ (r >> 7)) as u8
         })
         .collect()

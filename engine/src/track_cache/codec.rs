@@ -56,7 +56,7 @@ pub(crate) fn decode_quantized(bytes: &[u8], count: usize, side: usize) -> Optio
 
 /// The prediction of code `i` from the codes before it in a `side`-wide map: the median edge
 /// detector (left `a`, up `b`, up-left `c`), left on the first row, up in the first column.
-fn predict(codes: &[i16], side: usize, i: usize) -> i16 {
+pub fn predict(codes: &[i16], side: usize, i: usize) -> i16 {
     let side = side.max(1);
     let (x, y) = (i % side, i / side);
     let at = |j: usize| i32::from(codes.get(j).copied().unwrap_or(0));

@@ -29,6 +29,9 @@ mod writer;
 
 use std::path::PathBuf;
 
+/// The cache's median-edge prediction of a code from its neighbours, for tools that weigh other
+/// code widths with the same predictor (the bench).
+pub use codec::predict as predict_code;
 pub use cold::ColdStore;
 pub use provenance::{
     Expected, Layout, Provenance, engine_version, fingerprint_clip, model_hash, predictor_text,
