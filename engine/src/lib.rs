@@ -36,6 +36,7 @@ pub mod trace;
 pub mod trace_writer;
 pub mod track_cache;
 mod track_step;
+pub mod user_cache;
 
 pub use clip::Clip;
 pub use error::{Error, FileKind, Result};

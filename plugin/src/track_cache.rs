@@ -120,15 +120,13 @@ pub fn default_dir(var: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
     if let Some(dir) = nonempty("SAM2_ROTOSCOPE_CACHE_DIR") {
         return Some(dir);
     }
-    if cfg!(target_os = "windows") {
-        nonempty("LOCALAPPDATA").map(|d| d.join("SAM2Rotoscope").join("TrackCaches"))
-    } else if cfg!(target_os = "macos") {
-        nonempty("HOME").map(|h| h.join("Library/Caches/SAM2Rotoscope/TrackCaches"))
+    // The platform's way of naming a folder: lower case with hyphens on Linux.
+    let folder = if cfg!(any(target_os = "windows", target_os = "macos")) {
+        "TrackCaches"
     } else {
-        nonempty("XDG_CACHE_HOME")
-            .or_else(|| nonempty("HOME").map(|h| h.join(".cache")))
-            .map(|c| c.join("sam2-rotoscope/track-caches"))
-    }
+        "track-caches"
+    };
+    sam2_engine::user_cache::user_cache_dir(var).map(|d| d.join(folder))
 }
 
 /// A new cache file name for one effect instance, unique across processes and time.

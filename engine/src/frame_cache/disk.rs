@@ -65,17 +65,7 @@ impl Default for DiskCacheSettings {
 /// and the system's temporary folder only where none is known: on many Linux systems `/tmp` is a
 /// tmpfs, so features "moved to disk" there would stay in RAM — the very memory the tier frees.
 pub fn default_parent(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> PathBuf {
-    let nonempty = |name: &str| var(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let user = if cfg!(target_os = "windows") {
-        nonempty("LOCALAPPDATA").map(|d| d.join("SAM2Rotoscope"))
-    } else if cfg!(target_os = "macos") {
-        nonempty("HOME").map(|h| h.join("Library/Caches/SAM2Rotoscope"))
-    } else {
-        nonempty("XDG_CACHE_HOME")
-            .or_else(|| nonempty("HOME").map(|h| h.join(".cache")))
-            .map(|c| c.join("sam2-rotoscope"))
-    };
-    user.unwrap_or_else(std::env::temp_dir)
+    crate::user_cache::user_cache_dir(var).unwrap_or_else(std::env::temp_dir)
 }
 
 /// The session's folder, made on first use; its lock is held while it exists.
