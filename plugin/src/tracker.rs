@@ -198,6 +198,16 @@ pub struct SyncReport {
     pub failed: Vec<(u32, PluginError)>,
 }
 
+/// What [`Tracker::settle`] found on a frame.
+#[derive(Debug)]
+pub struct Settled {
+    /// Objects left out of the session, and why.
+    pub failed: Vec<(u32, PluginError)>,
+    pub state: FrameState,
+    /// The low-resolution logits of the objects current on the frame, by slot.
+    pub logits: Vec<(u32, Arc<[f32]>)>,
+}
+
 /// What the status line shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackerStatus {
@@ -556,19 +566,36 @@ impl Tracker {
     /// index `index`, by slot.
     pub fn logits(&mut self, index: usize) -> Result<Vec<(u32, Arc<[f32]>)>> {
         Ok(self
-            .with_live(|live| {
-                live.session
-                    .object_ids()
-                    .into_iter()
-                    .filter(|&id| live.is_current(index, id))
-                    .filter_map(|id| {
-                        let slot = u32::try_from(id.0).ok()?;
-                        let result = live.session.result(index, id)?;
-                        Some((slot, Arc::clone(&result.low_res_logits)))
-                    })
-                    .collect()
-            })?
+            .with_live(|live| live.logits(index))?
             .unwrap_or_default())
+    }
+
+    /// A render's whole step on clip index `index`: the prompts synced ([`Tracker::sync`]), the
+    /// frame made ready within `reach` ([`Tracker::ensure_frame`]) and its logits, in one hold
+    /// of the session. Another instance's render (a frame-threaded host renders neighbouring
+    /// frames at once) may not step in between: what the render reports — objects left out, the
+    /// frame's state — and the mattes it shows are the same moment's truth.
+    pub fn settle(
+        &mut self,
+        objects: &BTreeMap<u32, ObjectPrompts>,
+        index: usize,
+        reach: usize,
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<Settled> {
+        let settled = self.with_live(|live| -> Result<Settled> {
+            let report = live.sync(objects)?;
+            let state = live.ensure_frame(index, reach, stop)?;
+            Ok(Settled {
+                failed: report.failed,
+                state,
+                logits: live.logits(index),
+            })
+        })?;
+        Ok(settled.transpose()?.unwrap_or(Settled {
+            failed: Vec::new(),
+            state: FrameState::NoObjects,
+            logits: Vec::new(),
+        }))
     }
 
     /// Side of the low-resolution logits, when there is a session.
@@ -742,6 +769,19 @@ impl Live {
             frames: done,
             cancelled: false,
         })
+    }
+
+    fn logits(&self, index: usize) -> Vec<(u32, Arc<[f32]>)> {
+        self.session
+            .object_ids()
+            .into_iter()
+            .filter(|&id| self.is_current(index, id))
+            .filter_map(|id| {
+                let slot = u32::try_from(id.0).ok()?;
+                let result = self.session.result(index, id)?;
+                Some((slot, Arc::clone(&result.low_res_logits)))
+            })
+            .collect()
     }
 
     fn is_current(&self, index: usize, id: ObjectId) -> bool {
@@ -1058,6 +1098,97 @@ mod tests {
         assert_eq!(report.failed.len(), 1);
         assert!(report.changed.contains(&7));
         assert!(t.is_ready(0));
+    }
+
+    /// Only the frame being rendered can be had (a frame-threaded host without temporal access:
+    /// each render's instance holds its own frame); `on_refusal` runs when another is asked for.
+    struct OnlyFrame {
+        inner: Box<dyn FrameSource>,
+        frame: usize,
+        on_refusal: Box<dyn FnMut() + Send>,
+    }
+
+    impl ClipFrames for OnlyFrame {
+        fn frame(&mut self, index: usize) -> sam2_engine::Result<(RgbFrame, Option<u64>)> {
+            if index != self.frame {
+                (self.on_refusal)();
+                return Err(sam2_engine::Error::FrameSource {
+                    frame: index,
+                    message: "not the rendered frame".into(),
+                });
+            }
+            Ok((self.inner.frame(index)?, Some(index as u64)))
+        }
+    }
+
+    #[test]
+    fn a_renders_report_and_mattes_are_one_moment_while_another_render_steps_in() {
+        // MLT renders frames 0 and 1 at once, an instance each, one shared session. The render
+        // of frame 1 cannot read the prompted frame 0; the render of frame 0 starts the moment
+        // it finds that out. Whichever order the session lets them in, the render of frame 1
+        // reports "left out" only beside no matte — never beside the matte frame 0's render
+        // made possible meanwhile.
+        let registry: &'static Registry<SessionKey, Live> =
+            Box::leak(Box::new(Registry::new(1 << 30)));
+        let src = source();
+        let info = ClipInfo {
+            first_frame: 0,
+            num_frames: src.num_frames(),
+            length: ClipLength::Known,
+            video_size: src.video_size(),
+            linear_light: false,
+            format: 0,
+        };
+        let mut p = ObjectPrompts::default();
+        p.apply(click(0, 100.0, 90.0));
+        let wanted = objects(&[(1, &p)]);
+        let wanted_b = wanted.clone();
+        fn instance(
+            registry: &'static Registry<SessionKey, Live>,
+            info: ClipInfo,
+            wanted: &BTreeMap<u32, ObjectPrompts>,
+            frame: usize,
+            on_refusal: Box<dyn FnMut() + Send>,
+        ) -> Tracker {
+            let mut t = Tracker::in_registry(registry);
+            t.ensure_session(&model(), &choice(), info, wanted, 64 << 20)
+                .unwrap();
+            t.bind(Box::new(OnlyFrame {
+                inner: source(),
+                frame,
+                on_refusal,
+            }));
+            t
+        }
+        let (started, start) = std::sync::mpsc::channel::<()>();
+        let mut b = instance(registry, info, &wanted, 0, Box::new(|| {}));
+        let render_0 = std::thread::spawn(move || {
+            start.recv().unwrap();
+            b.settle(&wanted_b, 0, 1, &mut || false).unwrap()
+        });
+        let mut a = instance(
+            registry,
+            info,
+            &wanted,
+            1,
+            Box::new(move || {
+                let _ = started.send(());
+                std::thread::sleep(Duration::from_millis(300));
+            }),
+        );
+        let first = a.settle(&wanted, 1, 1, &mut || false).unwrap();
+        assert_eq!(first.failed.len(), 1, "{:?}", first.failed);
+        assert_eq!(first.state, FrameState::NoObjects);
+        assert!(first.logits.is_empty());
+        let b = render_0.join().unwrap();
+        assert!(b.failed.is_empty(), "{:?}", b.failed);
+        assert_eq!(b.state, FrameState::Ready);
+        // Frame 1 rendered again (MLT's render waits for its predecessor): tracked from frame 0,
+        // nothing left out.
+        let again = a.settle(&wanted, 1, 1, &mut || false).unwrap();
+        assert!(again.failed.is_empty(), "{:?}", again.failed);
+        assert_eq!(again.state, FrameState::Ready);
+        assert_eq!(again.logits.len(), 1);
     }
 
     #[test]

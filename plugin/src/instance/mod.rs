@@ -278,6 +278,19 @@ impl Instance {
         values: &Values,
         objects: &BTreeMap<u32, ObjectPrompts>,
     ) -> Result<(ClipInfo, Vec<String>)> {
+        let info = self.bind_session(tracker, values, objects)?;
+        let report = tracker.sync(objects)?;
+        Ok((info, left_out(values, report.failed)))
+    }
+
+    /// Model and session in step with the parameters, this instance's frames bound to it; the
+    /// prompts are not synced yet ([`Instance::prepare`], or a render's `Tracker::settle`).
+    fn bind_session(
+        &self,
+        tracker: &mut Tracker,
+        values: &Values,
+        objects: &BTreeMap<u32, ObjectPrompts>,
+    ) -> Result<ClipInfo> {
         let clip = self.connected_source()?;
         let info = self.clip_info(clip, values)?;
         let (model, choice) = self.model(values)?;
@@ -294,13 +307,7 @@ impl Instance {
             self.lent.clone(),
             access,
         )));
-        let report = tracker.sync(objects)?;
-        let failures = report
-            .failed
-            .into_iter()
-            .map(|(slot, e)| format!("{} is left out: {e}", values.object_name(slot)))
-            .collect();
-        Ok((info, failures))
+        Ok(info)
     }
 
     /// kOfxActionPurgeCaches: drops the finished mattes kept for tiled renders, and the tracking
@@ -315,4 +322,12 @@ impl Instance {
         }
         kOfxStatOK
     }
+}
+
+/// Sentences about the objects the engine refused.
+fn left_out(values: &Values, failed: Vec<(u32, PluginError)>) -> Vec<String> {
+    failed
+        .into_iter()
+        .map(|(slot, e)| format!("{} is left out: {e}", values.object_name(slot)))
+        .collect()
 }

@@ -15,7 +15,7 @@ use sam2_engine::matte::{
 };
 use sam2_engine::model::device::Device;
 
-use super::{Instance, required_time};
+use super::{Instance, left_out, required_time};
 use crate::error::{PluginError, Result};
 use crate::ffi::images::{Image, ImageError};
 use crate::ffi::messages::Severity;
@@ -27,7 +27,7 @@ use crate::render::{
     scaled_refinement, scaled_settings,
 };
 use crate::track_cache::{self, Lookup, Problem};
-use crate::tracker::{ClipInfo, ClipLength, FrameState, Tracker};
+use crate::tracker::{ClipInfo, ClipLength, FrameState, Settled, Tracker};
 
 /// Finished mattes of one frame, kept for the next render of the same frame (hosts that render
 /// in tiles ask for the same frame many times).
@@ -280,7 +280,7 @@ impl Instance {
         // Lent for as long as the tracker is held (syncing the prompts may encode the frame too);
         // given back before the lock is released (drop order).
         let _lent = self.lent.lend(time, source);
-        let (mut info, mut failures) = self.prepare(&mut tracker, values, &objects)?;
+        let mut info = self.bind_session(&mut tracker, values, &objects)?;
         let index = info.index(frame).ok_or(PluginError::OutsideClip {
             frame,
             first: info.first_frame,
@@ -301,9 +301,8 @@ impl Instance {
                 "frame {frame}: the session read proxy frames or the source changed; starting a new session"
             );
             tracker.drop_session()?;
-            (info, failures) = self.prepare(&mut tracker, values, &objects)?;
+            info = self.bind_session(&mut tracker, values, &objects)?;
         }
-        warnings.append(&mut failures);
         if info.length == ClipLength::OpenEnded && !objects.is_empty() {
             warnings.push(
                 "The host gives no frame range or duration for the clip, so its length is unknown: tracking goes on open-ended, exact for clips of 16 frames or more; for a shorter clip set Clip Length (Cache page) to its frame count."
@@ -316,8 +315,12 @@ impl Instance {
         } else {
             values.reach.min(1)
         };
-        let state = tracker.ensure_frame(index, reach, &mut || self.effect.aborted())?;
-        let logits = tracker.logits(index)?;
+        let Settled {
+            failed,
+            state,
+            logits,
+        } = tracker.settle(&objects, index, reach, &mut || self.effect.aborted())?;
+        warnings.append(&mut left_out(values, failed));
         let side = match tracker.low_res_side() {
             Some(side) => side,
             None if logits.is_empty() => 0,
