@@ -148,8 +148,16 @@ class MemoryAttention(nn.Module):
 
     def _attend(self, attn, q, k, v, cos, sin, memory_frames=None):
         """RoPEAttention.forward. Self-attention rotates q and k alike; cross-attention repeats the table
-        over the `memory_frames` spatial memories and leaves the object-pointer tokens after them unrotated."""
-        q, k, v = attn.q_proj(q), attn.k_proj(k), attn.v_proj(v)
+        over the `memory_frames` spatial memories and leaves the object-pointer tokens after them unrotated.
+
+        With one head whose values come from narrower tokens (cross-attention: 64-wide memories projected
+        to 256), the value projection moves after the attention: softmax(·)·(M·Wᵀ + b) = (softmax(·)·M)·Wᵀ + b,
+        since each row of the softmax sums to 1. Exact up to rounding, and the p·v half of the
+        cross-attention — half its work — then runs on 64 instead of 256 channels."""
+        late_values = attn.num_heads == 1 and attn.v_proj.in_features < attn.v_proj.out_features
+        q, k = attn.q_proj(q), attn.k_proj(k)
+        if not late_values:
+            v = attn.v_proj(v)
         q = attn._separate_heads(q, attn.num_heads)
         k = attn._separate_heads(k, attn.num_heads)
         v = attn._separate_heads(v, attn.num_heads)
@@ -161,8 +169,10 @@ class MemoryAttention(nn.Module):
             sin_k = sin.unsqueeze(0).expand(memory_frames, -1, -1).reshape(-1, sin.shape[-1])
             num_rope_k = cos_k.shape[0]
             k = torch.cat((_rotate(k[:, :, :num_rope_k], cos_k, sin_k), k[:, :, num_rope_k:]), dim=2)
-        out = _attention(q, k, v)
-        return attn.out_proj(attn._recombine_heads(out))
+        out = attn._recombine_heads(_attention(q, k, v))
+        if late_values:
+            out = attn.v_proj(out)
+        return attn.out_proj(out)
 
     def forward(self, current_features, current_pos_enc, memory, memory_pos_enc, memory_temporal_slot,
                 object_pointers, object_pointer_positions):
