@@ -9,7 +9,9 @@ caches name the model by its hash); the set records that hash and is refused by 
 exported again.
 
 Which graphs are quantized, and how, was chosen by measurement (docs/precision.md): int8 MatMuls in the image
-encoder (weights per tensor, and the attention's activation × activation products too: about 2× on that graph).
+encoder (weights per tensor: about 2× on that graph; since exporter 0.2.0 its attentions are fused
+`MultiHeadAttention` nodes, which stay float32, at the same speed as the int8 activation × activation products
+they replace).
 Memory attention stays exact: its time is the fused cross-attention, which dynamic quantization leaves in float32,
 so int8 projections gained ≈ 5 % (within the noise) for more deviation. The mask decoder and memory encoder stay
 exact too — they cost little, and the decoder writes the logits the mask is cut from.

@@ -8,10 +8,13 @@ export complex numbers. `verify.py` holds every graph to the official functions.
 
 from __future__ import annotations
 
+import types
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sam2.modeling.backbones.hieradet import do_pool
 from sam2.modeling.position_encoding import compute_axial_cis
 from sam2.modeling.sam2_base import NO_OBJ_SCORE
 from sam2.modeling.sam2_utils import get_1d_sine_pe
@@ -20,11 +23,14 @@ GRAPH_NAMES = ("image_encoder", "mask_decoder", "memory_encoder", "memory_attent
 
 
 class ImageEncoder(nn.Module):
-    """`forward_image` + `_prepare_backbone_features`: one call per frame."""
+    """`forward_image` + `_prepare_backbone_features`: one call per frame. The Hiera blocks' attentions run
+    fused (`_hiera_attention`)."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
+        for block in model.image_encoder.trunk.blocks:
+            block.attn.forward = types.MethodType(_hiera_attention, block.attn)
 
     def forward(self, image):
         out = self.model.forward_image(image)
@@ -242,6 +248,37 @@ class _FusedAttention(torch.autograd.Function):
         q3, k3, v3 = (g.op("Squeeze", x, axis) for x in (q, k, v))
         out = g.op("com.microsoft::MultiHeadAttention", q3, k3, v3, num_heads_i=1)
         return g.op("Unsqueeze", out, axis)
+
+
+class _FusedHeads(torch.autograd.Function):
+    """softmax(q·kᵀ/√d)·v over `heads` heads of [B, N, heads·d] tokens (head-major channels): PyTorch's
+    scaled_dot_product_attention when run, ONNX Runtime's fused `com.microsoft.MultiHeadAttention` when
+    exported — which never builds the score matrix (4 × 4096 × 4096 floats in each of Hiera's global
+    attentions at 1024) and needs no head transposes around it."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, heads):
+        def split(x):
+            return x.reshape(x.shape[0], x.shape[1], heads, -1).transpose(1, 2)
+
+        out = F.scaled_dot_product_attention(split(q), split(k), split(v))
+        return out.transpose(1, 2).reshape(q.shape[0], q.shape[1], -1)
+
+    @staticmethod
+    def symbolic(g, q, k, v, heads):
+        return g.op("com.microsoft::MultiHeadAttention", q, k, v, num_heads_i=heads)
+
+
+def _hiera_attention(self, x):
+    """hieradet.MultiScaleAttention.forward with its attention fused (`_FusedHeads`); the same arithmetic."""
+    b, h, w, _ = x.shape
+    qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1)
+    q, k, v = torch.unbind(qkv, 2)
+    if self.q_pool:
+        q = do_pool(q.reshape(b, h, w, -1), self.q_pool)
+        h, w = q.shape[1:3]
+    x = _FusedHeads.apply(q.reshape(b, h * w, -1), k.flatten(2), v.flatten(2), self.num_heads)
+    return self.proj(x.reshape(b, h, w, -1))
 
 
 def _attention(q, k, v):
