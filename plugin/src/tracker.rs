@@ -542,6 +542,30 @@ impl Tracker {
             }))
     }
 
+    /// A Track button's whole work: the prompts synced ([`Tracker::sync`]) and the clip tracked from
+    /// `from` ([`Tracker::track`]) in one hold of the session, so that the objects it reports left
+    /// out are those the track went without, whatever another instance's render does meanwhile.
+    pub fn sync_and_track(
+        &mut self,
+        objects: &BTreeMap<u32, ObjectPrompts>,
+        from: usize,
+        direction: TrackDirection,
+        progress: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
+    ) -> Result<(Vec<(u32, PluginError)>, TrackOutcome)> {
+        let done = self.with_live(|live| -> Result<_> {
+            let report = live.sync(objects)?;
+            let outcome = live.track(from, direction, progress)?;
+            Ok((report.failed, outcome))
+        })?;
+        Ok(done.transpose()?.unwrap_or((
+            Vec::new(),
+            TrackOutcome {
+                frames: 0,
+                cancelled: false,
+            },
+        )))
+    }
+
     /// "Clear track after the current frame": tracked results after clip index `index` are no
     /// longer shown until tracked again (prompted frames keep their own masks).
     pub fn clear_after(&mut self, index: usize) -> Result<()> {

@@ -92,11 +92,11 @@ impl Instance {
         time: f64,
         direction: TrackDirection,
     ) -> Result<Vec<String>> {
-        let (mut info, mut failures) = self.prepare(tracker, values, objects)?;
+        let mut info = self.bind_session(tracker, values, objects)?;
         if tracker.has_proxy_frames()? {
             // Track at full quality: frames a proxy render encoded are not reused.
             tracker.drop_session()?;
-            (info, failures) = self.prepare(tracker, values, objects)?;
+            info = self.bind_session(tracker, values, objects)?;
         }
         let frame = time.round() as i64;
         let index = info.index(frame).ok_or(PluginError::OutsideClip {
@@ -105,17 +105,18 @@ impl Instance {
             last: info.last_frame(),
         })?;
         let progress = Progress::start(self.effect, "SAM 2 Rotoscope: tracking");
-        let outcome = tracker.track(index, direction, &mut |done, total| {
-            if progress.update(done as f64 / total.max(1) as f64) {
-                ControlFlow::Continue(())
-            } else {
-                ControlFlow::Break(())
-            }
-        })?;
+        let (failed, outcome) =
+            tracker.sync_and_track(objects, index, direction, &mut |done, total| {
+                if progress.update(done as f64 / total.max(1) as f64) {
+                    ControlFlow::Continue(())
+                } else {
+                    ControlFlow::Break(())
+                }
+            })?;
         if outcome.cancelled {
             log::info!("tracking cancelled after {} frames", outcome.frames);
         }
-        Ok(failures)
+        Ok(super::left_out(values, failed))
     }
 
     /// The Track Cache File to write: the parameter's, else a new file in the user's cache folder,

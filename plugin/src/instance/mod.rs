@@ -270,21 +270,9 @@ impl Instance {
         Ok((objects, warnings))
     }
 
-    /// Model, session and prompts in step with the parameters; sentences about objects the
-    /// engine refused (the others go on).
-    fn prepare(
-        &self,
-        tracker: &mut Tracker,
-        values: &Values,
-        objects: &BTreeMap<u32, ObjectPrompts>,
-    ) -> Result<(ClipInfo, Vec<String>)> {
-        let info = self.bind_session(tracker, values, objects)?;
-        let report = tracker.sync(objects)?;
-        Ok((info, left_out(values, report.failed)))
-    }
-
-    /// Model and session in step with the parameters, this instance's frames bound to it; the
-    /// prompts are not synced yet ([`Instance::prepare`], or a render's `Tracker::settle`).
+    /// Model and session in step with the parameters, this instance's frames bound to it. The
+    /// prompts are synced by the work that follows, in the same hold of the session
+    /// (`Tracker::settle` for a render, `Tracker::sync_and_track` for a Track button).
     fn bind_session(
         &self,
         tracker: &mut Tracker,
