@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use driver::{Depth, FILTER, GENERAL, Host, HostError, Image, Pen, Render, SAM2_PLUGIN_ID, Source};
 use serde_json::{Value, json};
-use support::{Click, Frame, FramePrompt, Mattes};
+use support::{Click, Frame, Mattes};
 
 /// The output modes, as indices of the `outputMode` choice (docs/plugin.md).
 const SOURCE_WITH_MATTE: i64 = 0;
@@ -110,55 +110,6 @@ fn assert_matte(got: &[u8], want: &[u8], width: usize, what: &str) {
         n == 0,
         "{what}: {n} pixels differ from the CLI's matte (x, y, plug-in, CLI): {first:?}"
     );
-}
-
-/// The add_points interactions of a script: (frame, object, clicks).
-fn script_clicks(script: &str) -> Vec<(i64, u32, Vec<Click>)> {
-    let s = support::script(script);
-    s["interactions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["op"] == "add_points")
-        .map(|i| {
-            let points = i["points"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .zip(i["labels"].as_array().unwrap())
-                .map(|(p, l)| {
-                    (
-                        [p[0].as_f64().unwrap(), p[1].as_f64().unwrap()],
-                        l.as_u64().unwrap() as u8,
-                    )
-                })
-                .collect();
-            (
-                i["frame"].as_i64().unwrap(),
-                i["object"].as_u64().unwrap() as u32,
-                points,
-            )
-        })
-        .collect()
-}
-
-/// The prompts parameter values of a script's clicks, by object slot.
-fn script_prompt_params(script: &str) -> Vec<(u32, String)> {
-    let clicks = script_clicks(script);
-    let mut slots: Vec<u32> = clicks.iter().map(|c| c.1).collect();
-    slots.sort_unstable();
-    slots.dedup();
-    slots
-        .into_iter()
-        .map(|slot| {
-            let frames: Vec<FramePrompt> = clicks
-                .iter()
-                .filter(|c| c.1 == slot)
-                .map(|c| (c.0, None, c.2.as_slice()))
-                .collect();
-            (slot, support::prompts_doc(&frames))
-        })
-        .collect()
 }
 
 /// A host with `clip` as its footage and a fresh instance in "Matte only" mode.
@@ -711,7 +662,7 @@ fn an_error_message_names_the_log_that_holds_its_cause() {
 
 /// Clicks `script`'s prompts with the pen on frame 0 and checks the prompts parameters.
 fn click_script(host: &mut Host, height: usize, script: &str) {
-    for (frame, object, points) in script_clicks(script) {
+    for (frame, object, points) in support::script_clicks(script) {
         host.set_param("selectedObject", i64::from(object) - 1)
             .unwrap();
         for &(p, label) in &points {
@@ -883,7 +834,7 @@ fn every_depth_tracks_to_the_same_mattes(host: &mut Host, frames: &[Frame], cli:
         host.set_source_with(&Source::new(support::images(frames)).depth(depth))
             .unwrap();
         host.create_instance(SAM2_PLUGIN_ID, FILTER).unwrap();
-        for (slot, doc) in script_prompt_params("one_click") {
+        for (slot, doc) in support::script_prompt_params("one_click") {
             host.set_param(&format!("object{slot}Prompts"), doc.as_str())
                 .unwrap();
         }
@@ -910,7 +861,7 @@ fn track_forward_gives_the_cli_mattes() {
     two_clicked_objects_track_forward_to_the_cli_mattes();
     // One object given through its prompts parameter on the shapes clip.
     let (mut host, frames) = instance_over("shapes");
-    for (slot, doc) in script_prompt_params("one_click") {
+    for (slot, doc) in support::script_prompt_params("one_click") {
         host.set_param(&format!("object{slot}Prompts"), doc.as_str())
             .unwrap();
     }
@@ -1087,7 +1038,7 @@ fn rendering_in_order_tracks_frame_by_frame_with_the_cli_mattes() {
     // frame is tracked; rendering on in order tracks it.
     let (mut host, frames) = instance_over("shapes");
     let n = frames.len();
-    for (slot, doc) in script_prompt_params("one_click") {
+    for (slot, doc) in support::script_prompt_params("one_click") {
         host.set_param(&format!("object{slot}Prompts"), doc.as_str())
             .unwrap();
     }
@@ -1146,7 +1097,7 @@ fn host_frame_numbers_and_pixel_aspect_map_to_the_clip() {
     .unwrap();
     host.create_instance(SAM2_PLUGIN_ID, FILTER).unwrap();
     host.set_param("outputMode", MATTE_ONLY).unwrap();
-    let [(_, _, clicks)] = script_clicks("one_click").try_into().unwrap();
+    let [(_, _, clicks)] = support::script_clicks("one_click").try_into().unwrap();
     let [(p, 1)] = clicks.as_slice() else {
         panic!("one positive click: {clicks:?}");
     };
@@ -1214,7 +1165,7 @@ fn out_of_order_renders_from_several_threads_equal_the_in_order_renders() {
     let (mut host, frames) = instance_over("crossing");
     let n = frames.len();
     let mut params = serde_json::Map::new();
-    for (slot, doc) in script_prompt_params("two_objects") {
+    for (slot, doc) in support::script_prompt_params("two_objects") {
         params.insert(format!("object{slot}Prompts"), json!(doc));
     }
     // Source + soft matte, premultiplied: every channel depends on the mattes.
@@ -2054,7 +2005,7 @@ fn known_state(host: &mut Host, frames: &[Frame], what: &str) {
             .unwrap();
     }
     press(host, "clearAll", 0.0);
-    for (slot, doc) in script_prompt_params("one_click") {
+    for (slot, doc) in support::script_prompt_params("one_click") {
         host.set_param(&format!("object{slot}Prompts"), doc.as_str())
             .unwrap();
     }
@@ -2169,7 +2120,7 @@ fn a_thousand_random_host_actions_leave_a_working_plugin() {
 fn a_proxy_render_leaves_the_full_resolution_mattes_alone() {
     let (mut host, frames) = instance_over("shapes");
     let cli = support::cli_mattes("one_click");
-    for (slot, doc) in script_prompt_params("one_click") {
+    for (slot, doc) in support::script_prompt_params("one_click") {
         host.set_param(&format!("object{slot}Prompts"), doc.as_str())
             .unwrap();
     }
@@ -2187,7 +2138,7 @@ fn a_proxy_render_leaves_the_full_resolution_mattes_alone() {
     for attempt in ["Track", "Clear All, the click again, Track"] {
         if attempt != "Track" {
             press(&mut host, "clearAll", 0.0);
-            for (slot, doc) in script_prompt_params("one_click") {
+            for (slot, doc) in support::script_prompt_params("one_click") {
                 host.set_param(&format!("object{slot}Prompts"), doc.as_str())
                     .unwrap();
             }
@@ -2249,7 +2200,7 @@ fn refine_edges_is_the_engines_guided_filter_of_the_matte_with_the_source_as_gui
         .unwrap();
     host.create_instance(SAM2_PLUGIN_ID, FILTER).unwrap();
     host.set_param("outputMode", MATTE_ONLY).unwrap();
-    for (slot, doc) in script_prompt_params("one_click") {
+    for (slot, doc) in support::script_prompt_params("one_click") {
         host.set_param(&format!("object{slot}Prompts"), doc.as_str())
             .unwrap();
     }
@@ -2431,7 +2382,7 @@ fn a_host_without_temporal_access_tracks_by_rendering_in_order() {
     host.set_source(&support::images(&frames)).unwrap();
     host.create_instance(SAM2_PLUGIN_ID, FILTER).unwrap();
     host.set_param("outputMode", MATTE_ONLY).unwrap();
-    for (slot, doc) in script_prompt_params("two_objects") {
+    for (slot, doc) in support::script_prompt_params("two_objects") {
         host.set_param(&format!("object{slot}Prompts"), doc.as_str())
             .unwrap();
     }
@@ -2490,7 +2441,7 @@ fn host_behaving(
     host.set_source(&support::images(&frames)).unwrap();
     host.create_instance(SAM2_PLUGIN_ID, FILTER).unwrap();
     host.set_param("outputMode", MATTE_ONLY).unwrap();
-    for (slot, doc) in script_prompt_params(script) {
+    for (slot, doc) in support::script_prompt_params(script) {
         let name = format!("object{slot}Prompts");
         let answer = host.set_param(&name, doc.as_str()).unwrap();
         assert_ne!(answer["ok"], json!(false), "{name} refused: {answer}");
@@ -2694,7 +2645,7 @@ fn two_instances_with_the_same_prompts_share_one_session() {
     // but the frame it renders.
     let (mut host, frames) = instance_over("crossing");
     let n = frames.len();
-    let prompts: serde_json::Map<String, Value> = script_prompt_params("two_objects")
+    let prompts: serde_json::Map<String, Value> = support::script_prompt_params("two_objects")
         .into_iter()
         .map(|(slot, doc)| (format!("object{slot}Prompts"), json!(doc)))
         .collect();

@@ -25,61 +25,45 @@ use std::process::Command;
 
 use driver::{FILTER, Host, Image, Render, SAM2_PLUGIN_ID};
 use serde_json::{Value, json};
-use support::{Click, Frame, FramePrompt};
+use support::{Click, Frame};
 
 const MATTE_ONLY: i64 = 1;
 
 /// ONNX Runtime where there is none: a render node that needed the model would say so.
 const NO_RUNTIME: &str = "/nonexistent/libonnxruntime.so";
 
-/// The prompts parameter values of a fixture script's clicks, by object slot.
-fn prompt_params(script: &str) -> Vec<(u32, String)> {
-    let s = support::script(script);
-    let mut by_slot: std::collections::BTreeMap<u32, Vec<(i64, Vec<Click>)>> = Default::default();
-    for i in s["interactions"].as_array().unwrap() {
-        if i["op"] != "add_points" {
-            continue;
-        }
-        let clicks = i["points"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(i["labels"].as_array().unwrap())
-            .map(|(p, l)| {
-                (
-                    [p[0].as_f64().unwrap(), p[1].as_f64().unwrap()],
-                    l.as_u64().unwrap() as u8,
-                )
-            })
-            .collect();
-        by_slot
-            .entry(i["object"].as_u64().unwrap() as u32)
-            .or_default()
-            .push((i["frame"].as_i64().unwrap(), clicks));
-    }
-    by_slot
-        .into_iter()
-        .map(|(slot, frames)| {
-            let prompts: Vec<FramePrompt> = frames
-                .iter()
-                .map(|(f, c)| (*f, None, c.as_slice()))
-                .collect();
-            (slot, support::prompts_doc(&prompts))
-        })
-        .collect()
-}
-
 /// A host (this environment; the test log file) with a "Matte only" instance over `frames`,
 /// given `script`'s prompts and `cache` as its Track Cache File.
 fn effect(frames: &[Frame], script: &str, cache: &Path, env: &[(&str, &str)]) -> Host {
+    effect_in_host(Value::Null, frames, script, cache, env)
+}
+
+/// [`effect`] in a host configured as `config` says (the driver's `configure`; null: as it
+/// starts) before it loads the plug-in.
+fn effect_in_host(
+    config: Value,
+    frames: &[Frame],
+    script: &str,
+    cache: &Path,
+    env: &[(&str, &str)],
+) -> Host {
     let log = support::test_log_file();
     let mut vars = vec![("SAM2_ROTOSCOPE_LOG_FILE", log.to_str().unwrap())];
     vars.extend_from_slice(env);
-    let mut host = support::host_with_env(&support::setup().bundle_dir, &vars);
+    let mut host = support::spawn_with_env(&support::setup().bundle_dir, &vars);
+    if !config.is_null() {
+        host.configure(config).unwrap();
+    }
+    let report = host.load().unwrap();
+    assert!(
+        report.plugin(SAM2_PLUGIN_ID).is_some_and(|p| p.ok),
+        "{}",
+        report.raw
+    );
     host.set_source(&support::images(frames)).unwrap();
     host.create_instance(SAM2_PLUGIN_ID, FILTER).unwrap();
     host.set_param("outputMode", MATTE_ONLY).unwrap();
-    for (slot, doc) in prompt_params(script) {
+    for (slot, doc) in support::script_prompt_params(script) {
         host.set_param(&format!("object{slot}Prompts"), doc.as_str())
             .unwrap();
     }
@@ -435,30 +419,13 @@ fn an_mlt_host_renders_any_frame_from_the_cache_with_an_instance_per_frame() {
     let reference: Vec<Vec<u8>> = (0..n).map(|f| alpha(&mut tracker, f)).collect();
     tracker.quit().unwrap();
 
-    let log = support::test_log_file();
-    let mut host = support::spawn_with_env(
-        &support::setup().bundle_dir,
-        &[
-            ("SAM2_ROTOSCOPE_LOG_FILE", log.to_str().unwrap()),
-            ("SAM2_ORT_DYLIB", NO_RUNTIME),
-        ],
+    let mut host = effect_in_host(
+        json!({"mlt": true}),
+        &frames,
+        "two_objects",
+        &cache,
+        &[("SAM2_ORT_DYLIB", NO_RUNTIME)],
     );
-    host.configure(json!({"mlt": true})).unwrap();
-    assert!(
-        host.load()
-            .unwrap()
-            .plugin(SAM2_PLUGIN_ID)
-            .is_some_and(|p| p.ok)
-    );
-    host.set_source(&support::images(&frames)).unwrap();
-    host.create_instance(SAM2_PLUGIN_ID, FILTER).unwrap();
-    host.set_param("outputMode", MATTE_ONLY).unwrap();
-    for (slot, doc) in prompt_params("two_objects") {
-        host.set_param(&format!("object{slot}Prompts"), doc.as_str())
-            .unwrap();
-    }
-    host.set_param("trackCacheFile", cache.to_str().unwrap())
-        .unwrap();
     // No Clip Length needed: the cache knows the clip's length.
     let times: Vec<f64> = (0..n).rev().map(|f| f as f64).collect();
     let rendered = host.render_many(&Render::times(&times, 3)).unwrap();

@@ -537,3 +537,52 @@ pub fn parse_prompts(value: &Value) -> Value {
         serde_json::from_str(text).unwrap_or_else(|e| panic!("bad prompts {text:?}: {e}"))
     }
 }
+
+/// The add_points interactions of a script: (frame, object, clicks).
+pub fn script_clicks(script: &str) -> Vec<(i64, u32, Vec<Click>)> {
+    let s = self::script(script);
+    s["interactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["op"] == "add_points")
+        .map(|i| {
+            let points = i["points"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .zip(i["labels"].as_array().unwrap())
+                .map(|(p, l)| {
+                    (
+                        [p[0].as_f64().unwrap(), p[1].as_f64().unwrap()],
+                        l.as_u64().unwrap() as u8,
+                    )
+                })
+                .collect();
+            (
+                i["frame"].as_i64().unwrap(),
+                i["object"].as_u64().unwrap() as u32,
+                points,
+            )
+        })
+        .collect()
+}
+
+/// The prompts parameter values of a script's clicks, by object slot.
+pub fn script_prompt_params(script: &str) -> Vec<(u32, String)> {
+    let clicks = script_clicks(script);
+    let mut slots: Vec<u32> = clicks.iter().map(|c| c.1).collect();
+    slots.sort_unstable();
+    slots.dedup();
+    slots
+        .into_iter()
+        .map(|slot| {
+            let frames: Vec<FramePrompt> = clicks
+                .iter()
+                .filter(|c| c.1 == slot)
+                .map(|c| (c.0, None, c.2.as_slice()))
+                .collect();
+            (slot, prompts_doc(&frames))
+        })
+        .collect()
+}
