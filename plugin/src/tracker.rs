@@ -1019,6 +1019,19 @@ mod tests {
         }
     }
 
+    /// The fixture clip "shapes" as a session sees it, its first frame being host frame `first`.
+    fn fixture_info(first_frame: i64) -> ClipInfo {
+        let src = source();
+        ClipInfo {
+            first_frame,
+            num_frames: src.num_frames(),
+            length: ClipLength::Known,
+            video_size: src.video_size(),
+            linear_light: false,
+            format: 0,
+        }
+    }
+
     /// A tracker with a registry of its own (tests run in parallel).
     fn own_tracker() -> Tracker {
         Tracker::in_registry(Box::leak(Box::new(Registry::new(1 << 30))))
@@ -1026,15 +1039,7 @@ mod tests {
 
     /// A tracker over the fixture clip "shapes" whose first frame is host frame 101.
     fn tracker() -> (Tracker, ClipInfo) {
-        let src = source();
-        let info = ClipInfo {
-            first_frame: 101,
-            num_frames: src.num_frames(),
-            length: ClipLength::Known,
-            video_size: src.video_size(),
-            linear_light: false,
-            format: 0,
-        };
+        let info = fixture_info(101);
         let mut t = own_tracker();
         t.ensure_session(&model(), &choice(), info, &BTreeMap::new(), 64 << 20)
             .unwrap();
@@ -1087,15 +1092,7 @@ mod tests {
 
     #[test]
     fn an_object_the_engine_refuses_is_left_out_and_the_others_go_on() {
-        let src = source();
-        let info = ClipInfo {
-            first_frame: 0,
-            num_frames: src.num_frames(),
-            length: ClipLength::Known,
-            video_size: src.video_size(),
-            linear_light: false,
-            format: 0,
-        };
+        let info = fixture_info(0);
         let mut t = own_tracker();
         t.ensure_session(&model(), &choice(), info, &BTreeMap::new(), 64 << 20)
             .unwrap();
@@ -1154,15 +1151,7 @@ mod tests {
         // made possible meanwhile.
         let registry: &'static Registry<SessionKey, Live> =
             Box::leak(Box::new(Registry::new(1 << 30)));
-        let src = source();
-        let info = ClipInfo {
-            first_frame: 0,
-            num_frames: src.num_frames(),
-            length: ClipLength::Known,
-            video_size: src.video_size(),
-            linear_light: false,
-            format: 0,
-        };
+        let info = fixture_info(0);
         let mut p = ObjectPrompts::default();
         p.apply(click(0, 100.0, 90.0));
         let wanted = objects(&[(1, &p)]);
