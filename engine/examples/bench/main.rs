@@ -254,6 +254,47 @@ fn pair(flag: &str, v: &str) -> BoxResult<(usize, usize)> {
     Ok((number(flag, a)?, number(flag, b)?))
 }
 
+/// A subcommand's `--flag value` options, each flag one of those it knows.
+struct Flags {
+    command: &'static str,
+    values: std::collections::BTreeMap<String, String>,
+}
+
+impl Flags {
+    fn read(
+        command: &'static str,
+        it: &mut std::slice::Iter<'_, String>,
+        known: &[&str],
+    ) -> BoxResult<Flags> {
+        let mut values = std::collections::BTreeMap::new();
+        while let Some(flag) = it.next() {
+            if !known.contains(&flag.as_str()) {
+                return Err(format!("bench {command} does not know the option {flag}.").into());
+            }
+            let v = it.next().ok_or_else(|| format!("{flag} needs a value."))?;
+            values.insert(flag.clone(), v.clone());
+        }
+        Ok(Flags { command, values })
+    }
+
+    fn value(&self, flag: &str) -> Option<&str> {
+        self.values.get(flag).map(String::as_str)
+    }
+
+    fn path(&self, flag: &str) -> Option<PathBuf> {
+        self.value(flag).map(PathBuf::from)
+    }
+
+    fn required(&self, flag: &str) -> BoxResult<PathBuf> {
+        self.path(flag)
+            .ok_or_else(|| format!("bench {} needs {flag}.", self.command).into())
+    }
+
+    fn number_or(&self, flag: &str, default: usize) -> BoxResult<usize> {
+        self.value(flag).map_or(Ok(default), |v| number(flag, v))
+    }
+}
+
 fn parse(args: &[String]) -> BoxResult<Command> {
     let mut it = args.iter();
     let value = |flag: &str, it: &mut std::slice::Iter<'_, String>| {
@@ -316,118 +357,88 @@ fn parse(args: &[String]) -> BoxResult<Command> {
     }
     if args.first().map(String::as_str) == Some("retrack") {
         it.next();
-        let (mut model, mut clip, mut frames, mut threads, mut official) =
-            (None, None, 24, 2, None);
-        while let Some(flag) = it.next() {
-            let v = value(flag, &mut it)?;
-            match flag.as_str() {
-                "--model" => model = Some(PathBuf::from(v)),
-                "--clip" => clip = Some(PathBuf::from(v)),
-                "--frames" => frames = number(flag, &v)?,
-                "--threads" => threads = number(flag, &v)?,
-                "--official" => official = Some(PathBuf::from(v)),
-                other => {
-                    return Err(format!("bench retrack does not know the option {other}.").into());
-                }
-            }
-        }
+        let f = Flags::read(
+            "retrack",
+            &mut it,
+            &["--model", "--clip", "--frames", "--threads", "--official"],
+        )?;
+        let (frames, threads) = (f.number_or("--frames", 24)?, f.number_or("--threads", 2)?);
         if frames < 4 || threads == 0 {
             return Err(
                 "bench retrack needs --frames of at least 4 and --threads of at least 1.".into(),
             );
         }
         return Ok(Command::Retrack {
-            model: model.ok_or("bench retrack needs --model.")?,
-            clip: clip.ok_or("bench retrack needs --clip.")?,
+            model: f.required("--model")?,
+            clip: f.required("--clip")?,
             frames,
             threads,
-            official,
+            official: f.path("--official"),
         });
     }
     if args.first().map(String::as_str) == Some("precision") {
         it.next();
-        let (mut model, mut clip, mut frames, mut threads, mut official) = (None, None, 8, 2, None);
-        while let Some(flag) = it.next() {
-            let v = value(flag, &mut it)?;
-            match flag.as_str() {
-                "--model" => model = Some(PathBuf::from(v)),
-                "--clip" => clip = Some(PathBuf::from(v)),
-                "--frames" => frames = number(flag, &v)?,
-                "--threads" => threads = number(flag, &v)?,
-                "--official-precision" => official = Some(PathBuf::from(v)),
-                other => {
-                    return Err(format!("bench precision does not know the option {other}.").into());
-                }
-            }
-        }
+        let f = Flags::read(
+            "precision",
+            &mut it,
+            &[
+                "--model",
+                "--clip",
+                "--frames",
+                "--threads",
+                "--official-precision",
+            ],
+        )?;
         return Ok(Command::Precision {
-            model: model.ok_or("bench precision needs --model.")?,
-            clip: clip.ok_or("bench precision needs --clip.")?,
-            frames,
-            threads,
-            official,
+            model: f.required("--model")?,
+            clip: f.required("--clip")?,
+            frames: f.number_or("--frames", 8)?,
+            threads: f.number_or("--threads", 2)?,
+            official: f.path("--official-precision"),
         });
     }
     if args.first().map(String::as_str) == Some("batch") {
         it.next();
-        let (mut model, mut threads) = (checkout().join("tests/fixtures/models/test"), 2);
-        while let Some(flag) = it.next() {
-            let v = value(flag, &mut it)?;
-            match flag.as_str() {
-                "--model" => model = PathBuf::from(v),
-                "--threads" => threads = number(flag, &v)?,
-                other => {
-                    return Err(format!("bench batch does not know the option {other}.").into());
-                }
-            }
-        }
-        return Ok(Command::Batch { model, threads });
+        let f = Flags::read("batch", &mut it, &["--model", "--threads"])?;
+        return Ok(Command::Batch {
+            model: f
+                .path("--model")
+                .unwrap_or_else(|| checkout().join("tests/fixtures/models/test")),
+            threads: f.number_or("--threads", 2)?,
+        });
     }
     if args.first().map(String::as_str) == Some("encoding") {
         it.next();
-        let (mut model, mut clip, mut frames, mut threads) = (None, None, 8, 2);
-        while let Some(flag) = it.next() {
-            let v = value(flag, &mut it)?;
-            match flag.as_str() {
-                "--model" => model = Some(PathBuf::from(v)),
-                "--clip" => clip = Some(PathBuf::from(v)),
-                "--frames" => frames = number(flag, &v)?,
-                "--threads" => threads = number(flag, &v)?,
-                other => {
-                    return Err(format!("bench encoding does not know the option {other}.").into());
-                }
-            }
-        }
+        let f = Flags::read(
+            "encoding",
+            &mut it,
+            &["--model", "--clip", "--frames", "--threads"],
+        )?;
         return Ok(Command::Encoding {
-            model: model.ok_or("bench encoding needs --model.")?,
-            clip: clip.unwrap_or_else(|| checkout().join("tests/fixtures/clips/crossing")),
-            frames,
-            threads,
+            model: f.required("--model")?,
+            clip: f
+                .path("--clip")
+                .unwrap_or_else(|| checkout().join("tests/fixtures/clips/crossing")),
+            frames: f.number_or("--frames", 8)?,
+            threads: f.number_or("--threads", 2)?,
         });
     }
     if args.first().map(String::as_str) == Some("memory") {
         it.next();
-        let (mut model, mut frames, mut objects, mut threads, mut cli) =
-            (None, (200, 2000), 1, 2, default_cli());
-        while let Some(flag) = it.next() {
-            let v = value(flag, &mut it)?;
-            match flag.as_str() {
-                "--model" => model = Some(PathBuf::from(v)),
-                "--frames" => frames = pair(flag, &v)?,
-                "--objects" => objects = number(flag, &v)?,
-                "--threads" => threads = number(flag, &v)?,
-                "--cli" => cli = PathBuf::from(v),
-                other => {
-                    return Err(format!("bench memory does not know the option {other}.").into());
-                }
-            }
-        }
+        let f = Flags::read(
+            "memory",
+            &mut it,
+            &["--model", "--frames", "--objects", "--threads", "--cli"],
+        )?;
         return Ok(Command::Memory {
-            model: model.ok_or("bench memory needs --model.")?,
-            frames,
-            objects,
-            threads,
-            cli,
+            model: f.required("--model")?,
+            frames: match f.value("--frames") {
+                Some(v) => pair("--frames", v)?,
+                None => (200, 2000),
+            },
+            objects: f.number_or("--objects", 1)?,
+            threads: f.number_or("--threads", 2)?,
+            cli: f.path("--cli").unwrap_or_else(default_cli),
         });
     }
     if args.first().map(String::as_str) == Some("edges") {
