@@ -32,7 +32,7 @@ import torch
 from .build import rebuild_from_manifest
 from .clip import load_frames
 from .errors import UserError, friendly_main
-from .official import patch_memory_dtype
+from .official import init_state_on, patch_memory_dtype
 
 
 def cpu_sample():
@@ -83,27 +83,13 @@ def precision_context(device: str, precision: str):
     return torch.autocast(device.split(":")[0], dtype=torch.bfloat16)
 
 
-def init_state(predictor, clip_dir, images, video_h, video_w, device):
-    """`init_state` on frames already loaded (the loader is the one `reference` checks against the engine's)."""
-    import sam2.sam2_video_predictor as svp
-
-    original_loader = svp.load_video_frames
-    # On a GPU the official default (offload_video_to_cpu=False) keeps every frame on the card.
-    svp.load_video_frames = lambda **kw: (images.clone().to(device), video_h, video_w)
-    try:
-        with torch.inference_mode():
-            return predictor.init_state(video_path=clip_dir)
-    finally:
-        svp.load_video_frames = original_loader
-
-
 def bench_objects(predictor, clip_dir, manifest, counts, frames, device, precision, log):
     """Milliseconds per frame over frames 2..`frames`−1 with each object count."""
     images, video_h, video_w = load_frames(clip_dir, predictor.image_size, manifest["image_mean"], manifest["image_std"])
     images = images[:frames]
     out = []
     for count in counts:
-        state = init_state(predictor, clip_dir, images, video_h, video_w, device)
+        state = init_state_on(predictor, clip_dir, images, video_h, video_w, device)
         stamps = []
         with torch.inference_mode(), precision_context(device, precision):
             for i, p in enumerate(object_points(video_w, video_h, count)):
@@ -128,7 +114,7 @@ def bench_clip(predictor, clip_dir, manifest, max_frames, clicks, log, device="c
     n = len(images)
     if n < 3:
         raise UserError(f"The clip {clip_dir} has {n} frames; the benchmark needs at least 3 (one prompted, one warm-up).")
-    state = init_state(predictor, clip_dir, images, video_h, video_w, device)
+    state = init_state_on(predictor, clip_dir, images, video_h, video_w, device)
     cuda = device.startswith("cuda")
     memory = []
 

@@ -28,7 +28,7 @@ from .bench_official import cpu_sample, others_since
 from .build import rebuild_from_manifest
 from .clip import load_frames
 from .errors import UserError, friendly_main
-from .official import patch_memory_dtype
+from .official import init_state_on, patch_memory_dtype
 
 MODES = ("float32", "bfloat16_autocast")
 
@@ -41,16 +41,8 @@ def autocast(mode: str):
 
 def track(predictor, clip_dir, images, video_h, video_w, mode, log):
     """One propagation in `mode`: the timed seconds over frames 2..n−1 and every frame's low-res logits."""
-    import sam2.sam2_video_predictor as svp
-
     n = len(images)
-    original_loader = svp.load_video_frames
-    svp.load_video_frames = lambda **kw: (images.clone(), video_h, video_w)
-    try:
-        with torch.inference_mode():
-            state = predictor.init_state(video_path=clip_dir)
-    finally:
-        svp.load_video_frames = original_loader
+    state = init_state_on(predictor, clip_dir, images, video_h, video_w)
     centre = np.array([[video_w / 2.0, video_h / 2.0]], dtype=np.float32)
     positive = np.array([1], dtype=np.int32)
     stamps, cpu = [], {}

@@ -27,7 +27,7 @@ from .bench_official import cpu_sample, others_since
 from .build import rebuild_from_manifest
 from .clip import load_frames
 from .errors import UserError, friendly_main
-from .official import patch_memory_dtype
+from .official import init_state_on, patch_memory_dtype
 
 
 def ping_pong(count: int, frames: int) -> list[int]:
@@ -46,8 +46,6 @@ def correction_point(width: int, height: int) -> list[float]:
 
 
 def run(model_dir, clip_dir, frames, threads, checkpoint=None, log=print):
-    import sam2.sam2_video_predictor as svp
-
     manifest_path = os.path.join(model_dir, "manifest.json")
     if not os.path.isfile(manifest_path):
         raise UserError(f"The model directory {model_dir} has no manifest.json; export one with bundle/exporter first.")
@@ -62,13 +60,7 @@ def run(model_dir, clip_dir, frames, threads, checkpoint=None, log=print):
     clip, video_h, video_w = load_frames(clip_dir, predictor.image_size, manifest["image_mean"], manifest["image_std"])
     order = ping_pong(len(clip), frames)
     images = clip[order]
-    original_loader = svp.load_video_frames
-    svp.load_video_frames = lambda **kw: (images.clone(), video_h, video_w)
-    try:
-        with torch.inference_mode():
-            state = predictor.init_state(video_path=clip_dir)
-    finally:
-        svp.load_video_frames = original_loader
+    state = init_state_on(predictor, clip_dir, images, video_h, video_w)
 
     corrected = frames // 2
     positive = np.array([1], dtype=np.int32)

@@ -1,8 +1,11 @@
-"""Small, value-preserving fixes that let the official predictor run on a CPU-only machine."""
+"""Small, value-preserving fixes that let the official predictor run on a CPU-only machine, and its `init_state` on
+frames already loaded."""
 
 from __future__ import annotations
 
 import types
+
+import torch
 
 
 def patch_memory_dtype(predictor) -> None:
@@ -20,3 +23,18 @@ def patch_memory_dtype(predictor) -> None:
 
     ma.forward = types.MethodType(forward, ma)
     ma._rotoscope_patched = True
+
+
+def init_state_on(predictor, clip_dir, images, video_h, video_w, device="cpu"):
+    """The official `init_state` on frames already loaded (`clip.load_frames`, the loader the reference traces hold the
+    engine's to), instead of reading the clip again. On a GPU the official default (offload_video_to_cpu=False) keeps
+    every frame on the card, hence `device`."""
+    import sam2.sam2_video_predictor as svp
+
+    original_loader = svp.load_video_frames
+    svp.load_video_frames = lambda **kw: (images.clone().to(device), video_h, video_w)
+    try:
+        with torch.inference_mode():
+            return predictor.init_state(video_path=clip_dir)
+    finally:
+        svp.load_video_frames = original_loader

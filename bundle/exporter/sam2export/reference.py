@@ -22,7 +22,7 @@ import torch
 from .build import rebuild_from_manifest
 from .clip import load_frames, load_mask
 from .errors import UserError, friendly_main
-from .official import patch_memory_dtype
+from .official import init_state_on, patch_memory_dtype
 from .script import load_script
 
 NO_OBJ_SCORE = -1024.0
@@ -107,15 +107,7 @@ def run_reference(model_dir, clip_dir, script_path, out_dir, *, checkpoint=None,
     patch_memory_dtype(predictor)
     rec = _Recorder(predictor)
 
-    import sam2.sam2_video_predictor as svp
-
-    original_loader = svp.load_video_frames
-    svp.load_video_frames = lambda **kw: (images.clone(), video_h, video_w)
-    try:
-        with torch.inference_mode():
-            state = predictor.init_state(video_path=clip_dir)
-    finally:
-        svp.load_video_frames = original_loader
+    state = init_state_on(predictor, clip_dir, images, video_h, video_w)
 
     script_dir = os.path.dirname(os.path.abspath(script_path))
     s4 = predictor.image_size // 4
