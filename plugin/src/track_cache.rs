@@ -252,14 +252,15 @@ pub fn status(slot: &Option<OpenCache>, path: &Path) -> String {
 
 /// The results of clip index `index` from the cache at `path`, keeping it open in `slot` between
 /// renders (taking in what its writer appended since, reopening it when it was replaced).
-/// `digest`: the rendered frame as the model would see it, when it is at full resolution.
+/// `digest`: the rendered frame as the model would see it, when it is at full resolution — asked
+/// for only when a cache covers the frame (it converts and hashes the whole frame).
 pub fn lookup(
     slot: &mut Option<OpenCache>,
     path: &Path,
     expected: &Expected,
     info: &ClipInfo,
     index: usize,
-    digest: Option<u64>,
+    digest: impl FnOnce() -> Option<u64>,
 ) -> Lookup {
     let same = slot
         .as_ref()
@@ -309,7 +310,7 @@ fn serve(
     cache: &mut OpenCache,
     info: &ClipInfo,
     index: usize,
-    digest: Option<u64>,
+    digest: impl FnOnce() -> Option<u64>,
 ) -> Result<Lookup, TrackCacheError> {
     let path = &cache.path;
     let stale = |changes: String| TrackCacheError::Stale {
@@ -343,7 +344,7 @@ fn serve(
     if index >= layout.num_frames {
         return Ok(Lookup::NotCovered);
     }
-    if let Some(digest) = digest
+    if let Some(digest) = digest()
         && source.frame(index) != Some(digest)
     {
         return Err(stale(format!(

@@ -458,13 +458,15 @@ impl Instance {
         let full = scale == [1.0, 1.0]
             && (region.width(), region.height())
                 == (info.video_size.0 as usize, info.video_size.1 as usize);
-        let digest = source.filter(|_| full).map(|image| {
-            sam2_engine::track_cache::frame_digest(&model_frame(
-                image,
-                region,
-                values.linear_source,
-            ))
-        });
+        let digest = || {
+            source.filter(|_| full).map(|image| {
+                sam2_engine::track_cache::frame_digest(&model_frame(
+                    image,
+                    region,
+                    values.linear_source,
+                ))
+            })
+        };
         let found = track_cache::lookup(
             &mut self.track_cache.lock(),
             path,
