@@ -152,14 +152,20 @@ fn level(plane: u32, cell: u32) -> u32 {
     return src[plane * params.low_w * params.low_h + cell];
 }
 
+// The box window around `i` along an axis of `len` samples, clipped to it: [lo, hi).
+fn window(i: u32, len: u32) -> vec2<u32> {
+    let r = params.radius;
+    return vec2<u32>(select(0u, i - r, i >= r), min(i + r + 1u, len));
+}
+
 @compute @workgroup_size(8, 8, 1)
 fn stats_h(@builtin(global_invocation_id) id: vec3<u32>) {
     if (id.x >= params.low_w || id.y >= params.low_h || id.z >= params.channels) {
         return;
     }
-    let r = params.radius;
-    let lo = select(0u, id.x - r, id.x >= r);
-    let hi = min(id.x + r + 1u, params.low_w);
+    let span = window(id.x, params.low_w);
+    let lo = span.x;
+    let hi = span.y;
     let row = id.y * params.low_w;
     let f = factors(id.z);
     var acc = 0u;
@@ -174,9 +180,9 @@ fn stats_v(@builtin(global_invocation_id) id: vec3<u32>) {
     if (id.x >= params.low_w || id.y >= params.low_h || id.z >= params.channels) {
         return;
     }
-    let r = params.radius;
-    let lo = select(0u, id.y - r, id.y >= r);
-    let hi = min(id.y + r + 1u, params.low_h);
+    let span = window(id.y, params.low_h);
+    let lo = span.x;
+    let hi = span.y;
     let base = id.z * params.low_w * params.low_h + id.x;
     var acc = 0u;
     for (var y = lo; y < hi; y++) {
@@ -190,9 +196,9 @@ fn box_h(@builtin(global_invocation_id) id: vec3<u32>) {
     if (id.x >= params.low_w || id.y >= params.low_h || id.z >= params.channels) {
         return;
     }
-    let r = params.radius;
-    let lo = select(0u, id.x - r, id.x >= r);
-    let hi = min(id.x + r + 1u, params.low_w);
+    let span = window(id.x, params.low_w);
+    let lo = span.x;
+    let hi = span.y;
     let base = id.z * params.low_w * params.low_h + id.y * params.low_w;
     var acc = 0.0;
     for (var x = lo; x < hi; x++) {
@@ -206,9 +212,9 @@ fn box_v(@builtin(global_invocation_id) id: vec3<u32>) {
     if (id.x >= params.low_w || id.y >= params.low_h || id.z >= params.channels) {
         return;
     }
-    let r = params.radius;
-    let lo = select(0u, id.y - r, id.y >= r);
-    let hi = min(id.y + r + 1u, params.low_h);
+    let span = window(id.y, params.low_h);
+    let lo = span.x;
+    let hi = span.y;
     let base = id.z * params.low_w * params.low_h + id.x;
     var acc = 0.0;
     for (var y = lo; y < hi; y++) {
@@ -241,8 +247,8 @@ fn channel_mean(x: Channel, inv_n: f32) -> f32 {
 }
 
 fn window_len(i: u32, len: u32) -> u32 {
-    let r = params.radius;
-    return min(i + r + 1u, len) - select(0u, i - r, i >= r);
+    let w = window(i, len);
+    return w.y - w.x;
 }
 
 // refine.rs's window_coefficients, line for line; (Σ + εU)·a = cov solved by the adjugate, as
