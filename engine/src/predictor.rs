@@ -9,6 +9,7 @@
 //! propagation; the official default — which drops it at the next propagation — is selectable.
 
 use std::ops::ControlFlow;
+use std::path::Path;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
@@ -26,7 +27,7 @@ use crate::object::ObjectId;
 use crate::propagation::Direction;
 pub use crate::propagation::{Propagation, PropagationEnd};
 use crate::script::Label;
-use crate::track_cache::{ColdStore, TrackCacheWriter};
+use crate::track_cache::{ColdStore, Layout, Provenance, TrackCacheWriter};
 use crate::track_step::{self, Conditioning, MemoryEncoding, StepInput, TrackStep};
 
 /// Choices a session makes that the model does not fix.
@@ -158,6 +159,22 @@ impl ClipSession {
     pub fn attach_cache(&mut self, writer: TrackCacheWriter) -> Result<()> {
         self.cold = Some(ColdStore::new(writer)?);
         Ok(())
+    }
+
+    /// Creates the track cache at `path` for this session and attaches it
+    /// ([`ClipSession::attach_cache`]): its provenance names this session's model, precision and
+    /// predictor settings, with the caller's fingerprints of the `source` frames and the `prompts`;
+    /// its layout is the clip's size and length and the model's low-res side.
+    pub fn create_cache(&mut self, path: &Path, source: String, prompts: String) -> Result<()> {
+        let provenance = Provenance::for_session(self, source, prompts);
+        let (width, height) = self.video_size();
+        let layout = Layout {
+            width,
+            height,
+            num_frames: self.num_frames(),
+            low_res: self.model().geometry().low_res,
+        };
+        self.attach_cache(TrackCacheWriter::create(path, &provenance, layout)?)
     }
 
     /// The attached track cache's writer.

@@ -269,18 +269,8 @@ fn a_session_with_a_cold_tier_gives_every_output_bit_for_bit_with_far_logits_out
         let expected = replay(&mut plain, &script);
 
         let mut tiered = session();
-        let provenance = Provenance::for_session(&tiered, "s".into(), "p".into());
-        let (width, height) = tiered.video_size();
-        let layout = Layout {
-            width,
-            height,
-            num_frames: tiered.num_frames(),
-            low_res: model.geometry().low_res,
-        };
         let path = dir.path().join(format!("{name}.sam2cache"));
-        tiered
-            .attach_cache(TrackCacheWriter::create(&path, &provenance, layout).unwrap())
-            .unwrap();
+        tiered.create_cache(&path, "s".into(), "p".into()).unwrap();
         assert_eq!(
             replay(&mut tiered, &script),
             expected,
@@ -355,16 +345,8 @@ fn a_click_on_a_frame_gone_cold_sees_every_object_s_logits() {
     };
     let mut plain = session();
     let mut tiered = session();
-    let (width, height) = tiered.video_size();
-    let layout = Layout {
-        width,
-        height,
-        num_frames: tiered.num_frames(),
-        low_res: model.geometry().low_res,
-    };
-    let provenance = Provenance::for_session(&tiered, "s".into(), "p".into());
     tiered
-        .attach_cache(TrackCacheWriter::create(&dir.path().join("c"), &provenance, layout).unwrap())
+        .create_cache(&dir.path().join("c"), "s".into(), "p".into())
         .unwrap();
     for s in [&mut plain, &mut tiered] {
         replay(s, &script);

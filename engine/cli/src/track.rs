@@ -19,8 +19,7 @@ use sam2_engine::script::{Interaction, ObjectId, Op};
 use sam2_engine::staged_dir::StagedDir;
 use sam2_engine::trace_writer::{TraceInfo, TraceWriter, trace_existing};
 use sam2_engine::track_cache::{
-    Layout, Provenance, SourcePrint, TrackCacheWriter, fingerprint_clip, frame_digest,
-    is_track_cache, prompts_hash,
+    SourcePrint, fingerprint_clip, frame_digest, is_track_cache, prompts_hash,
 };
 use sam2_engine::{ClipSession, FolderSource, FrameSource, Model, Script, SessionSettings};
 
@@ -113,18 +112,9 @@ pub fn run(args: &TrackArgs, report: &mut Report) -> Result<String, CliError> {
     let mut session = ClipSession::new(model, Box::new(source), settings)?;
     signals::check()?;
     if let (Some(path), Some(fingerprint)) = (&args.cache, fingerprint) {
-        let provenance =
-            Provenance::for_session(&session, fingerprint.to_string(), prompts_hash(&script)?);
-        let (width, height) = session.video_size();
-        let layout = Layout {
-            width,
-            height,
-            num_frames: session.num_frames(),
-            low_res: session.model().geometry().low_res,
-        };
         // The session writes results there as they go cold (memory flat in clip length),
         // and the rest at the commit below.
-        session.attach_cache(TrackCacheWriter::create(path, &provenance, layout)?)?;
+        session.create_cache(path, fingerprint.to_string(), prompts_hash(&script)?)?;
     }
 
     let out = signals::create_folder(

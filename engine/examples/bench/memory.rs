@@ -7,7 +7,6 @@ use std::process::Command;
 use std::sync::Arc;
 
 use sam2_engine::script::{Label, ObjectId};
-use sam2_engine::track_cache::{Layout, Provenance, TrackCacheWriter};
 use sam2_engine::{
     ClipSession, FrameSource, Model, Propagation, RgbFrame, Runtime, SessionSettings,
 };
@@ -117,15 +116,7 @@ pub fn child(model_dir: &Path, frames: usize, threads: usize, run: RssRun) -> Bo
     let cache_path =
         std::env::temp_dir().join(format!("sam2-bench-rss-{}.sam2cache", std::process::id()));
     if run.cache {
-        let (width, height) = session.video_size();
-        let layout = Layout {
-            width,
-            height,
-            num_frames: frames,
-            low_res: model.geometry().low_res,
-        };
-        let provenance = Provenance::for_session(&session, "bench".into(), "bench".into());
-        session.attach_cache(TrackCacheWriter::create(&cache_path, &provenance, layout)?)?;
+        session.create_cache(&cache_path, "bench".into(), "bench".into())?;
     }
     let points = std::iter::once(MovingDisk::centre(0)).chain(CLICKS);
     for (i, point) in points.take(run.objects.clamp(1, 3)).enumerate() {

@@ -199,9 +199,7 @@ impl Instance {
     /// length) and committed at the end — also when cancelled: the frames tracked so far render
     /// from the cache, the others from the live session.
     fn track_into_cache(&self, values: &Values) -> Result<()> {
-        use sam2_engine::track_cache::{
-            Layout, Provenance, SourcePrint, TrackCacheWriter, is_track_cache, prompts_hash,
-        };
+        use sam2_engine::track_cache::{SourcePrint, is_track_cache, prompts_hash};
         if !crate::ffi::host::temporal_clip_access() {
             return Err(PluginError::NoTemporalAccess);
         }
@@ -233,16 +231,7 @@ impl Instance {
             ..sam2_engine::SessionSettings::for_model(&model)
         };
         let mut session = sam2_engine::ClipSession::new(model, Box::new(source), settings)?;
-        let provenance =
-            Provenance::for_session(&session, print.to_string(), prompts_hash(&script)?);
-        let (width, height) = session.video_size();
-        let layout = Layout {
-            width,
-            height,
-            num_frames: session.num_frames(),
-            low_res: session.model().geometry().low_res,
-        };
-        session.attach_cache(TrackCacheWriter::create(&path, &provenance, layout)?)?;
+        session.create_cache(&path, print.to_string(), prompts_hash(&script)?)?;
         let total = info.num_frames;
         let mut done = 0usize;
         let mut cancelled = false;
