@@ -61,15 +61,13 @@ pub fn parse_level(value: Option<&str>) -> LevelFilter {
 
 /// The default log file for this platform, from the environment given (`var`).
 pub fn default_file(var: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
-    let nonempty = |name: &str| var(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let dir = if cfg!(target_os = "windows") {
-        nonempty("LOCALAPPDATA").map(|d| d.join("SAM2Rotoscope").join("logs"))
-    } else if cfg!(target_os = "macos") {
-        nonempty("HOME").map(|h| h.join("Library/Logs/SAM2Rotoscope"))
+    // Logs sit under the user's cache folder, except on macOS, whose place for them is ~/Library/Logs.
+    let dir = if cfg!(target_os = "macos") {
+        var("HOME")
+            .filter(|h| !h.is_empty())
+            .map(|h| PathBuf::from(h).join("Library/Logs/SAM2Rotoscope"))
     } else {
-        nonempty("XDG_CACHE_HOME")
-            .or_else(|| nonempty("HOME").map(|h| h.join(".cache")))
-            .map(|c| c.join("sam2-rotoscope/logs"))
+        sam2_engine::user_cache::user_cache_dir(var).map(|d| d.join("logs"))
     };
     dir.map(|d| d.join(FILE_NAME))
 }
