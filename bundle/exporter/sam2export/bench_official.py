@@ -29,10 +29,9 @@ import time
 import numpy as np
 import torch
 
-from .build import rebuild_from_manifest
 from .clip import load_frames
 from .errors import UserError, friendly_main
-from .official import init_state_on, patch_memory_dtype
+from .official import init_state_on, official_predictor
 
 
 def cpu_sample():
@@ -174,16 +173,10 @@ def run(
     model_dir, clips, max_frames, threads, clicks, checkpoint=None, log=print,
     device="cpu", precision="fp32", memory_frames=(), objects=(), object_frames=10,
 ):
-    manifest_path = os.path.join(model_dir, "manifest.json")
-    if not os.path.isfile(manifest_path):
-        raise UserError(f"The model directory {model_dir} has no manifest.json; export one with bundle/exporter first.")
-    with open(manifest_path) as f:
-        manifest = json.load(f)
     torch.set_num_threads(threads)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {device} was asked for, but this torch ({torch.__version__}) sees no CUDA device.")
-    predictor = rebuild_from_manifest(manifest, checkpoint).predictor.to(device)
-    patch_memory_dtype(predictor)
+    manifest, predictor = official_predictor(model_dir, checkpoint, device)
     log(
         f"official predictor, {manifest['size']} at {manifest['image_size']}, torch {torch.__version__}, {threads} threads,"
         f" {device} {precision}"

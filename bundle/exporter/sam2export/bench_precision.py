@@ -25,10 +25,9 @@ import numpy as np
 import torch
 
 from .bench_official import cpu_sample, others_since
-from .build import rebuild_from_manifest
 from .clip import load_frames
 from .errors import UserError, friendly_main
-from .official import init_state_on, patch_memory_dtype
+from .official import init_state_on, official_predictor
 
 MODES = ("float32", "bfloat16_autocast")
 
@@ -81,14 +80,8 @@ def deviation(reference: np.ndarray, other: np.ndarray) -> dict:
 
 
 def run(model_dir, clip, max_frames, threads, checkpoint=None, log=print):
-    manifest_path = os.path.join(model_dir, "manifest.json")
-    if not os.path.isfile(manifest_path):
-        raise UserError(f"The model directory {model_dir} has no manifest.json; export one with bundle/exporter first.")
-    with open(manifest_path) as f:
-        manifest = json.load(f)
     torch.set_num_threads(threads)
-    predictor = rebuild_from_manifest(manifest, checkpoint).predictor
-    patch_memory_dtype(predictor)
+    manifest, predictor = official_predictor(model_dir, checkpoint)
     images, video_h, video_w = load_frames(clip, predictor.image_size, manifest["image_mean"], manifest["image_std"])
     if max_frames:
         images = images[:max_frames]

@@ -24,10 +24,9 @@ import numpy as np
 import torch
 
 from .bench_official import cpu_sample, others_since
-from .build import rebuild_from_manifest
 from .clip import load_frames
 from .errors import UserError, friendly_main
-from .official import init_state_on, patch_memory_dtype
+from .official import init_state_on, official_predictor
 
 
 def ping_pong(count: int, frames: int) -> list[int]:
@@ -46,16 +45,10 @@ def correction_point(width: int, height: int) -> list[float]:
 
 
 def run(model_dir, clip_dir, frames, threads, checkpoint=None, log=print):
-    manifest_path = os.path.join(model_dir, "manifest.json")
-    if not os.path.isfile(manifest_path):
-        raise UserError(f"The model directory {model_dir} has no manifest.json; export one with bundle/exporter first.")
-    with open(manifest_path) as f:
-        manifest = json.load(f)
     if frames < 4:
         raise UserError(f"--frames must be at least 4, not {frames}.")
     torch.set_num_threads(threads)
-    predictor = rebuild_from_manifest(manifest, checkpoint).predictor
-    patch_memory_dtype(predictor)
+    manifest, predictor = official_predictor(model_dir, checkpoint)
     predictor.add_all_frames_to_correct_as_cond = True
     clip, video_h, video_w = load_frames(clip_dir, predictor.image_size, manifest["image_mean"], manifest["image_std"])
     order = ping_pong(len(clip), frames)

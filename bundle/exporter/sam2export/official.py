@@ -3,9 +3,14 @@ frames already loaded."""
 
 from __future__ import annotations
 
+import json
+import os
 import types
 
 import torch
+
+from .build import rebuild_from_manifest
+from .errors import UserError
 
 
 def patch_memory_dtype(predictor) -> None:
@@ -38,3 +43,16 @@ def init_state_on(predictor, clip_dir, images, video_h, video_w, device="cpu"):
             return predictor.init_state(video_path=clip_dir)
     finally:
         svp.load_video_frames = original_loader
+
+
+def official_predictor(model_dir, checkpoint=None, device="cpu"):
+    """The official predictor a model directory was exported from (`build.rebuild_from_manifest`), on `device`, with
+    the fixes above; and the directory's manifest."""
+    manifest_path = os.path.join(model_dir, "manifest.json")
+    if not os.path.isfile(manifest_path):
+        raise UserError(f"The model directory {model_dir} has no manifest.json; export one with bundle/exporter first.")
+    with open(manifest_path) as f:
+        manifest = json.load(f)
+    predictor = rebuild_from_manifest(manifest, checkpoint).predictor.to(device)
+    patch_memory_dtype(predictor)
+    return manifest, predictor
