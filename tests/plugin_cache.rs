@@ -121,6 +121,34 @@ fn track_into_cache(frames: &[Frame], script: &str, cache: &Path) -> Host {
     host
 }
 
+/// A clip tracked into a cache file by an effect: what the tests below render it against.
+struct Tracked {
+    frames: Vec<Frame>,
+    /// Holds the cache file (removed when the test ends).
+    dir: tempfile::TempDir,
+    cache: PathBuf,
+    /// Every frame's alpha as the effect that tracked the clip renders it.
+    reference: Vec<Vec<u8>>,
+    /// That effect's host, still open.
+    artist: Host,
+}
+
+/// `clip` tracked with `script` into `<tmp>/file` ([`track_into_cache`]), every frame rendered.
+fn tracked(clip: &str, script: &str, file: &str) -> Tracked {
+    let frames = support::clip(clip);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join(file);
+    let mut artist = track_into_cache(&frames, script, &cache);
+    let reference = (0..frames.len()).map(|f| alpha(&mut artist, f)).collect();
+    Tracked {
+        frames,
+        dir,
+        cache,
+        reference,
+        artist,
+    }
+}
+
 #[test]
 fn four_processes_render_disjoint_ranges_from_one_cache_byte_for_byte_without_onnx_runtime() {
     let frames = support::clip("crossing");
@@ -265,12 +293,14 @@ fn blocks(cache: &[u8]) -> Vec<(usize, usize)> {
 
 #[test]
 fn a_cache_gone_stale_damaged_truncated_or_replaced_between_frames_is_a_message_never_a_crash() {
-    let frames = support::clip("shapes");
+    let Tracked {
+        frames,
+        dir,
+        cache,
+        reference,
+        mut artist,
+    } = tracked("shapes", "one_click", "shot.sam2track");
     let n = frames.len();
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("shot.sam2track");
-    let mut artist = track_into_cache(&frames, "one_click", &cache);
-    let reference: Vec<Vec<u8>> = (0..n).map(|f| alpha(&mut artist, f)).collect();
     let original = std::fs::read(&cache).unwrap();
 
     // A render node that tracks nothing on its own (Track On Render 0): a frame the cache does
@@ -411,13 +441,15 @@ fn an_mlt_host_renders_any_frame_from_the_cache_with_an_instance_per_frame() {
     // only track in order from the first prompted frame (and needs Clip Length for a clip under
     // 16 frames); from the cache any frame renders, in any order and on several threads at once,
     // with no ONNX Runtime.
-    let frames = support::clip("crossing");
+    let Tracked {
+        frames,
+        dir: _dir,
+        cache,
+        reference,
+        artist,
+    } = tracked("crossing", "two_objects", "crossing.sam2track");
     let n = frames.len();
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("crossing.sam2track");
-    let mut tracker = track_into_cache(&frames, "two_objects", &cache);
-    let reference: Vec<Vec<u8>> = (0..n).map(|f| alpha(&mut tracker, f)).collect();
-    tracker.quit().unwrap();
+    artist.quit().unwrap();
 
     let mut host = effect_in_host(
         json!({"mlt": true}),
@@ -453,12 +485,14 @@ fn a_cache_damaged_truncated_and_replaced_while_frames_render_on_two_threads_nev
     // the background on two threads): every frame is the cache's matte or the source (Track On
     // Render 0: nothing else could matte it), every render answers OK, and once the cache is
     // back the frames are the cache's again with no message.
-    let frames = support::clip("shapes");
+    let Tracked {
+        frames,
+        dir,
+        cache,
+        reference,
+        artist,
+    } = tracked("shapes", "one_click", "shot.sam2track");
     let n = frames.len();
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("shot.sam2track");
-    let mut artist = track_into_cache(&frames, "one_click", &cache);
-    let reference: Vec<Vec<u8>> = (0..n).map(|f| alpha(&mut artist, f)).collect();
     artist.quit().unwrap();
     let original = std::fs::read(&cache).unwrap();
     let mut damaged = original.clone();
