@@ -626,3 +626,59 @@ fn clearing_one_frames_prompt_keeps_the_track_and_the_other_prompts() {
     s.clear_frame_cache();
     assert!(s.frame_cache().is_empty());
 }
+
+#[test]
+fn objects_tracked_together_match_each_object_tracked_alone() {
+    // Objects 1 and 2 are prompted on frame 0 and share every run of a propagation; object 3,
+    // prompted on frames 0 and 4, attends to other memories and runs in a group of its own. SAM 2
+    // tracks objects independently, so each must get what a session holding only it gets.
+    type Prompt = fn(&mut ClipSession, ObjectId);
+    let prompts: [(u64, Prompt); 3] = [
+        (1, |s, o| {
+            s.add_points(0, o, &[[60.0, 80.0]], &[Label::Positive], true)
+                .map(drop)
+                .unwrap()
+        }),
+        (2, |s, o| {
+            s.add_box(0, o, [234.0, 50.0, 306.0, 106.0], &[], &[])
+                .map(drop)
+                .unwrap()
+        }),
+        (3, |s, o| {
+            for frame in [0, 4] {
+                s.add_points(frame, o, &[[160.0, 90.0]], &[Label::Positive], true)
+                    .map(drop)
+                    .unwrap()
+            }
+        }),
+    ];
+    let mut together = session("crossing", |_| {});
+    for (id, prompt) in prompts {
+        prompt(&mut together, ObjectId(id));
+    }
+    let frames = propagate(&mut together, Propagation::default());
+    let stats = together.stats();
+    // Objects 1 and 2 share one run on each of frames 1–11; object 3 runs alone on all but its
+    // prompted frames 0 and 4.
+    let tracked = frames as u64 - 1;
+    assert_eq!(stats.memory_attention_runs, 2 * tracked + (tracked - 1));
+    assert_eq!(
+        stats.memory_attention_graph_runs,
+        tracked + (tracked - 1),
+        "{stats:?}"
+    );
+    for (id, prompt) in prompts {
+        let mut alone = session("crossing", |_| {});
+        prompt(&mut alone, ObjectId(id));
+        assert_eq!(propagate(&mut alone, Propagation::default()), frames);
+        for f in 0..frames {
+            let (a, b) = (logits(&together, f, id), logits(&alone, f, id));
+            let worst = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst <= 1e-5, "object {id}, frame {f}: |Δlogit| {worst}");
+        }
+    }
+}

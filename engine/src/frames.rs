@@ -148,6 +148,26 @@ impl Frames {
         )
     }
 
+    /// `_encode_new_memory` for several objects' masks `(logits, object score)` on `frame`, in
+    /// as few runs as the graph allows.
+    pub(crate) fn encode_memories(
+        &mut self,
+        frame: usize,
+        masks: &[(&[f32], f32)],
+        origin: MaskOrigin,
+        residency: Residency,
+    ) -> Result<Vec<MemoryFeatures>> {
+        let features = self.features(frame, residency)?;
+        self.stats.memory_encoder_runs += masks.len() as u64;
+        memory_encoder::encode_memories(
+            &self.model,
+            features.vision_features.view(),
+            masks,
+            origin,
+            &mut self.memory_pos_enc,
+        )
+    }
+
     /// The memory position encoding, known once a memory was encoded.
     pub(crate) fn memory_pos_enc(&self) -> Option<&Array4<f32>> {
         self.memory_pos_enc.as_ref()

@@ -1,7 +1,7 @@
 //! The prompt encoder + mask decoder + object-pointer head: turns (conditioned) frame features and
 //! the prompts of one frame into mask logits, an object score and an object pointer.
 
-use ndarray::{Array1, Array2, Array3, Array4, ArrayView4, Ix3};
+use ndarray::{Array1, Array2, Array3, Array4, ArrayView4, ArrayViewD, Axis, Ix3, s};
 
 use crate::error::{Error, Result};
 use crate::image_encoder::FrameFeatures;
@@ -89,8 +89,8 @@ pub enum Candidates {
     Discard,
 }
 
-/// Runs the decoder. `mask_input` is `[1, 1, S/4, S/4]` (previous logits or a downsampled mask
-/// prompt); `None` uses the learned no-mask embedding. `multimask` is the graph's
+/// Runs the decoder for one object. `mask_input` is `[1, 1, S/4, S/4]` (previous logits or a
+/// downsampled mask prompt); `None` uses the learned no-mask embedding. `multimask` is the graph's
 /// `multimask_output`: pick the best of three candidates rather than the single-mask output.
 pub fn decode(
     model: &Model,
@@ -101,6 +101,33 @@ pub fn decode(
     multimask: bool,
     candidates: Candidates,
 ) -> Result<DecoderOutput> {
+    decode_objects(
+        model,
+        image_features,
+        frame,
+        points,
+        mask_input,
+        multimask,
+        candidates,
+    )?
+    .pop()
+    .ok_or_else(|| Error::Internal {
+        message: "the mask decoder gave no output for its one object".into(),
+    })
+}
+
+/// Runs the decoder for objects on one frame: `image_features` and `mask_input` are
+/// `[objects, …]`, the points and the choices are the same for all (a propagation feeds every
+/// object the padding point). One output per object, in order.
+pub fn decode_objects(
+    model: &Model,
+    image_features: ArrayView4<'_, f32>,
+    frame: &FrameFeatures,
+    points: &PointPrompt,
+    mask_input: Option<ArrayView4<'_, f32>>,
+    multimask: bool,
+    candidates: Candidates,
+) -> Result<Vec<DecoderOutput>> {
     let g = model.geometry();
     let (c, low) = (g.hidden_dim, g.low_res);
     let n = points.len();
@@ -112,68 +139,115 @@ pub fn decode(
             ),
         });
     }
+    let objects = image_features.shape().first().copied().unwrap_or(0);
+    if let Some(mask) = mask_input.filter(|m| m.shape().first() != Some(&objects)) {
+        return Err(Error::Internal {
+            message: format!(
+                "the decoder was given {objects} objects' features but {:?} mask inputs",
+                mask.shape()
+            ),
+        });
+    }
     let shape_error = |e: ndarray::ShapeError| Error::Internal {
         message: format!("the point prompt could not be shaped for the decoder: {e}"),
     };
-    let coords =
-        Array3::from_shape_vec((1, n, 2), points.coords.iter().flatten().copied().collect())
-            .map_err(shape_error)?;
-    let labels = Array2::from_shape_vec((1, n), points.labels.clone()).map_err(shape_error)?;
-    let zeros;
-    let (mask, has_mask) = match mask_input {
-        Some(m) => (m, true),
-        None => {
-            zeros = Array4::<f32>::zeros((1, 1, low, low));
-            (zeros.view(), false)
-        }
-    };
-    let has_mask = Array1::from_elem(1, has_mask);
+    let has_mask = Array1::from_elem(1, mask_input.is_some());
     let multimask = Array1::from_elem(1, multimask);
-
     let run = model.graph_run(GraphName::MaskDecoder);
-    let feed = ort::inputs! {
-        "image_features" => run.input(image_features)?,
-        "high_res_features_0" => run.input(frame.high_res_0.view())?,
-        "high_res_features_1" => run.input(frame.high_res_1.view())?,
-        "point_coords" => run.input(coords.view())?,
-        "point_labels" => run.input(labels.view())?,
-        "mask_input" => run.input(mask)?,
-        "has_mask_input" => run.input(has_mask.view())?,
-        "multimask_output" => run.input(multimask.view())?,
-    };
-    run.run(feed, |out| {
-        let first = |name: &str| -> Result<f32> {
-            out.view::<f32>(name, &[1, 1])?
-                .first()
+    let mut outputs = Vec::with_capacity(objects);
+    for range in model.object_runs(objects) {
+        let b = range.len();
+        let coords = Array3::from_shape_vec(
+            (b, n, 2),
+            points
+                .coords
+                .iter()
+                .flatten()
                 .copied()
-                .ok_or_else(|| out.error(format!("output \"{name}\" is empty")))
-        };
-        let candidates = match candidates {
-            Candidates::Discard => None,
-            Candidates::Keep => {
-                let logits = out
-                    .array::<f32>("multimask_low_res_masks", &[1, 3, low, low])?
-                    .into_shape_with_order((3, low, low))
-                    .map_err(|e| out.error(e))?
-                    .into_dimensionality::<Ix3>()
-                    .map_err(|e| out.error(e))?;
-                let ious = out.view::<f32>("multimask_ious", &[1, 3])?;
-                let mut values = ious.iter().copied();
-                let mut next = || {
-                    values
-                        .next()
-                        .ok_or_else(|| out.error("output \"multimask_ious\" is short"))
-                };
-                let ious = [next()?, next()?, next()?];
-                Some(Multimask { logits, ious })
+                .cycle()
+                .take(b * n * 2)
+                .collect(),
+        )
+        .map_err(shape_error)?;
+        let labels = Array2::from_shape_vec(
+            (b, n),
+            points.labels.iter().copied().cycle().take(b * n).collect(),
+        )
+        .map_err(shape_error)?;
+        let zeros;
+        let mask = match mask_input {
+            Some(m) => m.slice_move(s![range.clone(), .., .., ..]),
+            None => {
+                zeros = Array4::<f32>::zeros((b, 1, low, low));
+                zeros.view()
             }
         };
-        Ok(DecoderOutput {
-            low_res_logits: out.vec("low_res_masks", &[1, 1, low, low])?,
-            iou: first("iou")?,
-            object_pointer: out.vec("object_pointer", &[1, c])?,
-            object_score: first("object_score_logits")?,
-            candidates,
-        })
-    })
+        let feed = ort::inputs! {
+            "image_features" => run.input(image_features.slice(s![range.clone(), .., .., ..]))?,
+            "high_res_features_0" => run.input(frame.high_res_0.view())?,
+            "high_res_features_1" => run.input(frame.high_res_1.view())?,
+            "point_coords" => run.input(coords.view())?,
+            "point_labels" => run.input(labels.view())?,
+            "mask_input" => run.input(mask)?,
+            "has_mask_input" => run.input(has_mask.view())?,
+            "multimask_output" => run.input(multimask.view())?,
+        };
+        run.run(feed, |out| {
+            let logits = out.view::<f32>("low_res_masks", &[b, 1, low, low])?;
+            let ious = out.view::<f32>("iou", &[b, 1])?;
+            let pointers = out.view::<f32>("object_pointer", &[b, c])?;
+            let scores = out.view::<f32>("object_score_logits", &[b, 1])?;
+            let multi = match candidates {
+                Candidates::Discard => None,
+                Candidates::Keep => Some((
+                    out.view::<f32>("multimask_low_res_masks", &[b, 3, low, low])?,
+                    out.view::<f32>("multimask_ious", &[b, 3])?,
+                )),
+            };
+            for i in 0..b {
+                let row = |view: &ArrayViewD<'_, f32>| {
+                    view.index_axis(Axis(0), i)
+                        .iter()
+                        .copied()
+                        .collect::<Vec<f32>>()
+                };
+                let first = |view: &ArrayViewD<'_, f32>, name: &str| -> Result<f32> {
+                    view.index_axis(Axis(0), i)
+                        .iter()
+                        .next()
+                        .copied()
+                        .ok_or_else(|| out.error(format!("output \"{name}\" is empty")))
+                };
+                let candidates = match &multi {
+                    None => None,
+                    Some((logits, ious)) => {
+                        let logits = logits
+                            .index_axis(Axis(0), i)
+                            .to_owned()
+                            .into_dimensionality::<Ix3>()
+                            .map_err(|e| out.error(e))?;
+                        let ious = row(ious);
+                        let &[first_iou, second_iou, third_iou] = ious.as_slice() else {
+                            return Err(out.error(
+                                "output \"multimask_ious\" does not hold 3 values an object",
+                            ));
+                        };
+                        Some(Multimask {
+                            logits,
+                            ious: [first_iou, second_iou, third_iou],
+                        })
+                    }
+                };
+                outputs.push(DecoderOutput {
+                    low_res_logits: row(&logits),
+                    iou: first(&ious, "iou")?,
+                    object_pointer: row(&pointers),
+                    object_score: first(&scores, "object_score_logits")?,
+                    candidates,
+                });
+            }
+            Ok(())
+        })?;
+    }
+    Ok(outputs)
 }

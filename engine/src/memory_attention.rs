@@ -1,11 +1,11 @@
 //! Memory attention: conditions the current frame's features on the memory bank (spatial memories
 //! of prompted and recent frames, and object pointers).
 
-use ndarray::{Array1, Array2, Array4, ArrayView4, Ix4};
+use ndarray::{Array1, Array4, ArrayD, ArrayView4, IxDyn, s};
 
 use crate::error::Result;
 use crate::memory_encoder::MemoryFeatures;
-use crate::model::{GraphName, Model};
+use crate::model::{GraphName, Model, ObjectBatching};
 
 /// One spatial memory and its temporal slot (`num_maskmem − t_pos − 1`).
 #[derive(Debug, Clone, Copy)]
@@ -21,47 +21,106 @@ pub struct PointerEntry<'a> {
     pub position: f32,
 }
 
-/// Runs memory attention; `memories` must hold at least one entry.
+/// What memory attention reads of one object's memory bank on one frame.
+#[derive(Debug, Clone, Copy)]
+pub struct BankInputs<'a> {
+    pub memories: &'a [MemoryEntry<'a>],
+    pub pointers: &'a [PointerEntry<'a>],
+}
+
+impl BankInputs<'_> {
+    /// Whether `self` and `other` can share one run: the graph takes one list of temporal slots
+    /// and one of pointer positions for all its objects (objects prompted on the same frames and
+    /// tracked together have the same).
+    pub fn same_layout(&self, other: &BankInputs<'_>) -> bool {
+        self.memories.len() == other.memories.len()
+            && self.pointers.len() == other.pointers.len()
+            && self
+                .memories
+                .iter()
+                .zip(other.memories)
+                .all(|(a, b)| a.temporal_slot == b.temporal_slot)
+            && self
+                .pointers
+                .iter()
+                .zip(other.pointers)
+                .all(|(a, b)| a.position.to_bits() == b.position.to_bits())
+    }
+}
+
+/// Runs memory attention for `objects` on one frame; every object must hold at least one memory
+/// and all must have the [same layout](BankInputs::same_layout). Returns `[objects, C, H, W]`.
 pub fn condition(
     model: &Model,
     current_features: ArrayView4<'_, f32>,
     current_pos_enc: ArrayView4<'_, f32>,
-    memories: &[MemoryEntry<'_>],
+    objects: &[BankInputs<'_>],
     memory_pos_enc: ArrayView4<'_, f32>,
-    pointers: &[PointerEntry<'_>],
 ) -> Result<Array4<f32>> {
     let g = model.geometry();
     let (c, m, f) = (g.hidden_dim, g.mem_dim, g.feat);
     let run = model.graph_run(GraphName::MemoryAttention);
-    if memories.is_empty() {
+    let Some(first) = objects.first() else {
+        return Err(run.error("it was asked to condition no object"));
+    };
+    if first.memories.is_empty() {
         return Err(run.error("the memory bank passed to it was empty"));
     }
-    let mut memory = Vec::with_capacity(memories.len() * m * f * f);
-    for entry in memories {
-        entry.features.extend_f32(&mut memory);
+    if let Some(other) = objects.iter().find(|o| !o.same_layout(first)) {
+        return Err(run.error(format!(
+            "objects with different memory banks ({} and {} memories, {} and {} pointers) were put in one run",
+            first.memories.len(),
+            other.memories.len(),
+            first.pointers.len(),
+            other.pointers.len()
+        )));
     }
-    let memory =
-        Array4::from_shape_vec((memories.len(), m, f, f), memory).map_err(|e| run.error(e))?;
-    let slots: Array1<i64> = memories.iter().map(|e| e.temporal_slot).collect();
-    let mut flat = Vec::with_capacity(pointers.len() * c);
-    for p in pointers {
-        flat.extend_from_slice(p.pointer);
+    let (frames, pointers) = (first.memories.len(), first.pointers.len());
+    let slots: Array1<i64> = first.memories.iter().map(|e| e.temporal_slot).collect();
+    let positions: Array1<f32> = first.pointers.iter().map(|p| p.position).collect();
+    let batched = model.dir().object_batching() == ObjectBatching::Batched;
+    let mut conditioned = Array4::<f32>::zeros((objects.len(), c, f, f));
+    for range in model.object_runs(objects.len()) {
+        let batch = objects.get(range.clone()).unwrap_or_default();
+        let n = batch.len();
+        let mut memory = Vec::with_capacity(n * frames * m * f * f);
+        let mut flat = Vec::with_capacity(n * pointers * c);
+        for object in batch {
+            for entry in object.memories {
+                entry.features.extend_f32(&mut memory);
+            }
+            for p in object.pointers {
+                flat.extend_from_slice(p.pointer);
+            }
+        }
+        // Graphs exported before batching take one object's bank without the objects dimension.
+        let (memory_shape, pointer_shape) = if batched {
+            (vec![n, frames, m, f, f], vec![n, pointers, c])
+        } else {
+            (vec![frames, m, f, f], vec![pointers, c])
+        };
+        let memory =
+            ArrayD::from_shape_vec(IxDyn(&memory_shape), memory).map_err(|e| run.error(e))?;
+        let object_pointers =
+            ArrayD::from_shape_vec(IxDyn(&pointer_shape), flat).map_err(|e| run.error(e))?;
+        let feed = ort::inputs! {
+            "current_features" => run.input(current_features)?,
+            "current_pos_enc" => run.input(current_pos_enc)?,
+            "memory" => run.input(memory.view())?,
+            "memory_pos_enc" => run.input(memory_pos_enc)?,
+            "memory_temporal_slot" => run.input(slots.view())?,
+            "object_pointers" => run.input(object_pointers.view())?,
+            "object_pointer_positions" => run.input(positions.view())?,
+        };
+        run.run(feed, |out| {
+            let view = out.view::<f32>("conditioned_features", &[n, c, f, f])?;
+            conditioned.slice_mut(s![range.clone(), .., .., ..]).assign(
+                &view
+                    .into_shape_with_order((n, c, f, f))
+                    .map_err(|e| out.error(e))?,
+            );
+            Ok(())
+        })?;
     }
-    let object_pointers =
-        Array2::from_shape_vec((pointers.len(), c), flat).map_err(|e| run.error(e))?;
-    let positions: Array1<f32> = pointers.iter().map(|p| p.position).collect();
-    let feed = ort::inputs! {
-        "current_features" => run.input(current_features)?,
-        "current_pos_enc" => run.input(current_pos_enc)?,
-        "memory" => run.input(memory.view())?,
-        "memory_pos_enc" => run.input(memory_pos_enc)?,
-        "memory_temporal_slot" => run.input(slots.view())?,
-        "object_pointers" => run.input(object_pointers.view())?,
-        "object_pointer_positions" => run.input(positions.view())?,
-    };
-    run.run(feed, |out| {
-        out.array::<f32>("conditioned_features", &[1, c, f, f])?
-            .into_dimensionality::<Ix4>()
-            .map_err(|e| out.error(e))
-    })
+    Ok(conditioned)
 }

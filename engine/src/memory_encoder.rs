@@ -6,7 +6,7 @@ use std::sync::Arc;
 use half::bf16;
 use ndarray::{Array1, Array2, Array4, ArrayView4, Ix4};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::memory_bank::MaskOrigin;
 use crate::model::manifest::StorageDtype;
 use crate::model::{GraphName, Model};
@@ -68,33 +68,67 @@ pub fn encode_memory(
     origin: MaskOrigin,
     pos_enc: &mut Option<Array4<f32>>,
 ) -> Result<MemoryFeatures> {
+    encode_memories(
+        model,
+        vision_features,
+        &[(low_res_logits, object_score)],
+        origin,
+        pos_enc,
+    )?
+    .pop()
+    .ok_or_else(|| Error::Internal {
+        message: "the memory encoder gave no memory for its one object".into(),
+    })
+}
+
+/// Encodes the memories of objects on one frame, each from its (logits, object score); all
+/// masks share `origin`. One memory per object, in order.
+pub fn encode_memories(
+    model: &Model,
+    vision_features: ArrayView4<'_, f32>,
+    objects: &[(&[f32], f32)],
+    origin: MaskOrigin,
+    pos_enc: &mut Option<Array4<f32>>,
+) -> Result<Vec<MemoryFeatures>> {
     let g = model.geometry();
     let (m, f, low) = (g.mem_dim, g.feat, g.low_res);
     let dtype = model.manifest().memory.memory_storage_dtype;
     let run = model.graph_run(GraphName::MemoryEncoder);
-    let mask =
-        ArrayView4::from_shape((1, 1, low, low), low_res_logits).map_err(|e| run.error(e))?;
-    let score = Array2::from_elem((1, 1), object_score);
     let from_points = Array1::from_elem(1, origin == MaskOrigin::Points);
-    let feed = ort::inputs! {
-        "vision_features" => run.input(vision_features)?,
-        "mask_logits" => run.input(mask)?,
-        "object_score_logits" => run.input(score.view())?,
-        "mask_from_points" => run.input(from_points.view())?,
-    };
-    run.run(feed, |out| {
-        let features = out.view::<f32>("memory_features", &[1, m, f, f])?;
-        let features = features
-            .as_slice()
-            .map(|values| MemoryFeatures::stored(values, dtype))
-            .ok_or_else(|| out.error("memory_features is not contiguous"))?;
-        if pos_enc.is_none() {
-            *pos_enc = Some(
-                out.array::<f32>("memory_pos_enc", &[1, m, f, f])?
-                    .into_dimensionality::<Ix4>()
-                    .map_err(|e| out.error(e))?,
-            );
+    let mut memories = Vec::with_capacity(objects.len());
+    for range in model.object_runs(objects.len()) {
+        let batch = objects.get(range).unwrap_or_default();
+        let b = batch.len();
+        let mut logits = Vec::with_capacity(b * low * low);
+        for (object_logits, _) in batch {
+            logits.extend_from_slice(object_logits);
         }
-        Ok(features)
-    })
+        let mask = Array4::from_shape_vec((b, 1, low, low), logits).map_err(|e| run.error(e))?;
+        let score = Array2::from_shape_vec((b, 1), batch.iter().map(|o| o.1).collect())
+            .map_err(|e| run.error(e))?;
+        let feed = ort::inputs! {
+            "vision_features" => run.input(vision_features)?,
+            "mask_logits" => run.input(mask.view())?,
+            "object_score_logits" => run.input(score.view())?,
+            "mask_from_points" => run.input(from_points.view())?,
+        };
+        run.run(feed, |out| {
+            let features = out.view::<f32>("memory_features", &[b, m, f, f])?;
+            for object in features.outer_iter() {
+                let values = object
+                    .as_slice()
+                    .ok_or_else(|| out.error("memory_features is not contiguous"))?;
+                memories.push(MemoryFeatures::stored(values, dtype));
+            }
+            if pos_enc.is_none() {
+                *pos_enc = Some(
+                    out.array::<f32>("memory_pos_enc", &[1, m, f, f])?
+                        .into_dimensionality::<Ix4>()
+                        .map_err(|e| out.error(e))?,
+                );
+            }
+            Ok(())
+        })?;
+    }
+    Ok(memories)
 }

@@ -21,14 +21,14 @@ use crate::frames::Frames;
 use crate::mask_decoder::PointPrompt;
 use crate::mask_prompt;
 use crate::masklet::{FrameResult, Masklet, Prompt};
-use crate::memory_bank::Storage;
+use crate::memory_bank::{MemoryBank, Storage};
 use crate::model::Model;
 use crate::object::ObjectId;
 use crate::propagation::Direction;
 pub use crate::propagation::{Propagation, PropagationEnd};
 use crate::script::Label;
 use crate::track_cache::{ColdStore, Layout, Provenance, TrackCacheWriter};
-use crate::track_step::{self, Conditioning, MemoryEncoding, StepInput, TrackStep};
+use crate::track_step::{self, Conditioning, StepInput, TrackStep, TrackedFrame};
 
 /// Choices a session makes that the model does not fix.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,6 +104,10 @@ pub struct SessionStats {
     pub mask_decoder_runs: u64,
     pub memory_encoder_runs: u64,
     pub memory_attention_runs: u64,
+    /// Runs of the memory attention graph. The `*_runs` above count objects, and a propagation
+    /// steps a frame's objects through each graph together (as many as the graphs take), so with
+    /// several objects this is smaller than `memory_attention_runs`.
+    pub memory_attention_graph_runs: u64,
     /// Memories rebuilt after [`ClipSession`] dropped them behind a propagation.
     pub memories_rebuilt: u64,
     /// Frames whose encoder features were read back from the frame cache's disk tier.
@@ -460,9 +464,8 @@ impl ClipSession {
             object,
             frame,
             conditioning,
-            prompt: Some(prompt),
+            prompt,
             direction,
-            memory: MemoryEncoding::AtMerge,
             previous_logits,
         })?;
         if let Some(m) = self.objects.get_mut(&object) {
@@ -562,6 +565,62 @@ impl ClipSession {
         .run(input)
     }
 
+    /// The results of `ids` on `frame` as a propagation reaches it: an object's conditioning
+    /// output where it has one, else a step of memory attention, decoder and memory encoder —
+    /// taken by all such objects together ([`TrackedFrame`]) and stored in their banks.
+    fn track_frame(
+        &mut self,
+        ids: &[ObjectId],
+        frame: usize,
+        direction: Direction,
+    ) -> Result<Vec<FrameResult>> {
+        let mut results: Vec<Option<FrameResult>> = ids
+            .iter()
+            .map(|object| {
+                self.objects
+                    .get(object)
+                    .and_then(|m| m.bank.conditioning(frame).cloned())
+            })
+            .collect();
+        let banks: Vec<(ObjectId, &mut MemoryBank)> = self
+            .objects
+            .iter_mut()
+            .filter(|(object, _)| {
+                ids.iter()
+                    .zip(&results)
+                    .any(|(id, result)| id == *object && result.is_none())
+            })
+            .map(|(&object, m)| (object, &mut m.bank))
+            .collect();
+        if !banks.is_empty() {
+            let stepped: Vec<ObjectId> = banks.iter().map(|(object, _)| *object).collect();
+            let mut step = TrackedFrame {
+                frames: &mut self.frames,
+                banks,
+                fill_hole_area: self.settings.fill_hole_area,
+                cold: self.cold.as_ref(),
+            };
+            let outputs = step.run(frame, direction)?;
+            for (object, result) in stepped.into_iter().zip(outputs) {
+                if let Some(m) = self.objects.get_mut(&object) {
+                    m.bank.insert_tracked(frame, result.clone());
+                }
+                if let Some(slot) = ids
+                    .iter()
+                    .position(|id| *id == object)
+                    .and_then(|i| results.get_mut(i))
+                {
+                    *slot = Some(result);
+                }
+            }
+        }
+        results
+            .into_iter()
+            .zip(ids)
+            .map(|(result, &object)| result.ok_or(Error::UnknownObject { object }))
+            .collect()
+    }
+
     /// Tracks every object through the clip; `on_frame` sees each frame's masks as they come and
     /// may stop the propagation (an artist's cancel).
     pub fn propagate(
@@ -587,22 +646,9 @@ impl ClipSession {
         let direction = request.direction;
         let ids = self.object_ids();
         for (done, &frame) in order.iter().enumerate() {
+            let tracked = self.track_frame(&ids, frame, direction)?;
             let mut outputs = Vec::with_capacity(ids.len());
-            for &object in &ids {
-                let stored = self
-                    .objects
-                    .get(&object)
-                    .and_then(|m| m.bank.conditioning(frame).cloned());
-                let result = match stored {
-                    Some(result) => result,
-                    None => {
-                        let result = self.step(&StepInput::tracking(object, frame, direction))?;
-                        if let Some(m) = self.objects.get_mut(&object) {
-                            m.bank.insert_tracked(frame, result.clone());
-                        }
-                        result
-                    }
-                };
+            for (&object, result) in ids.iter().zip(tracked) {
                 if let Some(m) = self.objects.get_mut(&object) {
                     m.tracked.insert(frame, direction);
                     m.stale.remove(&frame);

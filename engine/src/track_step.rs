@@ -1,7 +1,9 @@
-//! One object on one frame: the official `track_step` (with `_run_single_frame_inference`'s hole
-//! filling), in its order — `_prepare_memory_conditioned_features` (memory attention over the
-//! memory bank, or the no-memory embedding on an initial prompt), `_forward_sam_heads` (prompt
-//! encoder + mask decoder) or `_use_mask_as_output` for a mask prompt, then `_encode_new_memory`.
+//! The official `track_step` (with `_run_single_frame_inference`'s hole filling), in its order —
+//! `_prepare_memory_conditioned_features` (memory attention over the memory bank, or the
+//! no-memory embedding on an initial prompt), `_forward_sam_heads` (prompt encoder + mask
+//! decoder) or `_use_mask_as_output` for a mask prompt, then `_encode_new_memory` — for one
+//! object's prompt on a frame ([`TrackStep`]), and for every object a propagation reaches on a
+//! frame ([`TrackedFrame`]).
 
 use std::sync::Arc;
 
@@ -12,11 +14,14 @@ use crate::fill_holes::fill_holes_in_mask_scores;
 use crate::frame_cache::Residency;
 use crate::frames::Frames;
 use crate::image_encoder::FrameFeatures;
-use crate::mask_decoder::{self, Candidates, PointPrompt};
+use crate::mask_decoder::{self, Candidates, DecoderOutput, PointPrompt};
 use crate::mask_prompt;
 use crate::masklet::{FrameResult, MaskCandidates, Prompt};
-use crate::memory_attention;
+use crate::memory_attention::{self, BankInputs};
 use crate::memory_bank::{MaskOrigin, MemoryBank, MemorySource, Retention};
+use crate::memory_encoder::MemoryFeatures;
+use crate::memory_selection::MemoryPick;
+use crate::model::manifest::DecoderSettings;
 use crate::object::ObjectId;
 use crate::propagation::Direction;
 use crate::track_cache::ColdStore;
@@ -31,46 +36,17 @@ pub(crate) enum Conditioning {
     MemoryBank,
 }
 
-/// When the frame's memory is encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum MemoryEncoding {
-    /// Now, from the mask before hole filling (a propagation: `run_mem_encoder=True`).
-    Now,
-    /// When the next propagation merges the output (a prompt: the official preflight).
-    AtMerge,
-}
-
-/// The inputs of one step.
+/// The inputs of one prompt step.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct StepInput<'a> {
     pub object: ObjectId,
     pub frame: usize,
     pub conditioning: Conditioning,
-    pub prompt: Option<&'a Prompt>,
+    pub prompt: &'a Prompt,
     /// The direction the memory bank looks back in.
     pub direction: Direction,
-    pub memory: MemoryEncoding,
     /// The frame's earlier logits, fed back to the decoder with new clicks (already clamped).
     pub previous_logits: Option<&'a [f32]>,
-}
-
-impl StepInput<'_> {
-    /// A propagation reaching `frame`.
-    pub(crate) fn tracking(
-        object: ObjectId,
-        frame: usize,
-        direction: Direction,
-    ) -> StepInput<'static> {
-        StepInput {
-            object,
-            frame,
-            conditioning: Conditioning::MemoryBank,
-            prompt: None,
-            direction,
-            memory: MemoryEncoding::Now,
-            previous_logits: None,
-        }
-    }
 }
 
 /// One step's view of the session: the frames and the object's memory bank.
@@ -100,16 +76,11 @@ fn shape_error(what: &str, e: ndarray::ShapeError) -> Error {
 impl TrackStep<'_> {
     /// `track_step` + `_run_single_frame_inference`: the frame's output for the object.
     pub(crate) fn run(&mut self, input: &StepInput<'_>) -> Result<FrameResult> {
-        let residency = if input.prompt.is_some() {
-            Residency::Interactive
-        } else {
-            Residency::Streamed
-        };
-        let features = self.frames.features(input.frame, residency)?;
+        let features = self.frames.features(input.frame, Residency::Interactive)?;
         let model = Arc::clone(&self.frames.model);
         let dec = &model.manifest().decoder;
         let head = match input.prompt {
-            Some(Prompt::Mask(mask)) if dec.use_mask_input_as_output_without_sam => {
+            Prompt::Mask(mask) if dec.use_mask_input_as_output_without_sam => {
                 self.use_mask_as_output(mask, &features)?
             }
             _ => {
@@ -118,60 +89,28 @@ impl TrackStep<'_> {
             }
         };
         let HeadOutput {
-            mut logits,
+            logits,
             pointer,
             score,
             candidates,
         } = head;
         let origin = match input.prompt {
-            Some(Prompt::Points(_)) => MaskOrigin::Points,
+            Prompt::Points(_) => MaskOrigin::Points,
             _ => MaskOrigin::Tracked,
         };
-        let memory = match input.memory {
-            MemoryEncoding::Now => {
-                Some(
-                    self.frames
-                        .encode_memory(input.frame, &logits, score, origin, residency)?,
-                )
-            }
-            MemoryEncoding::AtMerge => None,
-        };
-        // The official predictor fills holes after the memory encoder ran on the unfilled mask;
-        // what filling changed is kept so the memory can be rebuilt from the stored logits.
-        let mut unfilled = Vec::new();
-        if self.fill_hole_area > 0 {
-            let low_res = model.geometry().low_res;
-            let before = logits.clone();
-            let filled = fill_holes_in_mask_scores(
-                &mut logits,
-                low_res,
-                low_res,
-                self.fill_hole_area as usize,
-            );
-            if filled > 0 && input.memory == MemoryEncoding::Now {
-                unfilled = before
-                    .iter()
-                    .zip(&logits)
-                    .enumerate()
-                    .filter(|(_, (a, b))| a.to_bits() != b.to_bits())
-                    .map(|(i, (&a, _))| (i as u32, a))
-                    .collect();
-            }
-        }
-        Ok(FrameResult {
-            low_res_logits: logits.into(),
-            object_pointer: pointer.into(),
-            object_score: score,
+        // The memory is encoded when the next propagation merges the output (the official
+        // preflight).
+        let memory = None;
+        Ok(finish(
+            logits,
+            pointer,
+            score,
             memory,
-            memory_source: MemorySource {
-                origin,
-                // A memory encoded later (at the merge) reads the stored logits as they are.
-                retention: Retention::Rebuildable {
-                    unfilled: unfilled.into(),
-                },
-            },
+            origin,
             candidates,
-        })
+            model.geometry().low_res,
+            self.fill_hole_area,
+        ))
     }
 
     /// `_prepare_memory_conditioned_features`: the frame's features with the no-memory
@@ -207,41 +146,27 @@ impl TrackStep<'_> {
             }
             Conditioning::MemoryBank => {
                 let (object, frame) = (input.object, input.frame);
-                let pick = self.bank.select(
+                let pick = pick_memories(
+                    self.frames,
+                    self.bank,
+                    self.cold,
+                    object,
                     frame,
-                    &model.manifest().memory,
-                    self.frames.num_frames,
                     input.direction,
-                );
-                // Memories dropped behind an earlier propagation are rebuilt from the stored logits.
-                for (t, storage) in self.bank.dropped(&pick) {
-                    let frames = &mut *self.frames;
-                    let cold = self.cold;
-                    self.bank.restore(
-                        object,
-                        t,
-                        storage,
-                        &mut |t, logits, score, origin| {
-                            frames.encode_memory(t, logits, score, origin, Residency::Streamed)
-                        },
-                        &mut |t| thaw_encoder_input(cold, object, t),
-                    )?;
-                    frames.stats.memories_rebuilt += 1;
-                }
+                )?;
                 let (memories, pointers) = self.bank.attention_inputs(object, &pick)?;
                 self.frames.stats.memory_attention_runs += 1;
-                let pos = self.frames.memory_pos_enc().ok_or_else(|| Error::Internal {
-                    message: format!(
-                        "object {object}: frame {frame} attends to memories before any was encoded"
-                    ),
-                })?;
+                self.frames.stats.memory_attention_graph_runs += 1;
+                let pos = memory_pos_enc(self.frames, object, frame)?;
                 memory_attention::condition(
                     &model,
                     features.vision_features.view(),
                     features.vision_pos_enc.view(),
-                    &memories,
+                    &[BankInputs {
+                        memories: &memories,
+                        pointers: &pointers,
+                    }],
                     pos.view(),
-                    &pointers,
                 )
             }
         }
@@ -259,15 +184,13 @@ impl TrackStep<'_> {
         let low_res = model.geometry().low_res;
         let padding;
         let (points, num_points) = match input.prompt {
-            Some(Prompt::Points(p)) => (p, p.len() as u32),
+            Prompt::Points(p) => (p, p.len() as u32),
             _ => {
                 padding = PointPrompt::padding();
                 (&padding, 0)
             }
         };
-        let multimask = dec.multimask_output_in_sam
-            && (input.conditioning == Conditioning::NoMemory || dec.multimask_output_for_tracking)
-            && (dec.multimask_min_pt_num..=dec.multimask_max_pt_num).contains(&num_points);
+        let multimask = multimask(dec, input.conditioning, num_points);
         let mask_input = input
             .previous_logits
             .map(|l| ArrayView4::from_shape((1, 1, low_res, low_res), l))
@@ -275,7 +198,7 @@ impl TrackStep<'_> {
             .map_err(|e| shape_error("the previous mask logits", e))?;
         self.frames.stats.mask_decoder_runs += 1;
         let keep = match input.prompt {
-            Some(Prompt::Points(_)) => Candidates::Keep,
+            Prompt::Points(_) => Candidates::Keep,
             _ => Candidates::Discard,
         };
         let out = mask_decoder::decode(
@@ -360,6 +283,228 @@ impl TrackStep<'_> {
             score: dec.mask_as_output_scale * lam + dec.mask_as_output_bias,
             candidates: None,
         })
+    }
+}
+
+/// Whether the decoder picks the best of three candidates (the official `multimask_output` of
+/// `_forward_sam_heads`).
+fn multimask(dec: &DecoderSettings, conditioning: Conditioning, num_points: u32) -> bool {
+    dec.multimask_output_in_sam
+        && (conditioning == Conditioning::NoMemory || dec.multimask_output_for_tracking)
+        && (dec.multimask_min_pt_num..=dec.multimask_max_pt_num).contains(&num_points)
+}
+
+/// The memories and pointers `object` attends to on `frame`, with the memories dropped behind an
+/// earlier propagation rebuilt from the stored logits.
+fn pick_memories(
+    frames: &mut Frames,
+    bank: &mut MemoryBank,
+    cold: Option<&ColdStore>,
+    object: ObjectId,
+    frame: usize,
+    direction: Direction,
+) -> Result<MemoryPick> {
+    let model = Arc::clone(&frames.model);
+    let pick = bank.select(
+        frame,
+        &model.manifest().memory,
+        frames.num_frames,
+        direction,
+    );
+    for (t, storage) in bank.dropped(&pick) {
+        bank.restore(
+            object,
+            t,
+            storage,
+            &mut |t, logits, score, origin| {
+                frames.encode_memory(t, logits, score, origin, Residency::Streamed)
+            },
+            &mut |t| thaw_encoder_input(cold, object, t),
+        )?;
+        frames.stats.memories_rebuilt += 1;
+    }
+    Ok(pick)
+}
+
+/// The memory position encoding, which exists once any memory was encoded.
+fn memory_pos_enc(frames: &Frames, object: ObjectId, frame: usize) -> Result<&Array4<f32>> {
+    frames.memory_pos_enc().ok_or_else(|| Error::Internal {
+        message: format!(
+            "object {object}: frame {frame} attends to memories before any was encoded"
+        ),
+    })
+}
+
+/// A step's result from the decoder's output and the memory: the official predictor fills holes
+/// after the memory encoder ran on the unfilled mask; what filling changed is kept so the memory
+/// can be rebuilt from the stored logits.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    mut logits: Vec<f32>,
+    pointer: Vec<f32>,
+    score: f32,
+    memory: Option<MemoryFeatures>,
+    origin: MaskOrigin,
+    candidates: Option<Arc<MaskCandidates>>,
+    low_res: usize,
+    fill_hole_area: u32,
+) -> FrameResult {
+    let mut unfilled = Vec::new();
+    if fill_hole_area > 0 {
+        let before = logits.clone();
+        let filled =
+            fill_holes_in_mask_scores(&mut logits, low_res, low_res, fill_hole_area as usize);
+        if filled > 0 && memory.is_some() {
+            unfilled = before
+                .iter()
+                .zip(&logits)
+                .enumerate()
+                .filter(|(_, (a, b))| a.to_bits() != b.to_bits())
+                .map(|(i, (&a, _))| (i as u32, a))
+                .collect();
+        }
+    }
+    FrameResult {
+        low_res_logits: logits.into(),
+        object_pointer: pointer.into(),
+        object_score: score,
+        memory,
+        memory_source: MemorySource {
+            origin,
+            // A memory encoded later (at the merge) reads the stored logits as they are.
+            retention: Retention::Rebuildable {
+                unfilled: unfilled.into(),
+            },
+        },
+        candidates,
+    }
+}
+
+/// The objects a propagation reaches on one frame, stepped together: memory attention, the
+/// decoder and the memory encoder each run once for all of them where the graphs take several
+/// objects ([`crate::model::ObjectBatching`]) — the same arithmetic as one [`TrackStep`] per
+/// object, in fewer, larger runs.
+pub(crate) struct TrackedFrame<'s> {
+    pub frames: &'s mut Frames,
+    /// The objects, each with its memory bank.
+    pub banks: Vec<(ObjectId, &'s mut MemoryBank)>,
+    pub fill_hole_area: u32,
+    pub cold: Option<&'s ColdStore>,
+}
+
+impl TrackedFrame<'_> {
+    /// Each object's result on `frame`, reached in `direction`, in the order of `banks`.
+    pub(crate) fn run(&mut self, frame: usize, direction: Direction) -> Result<Vec<FrameResult>> {
+        let TrackedFrame {
+            frames,
+            banks,
+            fill_hole_area,
+            cold,
+        } = self;
+        let Some(first_object) = banks.first().map(|(object, _)| *object) else {
+            return Ok(Vec::new());
+        };
+        let features = frames.features(frame, Residency::Streamed)?;
+        let model = Arc::clone(&frames.model);
+        let mut picks = Vec::with_capacity(banks.len());
+        for (object, bank) in banks.iter_mut() {
+            picks.push(pick_memories(
+                frames, bank, *cold, *object, frame, direction,
+            )?);
+        }
+        let mut inputs = Vec::with_capacity(banks.len());
+        for ((object, bank), pick) in banks.iter().zip(&picks) {
+            inputs.push(bank.attention_inputs(*object, pick)?);
+        }
+        let objects: Vec<BankInputs<'_>> = inputs
+            .iter()
+            .map(|(memories, pointers)| BankInputs { memories, pointers })
+            .collect();
+        // Objects share a run when their banks line up (the graph takes one list of slots and
+        // pointer positions); objects prompted on other frames form groups of their own.
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for (i, object) in objects.iter().enumerate() {
+            let home = groups.iter_mut().find(|g| {
+                g.first()
+                    .and_then(|&j| objects.get(j))
+                    .is_some_and(|first| first.same_layout(object))
+            });
+            match home {
+                Some(group) => group.push(i),
+                None => groups.push(vec![i]),
+            }
+        }
+        let pos = memory_pos_enc(frames, first_object, frame)?;
+        let dec = &model.manifest().decoder;
+        let mut heads: Vec<Option<DecoderOutput>> = vec![None; objects.len()];
+        let mut graph_runs = 0;
+        for group in &groups {
+            let members: Vec<BankInputs<'_>> = group
+                .iter()
+                .filter_map(|&i| objects.get(i).copied())
+                .collect();
+            let conditioned = memory_attention::condition(
+                &model,
+                features.vision_features.view(),
+                features.vision_pos_enc.view(),
+                &members,
+                pos.view(),
+            )?;
+            graph_runs += model.object_runs(members.len()).count() as u64;
+            let outputs = mask_decoder::decode_objects(
+                &model,
+                conditioned.view(),
+                &features,
+                &PointPrompt::padding(),
+                None,
+                multimask(dec, Conditioning::MemoryBank, 0),
+                Candidates::Discard,
+            )?;
+            for (&i, output) in group.iter().zip(outputs) {
+                if let Some(slot) = heads.get_mut(i) {
+                    *slot = Some(output);
+                }
+            }
+        }
+        let n = objects.len() as u64;
+        drop(objects);
+        drop(inputs);
+        frames.stats.memory_attention_runs += n;
+        frames.stats.memory_attention_graph_runs += graph_runs;
+        frames.stats.mask_decoder_runs += n;
+        let heads: Vec<DecoderOutput> = heads.into_iter().flatten().collect();
+        if heads.len() != banks.len() {
+            return Err(Error::Internal {
+                message: format!(
+                    "frame {frame}: the decoder answered for {} of {} objects",
+                    heads.len(),
+                    banks.len()
+                ),
+            });
+        }
+        let masks: Vec<(&[f32], f32)> = heads
+            .iter()
+            .map(|h| (h.low_res_logits.as_slice(), h.object_score))
+            .collect();
+        let memories =
+            frames.encode_memories(frame, &masks, MaskOrigin::Tracked, Residency::Streamed)?;
+        let low_res = model.geometry().low_res;
+        Ok(heads
+            .into_iter()
+            .zip(memories)
+            .map(|(head, memory)| {
+                finish(
+                    head.low_res_logits,
+                    head.object_pointer,
+                    head.object_score,
+                    Some(memory),
+                    MaskOrigin::Tracked,
+                    None,
+                    low_res,
+                    *fill_hole_area,
+                )
+            })
+            .collect())
     }
 }
 

@@ -7,4 +7,4 @@
 The formats are described in docs/formats.md.
 """
 
-EXPORTER_VERSION = "0.2.0"
+EXPORTER_VERSION = "0.3.0"

@@ -30,7 +30,9 @@ def graph_io(model) -> dict:
     f32, i32, i64, b = "float32", "int32", "int64", "bool"
     feat = [1, c, h, w]
     hr0, hr1 = [1, c // 8, 4 * h, 4 * w], [1, c // 4, 2 * h, 2 * w]
-    low = [1, 1, 4 * h, 4 * w]
+    # The per-object graphs batch objects of one frame along "objects"; what is the frame's has a batch of 1.
+    obj = "objects"
+    obj_feat, obj_low = [obj, c, h, w], [obj, 1, 4 * h, 4 * w]
     io = {
         "image_encoder": (
             [("image", f32, [1, 3, s, s])],
@@ -38,24 +40,24 @@ def graph_io(model) -> dict:
              ("high_res_features_0", f32, hr0), ("high_res_features_1", f32, hr1)],
         ),
         "mask_decoder": (
-            [("image_features", f32, feat), ("high_res_features_0", f32, hr0), ("high_res_features_1", f32, hr1),
-             ("point_coords", f32, [1, "num_points", 2]), ("point_labels", i32, [1, "num_points"]),
-             ("mask_input", f32, low), ("has_mask_input", b, [1]), ("multimask_output", b, [1])],
-            [("low_res_masks", f32, low), ("iou", f32, [1, 1]), ("object_pointer", f32, [1, c]),
-             ("object_score_logits", f32, [1, 1]), ("multimask_low_res_masks", f32, [1, 3, 4 * h, 4 * w]),
-             ("multimask_ious", f32, [1, 3])],
+            [("image_features", f32, obj_feat), ("high_res_features_0", f32, hr0), ("high_res_features_1", f32, hr1),
+             ("point_coords", f32, [obj, "num_points", 2]), ("point_labels", i32, [obj, "num_points"]),
+             ("mask_input", f32, obj_low), ("has_mask_input", b, [1]), ("multimask_output", b, [1])],
+            [("low_res_masks", f32, obj_low), ("iou", f32, [obj, 1]), ("object_pointer", f32, [obj, c]),
+             ("object_score_logits", f32, [obj, 1]), ("multimask_low_res_masks", f32, [obj, 3, 4 * h, 4 * w]),
+             ("multimask_ious", f32, [obj, 3])],
         ),
         "memory_encoder": (
-            [("vision_features", f32, feat), ("mask_logits", f32, low), ("object_score_logits", f32, [1, 1]),
+            [("vision_features", f32, feat), ("mask_logits", f32, obj_low), ("object_score_logits", f32, [obj, 1]),
              ("mask_from_points", b, [1])],
-            [("memory_features", f32, [1, m, h, w]), ("memory_pos_enc", f32, [1, m, h, w])],
+            [("memory_features", f32, [obj, m, h, w]), ("memory_pos_enc", f32, [1, m, h, w])],
         ),
         "memory_attention": (
             [("current_features", f32, feat), ("current_pos_enc", f32, feat),
-             ("memory", f32, ["num_memories", m, h, w]), ("memory_pos_enc", f32, [1, m, h, w]),
+             ("memory", f32, [obj, "num_memories", m, h, w]), ("memory_pos_enc", f32, [1, m, h, w]),
              ("memory_temporal_slot", i64, ["num_memories"]),
-             ("object_pointers", f32, ["num_pointers", c]), ("object_pointer_positions", f32, ["num_pointers"])],
-            [("conditioned_features", f32, feat)],
+             ("object_pointers", f32, [obj, "num_pointers", c]), ("object_pointer_positions", f32, ["num_pointers"])],
+            [("conditioned_features", f32, obj_feat)],
         ),
     }
     return {
@@ -67,6 +69,10 @@ def graph_io(model) -> dict:
         for g, (ins, outs) in io.items()
     }
 
+
+# Sizes of the symbolic dimensions in the example inputs the graphs are traced with. Each differs from 1 so
+# that the tracer cannot take a dimension for a constant (a batch of 1 would be baked into reshapes).
+EXAMPLE_DIMS = {"objects": 2, "num_points": 2, "num_memories": 2, "num_pointers": 3}
 
 _TORCH_DTYPES = {"float32": torch.float32, "int32": torch.int32, "int64": torch.int64, "bool": torch.bool}
 
@@ -204,10 +210,9 @@ def export_model_dir(built: BuiltModel, out_dir: str, *, fp16: bool = False, ver
     tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
         gen = torch.Generator().manual_seed(0)
-        dims = {"num_points": 2, "num_memories": 2, "num_pointers": 3}
         for name in GRAPH_NAMES:
             t0 = time.time()
-            export_graph(graphs[name], io[name], os.path.join(tmp, io[name]["file"]), example_inputs(io[name], dims, gen))
+            export_graph(graphs[name], io[name], os.path.join(tmp, io[name]["file"]), example_inputs(io[name], EXAMPLE_DIMS, gen))
             log(f"exported {name:17s} {os.path.getsize(os.path.join(tmp, io[name]['file'])) / 1e6:7.2f} MB  ({time.time() - t0:.1f} s)")
         for name in GRAPH_NAMES:
             io[name]["precision"] = "fp32"

@@ -3,7 +3,7 @@
     bundle/exporter/py identity EXPORTED_DIR BUILT_DIR
 
 Every initializer's bytes, every graph without its initializers, and the ONNX Runtime outputs of each graph on random
-inputs (one memory frame and no pointer; the full bank and 16 pointers) must be identical."""
+inputs (one object, one memory frame and no pointer; three objects, the full bank and 16 pointers) must be identical."""
 import sys, os, numpy as np, onnx, onnxruntime as ort
 from onnx import numpy_helper
 if len(sys.argv) != 3:
@@ -38,7 +38,8 @@ for g in names:
     spec = m["graphs"][g]
     sa = ort.InferenceSession(os.path.join(py_dir, spec["file"]), so, providers=["CPUExecutionProvider"])
     sb = ort.InferenceSession(os.path.join(rs_dir, spec["file"]), so, providers=["CPUExecutionProvider"])
-    for dims in ({"num_points": 2, "num_memories": 1, "num_pointers": 0}, {"num_points": 5, "num_memories": 7, "num_pointers": 16}):
+    for dims in ({"objects": 1, "num_points": 2, "num_memories": 1, "num_pointers": 0},
+                 {"objects": 3, "num_points": 5, "num_memories": 7, "num_pointers": 16}):
         f = feeds(spec, dims)
         if "object_pointer_positions" in f: f["object_pointer_positions"] = np.linspace(0, 1, dims["num_pointers"]).astype(np.float32)
         if "memory_temporal_slot" in f: f["memory_temporal_slot"] = np.arange(dims["num_memories"], dtype=np.int64) % 7

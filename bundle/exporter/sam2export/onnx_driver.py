@@ -124,14 +124,19 @@ class OnnxPredictor:
         return out
 
     def condition(self, o: ObjState, frame, vf, vpos, reverse):
+        """Memory attention for one object: a batch of one, `memory` [1, F, mem_dim, H, W] and `object_pointers`
+        [1, P, C]; graphs exported before 0.3.0 take them without the objects dimension."""
         pick = select_memory_from_settings(self.m, frame, o.cond, o.non_cond, self.num_frames, reverse)
         mem = np.concatenate([output_of(t, c, o.cond, o.non_cond).maskmem_features for t, _, c in pick.frames])
         ptrs = [output_of(t, c, o.cond, o.non_cond).obj_ptr for t, _, c in pick.pointers]
+        ptrs = np.concatenate(ptrs) if ptrs else np.zeros((0, self.m["hidden_dim"]), np.float32)
+        memory_spec = next(i for i in self.m["graphs"]["memory_attention"]["inputs"] if i["name"] == "memory")
+        if len(memory_spec["shape"]) == 5:
+            mem, ptrs = mem[None], ptrs[None]
         return self.sess["memory_attention"].run(None, {
             "current_features": vf, "current_pos_enc": vpos, "memory": mem, "memory_pos_enc": self.pos_enc,
             "memory_temporal_slot": np.array([s for _, s, _ in pick.frames], np.int64),
-            "object_pointers": np.concatenate(ptrs) if ptrs else np.zeros((0, self.m["hidden_dim"]), np.float32),
-            "object_pointer_positions": np.array([p for _, p, _ in pick.pointers], np.float32),
+            "object_pointers": ptrs, "object_pointer_positions": np.array([p for _, p, _ in pick.pointers], np.float32),
         })[0]
 
     # -- the official API ----------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import torch
 from . import EXPORTER_VERSION
 from .build import FAMILIES, SIZES, build
 from .errors import UserError, friendly_main
-from .export import example_inputs, export_graph, graph_io, model_settings
+from .export import EXAMPLE_DIMS, example_inputs, export_graph, graph_io, model_settings
 
 TEMPLATE_FORMAT = "sam2-rotoscope-template"
 TEMPLATE_VERSION = 1
@@ -96,9 +96,8 @@ def make_template(family: str, size: str, out_root: str, log=print) -> str:
             model = built.predictor
             graphs, io = build_graphs(model), graph_io(model)
             gen = torch.Generator().manual_seed(0)
-            dims = {"num_points": 2, "num_memories": 2, "num_pointers": 3}
             for name in GRAPH_NAMES:
-                export_graph(graphs[name], io[name], os.path.join(tmp, f"{name}.{seed}.onnx"), example_inputs(io[name], dims, gen))
+                export_graph(graphs[name], io[name], os.path.join(tmp, f"{name}.{seed}.onnx"), example_inputs(io[name], EXAMPLE_DIMS, gen))
             states[seed] = _state(model)
             exported[seed] = (built, model, io)
         built, model, io = exported[SEEDS[0]]

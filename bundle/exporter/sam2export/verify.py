@@ -1,6 +1,7 @@
 """Self-check at the end of every export: each ONNX graph, run in ONNX Runtime, against the official PyTorch
-functions on random inputs — including every memory length from one frame to the full bank and every
-object-pointer count from none to the maximum."""
+functions on random inputs — including every memory length from one frame to the full bank, every
+object-pointer count from none to the maximum, and batches of several objects (the official functions take a
+batch of objects on one frame, as the per-object graphs do)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from .official import patch_memory_dtype
 
 FP32_TOLERANCE = 1e-4  # max abs diff relative to max(1, max abs of the reference)
 FP16_TOLERANCE = 5e-2
+BATCH = 3  # objects in the batched cases
 
 
 def _session(path: str):
@@ -51,7 +53,7 @@ def verify_model_dir(model, graphs, model_dir: str, io: dict, *, fp16: bool = Fa
     c, m = model.hidden_dim, model.mem_dim
     h = w = s // model.backbone_stride
     stats = {k: _Stats() for k in io}
-    extra = {"objects_present": 0, "objects_absent": 0, "multimask_cases": 0}
+    extra = {"objects_present": 0, "objects_absent": 0, "multimask_cases": 0, "batched_cases": 0}
 
     # image encoder
     features = []
@@ -110,7 +112,42 @@ def verify_model_dir(model, graphs, model_dir: str, io: dict, *, fp16: bool = Fa
                     st.cases += 1
                     extra["objects_present" if float(score) > 0 else "objects_absent"] += 1
 
-    # memory encoder
+    # mask decoder, a batch of objects on one frame: each row its own features, prompt and previous mask
+    vf, _, hr0, hr1 = features[0]
+    for use_mask in (False, True):
+        for multimask in (False, True):
+            coords = torch.rand(BATCH, 2, 2, generator=g) * s
+            lab = torch.tensor([[1, 0], [1, 1], [2, 3]], dtype=torch.int32)
+            low_in = torch.randn(BATCH, 1, 4 * h, 4 * w, generator=g) * 8
+            feats = vf + torch.randn(BATCH, c, h, w, generator=g) * 0.5
+            r = model._forward_sam_heads(
+                backbone_features=feats,
+                point_inputs={"point_coords": coords, "point_labels": lab},
+                mask_inputs=low_in if use_mask else None,
+                high_res_features=[hr0, hr1],
+                multimask_output=multimask,
+            )
+            low_multi, _, ious, low, _, ptr, score = r
+            got = sess["mask_decoder"].run(None, {
+                "image_features": feats.numpy(), "high_res_features_0": hr0.numpy(),
+                "high_res_features_1": hr1.numpy(), "point_coords": coords.numpy(),
+                "point_labels": lab.numpy(), "mask_input": low_in.numpy(),
+                "has_mask_input": np.array([use_mask]), "multimask_output": np.array([multimask]),
+            })
+            st = stats["mask_decoder"]
+            st.add(got[0], low)
+            st.add(got[2], ptr)
+            st.add(got[3], score)
+            if multimask:
+                st.add(got[1], torch.gather(ious, 1, torch.argmax(ious, dim=-1, keepdim=True)))
+                st.add(got[4], low_multi)
+                st.add(got[5], ious)
+            else:
+                st.add(got[1], ious)
+            st.cases += 1
+            extra["batched_cases"] += 1
+
+    # memory encoder (single objects, then a batch of objects with present and absent ones)
     for vf, *_ in features:
         for from_points in (False, True):
             for score_sign in (1.0, -1.0):
@@ -128,15 +165,33 @@ def verify_model_dir(model, graphs, model_dir: str, io: dict, *, fp16: bool = Fa
                 stats["memory_encoder"].add(got[0], feats)
                 stats["memory_encoder"].add(got[1], pos[-1])
                 stats["memory_encoder"].cases += 1
+    vf = features[0][0]
+    for from_points in (False, True):
+        low = torch.randn(BATCH, 1, 4 * h, 4 * w, generator=g) * 4
+        score = torch.tensor([[2.5], [-2.5], [0.5]])
+        high = F.interpolate(low, size=(s, s), mode="bilinear", align_corners=False)
+        feats, pos = model._encode_new_memory(
+            current_vision_feats=[vf.flatten(2).permute(2, 0, 1)], feat_sizes=[(h, w)],
+            pred_masks_high_res=high, object_score_logits=score, is_mask_from_pts=from_points,
+        )
+        got = sess["memory_encoder"].run(None, {
+            "vision_features": vf.numpy(), "mask_logits": low.numpy(),
+            "object_score_logits": score.numpy(), "mask_from_points": np.array([from_points]),
+        })
+        stats["memory_encoder"].add(got[0], feats)
+        stats["memory_encoder"].add(got[1], pos[-1][:1])
+        stats["memory_encoder"].cases += 1
+        extra["batched_cases"] += 1
 
-    # memory attention: memory banks of every size, through the official function
+    # memory attention: memory banks of every size, through the official function; a few of them for a batch
+    # of objects (their own memories and pointers, the frame and the memory positions shared)
     pe = torch.randn(1, m, h, w, generator=g)
 
-    def out_at(t):
+    def out_at(objects):
         return {
-            "maskmem_features": torch.randn(1, m, h, w, generator=g).to(torch.bfloat16),
-            "maskmem_pos_enc": [pe],
-            "obj_ptr": torch.randn(1, c, generator=g),
+            "maskmem_features": torch.randn(objects, m, h, w, generator=g).to(torch.bfloat16),
+            "maskmem_pos_enc": [pe.expand(objects, -1, -1, -1)],
+            "obj_ptr": torch.randn(objects, c, generator=g),
         }
 
     scenarios = [  # (num_frames, cond frames, non-cond frames, frame, reverse)
@@ -147,32 +202,35 @@ def verify_model_dir(model, graphs, model_dir: str, io: dict, *, fp16: bool = Fa
         (30, [0, 10], list(range(6, 10)) + [11], 12, False),
         (2, [0], [], 1, False),  # a two-frame clip: pointer distance normalised by 1
     ] + [(12, [0], list(range(1, k)), k, False) for k in range(2, 8)]
+    batched = scenarios[:4]
     lengths = set()
     vf, pos_enc = features[0][0], features[0][1]
-    for num_frames, cond_t, non_cond_t, frame, reverse in scenarios:
-        cond = {t: out_at(t) for t in cond_t}
-        non_cond = {t: out_at(t) for t in non_cond_t}
-        want = model._prepare_memory_conditioned_features(
-            frame_idx=frame, is_init_cond_frame=False,
-            current_vision_feats=[vf.flatten(2).permute(2, 0, 1)],
-            current_vision_pos_embeds=[pos_enc.flatten(2).permute(2, 0, 1)],
-            feat_sizes=[(h, w)], output_dict={"cond_frame_outputs": cond, "non_cond_frame_outputs": non_cond},
-            num_frames=num_frames, track_in_reverse=reverse,
-        )
-        pick = select_memory(model, frame, cond, non_cond, num_frames, reverse)
-        mem = [output_of(t, fc, cond, non_cond)["maskmem_features"].float()[0] for t, _, fc in pick.frames]
-        ptrs = [output_of(t, fc, cond, non_cond)["obj_ptr"][0] for t, _, fc in pick.pointers]
-        feeds = {
-            "current_features": vf.numpy(), "current_pos_enc": pos_enc.numpy(),
-            "memory": torch.stack(mem).numpy(), "memory_pos_enc": pe.numpy(),
-            "memory_temporal_slot": np.array([slot for _, slot, _ in pick.frames], dtype=np.int64),
-            "object_pointers": (torch.stack(ptrs) if ptrs else torch.zeros(0, c)).numpy(),
-            "object_pointer_positions": np.array([p for _, p, _ in pick.pointers], dtype=np.float32),
-        }
-        got = sess["memory_attention"].run(None, feeds)
-        stats["memory_attention"].add(got[0], want)
-        stats["memory_attention"].cases += 1
-        lengths.add((len(pick.frames), len(pick.pointers)))
+    for objects, cases in ((1, scenarios), (BATCH, batched)):
+        for num_frames, cond_t, non_cond_t, frame, reverse in cases:
+            cond = {t: out_at(objects) for t in cond_t}
+            non_cond = {t: out_at(objects) for t in non_cond_t}
+            want = model._prepare_memory_conditioned_features(
+                frame_idx=frame, is_init_cond_frame=False,
+                current_vision_feats=[vf.flatten(2).permute(2, 0, 1).expand(-1, objects, -1)],
+                current_vision_pos_embeds=[pos_enc.flatten(2).permute(2, 0, 1).expand(-1, objects, -1)],
+                feat_sizes=[(h, w)], output_dict={"cond_frame_outputs": cond, "non_cond_frame_outputs": non_cond},
+                num_frames=num_frames, track_in_reverse=reverse,
+            )
+            pick = select_memory(model, frame, cond, non_cond, num_frames, reverse)
+            mem = [output_of(t, fc, cond, non_cond)["maskmem_features"].float() for t, _, fc in pick.frames]
+            ptrs = [output_of(t, fc, cond, non_cond)["obj_ptr"] for t, _, fc in pick.pointers]
+            feeds = {
+                "current_features": vf.numpy(), "current_pos_enc": pos_enc.numpy(),
+                "memory": torch.stack(mem, dim=1).numpy(), "memory_pos_enc": pe.numpy(),
+                "memory_temporal_slot": np.array([slot for _, slot, _ in pick.frames], dtype=np.int64),
+                "object_pointers": (torch.stack(ptrs, dim=1) if ptrs else torch.zeros(objects, 0, c)).numpy(),
+                "object_pointer_positions": np.array([p for _, p, _ in pick.pointers], dtype=np.float32),
+            }
+            got = sess["memory_attention"].run(None, feeds)
+            stats["memory_attention"].add(got[0], want)
+            stats["memory_attention"].cases += 1
+            lengths.add((len(pick.frames), len(pick.pointers)))
+            extra["batched_cases"] += objects > 1
 
     tol = FP16_TOLERANCE if fp16 else FP32_TOLERANCE
     result = {"graphs": {k: v.row() for k, v in stats.items()}, "tolerance_relative": tol}
@@ -184,6 +242,7 @@ def verify_model_dir(model, graphs, model_dir: str, io: dict, *, fp16: bool = Fa
         log(f"verify {k:17s} max|onnx-torch| = {v.diff:.3g} (reference max {v.ref:.3g}, {v.cases} cases) {'ok' if ok else 'FAILED'}")
     log(f"verify memory lengths (frames, pointers) covered: {sorted(lengths)}")
     log(f"verify decoder cases: {extra['objects_present']} with the object present, {extra['objects_absent']} absent")
+    log(f"verify batched cases ({BATCH} objects): {extra['batched_cases']}")
     result["memory_lengths_covered"] = sorted([list(x) for x in lengths])
     result.update(extra)
     result["passed"] = bool(passed)

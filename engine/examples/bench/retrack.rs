@@ -150,6 +150,8 @@ pub fn run(model: &Arc<Model>, clip: &Path, frames: usize) -> BoxResult<Retrack>
             mask_decoder_runs: now.mask_decoder_runs - stats.mask_decoder_runs,
             memory_encoder_runs: now.memory_encoder_runs - stats.memory_encoder_runs,
             memory_attention_runs: now.memory_attention_runs - stats.memory_attention_runs,
+            memory_attention_graph_runs: now.memory_attention_graph_runs
+                - stats.memory_attention_graph_runs,
             memories_rebuilt: now.memories_rebuilt - stats.memories_rebuilt,
             frame_cache_disk_reads: now.frame_cache_disk_reads - stats.frame_cache_disk_reads,
         },

@@ -2,6 +2,7 @@
 //! time it on the graph's clock, and turn ONNX Runtime's failures into errors that name the graph
 //! file and keep ONNX Runtime's error as their cause.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -9,8 +10,8 @@ use ndarray::{ArrayD, ArrayView, ArrayViewD, Dimension, IxDyn};
 use ort::session::{SessionInputValue, SessionOutputs};
 use ort::value::TensorRef;
 
-use super::Model;
 use super::manifest::GraphName;
+use super::{Model, ObjectBatching};
 use crate::error::{Error, Result};
 
 /// A problem with a graph's inputs or outputs that ONNX Runtime did not report itself (a missing
@@ -29,7 +30,26 @@ pub(crate) struct GraphRun<'m> {
     path: PathBuf,
 }
 
+/// The most objects one run of a per-object graph takes. Each object adds its own memory bank to
+/// memory attention's inputs and work buffers (about 7 MiB of memories, and as much again inside
+/// the run, at 1024 with 7 memories), so a frame with very many objects runs them in batches of
+/// this many rather than growing one run without bound.
+pub(crate) const MAX_OBJECTS_PER_RUN: usize = 16;
+
 impl Model {
+    /// The runs that take objects `0..count` through a per-object graph: batches of up to
+    /// [`MAX_OBJECTS_PER_RUN`], or one object a run for graphs exported before batching
+    /// ([`ObjectBatching::OneAtATime`]).
+    pub(crate) fn object_runs(&self, count: usize) -> impl Iterator<Item = Range<usize>> + use<> {
+        let step = match self.dir().object_batching() {
+            ObjectBatching::Batched => MAX_OBJECTS_PER_RUN,
+            ObjectBatching::OneAtATime => 1,
+        };
+        (0..count)
+            .step_by(step)
+            .map(move |start| start..(start + step).min(count))
+    }
+
     /// Starts a run of graph `name`.
     pub(crate) fn graph_run(&self, name: GraphName) -> GraphRun<'_> {
         GraphRun {
@@ -127,13 +147,5 @@ impl GraphOutputs<'_, '_> {
             .to_owned()
             .into_shape_with_order(IxDyn(shape))
             .map_err(|e| self.error(e))
-    }
-
-    /// Copies the output `name` out as a flat vector (it must have exactly `shape`).
-    pub(crate) fn vec<T>(&self, name: &str, shape: &[usize]) -> Result<Vec<T>>
-    where
-        T: ort::value::PrimitiveTensorElementType + Clone + 'static,
-    {
-        Ok(self.view::<T>(name, shape)?.iter().cloned().collect())
     }
 }

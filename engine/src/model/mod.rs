@@ -28,6 +28,7 @@ pub use self::manifest::{GraphName, Manifest};
 pub use self::precision::Precision;
 pub use self::runtime::{Graph, Runtime};
 pub use self::shared::{Geometry, GraphTime, GraphTimes, Model};
+pub use self::signature::ObjectBatching;
 use crate::error::{Error, Result};
 
 /// The manifest's file name inside a model directory.
@@ -40,6 +41,7 @@ pub struct ModelDir {
     manifest: Manifest,
     manifest_sha256: String,
     tensors: ModelTensors,
+    batching: ObjectBatching,
 }
 
 /// The small constant tensors the engine applies itself (docs/formats.md, "Tensors").
@@ -102,8 +104,8 @@ fn is_sha256_hex(s: &str) -> bool {
 }
 
 /// Everything about the manifest that can be checked without reading other files; the first
-/// problem as a phrase.
-fn check_manifest(manifest: &Manifest, dir: &Path) -> std::result::Result<(), String> {
+/// problem as a phrase. On success, the form in which the graphs take objects.
+fn check_manifest(manifest: &Manifest, dir: &Path) -> std::result::Result<ObjectBatching, String> {
     let m = manifest;
     if m.backbone_stride == 0
         || m.image_size == 0
@@ -158,8 +160,8 @@ fn check_manifest(manifest: &Manifest, dir: &Path) -> std::result::Result<(), St
                 "graph {graph} is in \"{file}\", but files has no size and hash for it"
             ));
         }
-        signature::check(graph, m)?;
     }
+    let batching = signature::check(m)?;
     for (name, shape) in signature::documented_tensors(m) {
         let Some(spec) = m.tensors.get(name) else {
             return Err(format!("tensors has no entry \"{name}\""));
@@ -185,7 +187,7 @@ fn check_manifest(manifest: &Manifest, dir: &Path) -> std::result::Result<(), St
             ));
         }
     }
-    Ok(())
+    Ok(batching)
 }
 
 /// Checks one file's size and SHA-256 against its manifest entry.
@@ -293,10 +295,11 @@ impl ModelDir {
             return Err(Error::ManifestMissing { dir });
         }
         let (manifest, bytes) = manifest::ENVELOPE.read::<Manifest>(&manifest_path)?;
-        check_manifest(&manifest, &dir).map_err(|problem| Error::InvalidManifest {
-            path: manifest_path.clone(),
-            problem,
-        })?;
+        let batching =
+            check_manifest(&manifest, &dir).map_err(|problem| Error::InvalidManifest {
+                path: manifest_path.clone(),
+                problem,
+            })?;
         if let Some(unsupported) = manifest.unsupported_behaviour() {
             return Err(Error::UnsupportedBehaviour {
                 path: manifest_path,
@@ -316,12 +319,18 @@ impl ModelDir {
             manifest,
             manifest_sha256: sha256_hex(&bytes),
             tensors,
+            batching,
         })
     }
 
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.dir
+    }
+
+    /// How the per-object graphs take objects (all of a frame's in one run, or one at a time).
+    pub fn object_batching(&self) -> ObjectBatching {
+        self.batching
     }
 
     /// The parsed manifest.
