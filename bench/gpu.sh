@@ -4,7 +4,8 @@
 #   bench/gpu.sh              on a bare Linux machine with an NVIDIA driver (run from a copy of the checkout):
 #                             installs onnxruntime-gpu (CUDA 13), the CUDA/cuDNN runtime wheels and the exporter's
 #                             environment (PyTorch, official sam2) from PyPI into target/gpu/venv, exports tiny at
-#                             1024² with seeded random weights (fp32 and fp16 sets; CUDA hidden while exporting,
+#                             1024² with seeded random weights (exact graphs and the fast sets, the GPU one fp16;
+#                             CUDA hidden while exporting,
 #                             since the official code puts its RoPE tables on "cuda" whenever it sees a GPU),
 #                             writes a 48-frame 1280×720 synthetic clip, runs the engine on the CUDA provider (and
 #                             WebGPU when a Vulkan loader is present) and the official predictor in fp32 and under
@@ -19,7 +20,7 @@
 #                             a GPU machine without Rust can run the script from a copy that carries target/gpu/bin.
 #
 # Rust is optional on the GPU machine: target/gpu/bin/bench, when present, is used as it is; otherwise cargo builds
-# it (release, --features cuda,webgpu). A tiny set already exported (target/gpu/models/tiny{,-fp16}) is reused.
+# it (release, --features cuda,webgpu). A tiny model already exported (target/gpu/models/tiny) is reused.
 # The table is also written to target/gpu/report.md (target/gpu/cpu-report.md in --cpu mode).
 # Environment: BENCH_THREADS (CPU threads per graph, default 4; 2 with --cpu), BENCH_PYTHON_VENV (--cpu: the venv
 # with PyTorch, default bundle/exporter/.venv), PIP_INDEX_URL as pip reads it.
@@ -71,7 +72,6 @@ if [ "$mode" = cpu ]; then
   bin="${CARGO_TARGET_DIR:-$root/target}/debug/examples/bench"
   threads="${BENCH_THREADS:-2}"
   model=tests/fixtures/models/test
-  fp16_model="$work/models/test-fp16"
   clip="$work/clips/cpu-16"
   report="$work/cpu-report.md"
   providers=(--provider cpu)
@@ -142,7 +142,6 @@ REQ
   libdirs="$(find "$site/nvidia" -name 'lib*.so*' -printf '%h\n' 2>/dev/null | sort -u | paste -sd:)"
   export LD_LIBRARY_PATH="$libdirs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   model="$work/models/tiny"
-  fp16_model="$work/models/tiny-fp16"
   clip="$work/clips/gpu-48"
   report="$work/report.md"
   providers=(--provider cuda)
@@ -164,34 +163,17 @@ py() { PYTHONPATH="$root/bundle/exporter" TQDM_DISABLE=1 PYTHONWARNINGS=ignore "
 have_python=false
 [ -x "$py_venv/bin/python" ] && have_python=true
 
-# --- the models: fp32 and fp16 sets of the same weights ------------------------------------------------------------
-export_like() { # export_like SOURCE_DIR OUT [--fp16]: the same architecture and seeded weights as SOURCE_DIR
-  local source="$1" out="$2"; shift 2
-  local args
-  args="$("$py_venv/bin/python" - "$source/manifest.json" <<'PY'
-import json, sys
-m = json.load(open(sys.argv[1]))
-s = m["source"]
-print(f"--size {m['size']} --family {m['family']} --image-size {m['image_size']} --random-weights --seed {s['seed']}"
-      f" --noise-std {s['noise_std']} --object-score-bias {s['object_score_bias']}")
-PY
-)"
-  # shellcheck disable=SC2086
-  CUDA_VISIBLE_DEVICES="" py export $args --no-verify --out "$out" "$@" >&2
-}
+# --- the model: its exact graphs and its GPU fast set (fp16, what precision fast runs on a GPU) ----------------------
 if [ "$mode" = gpu ] && [ ! -f "$model/manifest.json" ]; then
   say "exporting tiny at 1024² with random weights to $model (CUDA hidden)"
   CUDA_VISIBLE_DEVICES="" py export --size tiny --random-weights --seed 0 --no-verify --out "$model" >&2
 fi
-fp16_args=()
-if [ -f "$fp16_model/manifest.json" ]; then
-  fp16_args=(--fp16-model "$fp16_model")
-elif $have_python; then
-  say "exporting the fp16 set of $model to $fp16_model (CUDA hidden)"
-  if export_like "$model" "$fp16_model" --fp16; then
-    fp16_args=(--fp16-model "$fp16_model")
+if [ ! -f "$model/fast-gpu/manifest.json" ]; then
+  if $have_python; then
+    say "adding the GPU fast set (fp16) to $model"
+    py fast --model "$model" --sets gpu >&2 || say "adding the fp16 set failed; no fp16 row"
   else
-    say "the fp16 export failed; no fp16 rows"
+    say "$model has no GPU fast set and there is no Python to add it; no fp16 row"
   fi
 fi
 
@@ -222,7 +204,7 @@ if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -d "${XDG_RUNTIME_DIR}" ]; then
   export XDG_RUNTIME_DIR
 fi
 say "engine"
-"$bin" gpu --model "$model" "${fp16_args[@]}" --clip "$clip" "${providers[@]}" --threads "$threads" "${sizes[@]}" \
+"$bin" gpu --model "$model" --clip "$clip" "${providers[@]}" --threads "$threads" "${sizes[@]}" \
   "${official_args[@]}" --report "$report"
 {
   if [ "$mode" = gpu ]; then

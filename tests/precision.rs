@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sam2_engine::model::fast_set::FAST_SET_MANIFEST;
+use sam2_engine::model::{FastSet, FastTarget, GraphSet};
 use sam2_engine::replay::run_script;
 use sam2_engine::track_cache::{Expected, Provenance};
 use sam2_engine::{ClipSession, Error, FolderSource, Model, ModelDir, Precision, Runtime, Script};
@@ -77,50 +78,63 @@ fn logits(model: &Arc<Model>, script_path: &Path) -> Vec<Vec<f32>> {
 }
 
 #[test]
-fn the_fast_set_runs_every_script_within_the_bound_of_exact() {
+fn the_fast_sets_run_every_script_within_the_bound_of_exact() {
     let dir = fixture_model();
     let exact = load(&dir, Precision::Exact);
-    let fast = load(&dir, Precision::Fast);
     assert_eq!(exact.precision(), Precision::Exact);
-    assert_eq!(fast.precision(), Precision::Fast);
-    let mut worst = 0.0f32;
-    let (mut flipped, mut pixels) = (0usize, 0usize);
-    let mut scripts = 0;
-    // Clicks, a box, a mask, a correction and occlusion: every kind of step, in a few scripts (a
-    // debug build runs each twice).
-    for name in SCRIPTS {
-        let script = fixtures_dir().join("scripts").join(name);
-        let a = logits(&exact, &script);
-        let b = logits(&fast, &script);
-        assert_eq!(a.len(), b.len(), "{}: output count", script.display());
-        for (x, y) in a.iter().zip(&b) {
-            assert_eq!(x.len(), y.len());
-            for (p, q) in x.iter().zip(y) {
-                worst = worst.max((p - q).abs());
-                flipped += usize::from((*p > 0.0) != (*q > 0.0));
+    // Precision fast on the CPU takes the CPU set.
+    let cpu = load(&dir, Precision::Fast);
+    assert_eq!(cpu.precision(), Precision::Fast);
+    assert_eq!(
+        cpu.graph_set().fast().map(FastSet::target),
+        Some(FastTarget::Cpu)
+    );
+    // The GPU set (float16) runs on the CPU provider too, slowly: enough to hold it to the bound.
+    let opened = ModelDir::open(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let gpu_set = FastSet::open(&opened, FastTarget::Gpu).unwrap_or_else(|e| panic!("{e}"));
+    assert!(gpu_set.summary().contains("fp16"), "{}", gpu_set.summary());
+    let gpu = Model::load_set(opened, &runtime(), GraphSet::Fast(Box::new(gpu_set)))
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (target, fast) in [(FastTarget::Cpu, cpu), (FastTarget::Gpu, gpu)] {
+        let mut worst = 0.0f32;
+        let (mut flipped, mut pixels) = (0usize, 0usize);
+        let mut scripts = 0;
+        // Clicks, a box, a mask, a correction and occlusion: every kind of step, in a few scripts
+        // (a debug build runs each twice).
+        for name in SCRIPTS {
+            let script = fixtures_dir().join("scripts").join(name);
+            let a = logits(&exact, &script);
+            let b = logits(&fast, &script);
+            assert_eq!(a.len(), b.len(), "{}: output count", script.display());
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(x.len(), y.len());
+                for (p, q) in x.iter().zip(y) {
+                    worst = worst.max((p - q).abs());
+                    flipped += usize::from((*p > 0.0) != (*q > 0.0));
+                }
+                pixels += x.len();
             }
-            pixels += x.len();
+            scripts += 1;
         }
-        scripts += 1;
+        assert!(scripts > 0, "no fixture script ran");
+        let fraction = flipped as f64 / pixels.max(1) as f64;
+        println!(
+            "{target} fast set vs exact over {scripts} scripts: max |Δlogit| {worst}, {flipped} of {pixels} mask pixels flip ({:.4}%)",
+            fraction * 100.0
+        );
+        assert!(
+            worst > 0.0,
+            "{target}: fast gave the exact logits: the fast set's graphs did not run"
+        );
+        assert!(
+            worst <= MAX_LOGIT_DIFFERENCE,
+            "{target}: max |Δlogit| {worst} > {MAX_LOGIT_DIFFERENCE}"
+        );
+        assert!(
+            fraction <= MAX_FLIPPED,
+            "{target}: {fraction} of pixels flip > {MAX_FLIPPED}"
+        );
     }
-    assert!(scripts > 0, "no fixture script ran");
-    let fraction = flipped as f64 / pixels.max(1) as f64;
-    println!(
-        "fast vs exact over {scripts} scripts: max |Δlogit| {worst}, {flipped} of {pixels} mask pixels flip ({:.4}%)",
-        fraction * 100.0
-    );
-    assert!(
-        worst > 0.0,
-        "fast gave the exact logits: the fast set's graphs did not run"
-    );
-    assert!(
-        worst <= MAX_LOGIT_DIFFERENCE,
-        "max |Δlogit| {worst} > {MAX_LOGIT_DIFFERENCE}"
-    );
-    assert!(
-        fraction <= MAX_FLIPPED,
-        "{fraction} of pixels flip > {MAX_FLIPPED}"
-    );
 }
 
 #[test]

@@ -298,9 +298,9 @@ pub enum Error {
     UnknownPrecision { given: String },
 
     #[error(
-        "The model in {dir} has no fast graph set (fast/manifest.json), so it cannot run at precision fast; add one with `bundle/exporter/py fast --model {dir}` (a model opened from an official checkpoint has only the exact graphs until then), or choose precision exact."
+        "The model in {dir} has no fast graph set for where it runs ({set}), so it cannot run at precision fast; add the sets with `bundle/exporter/py fast --model {dir}` (a model opened from an official checkpoint has only the exact graphs until then), or choose precision exact."
     )]
-    FastSetMissing { dir: PathBuf },
+    FastSetMissing { dir: PathBuf, set: &'static str },
 
     #[error(
         "The fast graph set {path} was made from another export of the model (its manifest.json has changed since), so its graphs may hold other weights; add the set again with `bundle/exporter/py fast --model {dir}`, or choose precision exact."

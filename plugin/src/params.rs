@@ -574,7 +574,7 @@ pub const TABLE: [Entry; 32] = [
         name: c"precision",
         page: Some(Page::Model),
         label: "Precision",
-        hint: "Exact: the model's graphs as exported, at parity with the official SAM 2. Fast: the model's fast set (int8 image encoder, made by bundle/exporter/py fast), about 1.3× faster on a CPU, with masks that differ slightly from exact; a model without a fast set says so.",
+        hint: "Exact: the model's graphs as exported, at parity with the official SAM 2. Fast: the model's fast set for where it runs (made by bundle/exporter/py fast): on a CPU the int8 image encoder, about 1.3× faster; on a GPU the float16 graphs. Masks differ slightly from exact; a model without the set says so.",
         kind: Kind::Choice {
             choices: Choices::Precisions,
             default: 0,

@@ -284,7 +284,8 @@ def main(argv=None):
     p.add_argument("--image-size", type=int, help="model input size (default: the config's, 256 for 'test')")
     p.add_argument("--fp16", action="store_true", help="store the graphs in float16 (inputs/outputs stay float32)")
     p.add_argument("--fast", action="store_true",
-                   help="also write the fast set (fast/: int8 graphs for precision fast; `py fast` adds it later)")
+                   help="also write the fast sets (fast/: int8 graphs for the CPU, fast-gpu/: fp16 graphs for GPU "
+                        "providers; precision fast; `py fast` adds them later)")
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs PyTorch self-check")
     p.add_argument("--out", required=True, help="the model directory to write")
     a = p.parse_args(argv)
@@ -308,10 +309,9 @@ def main(argv=None):
         print("error: the self-check failed: the exported graphs do not reproduce PyTorch within tolerance.", file=sys.stderr)
         sys.exit(1)
     if a.fast:
-        from .fast import add_fast_set
+        from .fast import add_sets
 
-        fast = add_fast_set(a.out)
-        print(f"wrote {os.path.join(a.out, 'fast')} ({sum(f['bytes'] for f in fast['files'].values()) / 1e6:.1f} MB)")
+        add_sets(a.out)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import torch
 from .build import build
 from .errors import UserError, friendly_main
 from .export import export_model_dir
-from .fast import add_fast_set
+from .fast import add_sets
 from .jpeg_fixtures import make_jpeg_fixtures
 from .onnx_driver import replay
 from .reference import run_reference
@@ -175,8 +175,8 @@ def make_fixtures(root: str, log=print) -> dict:
     manifest = export_model_dir(built, model_dir, log=log)
     if not manifest["verification"]["passed"]:
         raise UserError("The fixture model failed its self-check; see the lines above.")
-    # Its fast set (tests/precision.rs): beside the exact graphs, which it leaves as they are.
-    add_fast_set(model_dir, log=log)
+    # Its fast sets (tests/precision.rs): beside the exact graphs, which they leave as they are.
+    add_sets(model_dir, log=log)
 
     summary = {}
     os.makedirs(os.path.join(root, "scripts"))

@@ -98,8 +98,9 @@ pub struct TrackArgs {
     pub device: DeviceArg,
 
     /// Which graphs run. exact: the exported graphs, at parity with the official predictor. fast:
-    /// the model's fast set (int8 image encoder; about 1.3× faster on a CPU, with masks that differ
-    /// slightly from exact — bench.sh measures how much). A model without a fast set refuses fast
+    /// the model's fast set for where it runs (on a CPU the int8 image encoder, about 1.3× faster;
+    /// on a GPU the float16 graphs), with masks that differ slightly from exact — bench.sh measures
+    /// how much. A model without a fast set refuses fast
     /// (add one with bundle/exporter/py fast).
     #[arg(long, value_enum, default_value_t = PrecisionArg::Exact)]
     pub precision: PrecisionArg,

@@ -1,6 +1,6 @@
 //! `check-model DIR`: accept or refuse a model directory before it reaches a host.
 
-use sam2_engine::model::{FastSet, GraphName, GraphSet, ModelDir, Runtime};
+use sam2_engine::model::{FastSet, FastTarget, GraphName, GraphSet, ModelDir, Runtime};
 
 use crate::args::CheckModelArgs;
 use crate::error::CliError;
@@ -40,16 +40,17 @@ pub fn run(args: &CheckModelArgs, report: &mut Report) -> Result<String, CliErro
             graph.spec().outputs.len()
         ));
     }
-    // The fast set is optional; one that is there must be usable, since precision fast would
-    // load it.
-    if model
-        .path()
-        .join(sam2_engine::model::fast_set::FAST_SET_MANIFEST)
-        .is_file()
-    {
-        let fast = FastSet::open(&model)?;
+    // The fast sets are optional; one that is there must be usable, since precision fast would
+    // load it. The GPU set runs here wherever the check's runtime places it (the CPU, slowly).
+    let mut any = false;
+    for target in [FastTarget::Cpu, FastTarget::Gpu] {
+        if !target.is_in(&model) {
+            continue;
+        }
+        any = true;
+        let fast = FastSet::open(&model, target)?;
         report.line(&format!(
-            "fast set: {}, {} files verified",
+            "{target} fast set: {}, {} files verified",
             fast.summary(),
             fast.manifest().files.len()
         ));
@@ -57,12 +58,13 @@ pub fn run(args: &CheckModelArgs, report: &mut Report) -> Result<String, CliErro
         for name in GraphName::ALL {
             sessions.get_mut(name).run_on_zeros()?;
         }
-        report.line(
-            "fast set: every graph matches the manifest; a run on zeros gave the declared shapes",
-        );
-    } else {
+        report.line(&format!(
+            "{target} fast set: every graph matches the manifest; a run on zeros gave the declared shapes"
+        ));
+    }
+    if !any {
         report
-            .line("no fast set (precision fast is unavailable; bundle/exporter/py fast adds one)");
+            .line("no fast set (precision fast is unavailable; bundle/exporter/py fast adds them)");
     }
     report.line("ok");
     Ok(format!(

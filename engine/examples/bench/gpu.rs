@@ -5,8 +5,9 @@
 //! Per provider: per-graph milliseconds and frames per second with one object (frames from 2 on,
 //! as in [`crate::tracking`]), the device memory after the first and the second frame count of
 //! `--frames` (GPU: this process's memory in `nvidia-smi`; CPU: the resident set), milliseconds
-//! per frame with 1, 3 and 8 objects, and, with `--fp16-model`, how far the fp16 set's low-res
-//! logits lie from the fp32 set's over the same propagation. Then the matte upsampling at 1080p
+//! per frame with 1, 3 and 8 objects, and, when the model has its GPU fast set (`fast-gpu/`,
+//! float16: what precision fast runs on a GPU), how far that set's low-res logits lie from the
+//! exact graphs' over the same propagation. Then the matte upsampling at 1080p
 //! and 4K (CPU and GPU paths), and the official predictor's results (`bench_official --device`).
 //!
 //! `bench gpu-clip --out DIR --frames N --size WxH` writes the synthetic clip both sides track:
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sam2_engine::model::device::Provider;
-use sam2_engine::model::{GraphTime, GraphTimes};
+use sam2_engine::model::{FastSet, FastTarget, GraphSet, GraphTime, GraphTimes, ModelDir};
 use sam2_engine::script::{Label, ObjectId};
 use sam2_engine::{
     ClipSession, Direction, FolderSource, Model, Propagation, Runtime, SessionSettings,
@@ -42,7 +43,6 @@ const UPSAMPLE_4K_GPU_TARGET_MS: f64 = 1.0;
 #[derive(Debug, Clone)]
 pub struct Options {
     pub model: PathBuf,
-    pub fp16_model: Option<PathBuf>,
     pub clip: PathBuf,
     pub providers: Vec<Provider>,
     pub threads: usize,
@@ -65,7 +65,6 @@ impl Options {
     pub fn new(model: PathBuf, clip: PathBuf) -> Options {
         Options {
             model,
-            fp16_model: None,
             clip,
             providers: Vec::new(),
             threads: 2,
@@ -283,7 +282,7 @@ fn graph_ms(run: &Run, t: GraphTime) -> String {
 
 fn provider_section(options: &Options, provider: Provider, log: &mut dyn FnMut(String)) -> Section {
     let gpu = provider != Provider::Cpu;
-    let image_size = sam2_engine::ModelDir::open(&options.model)
+    let image_size = ModelDir::open(&options.model)
         .map(|m| m.manifest().image_size)
         .unwrap_or(0);
     let mut section = Section {
@@ -412,7 +411,8 @@ fn provider_section(options: &Options, provider: Provider, log: &mut dyn FnMut(S
     section
 }
 
-/// The fp16 set tracked over the same frames, against the fp32 run.
+/// The model's GPU fast set (float16) tracked over the same frames on `provider`, against the
+/// exact run.
 fn fp16_row(
     options: &Options,
     provider: Provider,
@@ -421,17 +421,37 @@ fn fp16_row(
     log: &mut dyn FnMut(String),
 ) {
     let what = "fp16 set vs fp32: max |Δ logit|, flipped pixels";
-    let Some(dir) = &options.fp16_model else {
-        section.rows.push(Row::skipped(
-            what,
-            "no fp16 set given (--fp16-model)",
-            String::new(),
-        ));
-        return;
+    let opened = match ModelDir::open(&options.model) {
+        Ok(dir) if FastTarget::Gpu.is_in(&dir) => dir,
+        Ok(_) => {
+            section.rows.push(Row::skipped(
+                what,
+                "the model has no GPU fast set (fast-gpu/; bundle/exporter/py fast adds it)",
+                String::new(),
+            ));
+            return;
+        }
+        Err(e) => {
+            section
+                .rows
+                .push(Row::skipped(what, e.to_string(), String::new()));
+            return;
+        }
     };
     log(format!("  {provider}: the fp16 set"));
     let frames = options.frames.1;
-    let run = load(options, dir, provider)
+    let run = FastSet::open(&opened, FastTarget::Gpu)
+        .map_err(Into::into)
+        .and_then(|set| {
+            let runtime = Runtime::load_default()?
+                .with_intra_threads(Some(options.threads))
+                .with_providers([provider]);
+            Ok(Model::load_set(
+                opened,
+                &runtime,
+                GraphSet::Fast(Box::new(set)),
+            )?)
+        })
         .and_then(|model| track(&model, &options.clip, provider, 1, frames, &[]));
     match run {
         Ok(run) => {

@@ -37,8 +37,7 @@
 //!
 //! `bench rss --model DIR --frames N --threads N` is the memory test's child process.
 //!
-//! `bench gpu --model DIR --clip DIR --provider P [--provider P …] [--fp16-model DIR]
-//! [--frames A,B] [--objects 1,3,8] [--object-frames N] [--threads N] [--upsample-runs N]
+//! `bench gpu --model DIR --clip DIR --provider P [--provider P …] [--frames A,B] [--objects 1,3,8] [--object-frames N] [--threads N] [--upsample-runs N]
 //! [--official LABEL=FILE …] [--official-skipped TEXT] [--report FILE] [--strict]` prints the table of
 //! `bench/gpu.sh` (see gpu.rs); `bench gpu-clip --out DIR --frames N --size WxH` writes its clip.
 //! `bench retrack --model DIR --clip DIR [--frames N] [--threads N] [--official FILE]` prints only
@@ -551,7 +550,6 @@ fn parse_gpu(
         let v = value(flag, it)?;
         match flag.as_str() {
             "--model" => model = Some(PathBuf::from(v)),
-            "--fp16-model" => o.fp16_model = Some(v.into()),
             "--clip" => clip = Some(PathBuf::from(v)),
             "--provider" => o.providers.push(v.parse()?),
             "--threads" => o.threads = number(flag, &v)?,

@@ -1,6 +1,8 @@
-//! The fast graph set of a model directory (`fast/manifest.json`, docs/formats.md "Fast set"):
-//! the four graphs the engine runs at [`Precision::Fast`](super::Precision::Fast), each either a
-//! quantized copy of the exact graph or the exact graph itself.
+//! The fast graph sets of a model directory (docs/formats.md "Fast set"): the four graphs the
+//! engine runs at [`Precision::Fast`](super::Precision::Fast), each either a lower-precision copy
+//! of the exact graph or the exact graph itself. There is one set per kind of place the graphs
+//! run ([`FastTarget`]): what is fast on one is slow on the other (int8 on the CPU, float16 on a
+//! GPU; ONNX Runtime's CPU provider runs float16 slower than float32).
 //!
 //! The set has its own small manifest instead of an entry in `manifest.json`, so that adding it
 //! (`bundle/exporter/py fast`) leaves the exact model byte for byte as it was: the reference traces
@@ -20,8 +22,43 @@ use super::{ModelDir, inside, is_sha256_hex, sha256_hex, verify_file};
 use crate::error::{Error, FileKind, Result};
 use crate::exchange::Envelope;
 
-/// The set's manifest, relative to the model directory.
+/// The CPU set's manifest, relative to the model directory.
 pub const FAST_SET_MANIFEST: &str = "fast/manifest.json";
+/// The GPU set's manifest, relative to the model directory.
+pub const GPU_FAST_SET_MANIFEST: &str = "fast-gpu/manifest.json";
+
+/// Where a fast set is meant to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FastTarget {
+    /// ONNX Runtime's CPU provider: `fast/`, int8 MatMuls in the image encoder.
+    Cpu,
+    /// A GPU provider: `fast-gpu/`, float16 graphs (the memory encoder exact).
+    Gpu,
+}
+
+impl FastTarget {
+    /// The set's manifest, relative to the model directory.
+    pub fn manifest(self) -> &'static str {
+        match self {
+            FastTarget::Cpu => FAST_SET_MANIFEST,
+            FastTarget::Gpu => GPU_FAST_SET_MANIFEST,
+        }
+    }
+
+    /// Whether the model directory has this set (its manifest; [`FastSet::open`] checks the rest).
+    pub fn is_in(self, model: &ModelDir) -> bool {
+        model.path().join(self.manifest()).is_file()
+    }
+}
+
+impl std::fmt::Display for FastTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FastTarget::Cpu => "CPU",
+            FastTarget::Gpu => "GPU",
+        })
+    }
+}
 /// Its `format`.
 pub const FAST_SET_FORMAT: &str = "sam2-rotoscope-fast-set";
 /// The newest version this build reads.
@@ -105,20 +142,22 @@ impl GraphPrecision {
 /// An opened, verified fast set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FastSet {
+    target: FastTarget,
     manifest: FastManifest,
     sha256: String,
 }
 
 impl FastSet {
-    /// Opens the fast set of `model`: reads its manifest, checks that it was made from this very
-    /// `manifest.json` and that its paths stay inside the directory, and verifies the size and
-    /// SHA-256 of each of its files.
-    pub fn open(model: &ModelDir) -> Result<FastSet> {
+    /// Opens the `target` fast set of `model`: reads its manifest, checks that it was made from
+    /// this very `manifest.json` and that its paths stay inside the directory, and verifies the
+    /// size and SHA-256 of each of its files.
+    pub fn open(model: &ModelDir, target: FastTarget) -> Result<FastSet> {
         let dir = model.path();
-        let path = dir.join(FAST_SET_MANIFEST);
+        let path = dir.join(target.manifest());
         if !path.is_file() {
             return Err(Error::FastSetMissing {
                 dir: dir.to_path_buf(),
+                set: target.manifest(),
             });
         }
         let (manifest, bytes) = ENVELOPE.read::<FastManifest>(&path)?;
@@ -140,9 +179,15 @@ impl FastSet {
             verify_file(&dir.join(name), entry)?;
         }
         Ok(FastSet {
+            target,
             manifest,
             sha256: sha256_hex(&bytes),
         })
+    }
+
+    /// Where the set is meant to run.
+    pub fn target(&self) -> FastTarget {
+        self.target
     }
 
     /// The parsed manifest.

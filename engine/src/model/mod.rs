@@ -23,7 +23,7 @@ use ndarray_npy::ReadNpyExt;
 use sha2::{Digest, Sha256};
 
 pub use self::device::{Device, Provider};
-pub use self::fast_set::FastSet;
+pub use self::fast_set::{FastSet, FastTarget};
 pub use self::manifest::{GraphName, Manifest};
 pub use self::precision::Precision;
 pub use self::runtime::{Graph, Runtime};
@@ -351,15 +351,6 @@ impl ModelDir {
     /// The file of one graph.
     pub fn graph_path(&self, name: GraphName) -> PathBuf {
         self.dir.join(&self.manifest.graphs.get(name).file)
-    }
-
-    /// The graph set to load for `precision`: the exact graphs, or the fast set opened and
-    /// verified ([`FastSet::open`]; an error with a sentence when the directory has none).
-    pub fn graph_set(&self, precision: Precision) -> Result<GraphSet> {
-        match precision {
-            Precision::Exact => Ok(GraphSet::Exact),
-            Precision::Fast => Ok(GraphSet::Fast(Box::new(FastSet::open(self)?))),
-        }
     }
 
     /// Creates the four sessions and checks each graph's inputs and outputs against the manifest.

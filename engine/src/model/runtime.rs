@@ -221,6 +221,18 @@ impl Runtime {
         }
     }
 
+    /// Whether sessions of this runtime may run on a GPU provider: the device `gpu` or `auto` in a
+    /// build with a GPU provider, or a list naming one. Says nothing of whether one will start.
+    pub fn may_use_gpu(&self) -> bool {
+        match &self.placement {
+            Placement::Device(Device::Cpu) => false,
+            Placement::Device(Device::Gpu | Device::Auto) => {
+                Provider::GPU_ORDER.iter().any(|p| p.is_compiled_in())
+            }
+            Placement::Providers(providers) => providers.iter().any(|p| *p != Provider::Cpu),
+        }
+    }
+
     /// Creates a session for the graph file at `path` on the chosen device and checks its
     /// interface against `spec`.
     pub fn session(&self, name: GraphName, path: &Path, spec: &GraphSpec) -> Result<Graph> {
@@ -931,6 +943,41 @@ mod tests {
         assert_eq!(tried, compiled_in_gpus());
         // A build without GPU providers has nothing broken to report.
         assert_eq!(auto.fell_back_to_cpu(), !compiled_in_gpus().is_empty());
+    }
+
+    #[test]
+    fn precision_fast_takes_the_gpu_set_only_where_a_gpu_took_every_graph() {
+        use crate::model::{FastTarget, Precision};
+        for device in [Device::Cpu, Device::Auto] {
+            let runtime = runtime(device);
+            assert_eq!(
+                runtime.may_use_gpu(),
+                device == Device::Auto && !compiled_in_gpus().is_empty()
+            );
+            let fast = crate::Model::load_at(fixture_model(), &runtime, Precision::Fast)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let on_gpu = fast.providers().iter().all(|(_, p)| *p != Provider::Cpu);
+            let target = fast.graph_set().fast().map(|set| set.target());
+            // A machine where a GPU provider works runs the float16 set; everywhere else (a CPU
+            // build, or a CUDA build over the CPU-only library, which tries the GPU set first)
+            // the int8 set, never the float16 graphs on the CPU.
+            let expected = if on_gpu {
+                FastTarget::Gpu
+            } else {
+                FastTarget::Cpu
+            };
+            assert_eq!(target, Some(expected), "{device}");
+        }
+        assert!(
+            !runtime(Device::Cpu)
+                .with_providers([Provider::Cpu])
+                .may_use_gpu()
+        );
+        assert!(
+            runtime(Device::Cpu)
+                .with_providers([Provider::WebGpu])
+                .may_use_gpu()
+        );
     }
 
     /// A CUDA build with the checkout's library, the CPU-only ONNX Runtime: what a user gets with

@@ -16,7 +16,9 @@ use parking_lot::Mutex;
 
 use super::device::{Provider, ProviderFailure};
 use super::manifest::{GraphName, Manifest};
-use super::{Graph, GraphSet, ModelDir, ModelTensors, Precision, Runtime};
+use super::{
+    FastSet, FastTarget, Graph, GraphSet, ModelDir, ModelSessions, ModelTensors, Precision, Runtime,
+};
 use crate::error::Result;
 
 /// Sizes every per-frame array derives from, computed once from the manifest.
@@ -77,13 +79,53 @@ impl Model {
     }
 
     /// Creates the four sessions of an opened model directory at `precision`: the exact graphs,
-    /// or its fast set (refused with a sentence when the directory has none — never the exact
-    /// graphs in its place).
+    /// or a fast set (refused with a sentence when the directory has none for where the graphs
+    /// run — never the exact graphs in its place). Precision fast takes the GPU set when the
+    /// runtime may place graphs on a GPU, the directory has that set and every graph of it got a
+    /// GPU provider; otherwise the CPU set, since float16 on the CPU provider is slower than the
+    /// exact graphs.
     pub fn load_at(dir: ModelDir, runtime: &Runtime, precision: Precision) -> Result<Arc<Model>> {
-        let graph_set = dir.graph_set(precision)?;
-        let mut sessions = dir.load_sessions_of(runtime, &graph_set)?;
+        match precision {
+            Precision::Exact => Model::load_set(dir, runtime, GraphSet::Exact),
+            Precision::Fast => {
+                if runtime.may_use_gpu() && FastTarget::Gpu.is_in(&dir) {
+                    let set = GraphSet::Fast(Box::new(FastSet::open(&dir, FastTarget::Gpu)?));
+                    let sessions = dir.load_sessions_of(runtime, &set)?;
+                    if sessions
+                        .providers()
+                        .iter()
+                        .all(|(_, p)| *p != Provider::Cpu)
+                    {
+                        return Ok(Model::from_sessions(dir, set, sessions));
+                    }
+                    log::warn!(
+                        "precision fast: no GPU provider took every graph, so the CPU fast set runs instead of the GPU one"
+                    );
+                }
+                let set = GraphSet::Fast(Box::new(FastSet::open(&dir, FastTarget::Cpu)?));
+                Model::load_set(dir, runtime, set)
+            }
+        }
+    }
+
+    /// Creates the four sessions of `set`, which must belong to `dir` (a check, a bench or a test
+    /// that runs one set wherever the runtime places it).
+    pub fn load_set(dir: ModelDir, runtime: &Runtime, set: GraphSet) -> Result<Arc<Model>> {
+        let sessions = dir.load_sessions_of(runtime, &set)?;
+        Ok(Model::from_sessions(dir, set, sessions))
+    }
+
+    fn from_sessions(
+        dir: ModelDir,
+        graph_set: GraphSet,
+        mut sessions: ModelSessions,
+    ) -> Arc<Model> {
         if let Some(fast) = graph_set.fast() {
-            log::info!("precision fast: {}", fast.summary());
+            log::info!(
+                "precision fast: the {} set, {}",
+                fast.target(),
+                fast.summary()
+            );
         }
         let mut skipped: Vec<ProviderFailure> = Vec::new();
         for name in GraphName::ALL {
@@ -93,7 +135,7 @@ impl Model {
                 }
             }
         }
-        Ok(Arc::new(Model {
+        Arc::new(Model {
             providers: sessions.providers(),
             skipped,
             graph_set,
@@ -104,7 +146,7 @@ impl Model {
             memory_attention: Mutex::new(sessions.memory_attention),
             clocks: GraphClocks::default(),
             dir,
-        }))
+        })
     }
 
     /// Opens, verifies and loads the model directory at `path`.
