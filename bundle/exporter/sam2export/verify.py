@@ -67,6 +67,36 @@ def verify_model_dir(model, graphs, model_dir: str, io: dict, *, fp16: bool = Fa
         stats["image_encoder"].cases += 1
         features.append([torch.from_numpy(x) for x in got])
 
+    def decoder_case(feats, hr0, hr1, coords, lab, low_in, use_mask, multimask):
+        """One run of the official `_forward_sam_heads` and of the graph on the same rows (one per object),
+        added to the decoder's stats; returns the official object scores."""
+        r = model._forward_sam_heads(
+            backbone_features=feats,
+            point_inputs={"point_coords": coords, "point_labels": lab},
+            mask_inputs=low_in if use_mask else None,
+            high_res_features=[hr0, hr1],
+            multimask_output=multimask,
+        )
+        low_multi, _, ious, low, _, ptr, score = r
+        got = sess["mask_decoder"].run(None, {
+            "image_features": feats.numpy(), "high_res_features_0": hr0.numpy(),
+            "high_res_features_1": hr1.numpy(), "point_coords": coords.numpy(),
+            "point_labels": lab.numpy(), "mask_input": low_in.numpy(),
+            "has_mask_input": np.array([use_mask]), "multimask_output": np.array([multimask]),
+        })
+        st = stats["mask_decoder"]
+        st.add(got[0], low)
+        st.add(got[2], ptr)
+        st.add(got[3], score)
+        if multimask:
+            st.add(got[1], torch.gather(ious, 1, torch.argmax(ious, dim=-1, keepdim=True)))
+            st.add(got[4], low_multi)
+            st.add(got[5], ious)
+        else:
+            st.add(got[1], ious)
+        st.cases += 1
+        return score
+
     # mask decoder: points, boxes, padding only (mask prompts), previous-mask input, multimask on/off
     prompts = [
         ([[0.3, 0.4]], [1]),
@@ -83,33 +113,8 @@ def verify_model_dir(model, graphs, model_dir: str, io: dict, *, fp16: bool = Fa
                     lab = torch.tensor([labels], dtype=torch.int32)
                     low_in = torch.randn(1, 1, 4 * h, 4 * w, generator=g) * 8
                     feats = vf + torch.randn(vf.shape, generator=g) * 0.5 * fi
-                    r = model._forward_sam_heads(
-                        backbone_features=feats,
-                        point_inputs={"point_coords": coords, "point_labels": lab},
-                        mask_inputs=low_in if use_mask else None,
-                        high_res_features=[hr0, hr1],
-                        multimask_output=multimask,
-                    )
-                    low_multi, _, ious, low, _, ptr, score = r
-                    got = sess["mask_decoder"].run(None, {
-                        "image_features": feats.numpy(), "high_res_features_0": hr0.numpy(),
-                        "high_res_features_1": hr1.numpy(), "point_coords": coords.numpy(),
-                        "point_labels": lab.numpy(), "mask_input": low_in.numpy(),
-                        "has_mask_input": np.array([use_mask]), "multimask_output": np.array([multimask]),
-                    })
-                    st = stats["mask_decoder"]
-                    st.add(got[0], low)
-                    st.add(got[2], ptr)
-                    st.add(got[3], score)
-                    if multimask:
-                        best = int(torch.argmax(ious, dim=-1))
-                        st.add(got[1], ious[:, best : best + 1])
-                        st.add(got[4], low_multi)
-                        st.add(got[5], ious)
-                        extra["multimask_cases"] += 1
-                    else:
-                        st.add(got[1], ious)
-                    st.cases += 1
+                    score = decoder_case(feats, hr0, hr1, coords, lab, low_in, use_mask, multimask)
+                    extra["multimask_cases"] += int(multimask)
                     extra["objects_present" if float(score) > 0 else "objects_absent"] += 1
 
     # mask decoder, a batch of objects on one frame: each row its own features, prompt and previous mask
@@ -120,31 +125,7 @@ def verify_model_dir(model, graphs, model_dir: str, io: dict, *, fp16: bool = Fa
             lab = torch.tensor([[1, 0], [1, 1], [2, 3]], dtype=torch.int32)
             low_in = torch.randn(BATCH, 1, 4 * h, 4 * w, generator=g) * 8
             feats = vf + torch.randn(BATCH, c, h, w, generator=g) * 0.5
-            r = model._forward_sam_heads(
-                backbone_features=feats,
-                point_inputs={"point_coords": coords, "point_labels": lab},
-                mask_inputs=low_in if use_mask else None,
-                high_res_features=[hr0, hr1],
-                multimask_output=multimask,
-            )
-            low_multi, _, ious, low, _, ptr, score = r
-            got = sess["mask_decoder"].run(None, {
-                "image_features": feats.numpy(), "high_res_features_0": hr0.numpy(),
-                "high_res_features_1": hr1.numpy(), "point_coords": coords.numpy(),
-                "point_labels": lab.numpy(), "mask_input": low_in.numpy(),
-                "has_mask_input": np.array([use_mask]), "multimask_output": np.array([multimask]),
-            })
-            st = stats["mask_decoder"]
-            st.add(got[0], low)
-            st.add(got[2], ptr)
-            st.add(got[3], score)
-            if multimask:
-                st.add(got[1], torch.gather(ious, 1, torch.argmax(ious, dim=-1, keepdim=True)))
-                st.add(got[4], low_multi)
-                st.add(got[5], ious)
-            else:
-                st.add(got[1], ious)
-            st.cases += 1
+            decoder_case(feats, hr0, hr1, coords, lab, low_in, use_mask, multimask)
             extra["batched_cases"] += 1
 
     # memory encoder (single objects, then a batch of objects with present and absent ones)
