@@ -682,3 +682,49 @@ fn objects_tracked_together_match_each_object_tracked_alone() {
         }
     }
 }
+
+#[test]
+fn more_objects_than_one_run_takes_are_split_across_runs_without_mixing_them_up() {
+    use sam2_engine::model::MAX_OBJECTS_PER_RUN;
+    // One object more than a run takes, each clicked on its own spot of frame 0: the last one
+    // lands alone in a second run of every graph.
+    let count = MAX_OBJECTS_PER_RUN + 1;
+    let click = |i: usize| [20.0 + 17.0 * (i % 17) as f64, 30.0 + 60.0 * (i / 17) as f64];
+    let mut together = session("crossing", |_| {});
+    for i in 0..count {
+        together
+            .add_points(
+                0,
+                ObjectId(i as u64 + 1),
+                &[click(i)],
+                &[Label::Positive],
+                true,
+            )
+            .unwrap();
+    }
+    let frames = propagate(&mut together, Propagation::default());
+    let tracked = frames as u64 - 1;
+    assert_eq!(
+        together.stats().memory_attention_graph_runs,
+        2 * tracked,
+        "two runs a frame"
+    );
+    // The first and the last object of the first run, and the one in the second run.
+    for i in [0, MAX_OBJECTS_PER_RUN - 1, MAX_OBJECTS_PER_RUN] {
+        let id = i as u64 + 1;
+        let mut alone = session("crossing", |_| {});
+        alone
+            .add_points(0, ObjectId(id), &[click(i)], &[Label::Positive], true)
+            .unwrap();
+        propagate(&mut alone, Propagation::default());
+        for f in 0..frames {
+            let (a, b) = (logits(&together, f, id), logits(&alone, f, id));
+            let worst = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst <= 1e-5, "object {id}, frame {f}: |Δlogit| {worst}");
+        }
+    }
+}

@@ -34,7 +34,7 @@ pub(crate) struct GraphRun<'m> {
 /// memory attention's inputs and work buffers (about 7 MiB of memories, and as much again inside
 /// the run, at 1024 with 7 memories), so a frame with very many objects runs them in batches of
 /// this many rather than growing one run without bound.
-pub(crate) const MAX_OBJECTS_PER_RUN: usize = 16;
+pub const MAX_OBJECTS_PER_RUN: usize = 16;
 
 impl Model {
     /// The runs that take objects `0..count` through a per-object graph: batches of up to

@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 
 pub use self::device::{Device, Provider};
 pub use self::fast_set::{FastSet, FastTarget};
+pub use self::io::MAX_OBJECTS_PER_RUN;
 pub use self::manifest::{GraphName, Manifest};
 pub use self::precision::Precision;
 pub use self::runtime::{Graph, Runtime};
