@@ -380,10 +380,10 @@ fn finish(
     }
 }
 
-/// The objects a propagation reaches on one frame, stepped together: memory attention, the
-/// decoder and the memory encoder each run once for all of them where the graphs take several
-/// objects ([`crate::model::ObjectBatching`]) — the same arithmetic as one [`TrackStep`] per
-/// object, in fewer, larger runs.
+/// The objects a propagation reaches on one frame, stepped together where the graphs take several
+/// objects ([`crate::model::ObjectBatching`]): memory attention and the decoder once per group of
+/// objects whose memory banks line up, the memory encoder once for all — the same arithmetic as
+/// one step per object, in fewer, larger runs.
 pub(crate) struct TrackedFrame<'s> {
     pub frames: &'s mut Frames,
     /// The objects, each with its memory bank.
