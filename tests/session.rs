@@ -668,18 +668,30 @@ fn objects_tracked_together_match_each_object_tracked_alone() {
         "{stats:?}"
     );
     for (id, prompt) in prompts {
-        let mut alone = session("crossing", |_| {});
-        prompt(&mut alone, ObjectId(id));
-        assert_eq!(propagate(&mut alone, Propagation::default()), frames);
-        for f in 0..frames {
-            let (a, b) = (logits(&together, f, id), logits(&alone, f, id));
-            let worst = a
-                .iter()
-                .zip(&b)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0f32, f32::max);
-            assert!(worst <= 1e-5, "object {id}, frame {f}: |Δlogit| {worst}");
-        }
+        assert_matches_alone(&together, frames, ObjectId(id), prompt);
+    }
+}
+
+/// Object `id` of `together` has, on each of its `frames` tracked frames, the logits of a session
+/// that holds only it, prompted by `prompt` and tracked the same way (SAM 2 tracks objects
+/// independently; a batch must not change that).
+fn assert_matches_alone(
+    together: &ClipSession,
+    frames: usize,
+    id: ObjectId,
+    prompt: impl FnOnce(&mut ClipSession, ObjectId),
+) {
+    let mut alone = session("crossing", |_| {});
+    prompt(&mut alone, id);
+    assert_eq!(propagate(&mut alone, Propagation::default()), frames);
+    for f in 0..frames {
+        let (a, b) = (logits(together, f, id.0), logits(&alone, f, id.0));
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst <= 1e-5, "object {id}, frame {f}: |Δlogit| {worst}");
     }
 }
 
@@ -711,20 +723,10 @@ fn more_objects_than_one_run_takes_are_split_across_runs_without_mixing_them_up(
     );
     // The first and the last object of the first run, and the one in the second run.
     for i in [0, MAX_OBJECTS_PER_RUN - 1, MAX_OBJECTS_PER_RUN] {
-        let id = i as u64 + 1;
-        let mut alone = session("crossing", |_| {});
-        alone
-            .add_points(0, ObjectId(id), &[click(i)], &[Label::Positive], true)
-            .unwrap();
-        propagate(&mut alone, Propagation::default());
-        for f in 0..frames {
-            let (a, b) = (logits(&together, f, id), logits(&alone, f, id));
-            let worst = a
-                .iter()
-                .zip(&b)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0f32, f32::max);
-            assert!(worst <= 1e-5, "object {id}, frame {f}: |Δlogit| {worst}");
-        }
+        assert_matches_alone(&together, frames, ObjectId(i as u64 + 1), |s, o| {
+            s.add_points(0, o, &[click(i)], &[Label::Positive], true)
+                .map(drop)
+                .unwrap()
+        });
     }
 }

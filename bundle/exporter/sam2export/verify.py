@@ -128,28 +128,9 @@ def verify_model_dir(model, graphs, model_dir: str, io: dict, *, fp16: bool = Fa
             decoder_case(feats, hr0, hr1, coords, lab, low_in, use_mask, multimask)
             extra["batched_cases"] += 1
 
-    # memory encoder (single objects, then a batch of objects with present and absent ones)
-    for vf, *_ in features:
-        for from_points in (False, True):
-            for score_sign in (1.0, -1.0):
-                low = torch.randn(1, 1, 4 * h, 4 * w, generator=g) * 4
-                score = torch.tensor([[2.5 * score_sign]])
-                high = F.interpolate(low, size=(s, s), mode="bilinear", align_corners=False)
-                feats, pos = model._encode_new_memory(
-                    current_vision_feats=[vf.flatten(2).permute(2, 0, 1)], feat_sizes=[(h, w)],
-                    pred_masks_high_res=high, object_score_logits=score, is_mask_from_pts=from_points,
-                )
-                got = sess["memory_encoder"].run(None, {
-                    "vision_features": vf.numpy(), "mask_logits": low.numpy(),
-                    "object_score_logits": score.numpy(), "mask_from_points": np.array([from_points]),
-                })
-                stats["memory_encoder"].add(got[0], feats)
-                stats["memory_encoder"].add(got[1], pos[-1])
-                stats["memory_encoder"].cases += 1
-    vf = features[0][0]
-    for from_points in (False, True):
-        low = torch.randn(BATCH, 1, 4 * h, 4 * w, generator=g) * 4
-        score = torch.tensor([[2.5], [-2.5], [0.5]])
+    def memory_encoder_case(vf, low, score, from_points):
+        """The official `_encode_new_memory` and the graph on the same masks (one row per object), added to the
+        memory encoder's stats."""
         high = F.interpolate(low, size=(s, s), mode="bilinear", align_corners=False)
         feats, pos = model._encode_new_memory(
             current_vision_feats=[vf.flatten(2).permute(2, 0, 1)], feat_sizes=[(h, w)],
@@ -162,6 +143,17 @@ def verify_model_dir(model, graphs, model_dir: str, io: dict, *, fp16: bool = Fa
         stats["memory_encoder"].add(got[0], feats)
         stats["memory_encoder"].add(got[1], pos[-1][:1])
         stats["memory_encoder"].cases += 1
+
+    # memory encoder (single objects, then a batch of objects with present and absent ones)
+    for vf, *_ in features:
+        for from_points in (False, True):
+            for score_sign in (1.0, -1.0):
+                low = torch.randn(1, 1, 4 * h, 4 * w, generator=g) * 4
+                memory_encoder_case(vf, low, torch.tensor([[2.5 * score_sign]]), from_points)
+    vf = features[0][0]
+    for from_points in (False, True):
+        low = torch.randn(BATCH, 1, 4 * h, 4 * w, generator=g) * 4
+        memory_encoder_case(vf, low, torch.tensor([[2.5], [-2.5], [0.5]]), from_points)
         extra["batched_cases"] += 1
 
     # memory attention: memory banks of every size, through the official function; a few of them for a batch
