@@ -21,7 +21,7 @@ use crate::frames::Frames;
 use crate::mask_decoder::PointPrompt;
 use crate::mask_prompt;
 use crate::masklet::{FrameResult, Masklet, Prompt};
-use crate::memory_bank::{MemoryBank, Storage};
+use crate::memory_bank::Storage;
 use crate::model::Model;
 use crate::object::ObjectId;
 use crate::propagation::Direction;
@@ -565,59 +565,42 @@ impl ClipSession {
         .run(input)
     }
 
-    /// The results of `ids` on `frame` as a propagation reaches it: an object's conditioning
-    /// output where it has one, else a step of memory attention, decoder and memory encoder —
-    /// taken by all such objects together ([`TrackedFrame`]) and stored in their banks.
-    fn track_frame(
-        &mut self,
-        ids: &[ObjectId],
-        frame: usize,
-        direction: Direction,
-    ) -> Result<Vec<FrameResult>> {
-        let mut results: Vec<Option<FrameResult>> = ids
-            .iter()
-            .map(|object| {
-                self.objects
-                    .get(object)
-                    .and_then(|m| m.bank.conditioning(frame).cloned())
-            })
-            .collect();
-        let banks: Vec<(ObjectId, &mut MemoryBank)> = self
-            .objects
-            .iter_mut()
-            .filter(|(object, _)| {
-                ids.iter()
-                    .zip(&results)
-                    .any(|(id, result)| id == *object && result.is_none())
-            })
-            .map(|(&object, m)| (object, &mut m.bank))
-            .collect();
-        if !banks.is_empty() {
-            let stepped: Vec<ObjectId> = banks.iter().map(|(object, _)| *object).collect();
-            let mut step = TrackedFrame {
-                frames: &mut self.frames,
-                banks,
-                fill_hole_area: self.settings.fill_hole_area,
-                cold: self.cold.as_ref(),
-            };
-            let outputs = step.run(frame, direction)?;
-            for (object, result) in stepped.into_iter().zip(outputs) {
-                if let Some(m) = self.objects.get_mut(&object) {
-                    m.bank.insert_tracked(frame, result.clone());
-                }
-                if let Some(slot) = ids
-                    .iter()
-                    .position(|id| *id == object)
-                    .and_then(|i| results.get_mut(i))
-                {
-                    *slot = Some(result);
-                }
-            }
+    /// Every object's output on `frame` as a propagation reaches it: its conditioning output where
+    /// it has one; the others are stepped together ([`TrackedFrame`]), which stores their results
+    /// in their banks.
+    fn track_frame(&mut self, frame: usize, direction: Direction) -> Result<Vec<ObjectOutput>> {
+        TrackedFrame {
+            frames: &mut self.frames,
+            banks: self
+                .objects
+                .iter_mut()
+                .filter(|(_, m)| m.bank.conditioning(frame).is_none())
+                .map(|(&object, m)| (object, &mut m.bank))
+                .collect(),
+            fill_hole_area: self.settings.fill_hole_area,
+            cold: self.cold.as_ref(),
         }
-        results
-            .into_iter()
-            .zip(ids)
-            .map(|(result, &object)| result.ok_or(Error::UnknownObject { object }))
+        .run(frame, direction)?;
+        self.objects
+            .iter_mut()
+            .map(|(&object, m)| {
+                m.tracked.insert(frame, direction);
+                m.stale.remove(&frame);
+                let result = m
+                    .bank
+                    .conditioning(frame)
+                    .or_else(|| m.bank.lookup(frame, Storage::NonCond))
+                    .cloned()
+                    .ok_or_else(|| Error::Internal {
+                        message: format!(
+                            "object {object}: frame {frame} was tracked but holds no output"
+                        ),
+                    })?;
+                Ok(ObjectOutput {
+                    object,
+                    result: Some(result),
+                })
+            })
             .collect()
     }
 
@@ -644,20 +627,8 @@ impl ClipSession {
         };
         let order = request.frames(start, num_frames);
         let direction = request.direction;
-        let ids = self.object_ids();
         for (done, &frame) in order.iter().enumerate() {
-            let tracked = self.track_frame(&ids, frame, direction)?;
-            let mut outputs = Vec::with_capacity(ids.len());
-            for (&object, result) in ids.iter().zip(tracked) {
-                if let Some(m) = self.objects.get_mut(&object) {
-                    m.tracked.insert(frame, direction);
-                    m.stale.remove(&frame);
-                }
-                outputs.push(ObjectOutput {
-                    object,
-                    result: Some(result),
-                });
-            }
+            let outputs = self.track_frame(frame, direction)?;
             self.forget_far_memories(frame)?;
             if on_frame(&FrameMasks {
                 frame,

@@ -393,23 +393,24 @@ pub(crate) struct TrackedFrame<'s> {
 }
 
 impl TrackedFrame<'_> {
-    /// Each object's result on `frame`, reached in `direction`, in the order of `banks`.
-    pub(crate) fn run(&mut self, frame: usize, direction: Direction) -> Result<Vec<FrameResult>> {
+    /// Steps every object onto `frame`, reached in `direction`, and stores each result in its
+    /// bank.
+    pub(crate) fn run(self, frame: usize, direction: Direction) -> Result<()> {
         let TrackedFrame {
             frames,
-            banks,
+            mut banks,
             fill_hole_area,
             cold,
         } = self;
         let Some(first_object) = banks.first().map(|(object, _)| *object) else {
-            return Ok(Vec::new());
+            return Ok(());
         };
         let features = frames.features(frame, Residency::Streamed)?;
         let model = Arc::clone(&frames.model);
         let mut picks = Vec::with_capacity(banks.len());
         for (object, bank) in banks.iter_mut() {
             picks.push(pick_memories(
-                frames, bank, *cold, *object, frame, direction,
+                frames, bank, cold, *object, frame, direction,
             )?);
         }
         let mut inputs = Vec::with_capacity(banks.len());
@@ -436,7 +437,8 @@ impl TrackedFrame<'_> {
         }
         let pos = memory_pos_enc(frames, first_object, frame)?;
         let dec = &model.manifest().decoder;
-        let mut heads: Vec<Option<DecoderOutput>> = vec![None; objects.len()];
+        // Decoder outputs by object, in the order of `banks`.
+        let mut heads: Vec<(usize, DecoderOutput)> = Vec::with_capacity(objects.len());
         let mut graph_runs = 0;
         for group in &groups {
             let members: Vec<BankInputs<'_>> = group
@@ -460,39 +462,33 @@ impl TrackedFrame<'_> {
                 multimask(dec, Conditioning::MemoryBank, 0),
                 Candidates::Discard,
             )?;
-            for (&i, output) in group.iter().zip(outputs) {
-                if let Some(slot) = heads.get_mut(i) {
-                    *slot = Some(output);
-                }
-            }
+            heads.extend(group.iter().copied().zip(outputs));
         }
+        heads.sort_by_key(|(i, _)| *i);
         let n = objects.len() as u64;
-        drop(objects);
-        drop(inputs);
         frames.stats.memory_attention_runs += n;
         frames.stats.memory_attention_graph_runs += graph_runs;
         frames.stats.mask_decoder_runs += n;
-        let heads: Vec<DecoderOutput> = heads.into_iter().flatten().collect();
-        if heads.len() != banks.len() {
+        let masks: Vec<(&[f32], f32)> = heads
+            .iter()
+            .map(|(_, h)| (h.low_res_logits.as_slice(), h.object_score))
+            .collect();
+        let memories =
+            frames.encode_memories(frame, &masks, MaskOrigin::Tracked, Residency::Streamed)?;
+        if heads.len() != banks.len() || memories.len() != banks.len() {
             return Err(Error::Internal {
                 message: format!(
-                    "frame {frame}: the decoder answered for {} of {} objects",
+                    "frame {frame}: the decoder answered for {} and the memory encoder for {} of {} objects",
                     heads.len(),
+                    memories.len(),
                     banks.len()
                 ),
             });
         }
-        let masks: Vec<(&[f32], f32)> = heads
-            .iter()
-            .map(|h| (h.low_res_logits.as_slice(), h.object_score))
-            .collect();
-        let memories =
-            frames.encode_memories(frame, &masks, MaskOrigin::Tracked, Residency::Streamed)?;
         let low_res = model.geometry().low_res;
-        Ok(heads
-            .into_iter()
-            .zip(memories)
-            .map(|(head, memory)| {
+        for (((_, bank), (_, head)), memory) in banks.iter_mut().zip(heads).zip(memories) {
+            bank.insert_tracked(
+                frame,
                 finish(
                     head.low_res_logits,
                     head.object_pointer,
@@ -501,10 +497,11 @@ impl TrackedFrame<'_> {
                     MaskOrigin::Tracked,
                     None,
                     low_res,
-                    *fill_hole_area,
-                )
-            })
-            .collect())
+                    fill_hole_area,
+                ),
+            );
+        }
+        Ok(())
     }
 }
 
