@@ -1,7 +1,7 @@
 //! Memory attention: conditions the current frame's features on the memory bank (spatial memories
 //! of prompted and recent frames, and object pointers).
 
-use ndarray::{Array1, Array4, ArrayD, ArrayView4, IxDyn, s};
+use ndarray::{Array1, Array4, ArrayD, ArrayView4, Axis, Ix4, IxDyn};
 
 use crate::error::Result;
 use crate::memory_encoder::MemoryFeatures;
@@ -79,9 +79,11 @@ pub fn condition(
     let slots: Array1<i64> = first.memories.iter().map(|e| e.temporal_slot).collect();
     let positions: Array1<f32> = first.pointers.iter().map(|p| p.position).collect();
     let batched = model.dir().object_batching() == ObjectBatching::Batched;
-    let mut conditioned = Array4::<f32>::zeros((objects.len(), c, f, f));
+    // One array per run; a frame's objects are nearly always one run, whose output is returned
+    // as it came.
+    let mut parts: Vec<Array4<f32>> = Vec::with_capacity(1);
     for range in model.object_runs(objects.len()) {
-        let batch = objects.get(range.clone()).unwrap_or_default();
+        let batch = objects.get(range).unwrap_or_default();
         let n = batch.len();
         let mut memory = Vec::with_capacity(n * frames * m * f * f);
         let mut flat = Vec::with_capacity(n * pointers * c);
@@ -112,15 +114,17 @@ pub fn condition(
             "object_pointers" => run.input(object_pointers.view())?,
             "object_pointer_positions" => run.input(positions.view())?,
         };
-        run.run(feed, |out| {
-            let view = out.view::<f32>("conditioned_features", &[n, c, f, f])?;
-            conditioned.slice_mut(s![range.clone(), .., .., ..]).assign(
-                &view
-                    .into_shape_with_order((n, c, f, f))
-                    .map_err(|e| out.error(e))?,
-            );
-            Ok(())
-        })?;
+        parts.push(run.run(feed, |out| {
+            out.array::<f32>("conditioned_features", &[n, c, f, f])?
+                .into_dimensionality::<Ix4>()
+                .map_err(|e| out.error(e))
+        })?);
     }
-    Ok(conditioned)
+    if parts.len() == 1
+        && let Some(all) = parts.pop()
+    {
+        return Ok(all);
+    }
+    let views: Vec<_> = parts.iter().map(|part| part.view()).collect();
+    ndarray::concatenate(Axis(0), &views).map_err(|e| run.error(e))
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use half::bf16;
-use ndarray::{Array1, Array2, Array4, ArrayView4, Ix4};
+use ndarray::{Array1, Array2, Array4, ArrayView4, CowArray, Ix4};
 
 use crate::error::{Error, Result};
 use crate::memory_bank::MaskOrigin;
@@ -99,11 +99,21 @@ pub fn encode_memories(
     for range in model.object_runs(objects.len()) {
         let batch = objects.get(range).unwrap_or_default();
         let b = batch.len();
-        let mut logits = Vec::with_capacity(b * low * low);
-        for (object_logits, _) in batch {
-            logits.extend_from_slice(object_logits);
-        }
-        let mask = Array4::from_shape_vec((b, 1, low, low), logits).map_err(|e| run.error(e))?;
+        // One object's logits go in as they are; several are gathered into one batch.
+        let mask: CowArray<'_, f32, Ix4> = match batch {
+            [(logits, _)] => ArrayView4::from_shape((1, 1, low, low), logits)
+                .map_err(|e| run.error(e))?
+                .into(),
+            _ => Array4::from_shape_vec(
+                (b, 1, low, low),
+                batch
+                    .iter()
+                    .flat_map(|(logits, _)| logits.iter().copied())
+                    .collect(),
+            )
+            .map_err(|e| run.error(e))?
+            .into(),
+        };
         let score = Array2::from_shape_vec((b, 1), batch.iter().map(|o| o.1).collect())
             .map_err(|e| run.error(e))?;
         let feed = ort::inputs! {
