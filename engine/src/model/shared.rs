@@ -103,13 +103,12 @@ impl Model {
                     );
                 }
                 let set = GraphSet::Fast(Box::new(FastSet::open(&dir, FastTarget::Cpu)?));
-                let has_gpu_set = FastTarget::Gpu.is_in(&dir);
-                let path = dir.path().to_path_buf();
                 let model = Model::load_set(dir, runtime, set)?;
                 // A directory made before the GPU set existed: its int8 graphs are what is fast on
                 // a CPU, not on a card, where they may run slower than the exact ones.
+                let path = model.dir().path();
                 if let Some((_, gpu)) = model.providers().iter().find(|(_, p)| *p != Provider::Cpu)
-                    && !has_gpu_set
+                    && !FastTarget::Gpu.is_in(model.dir())
                 {
                     log::warn!(
                         "precision fast: {} has no GPU fast set (fast-gpu/), so its CPU set (int8) runs on {gpu}; add the GPU set with `bundle/exporter/py fast --model {}`",

@@ -216,34 +216,32 @@ fn check_form(
 }
 
 /// Checks the manifest's four graphs against the document and returns the form the per-object
-/// graphs share. A graph that fits neither form is reported against the current (batched) one;
+/// graphs share. Each is checked against the form it was exported in ([`exported_form`]);
 /// per-object graphs of different forms are refused, since the engine runs a frame's objects
 /// through all three alike.
 pub fn check(manifest: &Manifest) -> Result<ObjectBatching, String> {
     check_form(GraphName::ImageEncoder, manifest, ObjectBatching::Batched)?;
-    let per_object = [
+    let mut first: Option<(GraphName, ObjectBatching)> = None;
+    for graph in [
         GraphName::MemoryAttention,
         GraphName::MaskDecoder,
         GraphName::MemoryEncoder,
-    ];
-    let mut forms = Vec::with_capacity(per_object.len());
-    for graph in per_object {
+    ] {
         let form = exported_form(&manifest.graphs.get(graph).outputs);
         check_form(graph, manifest, form)?;
-        forms.push((graph, form));
+        match first {
+            None => first = Some((graph, form)),
+            Some((first_graph, first_form)) if first_form != form => {
+                return Err(format!(
+                    "graph {graph} takes objects {} but graph {first_graph} {}; export the model again",
+                    describe(form),
+                    describe(first_form)
+                ));
+            }
+            Some(_) => {}
+        }
     }
-    let mut forms = forms.into_iter();
-    let Some((first_graph, first)) = forms.next() else {
-        return Ok(ObjectBatching::Batched);
-    };
-    match forms.find(|(_, form)| *form != first) {
-        None => Ok(first),
-        Some((graph, form)) => Err(format!(
-            "graph {graph} takes objects {} but graph {first_graph} {}; export the model again",
-            describe(form),
-            describe(first)
-        )),
-    }
+    Ok(first.map_or(ObjectBatching::Batched, |(_, form)| form))
 }
 
 /// The form a per-object graph was exported in, told by its first output (the per-object result
