@@ -67,6 +67,24 @@ struct HeadOutput {
     candidates: Option<Arc<MaskCandidates>>,
 }
 
+impl From<DecoderOutput> for HeadOutput {
+    fn from(out: DecoderOutput) -> HeadOutput {
+        let candidates = out.candidates.map(|c| {
+            Arc::new(MaskCandidates {
+                logits: c.logits,
+                ious: c.ious,
+                chosen_iou: out.iou,
+            })
+        });
+        HeadOutput {
+            logits: out.low_res_logits,
+            pointer: out.object_pointer,
+            score: out.object_score,
+            candidates,
+        }
+    }
+}
+
 fn shape_error(what: &str, e: ndarray::ShapeError) -> Error {
     Error::Internal {
         message: format!("{what} does not have the model's low-resolution size: {e}"),
@@ -88,26 +106,16 @@ impl TrackStep<'_> {
                 self.forward_sam_heads(input, conditioned.view(), &features)?
             }
         };
-        let HeadOutput {
-            logits,
-            pointer,
-            score,
-            candidates,
-        } = head;
         let origin = match input.prompt {
             Prompt::Points(_) => MaskOrigin::Points,
             _ => MaskOrigin::Tracked,
         };
         // The memory is encoded when the next propagation merges the output (the official
         // preflight).
-        let memory = None;
         Ok(finish(
-            logits,
-            pointer,
-            score,
-            memory,
+            head,
+            None,
             origin,
-            candidates,
             model.geometry().low_res,
             self.fill_hole_area,
         ))
@@ -210,19 +218,7 @@ impl TrackStep<'_> {
             multimask,
             keep,
         )?;
-        let candidates = out.candidates.map(|c| {
-            Arc::new(MaskCandidates {
-                logits: c.logits,
-                ious: c.ious,
-                chosen_iou: out.iou,
-            })
-        });
-        Ok(HeadOutput {
-            logits: out.low_res_logits,
-            pointer: out.object_pointer,
-            score: out.object_score,
-            candidates,
-        })
+        Ok(out.into())
     }
 
     /// `_use_mask_as_output`: a mask prompt becomes the output as it is (scaled logits), the
@@ -338,23 +334,27 @@ fn memory_pos_enc(frames: &Frames, object: ObjectId, frame: usize) -> Result<&Ar
 /// A step's result from the decoder's output and the memory: the official predictor fills holes
 /// after the memory encoder ran on the unfilled mask; what filling changed is kept so the memory
 /// can be rebuilt from the stored logits.
-#[allow(clippy::too_many_arguments)]
 fn finish(
-    mut logits: Vec<f32>,
-    pointer: Vec<f32>,
-    score: f32,
+    head: HeadOutput,
     memory: Option<MemoryFeatures>,
     origin: MaskOrigin,
-    candidates: Option<Arc<MaskCandidates>>,
     low_res: usize,
     fill_hole_area: u32,
 ) -> FrameResult {
+    let HeadOutput {
+        mut logits,
+        pointer,
+        score,
+        candidates,
+    } = head;
     let mut unfilled = Vec::new();
     if fill_hole_area > 0 {
-        let before = logits.clone();
+        // Only a memory encoded now needs the pixels filling changes (a later one reads the
+        // stored logits as they are).
+        let before = memory.is_some().then(|| logits.clone());
         let filled =
             fill_holes_in_mask_scores(&mut logits, low_res, low_res, fill_hole_area as usize);
-        if filled > 0 && memory.is_some() {
+        if let Some(before) = before.filter(|_| filled > 0) {
             unfilled = before
                 .iter()
                 .zip(&logits)
@@ -490,12 +490,9 @@ impl TrackedFrame<'_> {
             bank.insert_tracked(
                 frame,
                 finish(
-                    head.low_res_logits,
-                    head.object_pointer,
-                    head.object_score,
+                    head.into(),
                     Some(memory),
                     MaskOrigin::Tracked,
-                    None,
                     low_res,
                     fill_hole_area,
                 ),
