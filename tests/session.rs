@@ -5,6 +5,7 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use sam2_engine::frame_cache::DEFAULT_STREAMED_FRAMES;
 use sam2_engine::predictor::{ClipSession, Propagation, PropagationEnd, SessionSettings};
 use sam2_engine::script::{Label, ObjectId};
 use sam2_engine::{Direction, Error, FolderSource, FrameSource, Model, RgbFrame, Runtime};
@@ -729,4 +730,74 @@ fn more_objects_than_one_run_takes_are_split_across_runs_without_mixing_them_up(
                 .unwrap()
         });
     }
+}
+
+#[test]
+fn a_propagation_moves_only_frames_memories_and_masks_between_host_and_graphs() {
+    // On a GPU provider every byte a graph takes from host memory or gives back crosses the bus.
+    // A frame's features, the position encodings and the conditioned features stay where the
+    // graphs run; per tracked frame only the frame, the memories and pointers it attends to and
+    // the decoder's small inputs go in, and only the mask, its scores, the pointer and the new
+    // memory come out. Counted exactly, so that any feature map crossing fails the test.
+    let model = model();
+    let g = model.geometry();
+    let (s, c, m, f, low) = (g.image_size, g.hidden_dim, g.mem_dim, g.feat, g.low_res);
+    let memory = 4 * m * f * f;
+    let mask = 4 * low * low;
+    let feature_maps = 4 * (c * f * f + c / 8 * 4 * f * 4 * f + c / 4 * 2 * f * 2 * f);
+    let manifest = model.manifest();
+    let num_maskmem = manifest.memory.num_maskmem as usize;
+    let max_pointers = manifest.memory.max_obj_ptrs_in_encoder as usize;
+    let expected = |frames: usize| {
+        // The prompted frame's memory is encoded as the propagation starts: its mask, score and
+        // origin flag in, the memory out.
+        let mut to_graphs = mask + 4 + 1;
+        let mut from_graphs = memory;
+        for t in 1..frames {
+            let (memories, pointers) = (t.min(num_maskmem), t.min(max_pointers));
+            // The image encoder: the frame.
+            to_graphs += 4 * 3 * s * s;
+            // Memory attention: the memories (one prompted, the rest the latest), their slots,
+            // the pointers and their positions.
+            to_graphs += memories * (memory + 8) + pointers * (4 * c + 4);
+            // The decoder: the padding point and its label, the (unused) mask input, two flags.
+            to_graphs += 8 + 4 + mask + 1 + 1;
+            // The memory encoder: the mask, the score, the origin flag.
+            to_graphs += mask + 4 + 1;
+            // Out: the mask, its IoU, the pointer, the object score; the memory.
+            from_graphs += mask + 4 + 4 * c + 4 + memory;
+        }
+        (to_graphs as u64, from_graphs as u64)
+    };
+    let track = |disk: bool| {
+        let mut settings = SessionSettings::for_model(&model);
+        if !disk {
+            settings.frame_cache_disk = None;
+        }
+        let mut session = ClipSession::new(Arc::clone(&model), clip("shapes"), settings).unwrap();
+        session
+            .add_points(0, OBJ, &[[106.0, 92.0]], &[Label::Positive], true)
+            .unwrap();
+        let before = model.traffic();
+        let frames = propagate(&mut session, Propagation::default());
+        let moved = model.traffic().since(before);
+        (frames, (moved.to_graphs, moved.from_graphs))
+    };
+    let (frames, moved) = track(false);
+    assert_eq!(
+        moved,
+        expected(frames),
+        "{frames} frames without a disk tier"
+    );
+    // With the disk tier, a streamed frame leaving memory comes back from the graphs' memory
+    // once, to be written: the frames past the last few a propagation keeps.
+    let (frames, moved) = track(true);
+    let (to_graphs, from_graphs) = expected(frames);
+    let evicted = (frames - 1).saturating_sub(DEFAULT_STREAMED_FRAMES) as u64;
+    assert!(evicted > 0, "the clip is long enough to evict a frame");
+    assert_eq!(
+        moved,
+        (to_graphs, from_graphs + evicted * feature_maps as u64),
+        "{frames} frames with a disk tier"
+    );
 }

@@ -195,6 +195,17 @@ pub enum Error {
         source: ort::Error,
     },
 
+    /// A tensor kept where the graphs run could not be moved to or from host memory (a card's
+    /// memory full, or a driver error); ONNX Runtime's error is the cause.
+    #[error(
+        "The {what} could not be moved between host memory and where the graphs run: {source}."
+    )]
+    TensorTransfer {
+        what: &'static str,
+        #[source]
+        source: ort::Error,
+    },
+
     #[error("Interaction {index} ({op}) in the interaction script {path} is not valid: {problem}.")]
     InvalidInteraction {
         path: PathBuf,

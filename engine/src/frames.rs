@@ -4,15 +4,13 @@
 
 use std::sync::Arc;
 
-use ndarray::Array4;
-
 use crate::error::{Error, Result};
-use crate::frame_cache::{DiskCacheSettings, FrameCache, Residency};
+use crate::frame_cache::{DiskCacheSettings, DiskFrames, FrameCache, Residency};
 use crate::frame_source::FrameSource;
 use crate::image_encoder::{self, FrameFeatures};
 use crate::memory_bank::MaskOrigin;
 use crate::memory_encoder::{self, MemoryFeatures};
-use crate::model::Model;
+use crate::model::{GraphTensor, Model};
 use crate::predictor::SessionStats;
 use crate::resample::sam2_input;
 
@@ -21,9 +19,9 @@ pub(crate) struct Frames {
     pub(crate) model: Arc<Model>,
     pub(crate) source: Box<dyn FrameSource>,
     pub(crate) cache: FrameCache,
-    vision_pos_enc: Option<Arc<Array4<f32>>>,
+    vision_pos_enc: Option<Arc<GraphTensor>>,
     /// The memory position encoding: the same for every frame, so the first run's is kept.
-    memory_pos_enc: Option<Array4<f32>>,
+    memory_pos_enc: Option<GraphTensor>,
     pub(crate) num_frames: usize,
     pub(crate) video_size: (u32, u32),
     pub(crate) stats: SessionStats,
@@ -48,8 +46,13 @@ impl Frames {
     ) -> Frames {
         let num_frames = source.num_frames();
         let video_size = source.video_size();
+        let disk_frames = if model.encodes_on_card() {
+            DiskFrames::InteractiveOnly
+        } else {
+            DiskFrames::All
+        };
         Frames {
-            cache: FrameCache::new(cache_bytes, disk),
+            cache: FrameCache::new(cache_bytes, disk).with_disk_frames(disk_frames),
             model,
             source,
             vision_pos_enc: None,
@@ -140,7 +143,7 @@ impl Frames {
         self.stats.memory_encoder_runs += 1;
         memory_encoder::encode_memory(
             &self.model,
-            features.vision_features.view(),
+            &features.vision_features,
             logits,
             score,
             origin,
@@ -161,7 +164,7 @@ impl Frames {
         self.stats.memory_encoder_runs += masks.len() as u64;
         memory_encoder::encode_memories(
             &self.model,
-            features.vision_features.view(),
+            &features.vision_features,
             masks,
             origin,
             &mut self.memory_pos_enc,
@@ -169,7 +172,7 @@ impl Frames {
     }
 
     /// The memory position encoding, known once a memory was encoded.
-    pub(crate) fn memory_pos_enc(&self) -> Option<&Array4<f32>> {
+    pub(crate) fn memory_pos_enc(&self) -> Option<&GraphTensor> {
         self.memory_pos_enc.as_ref()
     }
 }

@@ -5,7 +5,7 @@ use ndarray::{Array1, Array2, Array3, Array4, ArrayView4, ArrayViewD, Axis, Ix3,
 
 use crate::error::{Error, Result};
 use crate::image_encoder::FrameFeatures;
-use crate::model::{GraphName, Model};
+use crate::model::{GraphName, GraphTensor, Model};
 
 /// The most prompt points (clicks, and a box's two corners) one object may have on one frame.
 ///
@@ -94,7 +94,7 @@ pub enum Candidates {
 /// `multimask_output`: pick the best of three candidates rather than the single-mask output.
 pub fn decode(
     model: &Model,
-    image_features: ArrayView4<'_, f32>,
+    image_features: &GraphTensor,
     frame: &FrameFeatures,
     points: &PointPrompt,
     mask_input: Option<ArrayView4<'_, f32>>,
@@ -103,7 +103,7 @@ pub fn decode(
 ) -> Result<DecoderOutput> {
     decode_objects(
         model,
-        image_features,
+        std::slice::from_ref(image_features),
         frame,
         points,
         mask_input,
@@ -116,12 +116,13 @@ pub fn decode(
     })
 }
 
-/// Runs the decoder for objects on one frame: `image_features` and `mask_input` are
-/// `[objects, …]`, the points and the choices are the same for all (a propagation feeds every
-/// object the padding point). One output per object, in order.
+/// Runs the decoder for objects on one frame: `image_features` holds one `[b, C, H, W]` tensor per
+/// run of [`Model::object_runs`] (as memory attention gave them, so they go from graph to graph
+/// as they are), `mask_input` is `[objects, …]`, the points and the choices are the same for all
+/// (a propagation feeds every object the padding point). One output per object, in order.
 pub fn decode_objects(
     model: &Model,
-    image_features: ArrayView4<'_, f32>,
+    image_features: &[GraphTensor],
     frame: &FrameFeatures,
     points: &PointPrompt,
     mask_input: Option<ArrayView4<'_, f32>>,
@@ -139,7 +140,27 @@ pub fn decode_objects(
             ),
         });
     }
-    let objects = image_features.shape().first().copied().unwrap_or(0);
+    let objects: usize = image_features
+        .iter()
+        .map(|t| t.shape().first().copied().unwrap_or(0))
+        .sum();
+    let runs: Vec<_> = model.object_runs(objects).collect();
+    if runs.len() != image_features.len()
+        || runs
+            .iter()
+            .zip(image_features)
+            .any(|(range, t)| t.shape().first() != Some(&range.len()))
+    {
+        return Err(Error::Internal {
+            message: format!(
+                "the decoder was given features of {:?} objects, which are not the runs of {objects} objects",
+                image_features
+                    .iter()
+                    .map(|t| t.shape().first().copied().unwrap_or(0))
+                    .collect::<Vec<_>>()
+            ),
+        });
+    }
     if let Some(mask) = mask_input.filter(|m| m.shape().first() != Some(&objects)) {
         return Err(Error::Internal {
             message: format!(
@@ -154,8 +175,13 @@ pub fn decode_objects(
     let has_mask = Array1::from_elem(1, mask_input.is_some());
     let multimask = Array1::from_elem(1, multimask);
     let run = model.graph_run(GraphName::MaskDecoder);
+    // Candidates nobody reads stay where the graph ran.
+    let unread: &[&str] = match candidates {
+        Candidates::Keep => &[],
+        Candidates::Discard => &["multimask_low_res_masks", "multimask_ious"],
+    };
     let mut outputs = Vec::with_capacity(objects);
-    for range in model.object_runs(objects) {
+    for (range, features) in runs.into_iter().zip(image_features) {
         let b = range.len();
         let coords = Array3::from_shape_vec(
             (b, n, 2),
@@ -183,16 +209,16 @@ pub fn decode_objects(
             }
         };
         let feed = ort::inputs! {
-            "image_features" => run.input(image_features.slice(s![range.clone(), .., .., ..]))?,
-            "high_res_features_0" => run.input(frame.high_res_0.view())?,
-            "high_res_features_1" => run.input(frame.high_res_1.view())?,
+            "image_features" => run.tensor(features),
+            "high_res_features_0" => run.tensor(&frame.high_res_0),
+            "high_res_features_1" => run.tensor(&frame.high_res_1),
             "point_coords" => run.input(coords.view())?,
             "point_labels" => run.input(labels.view())?,
             "mask_input" => run.input(mask)?,
             "has_mask_input" => run.input(has_mask.view())?,
             "multimask_output" => run.input(multimask.view())?,
         };
-        run.run(feed, |out| {
+        run.run(feed, unread, |out| {
             let logits = out.view::<f32>("low_res_masks", &[b, 1, low, low])?;
             let ious = out.view::<f32>("iou", &[b, 1])?;
             let pointers = out.view::<f32>("object_pointer", &[b, c])?;

@@ -1,11 +1,11 @@
 //! Memory attention: conditions the current frame's features on the memory bank (spatial memories
 //! of prompted and recent frames, and object pointers).
 
-use ndarray::{Array1, Array4, ArrayD, ArrayView4, Axis, Ix4, IxDyn};
+use ndarray::{Array1, ArrayD, IxDyn};
 
 use crate::error::Result;
 use crate::memory_encoder::MemoryFeatures;
-use crate::model::{GraphName, Model, ObjectBatching};
+use crate::model::{GraphName, GraphTensor, Model, ObjectBatching};
 
 /// One spatial memory and its temporal slot (`num_maskmem − t_pos − 1`).
 #[derive(Debug, Clone, Copy)]
@@ -49,14 +49,15 @@ impl BankInputs<'_> {
 }
 
 /// Runs memory attention for `objects` on one frame; every object must hold at least one memory
-/// and all must have the [same layout](BankInputs::same_layout). Returns `[objects, C, H, W]`.
+/// and all must have the [same layout](BankInputs::same_layout). Returns one `[b, C, H, W]` tensor
+/// per run of [`Model::object_runs`], left where the graph ran: only the decoder reads them.
 pub fn condition(
     model: &Model,
-    current_features: ArrayView4<'_, f32>,
-    current_pos_enc: ArrayView4<'_, f32>,
+    current_features: &GraphTensor,
+    current_pos_enc: &GraphTensor,
     objects: &[BankInputs<'_>],
-    memory_pos_enc: ArrayView4<'_, f32>,
-) -> Result<Array4<f32>> {
+    memory_pos_enc: &GraphTensor,
+) -> Result<Vec<GraphTensor>> {
     let g = model.geometry();
     let (c, m, f) = (g.hidden_dim, g.mem_dim, g.feat);
     let run = model.graph_run(GraphName::MemoryAttention);
@@ -79,9 +80,8 @@ pub fn condition(
     let slots: Array1<i64> = first.memories.iter().map(|e| e.temporal_slot).collect();
     let positions: Array1<f32> = first.pointers.iter().map(|p| p.position).collect();
     let batched = model.dir().object_batching() == ObjectBatching::Batched;
-    // One array per run; a frame's objects are nearly always one run, whose output is returned
-    // as it came.
-    let mut parts: Vec<Array4<f32>> = Vec::with_capacity(1);
+    // A frame's objects are nearly always one run.
+    let mut parts = Vec::with_capacity(1);
     for range in model.object_runs(objects.len()) {
         let batch = objects.get(range).unwrap_or_default();
         let n = batch.len();
@@ -106,25 +106,17 @@ pub fn condition(
         let object_pointers =
             ArrayD::from_shape_vec(IxDyn(&pointer_shape), flat).map_err(|e| run.error(e))?;
         let feed = ort::inputs! {
-            "current_features" => run.input(current_features)?,
-            "current_pos_enc" => run.input(current_pos_enc)?,
+            "current_features" => run.tensor(current_features),
+            "current_pos_enc" => run.tensor(current_pos_enc),
             "memory" => run.input(memory.view())?,
-            "memory_pos_enc" => run.input(memory_pos_enc)?,
+            "memory_pos_enc" => run.tensor(memory_pos_enc),
             "memory_temporal_slot" => run.input(slots.view())?,
             "object_pointers" => run.input(object_pointers.view())?,
             "object_pointer_positions" => run.input(positions.view())?,
         };
-        parts.push(run.run(feed, |out| {
-            out.array::<f32>("conditioned_features", &[n, c, f, f])?
-                .into_dimensionality::<Ix4>()
-                .map_err(|e| out.error(e))
+        parts.push(run.run(feed, &["conditioned_features"], |out| {
+            out.keep("conditioned_features", &[n, c, f, f])
         })?);
     }
-    if parts.len() == 1
-        && let Some(all) = parts.pop()
-    {
-        return Ok(all);
-    }
-    let views: Vec<_> = parts.iter().map(|part| part.view()).collect();
-    ndarray::concatenate(Axis(0), &views).map_err(|e| run.error(e))
+    Ok(parts)
 }

@@ -9,7 +9,7 @@ use ndarray::{Array1, Array2, Array4, ArrayView4, CowArray, Ix4};
 use crate::error::{Error, Result};
 use crate::memory_bank::MaskOrigin;
 use crate::model::manifest::StorageDtype;
-use crate::model::{GraphName, Model};
+use crate::model::{GraphName, GraphTensor, Model};
 
 /// One frame's memory features `[mem_dim · H · W]`, stored as the manifest's
 /// `memory_storage_dtype` says: bfloat16 is exactly what the official predictor keeps (it rounds
@@ -62,11 +62,11 @@ impl MemoryFeatures {
 /// every frame: it is read into `pos_enc` on the first run only.
 pub fn encode_memory(
     model: &Model,
-    vision_features: ArrayView4<'_, f32>,
+    vision_features: &GraphTensor,
     low_res_logits: &[f32],
     object_score: f32,
     origin: MaskOrigin,
-    pos_enc: &mut Option<Array4<f32>>,
+    pos_enc: &mut Option<GraphTensor>,
 ) -> Result<MemoryFeatures> {
     encode_memories(
         model,
@@ -83,12 +83,15 @@ pub fn encode_memory(
 
 /// Encodes the memories of objects on one frame, each from its (logits, object score); all
 /// masks share `origin`. One memory per object, in order.
+///
+/// The memories come back to host memory, where they are rounded to the storage type and kept in
+/// the memory bank; the position encoding stays where the graph ran.
 pub fn encode_memories(
     model: &Model,
-    vision_features: ArrayView4<'_, f32>,
+    vision_features: &GraphTensor,
     objects: &[(&[f32], f32)],
     origin: MaskOrigin,
-    pos_enc: &mut Option<Array4<f32>>,
+    pos_enc: &mut Option<GraphTensor>,
 ) -> Result<Vec<MemoryFeatures>> {
     let g = model.geometry();
     let (m, f, low) = (g.mem_dim, g.feat, g.low_res);
@@ -117,12 +120,12 @@ pub fn encode_memories(
         let score = Array2::from_shape_vec((b, 1), batch.iter().map(|o| o.1).collect())
             .map_err(|e| run.error(e))?;
         let feed = ort::inputs! {
-            "vision_features" => run.input(vision_features)?,
+            "vision_features" => run.tensor(vision_features),
             "mask_logits" => run.input(mask.view())?,
             "object_score_logits" => run.input(score.view())?,
             "mask_from_points" => run.input(from_points.view())?,
         };
-        run.run(feed, |out| {
+        run.run(feed, &["memory_pos_enc"], |out| {
             let features = out.view::<f32>("memory_features", &[b, m, f, f])?;
             for object in features.outer_iter() {
                 let values = object
@@ -131,11 +134,7 @@ pub fn encode_memories(
                 memories.push(MemoryFeatures::stored(values, dtype));
             }
             if pos_enc.is_none() {
-                *pos_enc = Some(
-                    out.array::<f32>("memory_pos_enc", &[1, m, f, f])?
-                        .into_dimensionality::<Ix4>()
-                        .map_err(|e| out.error(e))?,
-                );
+                *pos_enc = Some(out.keep("memory_pos_enc", &[1, m, f, f])?);
             }
             Ok(())
         })?;

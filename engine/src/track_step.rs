@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use ndarray::{Array4, ArrayView4};
+use ndarray::ArrayView4;
 
 use crate::error::{Error, Result};
 use crate::fill_holes::fill_holes_in_mask_scores;
@@ -21,6 +21,7 @@ use crate::memory_attention::{self, BankInputs};
 use crate::memory_bank::{MaskOrigin, MemoryBank, MemorySource, Retention};
 use crate::memory_encoder::MemoryFeatures;
 use crate::memory_selection::MemoryPick;
+use crate::model::GraphTensor;
 use crate::model::manifest::DecoderSettings;
 use crate::object::ObjectId;
 use crate::propagation::Direction;
@@ -103,7 +104,7 @@ impl TrackStep<'_> {
             }
             _ => {
                 let conditioned = self.prepare_memory_conditioned_features(input, &features)?;
-                self.forward_sam_heads(input, conditioned.view(), &features)?
+                self.forward_sam_heads(input, &conditioned, &features)?
             }
         };
         let origin = match input.prompt {
@@ -127,12 +128,22 @@ impl TrackStep<'_> {
         &mut self,
         input: &StepInput<'_>,
         features: &FrameFeatures,
-    ) -> Result<Array4<f32>> {
+    ) -> Result<GraphTensor> {
         let model = Arc::clone(&self.frames.model);
         match input.conditioning {
+            // A prompt on a frame before any memory: the features come to the host and back (on
+            // a card, 4 MiB each way at 1024, once per such click).
             Conditioning::NoMemory => {
                 let embed = &model.tensors().no_mem_embed;
-                let mut pix = features.vision_features.clone();
+                let transfer = |source| Error::TensorTransfer {
+                    what: "frame's features",
+                    source,
+                };
+                let mut pix = features
+                    .vision_features
+                    .to_host()
+                    .map_err(transfer)?
+                    .into_owned();
                 for (c, mut plane) in pix
                     .index_axis_mut(ndarray::Axis(0), 0)
                     .outer_iter_mut()
@@ -150,7 +161,7 @@ impl TrackStep<'_> {
                         })?;
                     plane.mapv_inplace(|v| v + e);
                 }
-                Ok(pix)
+                GraphTensor::from_host(pix).map_err(transfer)
             }
             Conditioning::MemoryBank => {
                 let (object, frame) = (input.object, input.frame);
@@ -168,14 +179,18 @@ impl TrackStep<'_> {
                 let pos = memory_pos_enc(self.frames, object, frame)?;
                 memory_attention::condition(
                     &model,
-                    features.vision_features.view(),
-                    features.vision_pos_enc.view(),
+                    &features.vision_features,
+                    &features.vision_pos_enc,
                     &[BankInputs {
                         memories: &memories,
                         pointers: &pointers,
                     }],
-                    pos.view(),
-                )
+                    pos,
+                )?
+                .pop()
+                .ok_or_else(|| Error::Internal {
+                    message: "memory attention gave no features for its one object".into(),
+                })
             }
         }
     }
@@ -184,7 +199,7 @@ impl TrackStep<'_> {
     fn forward_sam_heads(
         &mut self,
         input: &StepInput<'_>,
-        conditioned: ArrayView4<'_, f32>,
+        conditioned: &GraphTensor,
         features: &FrameFeatures,
     ) -> Result<HeadOutput> {
         let model = Arc::clone(&self.frames.model);
@@ -239,7 +254,7 @@ impl TrackStep<'_> {
         self.frames.stats.mask_decoder_runs += 1;
         let out = mask_decoder::decode(
             &model,
-            features.vision_features.view(),
+            &features.vision_features,
             features,
             &PointPrompt::padding(),
             Some(down),
@@ -323,7 +338,7 @@ fn pick_memories(
 }
 
 /// The memory position encoding, which exists once any memory was encoded.
-fn memory_pos_enc(frames: &Frames, object: ObjectId, frame: usize) -> Result<&Array4<f32>> {
+fn memory_pos_enc(frames: &Frames, object: ObjectId, frame: usize) -> Result<&GraphTensor> {
     frames.memory_pos_enc().ok_or_else(|| Error::Internal {
         message: format!(
             "object {object}: frame {frame} attends to memories before any was encoded"
@@ -447,15 +462,15 @@ impl TrackedFrame<'_> {
                 .collect();
             let conditioned = memory_attention::condition(
                 &model,
-                features.vision_features.view(),
-                features.vision_pos_enc.view(),
+                &features.vision_features,
+                &features.vision_pos_enc,
                 &members,
-                pos.view(),
+                pos,
             )?;
             graph_runs += model.object_runs(members.len()).count() as u64;
             let outputs = mask_decoder::decode_objects(
                 &model,
-                conditioned.view(),
+                &conditioned,
                 &features,
                 &PointPrompt::padding(),
                 None,

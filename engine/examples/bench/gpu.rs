@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sam2_engine::model::device::Provider;
-use sam2_engine::model::{FastSet, FastTarget, GraphSet, GraphTime, GraphTimes, ModelDir};
+use sam2_engine::model::{FastSet, FastTarget, GraphSet, GraphTime, GraphTimes, ModelDir, Traffic};
 use sam2_engine::script::{Label, ObjectId};
 use sam2_engine::{
     ClipSession, Direction, FolderSource, Model, Propagation, Runtime, SessionSettings,
@@ -35,6 +35,7 @@ use crate::upsample;
 const FPS_TARGET: f64 = 48.5;
 /// Device memory growth per frame below which memory counts as flat in clip length.
 const FLAT_MIB_PER_FRAME: f64 = 0.5;
+const MIB: f64 = 1024.0 * 1024.0;
 /// Cost per frame of the most objects allowed, as a multiple of one object's.
 const OBJECTS_RATIO_TARGET: f64 = 3.0;
 /// 4K matte upsampling on the card.
@@ -174,6 +175,8 @@ struct Run {
     timed_frames: usize,
     wall: Duration,
     graphs: GraphTimes,
+    /// Bytes between host memory and the graphs over the timed frames (the bus, on a card).
+    traffic: Traffic,
     memory: Vec<Result<f64, String>>,
     logits: Vec<Arc<[f32]>>,
 }
@@ -215,7 +218,7 @@ fn track(
         let id = ObjectId(u64::try_from(i + 1)?);
         session.add_points(0, id, &[point], &[Label::Positive], true)?;
     }
-    let mut stamps: Vec<(Instant, GraphTimes)> = Vec::with_capacity(frames);
+    let mut stamps: Vec<(Instant, GraphTimes, Traffic)> = Vec::with_capacity(frames);
     let mut memory = Vec::new();
     let mut logits = Vec::with_capacity(frames);
     let mut paused = Duration::ZERO;
@@ -226,7 +229,7 @@ fn track(
             max_frames: Some(frames - 1),
         },
         |masks| {
-            stamps.push((Instant::now(), model.graph_times()));
+            stamps.push((Instant::now(), model.graph_times(), model.traffic()));
             if let Some(result) = masks.objects.first().and_then(|o| o.result.as_ref()) {
                 logits.push(Arc::clone(&result.low_res_logits));
             }
@@ -248,6 +251,7 @@ fn track(
         timed_frames: stamps.len() - 2,
         wall: (last.0 - first.0).saturating_sub(paused),
         graphs: last.1.since(&first.1),
+        traffic: last.2.since(first.2),
         memory,
         logits,
     })
@@ -325,6 +329,15 @@ fn provider_section(options: &Options, provider: Provider, log: &mut dyn FnMut(S
             } else {
                 Row::info("frames/s, one object", value)
             });
+            let per_frame = |bytes: u64| bytes as f64 / run.timed_frames.max(1) as f64 / MIB;
+            section.rows.push(Row::info(
+                "host → graphs / graphs → host, per frame",
+                format!(
+                    "{:.2} / {:.2} MiB",
+                    per_frame(run.traffic.to_graphs),
+                    per_frame(run.traffic.from_graphs)
+                ),
+            ));
             let what = format!(
                 "{} memory after {a} vs {b} frames",
                 if gpu { "GPU" } else { "resident" }

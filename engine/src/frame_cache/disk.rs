@@ -27,6 +27,8 @@ use std::time::{Duration, SystemTime};
 use indexmap::IndexMap;
 use ndarray::Array4;
 
+use crate::model::GraphTensor;
+
 use crate::image_encoder::FrameFeatures;
 
 /// Default disk budget: 4 GiB, about 250 frames of the 1024 models (16 MiB each), 4000 at 256.
@@ -209,7 +211,7 @@ impl DiskTier {
 
     /// The features of `frame` read back exactly, with the session's shared position encoding;
     /// `None` when they are not on disk or do not read back whole (then logged and forgotten).
-    pub fn load(&mut self, frame: usize, pos_enc: &Arc<Array4<f32>>) -> Option<FrameFeatures> {
+    pub fn load(&mut self, frame: usize, pos_enc: &Arc<GraphTensor>) -> Option<FrameFeatures> {
         let index = self.files.get_index_of(&frame)?;
         let State::Open(folder) = &self.state else {
             return None;
@@ -320,7 +322,7 @@ fn remove_dead(root: &Path) {
     }
 }
 
-fn arrays(features: &FrameFeatures) -> [&Array4<f32>; 3] {
+fn arrays(features: &FrameFeatures) -> [&GraphTensor; 3] {
     [
         &features.vision_features,
         &features.high_res_0,
@@ -348,6 +350,8 @@ fn write(path: &Path, features: &FrameFeatures) -> io::Result<()> {
         }
     }
     for a in arrays(features) {
+        // A frame encoded on a card comes down once, when it leaves the card's memory.
+        let a = a.to_host().map_err(io::Error::other)?;
         match a.as_slice() {
             Some(values) if cfg!(target_endian = "little") => {
                 bytes.extend_from_slice(bytemuck::cast_slice(values));
@@ -368,7 +372,7 @@ fn damaged(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_string())
 }
 
-fn read(path: &Path, pos_enc: &Arc<Array4<f32>>) -> io::Result<FrameFeatures> {
+fn read(path: &Path, pos_enc: &Arc<GraphTensor>) -> io::Result<FrameFeatures> {
     let mut bytes = Vec::new();
     File::open(path)?.read_to_end(&mut bytes)?;
     let (body, crc) = bytes
@@ -410,7 +414,8 @@ fn read(path: &Path, pos_enc: &Arc<Array4<f32>>) -> io::Result<FrameFeatures> {
                 *v = f32::from_bits(u32::from_le(v.to_bits()));
             }
         }
-        decoded.push(Array4::from_shape_vec(shape, values).map_err(|e| damaged(&format!("{e}")))?);
+        let array = Array4::from_shape_vec(shape, values).map_err(|e| damaged(&format!("{e}")))?;
+        decoded.push(GraphTensor::from_host(array).map_err(io::Error::other)?);
     }
     if !rest.is_empty() {
         return Err(damaged("the file is longer than its header says"));
@@ -445,15 +450,19 @@ mod tests {
             })
         };
         FrameFeatures {
-            vision_features: fill([1, 8, 4, 4], seed),
-            vision_pos_enc: Arc::new(Array4::zeros((1, 8, 4, 4))),
-            high_res_0: fill([1, 2, 16, 16], seed + 1.0),
-            high_res_1: fill([1, 4, 8, 8], seed + 2.0),
+            vision_features: tensor(fill([1, 8, 4, 4], seed)),
+            vision_pos_enc: Arc::new(tensor(Array4::zeros((1, 8, 4, 4)))),
+            high_res_0: tensor(fill([1, 2, 16, 16], seed + 1.0)),
+            high_res_1: tensor(fill([1, 4, 8, 8], seed + 2.0)),
         }
     }
 
-    fn bits(a: &Array4<f32>) -> Vec<u32> {
-        a.iter().map(|v| v.to_bits()).collect()
+    fn tensor(a: Array4<f32>) -> GraphTensor {
+        crate::model::graph_tensor::test_tensor(a)
+    }
+
+    fn bits(a: &GraphTensor) -> Vec<u32> {
+        a.to_host().unwrap().iter().map(|v| v.to_bits()).collect()
     }
 
     #[test]
@@ -498,7 +507,7 @@ mod tests {
         tier.store(3, &original);
         let folder = tier.folder().unwrap().to_path_buf();
         assert!(folder.starts_with(parent.path().join(ROOT_NAME)));
-        let pos = Arc::new(Array4::ones((1, 8, 4, 4)));
+        let pos = Arc::new(tensor(Array4::ones((1, 8, 4, 4))));
         let back = tier.load(3, &pos).unwrap();
         assert_eq!(bits(&back.vision_features), bits(&original.vision_features));
         assert_eq!(bits(&back.high_res_0), bits(&original.high_res_0));
@@ -517,7 +526,7 @@ mod tests {
         let parent = tempfile::tempdir().unwrap();
         let one = encoded_len(&features(0.0));
         let mut tier = DiskTier::new(settings(parent.path(), 2 * one));
-        let pos = Arc::new(Array4::zeros((1, 8, 4, 4)));
+        let pos = Arc::new(tensor(Array4::zeros((1, 8, 4, 4))));
         tier.store(0, &features(0.0));
         tier.store(1, &features(1.0));
         assert!(tier.load(0, &pos).is_some()); // 1 becomes the oldest
@@ -542,7 +551,7 @@ mod tests {
         let mut bytes = fs::read(&path).unwrap();
         bytes[HEADER + 10] ^= 0x01;
         fs::write(&path, &bytes).unwrap();
-        let pos = Arc::new(Array4::zeros((1, 8, 4, 4)));
+        let pos = Arc::new(tensor(Array4::zeros((1, 8, 4, 4))));
         assert!(tier.load(5, &pos).is_none());
         assert!(!tier.contains(5) && tier.bytes() == 0);
     }
@@ -583,7 +592,7 @@ mod tests {
         next.store(0, &features(0.0));
         assert!(!dead.exists(), "the dead session's folder is removed");
         assert!(young.exists() && live_folder.exists());
-        let pos = Arc::new(Array4::zeros((1, 8, 4, 4)));
+        let pos = Arc::new(tensor(Array4::zeros((1, 8, 4, 4))));
         assert!(live.load(0, &pos).is_some());
     }
 }

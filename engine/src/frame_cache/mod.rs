@@ -10,8 +10,9 @@
 //! recency under the byte budget) and frames a propagation streams through (only the last few
 //! are kept in memory, whatever the budget, so that the process's memory stays flat however
 //! long the clip). A streamed frame that an artist then clicks on becomes an interactive one.
-//! Every frame that leaves memory goes to the disk tier when the session has one, and comes
-//! back from there bit for bit.
+//! Every frame that leaves memory goes to the disk tier when the session has one (only the
+//! interactive ones when the encoder runs on a card: [`DiskFrames`]), and comes back from there
+//! bit for bit.
 
 pub mod disk;
 
@@ -19,9 +20,8 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
-use ndarray::Array4;
-
 use crate::image_encoder::FrameFeatures;
+use crate::model::GraphTensor;
 pub use disk::{DEFAULT_DISK_CACHE_BYTES, DiskCacheSettings, DiskTier};
 
 /// Default budget: 1 GiB, about 50 frames of the 1024 models (20 MiB each), the whole of a
@@ -41,6 +41,20 @@ pub enum Residency {
     Streamed,
 }
 
+/// Which frames leaving memory the disk tier keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskFrames {
+    /// Every frame: on the CPU, encoding a frame again takes seconds at 1024, reading it back
+    /// milliseconds.
+    All,
+    /// Only the artist's frames. When the image encoder runs on a card, writing a streamed
+    /// frame's features costs more than encoding it again: at 1024, 16 MiB copied down from the
+    /// card and about 20 MB written and checksummed per frame (45 ms at this project's CI disk's
+    /// 433 MB/s), against about 10 ms to encode it on an H100 (issue 14's measurement) — and a
+    /// propagation streams every frame past the last few through the tier.
+    InteractiveOnly,
+}
+
 #[derive(Debug)]
 pub struct FrameCache {
     budget: usize,
@@ -50,6 +64,7 @@ pub struct FrameCache {
     entries: IndexMap<usize, (Arc<FrameFeatures>, Residency)>,
     /// Where frames leaving memory go; `None`: they are dropped.
     disk: Option<DiskTier>,
+    disk_frames: DiskFrames,
 }
 
 impl FrameCache {
@@ -61,7 +76,14 @@ impl FrameCache {
             streamed_capacity: DEFAULT_STREAMED_FRAMES,
             entries: IndexMap::new(),
             disk: disk.map(DiskTier::new),
+            disk_frames: DiskFrames::All,
         }
+    }
+
+    /// The cache with its disk tier keeping only `frames`.
+    pub fn with_disk_frames(mut self, frames: DiskFrames) -> FrameCache {
+        self.disk_frames = frames;
+        self
     }
 
     /// The features of `frame` from memory or, failing that, read back from the disk tier (and
@@ -71,7 +93,7 @@ impl FrameCache {
         &mut self,
         frame: usize,
         residency: Residency,
-        pos_enc: Option<&Arc<Array4<f32>>>,
+        pos_enc: Option<&Arc<GraphTensor>>,
     ) -> Option<Arc<FrameFeatures>> {
         if let Some(features) = self.get(frame, residency) {
             return Some(features);
@@ -86,11 +108,16 @@ impl FrameCache {
         self.disk.as_ref()
     }
 
-    /// Removes the entry at `index` from memory, keeping it on disk when there is a disk tier.
+    /// Removes the entry at `index` from memory, keeping it on disk when there is a disk tier
+    /// that keeps such frames ([`DiskFrames`]).
     fn evict(&mut self, index: usize) {
-        if let Some((frame, (evicted, _))) = self.entries.shift_remove_index(index) {
+        if let Some((frame, (evicted, residency))) = self.entries.shift_remove_index(index) {
             self.bytes -= evicted.bytes();
-            if let Some(disk) = self.disk.as_mut() {
+            let kept = match self.disk_frames {
+                DiskFrames::All => true,
+                DiskFrames::InteractiveOnly => residency == Residency::Interactive,
+            };
+            if kept && let Some(disk) = self.disk.as_mut() {
                 disk.store(frame, &evicted);
             }
         }
@@ -188,14 +215,19 @@ impl FrameCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::GraphTensor;
     use ndarray::Array4;
+
+    fn tensor(a: Array4<f32>) -> GraphTensor {
+        crate::model::graph_tensor::test_tensor(a)
+    }
 
     fn features(values: usize) -> Arc<FrameFeatures> {
         Arc::new(FrameFeatures {
-            vision_features: Array4::zeros((1, 1, 1, values)),
-            vision_pos_enc: Arc::new(Array4::zeros((1, 1, 1, 1))),
-            high_res_0: Array4::zeros((1, 1, 1, 0)),
-            high_res_1: Array4::zeros((1, 1, 1, 0)),
+            vision_features: tensor(Array4::zeros((1, 1, 1, values))),
+            vision_pos_enc: Arc::new(tensor(Array4::zeros((1, 1, 1, 1)))),
+            high_res_0: tensor(Array4::zeros((1, 1, 1, 0))),
+            high_res_1: tensor(Array4::zeros((1, 1, 1, 0))),
         })
     }
 
@@ -228,10 +260,10 @@ mod tests {
 
     fn valued(value: f32) -> Arc<FrameFeatures> {
         Arc::new(FrameFeatures {
-            vision_features: Array4::from_elem((1, 2, 3, 4), value),
-            vision_pos_enc: Arc::new(Array4::zeros((1, 2, 3, 4))),
-            high_res_0: Array4::from_elem((1, 1, 6, 8), -value),
-            high_res_1: Array4::from_elem((1, 1, 3, 4), value * 0.5),
+            vision_features: tensor(Array4::from_elem((1, 2, 3, 4), value)),
+            vision_pos_enc: Arc::new(tensor(Array4::zeros((1, 2, 3, 4)))),
+            high_res_0: tensor(Array4::from_elem((1, 1, 6, 8), -value)),
+            high_res_1: tensor(Array4::from_elem((1, 1, 3, 4), value * 0.5)),
         })
     }
 
@@ -243,7 +275,7 @@ mod tests {
             parent: parent.path().to_path_buf(),
         };
         let mut cache = FrameCache::new(1 << 30, Some(disk));
-        let pos = Arc::new(Array4::from_elem((1, 2, 3, 4), 9.0));
+        let pos = Arc::new(tensor(Array4::from_elem((1, 2, 3, 4), 9.0)));
         for frame in 0..20 {
             cache.insert(frame, valued(frame as f32), Residency::Streamed);
         }
@@ -255,9 +287,21 @@ mod tests {
             "no position encoding"
         );
         let back = cache.load(3, Residency::Streamed, Some(&pos)).unwrap();
-        assert!(back.vision_features.iter().all(|&v| v == 3.0));
-        assert!(back.high_res_0.iter().all(|&v| v == -3.0));
-        assert!(back.high_res_1.iter().all(|&v| v == 1.5));
+        assert!(
+            back.vision_features
+                .to_host()
+                .unwrap()
+                .iter()
+                .all(|&v| v == 3.0)
+        );
+        assert!(
+            back.high_res_0
+                .to_host()
+                .unwrap()
+                .iter()
+                .all(|&v| v == -3.0)
+        );
+        assert!(back.high_res_1.to_host().unwrap().iter().all(|&v| v == 1.5));
         assert!(Arc::ptr_eq(&back.vision_pos_enc, &pos));
         assert!(cache.contains(3), "read back into memory");
         // Shrinking the memory budget moves interactive frames to disk as well.
@@ -289,5 +333,31 @@ mod tests {
         }
         assert!(cache.contains(45) && cache.contains(100));
         assert_eq!(cache.len(), DEFAULT_STREAMED_FRAMES + 2);
+    }
+
+    #[test]
+    fn a_tier_for_interactive_frames_only_drops_streamed_frames_and_keeps_the_artists() {
+        let parent = tempfile::tempdir().unwrap();
+        let disk = DiskCacheSettings {
+            budget_bytes: 1 << 20,
+            parent: parent.path().to_path_buf(),
+        };
+        let mut cache =
+            FrameCache::new(1 << 30, Some(disk)).with_disk_frames(DiskFrames::InteractiveOnly);
+        cache.insert(100, valued(100.0), Residency::Interactive);
+        for frame in 0..20 {
+            cache.insert(frame, valued(frame as f32), Residency::Streamed);
+        }
+        assert_eq!(cache.len(), DEFAULT_STREAMED_FRAMES + 1);
+        assert!(!cache.contains(3));
+        assert!(
+            cache.disk().unwrap().is_empty(),
+            "streamed frames leaving memory are dropped"
+        );
+        cache.set_budget(0);
+        assert!(
+            cache.disk().unwrap().contains(100),
+            "the artist's frame leaving memory is kept on disk"
+        );
     }
 }

@@ -89,6 +89,17 @@ pub enum Provider {
 }
 
 impl Provider {
+    /// The CUDA device whose memory keeps the kept outputs ([`GraphTensor`](super::GraphTensor))
+    /// of graphs on this provider: CUDA's and TensorRT's. The other GPU providers' memory has not
+    /// been tried with ONNX Runtime's binding on their hardware, so their outputs come back to
+    /// host memory as before.
+    pub fn output_card(self) -> Option<u32> {
+        match self {
+            Provider::Cuda { device_id } | Provider::TensorRt { device_id } => Some(device_id),
+            Provider::DirectMl { .. } | Provider::CoreMl | Provider::WebGpu | Provider::Cpu => None,
+        }
+    }
+
     /// The GPU providers [`Device::Gpu`] and [`Device::Auto`] try, first that starts wins. CUDA
     /// first, as the fastest where it exists; DirectML and Core ML are each their platform's
     /// native path; WebGPU last, as the most portable and the slowest.

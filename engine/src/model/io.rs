@@ -1,15 +1,21 @@
 //! What every graph wrapper does around its own inputs and outputs: take the graph's lock, run it,
-//! time it on the graph's clock, and turn ONNX Runtime's failures into errors that name the graph
-//! file and keep ONNX Runtime's error as their cause.
+//! time it on the graph's clock, keep the outputs later graphs read where the graph put them
+//! ([`GraphTensor`]), count what crosses between host memory and the graphs ([`Traffic`]), and
+//! turn ONNX Runtime's failures into errors that name the graph file and keep ONNX Runtime's error
+//! as their cause.
+//!
+//! [`Traffic`]: super::graph_tensor::Traffic
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ndarray::{ArrayD, ArrayView, ArrayViewD, Dimension, IxDyn};
-use ort::session::{SessionInputValue, SessionOutputs};
-use ort::value::TensorRef;
+use ndarray::{ArrayView, ArrayViewD, Dimension};
+use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
+use ort::session::{Session, SessionInputValue, SessionOutputs};
+use ort::value::{DynTensorValueType, DynValue, Tensor, TensorElementType, TensorRef};
 
+use super::graph_tensor::GraphTensor;
 use super::manifest::GraphName;
 use super::{Model, ObjectBatching};
 use crate::error::{Error, Result};
@@ -66,44 +72,156 @@ impl GraphRun<'_> {
         inference_error(&self.path, message)
     }
 
-    /// Borrows a contiguous array as an input tensor (no copy).
+    /// Borrows a contiguous array as an input tensor (no copy here; a GPU provider copies it to
+    /// the card, which [`Traffic`](super::graph_tensor::Traffic) counts).
     pub(crate) fn input<'a, T, D>(&self, array: ArrayView<'a, T, D>) -> Result<TensorRef<'a, T>>
     where
         T: ort::value::PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static,
         D: Dimension + 'static,
     {
+        self.model.traffic.count_fed(array.len() * size_of::<T>());
         TensorRef::from_array_view(array).map_err(|source| Error::GraphRun {
             path: self.path.clone(),
             source,
         })
     }
 
+    /// A kept tensor as an input, as it is: nothing moves when it is already where the graphs
+    /// run.
+    pub(crate) fn tensor<'a>(&self, tensor: &'a GraphTensor) -> SessionInputValue<'a> {
+        if tensor.fed_from_host() {
+            self.model.traffic.count_fed(tensor.bytes());
+        }
+        tensor.input()
+    }
+
     /// Runs the graph under its lock and timed on its clock, and hands its outputs to `read`
-    /// while the lock is held (the outputs borrow the session).
+    /// while the lock is held (the outputs borrow the session). The outputs named in `keep` stay
+    /// in the memory of the graph's provider, for [`GraphOutputs::keep`] (or not read at all);
+    /// every other output comes back to host memory and counts as
+    /// [`Traffic`](super::graph_tensor::Traffic).
     pub(crate) fn run<T>(
         &self,
         inputs: Vec<(std::borrow::Cow<'_, str>, SessionInputValue<'_>)>,
-        read: impl FnOnce(&GraphOutputs<'_, '_>) -> Result<T>,
+        keep: &[&str],
+        read: impl FnOnce(&mut GraphOutputs<'_, '_>) -> Result<T>,
     ) -> Result<T> {
         let mut graph = self.model.graph(self.name).lock();
-        let started = Instant::now();
-        let outputs = graph.session_mut().run(inputs);
-        self.model.clocks.get(self.name).record(started);
-        let outputs = outputs.map_err(|source| Error::GraphRun {
+        let device = match keep {
+            [] => None,
+            _ => graph
+                .output_device()
+                .or_else(|| self.model.binding_on_host()),
+        };
+        let graph_run_error = |source| Error::GraphRun {
             path: self.path.clone(),
             source,
-        })?;
-        read(&GraphOutputs {
-            path: &self.path,
-            outputs: &outputs,
-        })
+        };
+        let started = Instant::now();
+        match device {
+            // Outputs on the card need a binding; the outputs borrow it, so they are read here.
+            Some(device) => {
+                let session = graph.session_mut();
+                let binding = bind(session, &inputs, keep, &device).map_err(graph_run_error)?;
+                let outputs = session.run_binding(&binding);
+                self.model.clocks.get(self.name).record(started);
+                read(&mut self.outputs(&mut outputs.map_err(graph_run_error)?, keep))
+            }
+            None => {
+                let outputs = graph.session_mut().run(inputs);
+                self.model.clocks.get(self.name).record(started);
+                read(&mut self.outputs(&mut outputs.map_err(graph_run_error)?, keep))
+            }
+        }
     }
+
+    fn outputs<'r, 's>(
+        &'r self,
+        outputs: &'r mut SessionOutputs<'s>,
+        keep: &[&str],
+    ) -> GraphOutputs<'r, 's> {
+        let returned: usize = outputs
+            .iter()
+            .filter(|(name, _)| !keep.contains(name))
+            .filter_map(|(_, value)| value.downcast::<DynTensorValueType>().ok()?.size())
+            .sum();
+        self.model.traffic.count_returned(returned);
+        GraphOutputs {
+            path: &self.path,
+            outputs,
+            model: self.model,
+        }
+    }
+}
+
+/// A binding of one run: `inputs` as given, the outputs in `keep` on `device`, the others in host
+/// memory.
+fn bind(
+    session: &Session,
+    inputs: &[(std::borrow::Cow<'_, str>, SessionInputValue<'_>)],
+    keep: &[&str],
+    device: &MemoryInfo,
+) -> ort::Result<ort::session::IoBinding> {
+    let mut binding = session.create_binding()?;
+    for (name, value) in inputs {
+        match owned_host_copy(value)? {
+            Some(copy) => binding.bind_input(name.as_ref(), &copy)?,
+            None => binding.bind_input(name.as_ref(), &**value)?,
+        }
+    }
+    let host = MemoryInfo::new(
+        AllocationDevice::CPU,
+        0,
+        AllocatorType::Device,
+        MemoryType::CPUOutput,
+    )?;
+    for output in session.outputs() {
+        let name = output.name();
+        let home = if keep.contains(&name) { device } else { &host };
+        binding.bind_output_to_device(name, home)?;
+    }
+    Ok(binding)
+}
+
+/// An owned copy of an input in host memory, which the binding then copies to the device once;
+/// `None` for a value already on a device (a kept output), bound as it is.
+///
+/// `ort` 2.0.0-rc.15 binds a borrowed host tensor (an array fed without a copy) by cloning it, and
+/// that clone deadlocks: `Value::clone` copies through a cached identity session whose global
+/// lock it holds while binding the borrowed source again, which clones again. An owned tensor is
+/// bound without a clone.
+fn owned_host_copy(value: &DynValue) -> ort::Result<Option<DynValue>> {
+    let tensor = value.view().downcast::<DynTensorValueType>()?;
+    if !tensor.memory_info().is_cpu_accessible() {
+        return Ok(None);
+    }
+    let copy = match tensor.data_type() {
+        TensorElementType::Float32 => {
+            Tensor::from_array(value.try_extract_array::<f32>()?.to_owned())?.into_dyn()
+        }
+        TensorElementType::Int64 => {
+            Tensor::from_array(value.try_extract_array::<i64>()?.to_owned())?.into_dyn()
+        }
+        TensorElementType::Int32 => {
+            Tensor::from_array(value.try_extract_array::<i32>()?.to_owned())?.into_dyn()
+        }
+        TensorElementType::Bool => {
+            Tensor::from_array(value.try_extract_array::<bool>()?.to_owned())?.into_dyn()
+        }
+        other => {
+            return Err(ort::Error::new(format!(
+                "a host input of type {other} cannot be bound to a run"
+            )));
+        }
+    };
+    Ok(Some(copy))
 }
 
 /// The outputs of one run, read by name and checked against the shape the engine expects.
 pub(crate) struct GraphOutputs<'r, 's> {
     path: &'r Path,
-    outputs: &'r SessionOutputs<'s>,
+    outputs: &'r mut SessionOutputs<'s>,
+    model: &'r Model,
 }
 
 impl GraphOutputs<'_, '_> {
@@ -138,14 +256,93 @@ impl GraphOutputs<'_, '_> {
         Ok(view)
     }
 
-    /// Copies the output `name` out as an array of exactly `shape`.
-    pub(crate) fn array<T>(&self, name: &str, shape: &[usize]) -> Result<ArrayD<T>>
-    where
-        T: ort::value::PrimitiveTensorElementType + Clone + 'static,
-    {
-        self.view::<T>(name, shape)?
-            .to_owned()
-            .into_shape_with_order(IxDyn(shape))
-            .map_err(|e| self.error(e))
+    /// Takes the output `name`, which must have exactly `shape`, as it is: where the graph put it
+    /// when the run was asked to keep it ([`GraphRun::run`]), in host memory otherwise.
+    pub(crate) fn keep(&mut self, name: &str, shape: &[usize]) -> Result<GraphTensor> {
+        let value = self
+            .outputs
+            .remove(name)
+            .ok_or_else(|| self.error(format!("it produced no output \"{name}\"")))?;
+        GraphTensor::from_graph(value, shape, &self.model.traffic)
+            .map_err(|e| self.error(format!("output \"{name}\": {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ops::ControlFlow;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use crate::model::{Model, Runtime, Traffic};
+    use crate::predictor::{ClipSession, SessionSettings};
+    use crate::propagation::Propagation;
+    use crate::script::Label;
+    use crate::{FolderSource, ObjectId};
+
+    /// Two objects clicked on frame 0 of `crossing` and tracked to its end: every frame's logits
+    /// of both, and what crossed between host memory and the graphs.
+    fn track(model: &Arc<Model>) -> (Vec<Vec<f32>>, Traffic) {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+        let clip =
+            FolderSource::open(fixtures.join("clips/crossing")).unwrap_or_else(|e| panic!("{e}"));
+        let settings = SessionSettings::for_model(model);
+        let before = model.traffic();
+        let mut session = ClipSession::new(Arc::clone(model), Box::new(clip), settings)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (a, b) = (ObjectId(1), ObjectId(2));
+        session
+            .add_points(0, a, &[[60.0, 80.0]], &[Label::Positive], true)
+            .unwrap_or_else(|e| panic!("{e}"));
+        session
+            .add_box(0, b, [234.0, 50.0, 306.0, 106.0], &[], &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        session
+            .propagate(Propagation::default(), |_| ControlFlow::Continue(()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut logits = Vec::new();
+        for frame in 0..session.num_frames() {
+            for object in [a, b] {
+                let result = session
+                    .result(frame, object)
+                    .unwrap_or_else(|| panic!("frame {frame} of object {object} was not tracked"));
+                logits.push(result.low_res_logits.to_vec());
+            }
+        }
+        (logits, model.traffic().since(before))
+    }
+
+    /// On a card the graphs run through I/O bindings that leave the kept outputs on the device;
+    /// here the binding's device is the host's memory. The same kernels run on the same inputs,
+    /// so a whole propagation must give bit for bit the plain runs' results, and the same count
+    /// of what crosses.
+    #[test]
+    fn a_propagation_through_bindings_gives_bit_for_bit_what_plain_runs_give() {
+        let runtime = Runtime::load_default()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_intra_threads(Some(1));
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/test");
+        let model = Model::open(dir, &runtime).unwrap_or_else(|e| panic!("{e}"));
+        let (plain, plain_traffic) = track(&model);
+        model.bind_on_host.store(true, Ordering::Relaxed);
+        let (bound, bound_traffic) = track(&model);
+        assert_eq!(plain.len(), bound.len());
+        for (i, (p, b)) in plain.iter().zip(&bound).enumerate() {
+            let differ = p
+                .iter()
+                .zip(b)
+                .filter(|(x, y)| x.to_bits() != y.to_bits())
+                .count();
+            assert_eq!(
+                differ,
+                0,
+                "frame {} object {}: {differ} logits differ",
+                i / 2,
+                i % 2 + 1
+            );
+        }
+        assert_eq!(plain_traffic, bound_traffic);
+        assert!(plain_traffic.to_graphs > 0 && plain_traffic.from_graphs > 0);
     }
 }

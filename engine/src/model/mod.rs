@@ -7,6 +7,7 @@
 
 pub mod device;
 pub mod fast_set;
+pub mod graph_tensor;
 pub(crate) mod io;
 pub mod library;
 pub mod manifest;
@@ -24,6 +25,7 @@ use sha2::{Digest, Sha256};
 
 pub use self::device::{Device, Provider};
 pub use self::fast_set::{FastSet, FastTarget};
+pub use self::graph_tensor::{GraphTensor, Traffic};
 pub use self::io::MAX_OBJECTS_PER_RUN;
 pub use self::manifest::{GraphName, Manifest};
 pub use self::precision::Precision;

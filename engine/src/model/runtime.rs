@@ -51,6 +51,7 @@ use std::sync::Arc;
 
 use ndarray::ArrayD;
 use once_cell::sync::OnceCell;
+use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::Session;
 use ort::session::builder::SessionBuilder;
 use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
@@ -569,6 +570,29 @@ impl Graph {
     /// Runtime may still run single nodes that provider lacks on the CPU.
     pub fn provider(&self) -> Provider {
         self.providers.first().copied().unwrap_or(Provider::Cpu)
+    }
+
+    /// Where this graph's kept outputs ([`GraphTensor`](super::GraphTensor)) stay: the card's
+    /// memory where the provider has one ([`Provider::output_card`]); `None`, host memory,
+    /// elsewhere.
+    pub(crate) fn output_device(&self) -> Option<MemoryInfo<'static>> {
+        let device_id = self.provider().output_card()?;
+        let id = i32::try_from(device_id).ok()?;
+        match MemoryInfo::new(
+            AllocationDevice::CUDA,
+            id,
+            AllocatorType::Device,
+            MemoryType::Default,
+        ) {
+            Ok(info) => Some(info),
+            Err(e) => {
+                log::warn!(
+                    "{}: outputs come back to host memory, since ONNX Runtime could not describe CUDA device {id}'s memory ({e})",
+                    self.path.display()
+                );
+                None
+            }
+        }
     }
 
     /// Every provider registered on the session, in ONNX Runtime's order of preference; the CPU,

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use super::device::{Provider, ProviderFailure};
+use super::graph_tensor::{Traffic, TrafficCounter};
 use super::manifest::{GraphName, Manifest};
 use super::{
     FastSet, FastTarget, Graph, GraphSet, ModelDir, ModelSessions, ModelTensors, Precision, Runtime,
@@ -66,6 +67,12 @@ pub struct Model {
     pub(crate) memory_encoder: Mutex<Graph>,
     pub(crate) memory_attention: Mutex<Graph>,
     pub(crate) clocks: GraphClocks,
+    /// What crossed between host memory and the graphs; shared with the tensors the graphs made.
+    pub(crate) traffic: Arc<TrafficCounter>,
+    /// Tests only: run graphs with kept outputs through an I/O binding on the CPU provider too,
+    /// so that the path a card takes is checked against the plain one here.
+    #[cfg(test)]
+    pub(crate) bind_on_host: std::sync::atomic::AtomicBool,
     /// Where each graph runs, read once at load: the graphs sit behind locks while tracking.
     providers: Vec<(GraphName, Provider)>,
     /// GPU providers tried and not used, once each over the four graphs.
@@ -158,6 +165,9 @@ impl Model {
             memory_encoder: Mutex::new(sessions.memory_encoder),
             memory_attention: Mutex::new(sessions.memory_attention),
             clocks: GraphClocks::default(),
+            traffic: Arc::default(),
+            #[cfg(test)]
+            bind_on_host: Default::default(),
             dir,
         })
     }
@@ -170,6 +180,14 @@ impl Model {
     /// The provider each graph prefers ([`Graph::provider`]).
     pub fn providers(&self) -> &[(GraphName, Provider)] {
         &self.providers
+    }
+
+    /// Whether the image encoder's outputs stay on a card ([`Provider::output_card`]),
+    /// where encoding a frame again is cheaper than keeping its features on disk.
+    pub fn encodes_on_card(&self) -> bool {
+        self.providers
+            .iter()
+            .any(|(name, p)| *name == GraphName::ImageEncoder && p.output_card().is_some())
     }
 
     /// The GPU providers that were tried and could not be used, each once, with why: what a
@@ -218,6 +236,29 @@ impl Model {
 
     pub fn geometry(&self) -> Geometry {
         self.geometry
+    }
+
+    /// The bytes that crossed between host memory and the graphs since the model was loaded (on a
+    /// GPU provider, the bus traffic).
+    pub fn traffic(&self) -> Traffic {
+        self.traffic.read()
+    }
+
+    /// Where kept outputs go on a graph whose provider keeps them in host memory: nowhere special
+    /// (a plain run), except in the tests that take the binding path on the CPU.
+    pub(crate) fn binding_on_host(&self) -> Option<ort::memory::MemoryInfo<'static>> {
+        #[cfg(test)]
+        if self.bind_on_host.load(Ordering::Relaxed) {
+            use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
+            return MemoryInfo::new(
+                AllocationDevice::CPU,
+                0,
+                AllocatorType::Device,
+                MemoryType::Default,
+            )
+            .ok();
+        }
+        None
     }
 
     /// How often and how long each graph has run since the model was loaded.
