@@ -140,24 +140,20 @@ pub fn decode_objects(
             ),
         });
     }
-    let objects: usize = image_features
+    let sizes: Vec<usize> = image_features
         .iter()
         .map(|t| t.shape().first().copied().unwrap_or(0))
-        .sum();
+        .collect();
+    let objects: usize = sizes.iter().sum();
     let runs: Vec<_> = model.object_runs(objects).collect();
-    if runs.len() != image_features.len()
-        || runs
-            .iter()
-            .zip(image_features)
-            .any(|(range, t)| t.shape().first() != Some(&range.len()))
+    if !runs
+        .iter()
+        .map(|range| range.len())
+        .eq(sizes.iter().copied())
     {
         return Err(Error::Internal {
             message: format!(
-                "the decoder was given features of {:?} objects, which are not the runs of {objects} objects",
-                image_features
-                    .iter()
-                    .map(|t| t.shape().first().copied().unwrap_or(0))
-                    .collect::<Vec<_>>()
+                "the decoder was given features of {sizes:?} objects, which are not the runs of {objects} objects"
             ),
         });
     }

@@ -222,6 +222,14 @@ mod tests {
         crate::model::graph_tensor::test_tensor(a)
     }
 
+    /// A 1 MiB disk tier under `parent`.
+    fn disk_in(parent: &tempfile::TempDir) -> DiskCacheSettings {
+        DiskCacheSettings {
+            budget_bytes: 1 << 20,
+            parent: parent.path().to_path_buf(),
+        }
+    }
+
     fn features(values: usize) -> Arc<FrameFeatures> {
         Arc::new(FrameFeatures {
             vision_features: tensor(Array4::zeros((1, 1, 1, values))),
@@ -270,10 +278,7 @@ mod tests {
     #[test]
     fn frames_leaving_memory_come_back_from_disk_until_cleared() {
         let parent = tempfile::tempdir().unwrap();
-        let disk = DiskCacheSettings {
-            budget_bytes: 1 << 20,
-            parent: parent.path().to_path_buf(),
-        };
+        let disk = disk_in(&parent);
         let mut cache = FrameCache::new(1 << 30, Some(disk));
         let pos = Arc::new(tensor(Array4::from_elem((1, 2, 3, 4), 9.0)));
         for frame in 0..20 {
@@ -338,10 +343,7 @@ mod tests {
     #[test]
     fn a_tier_for_interactive_frames_only_drops_streamed_frames_and_keeps_the_artists() {
         let parent = tempfile::tempdir().unwrap();
-        let disk = DiskCacheSettings {
-            budget_bytes: 1 << 20,
-            parent: parent.path().to_path_buf(),
-        };
+        let disk = disk_in(&parent);
         let mut cache =
             FrameCache::new(1 << 30, Some(disk)).with_disk_frames(DiskFrames::InteractiveOnly);
         cache.insert(100, valued(100.0), Residency::Interactive);

@@ -117,22 +117,20 @@ impl GraphRun<'_> {
             path: self.path.clone(),
             source,
         };
+        let session = graph.session_mut();
+        // The clock includes binding, which copies the host inputs to the card as a plain run does.
         let started = Instant::now();
-        match device {
-            // Outputs on the card need a binding; the outputs borrow it, so they are read here.
-            Some(device) => {
-                let session = graph.session_mut();
-                let binding = bind(session, &inputs, keep, &device).map_err(graph_run_error)?;
-                let outputs = session.run_binding(&binding);
-                self.model.clocks.get(self.name).record(started);
-                read(&mut self.outputs(&mut outputs.map_err(graph_run_error)?, keep))
-            }
-            None => {
-                let outputs = graph.session_mut().run(inputs);
-                self.model.clocks.get(self.name).record(started);
-                read(&mut self.outputs(&mut outputs.map_err(graph_run_error)?, keep))
-            }
-        }
+        // Outputs on the card need a binding, which the outputs then borrow.
+        let binding = match device {
+            Some(device) => Some(bind(session, &inputs, keep, &device).map_err(graph_run_error)?),
+            None => None,
+        };
+        let outputs = match &binding {
+            Some(binding) => session.run_binding(binding),
+            None => session.run(inputs),
+        };
+        self.model.clocks.get(self.name).record(started);
+        read(&mut self.outputs(&mut outputs.map_err(graph_run_error)?, keep))
     }
 
     fn outputs<'r, 's>(
@@ -196,18 +194,10 @@ fn owned_host_copy(value: &DynValue) -> ort::Result<Option<DynValue>> {
         return Ok(None);
     }
     let copy = match tensor.data_type() {
-        TensorElementType::Float32 => {
-            Tensor::from_array(value.try_extract_array::<f32>()?.to_owned())?.into_dyn()
-        }
-        TensorElementType::Int64 => {
-            Tensor::from_array(value.try_extract_array::<i64>()?.to_owned())?.into_dyn()
-        }
-        TensorElementType::Int32 => {
-            Tensor::from_array(value.try_extract_array::<i32>()?.to_owned())?.into_dyn()
-        }
-        TensorElementType::Bool => {
-            Tensor::from_array(value.try_extract_array::<bool>()?.to_owned())?.into_dyn()
-        }
+        TensorElementType::Float32 => owned_copy::<f32>(value)?,
+        TensorElementType::Int64 => owned_copy::<i64>(value)?,
+        TensorElementType::Int32 => owned_copy::<i32>(value)?,
+        TensorElementType::Bool => owned_copy::<bool>(value)?,
         other => {
             return Err(ort::Error::new(format!(
                 "a host input of type {other} cannot be bound to a run"
@@ -215,6 +205,13 @@ fn owned_host_copy(value: &DynValue) -> ort::Result<Option<DynValue>> {
         }
     };
     Ok(Some(copy))
+}
+
+fn owned_copy<T>(value: &DynValue) -> ort::Result<DynValue>
+where
+    T: ort::value::PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static,
+{
+    Ok(Tensor::from_array(value.try_extract_array::<T>()?.to_owned())?.into_dyn())
 }
 
 /// The outputs of one run, read by name and checked against the shape the engine expects.
