@@ -172,6 +172,16 @@ pub enum Error {
         source: ort::Error,
     },
 
+    #[error(
+        "ONNX Runtime could not build the small graph that {what}, to run beside {beside}: {source}."
+    )]
+    BuiltGraph {
+        what: String,
+        beside: PathBuf,
+        #[source]
+        source: ort::Error,
+    },
+
     #[error("The graph {path} does not match its manifest: {problem}; export the model again.")]
     GraphMismatch { path: PathBuf, problem: String },
 

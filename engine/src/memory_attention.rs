@@ -3,7 +3,7 @@
 
 use ndarray::{Array1, ArrayD, IxDyn};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::memory_encoder::MemoryFeatures;
 use crate::model::{GraphName, GraphTensor, Model, ObjectBatching};
 
@@ -85,30 +85,25 @@ pub fn condition(
     for range in model.object_runs(objects.len()) {
         let batch = objects.get(range).unwrap_or_default();
         let n = batch.len();
-        let mut memory = Vec::with_capacity(n * frames * m * f * f);
-        let mut flat = Vec::with_capacity(n * pointers * c);
-        for object in batch {
-            for entry in object.memories {
-                entry.features.extend_f32(&mut memory);
-            }
-            for p in object.pointers {
-                flat.extend_from_slice(p.pointer);
-            }
-        }
         // Graphs exported before batching take one object's bank without the objects dimension.
         let (memory_shape, pointer_shape) = if batched {
             (vec![n, frames, m, f, f], vec![n, pointers, c])
         } else {
             (vec![frames, m, f, f], vec![pointers, c])
         };
-        let memory =
-            ArrayD::from_shape_vec(IxDyn(&memory_shape), memory).map_err(|e| run.error(e))?;
+        let memory = gather(model, batch, &memory_shape)?;
+        let mut flat = Vec::with_capacity(n * pointers * c);
+        for object in batch {
+            for p in object.pointers {
+                flat.extend_from_slice(p.pointer);
+            }
+        }
         let object_pointers =
             ArrayD::from_shape_vec(IxDyn(&pointer_shape), flat).map_err(|e| run.error(e))?;
         let feed = ort::inputs! {
             "current_features" => run.tensor(current_features),
             "current_pos_enc" => run.tensor(current_pos_enc),
-            "memory" => run.input(memory.view())?,
+            "memory" => run.tensor(&memory),
             "memory_pos_enc" => run.tensor(memory_pos_enc),
             "memory_temporal_slot" => run.input(slots.view())?,
             "object_pointers" => run.input(object_pointers.view())?,
@@ -119,4 +114,27 @@ pub fn condition(
         })?);
     }
     Ok(parts)
+}
+
+/// The memories of `batch`, object by object and frame by frame, as memory attention's input of
+/// `shape`: gathered where the graphs keep them when every one is kept there, in host memory
+/// otherwise.
+fn gather(model: &Model, batch: &[BankInputs<'_>], shape: &[usize]) -> Result<GraphTensor> {
+    let entries = || batch.iter().flat_map(|object| object.memories);
+    if let Some(kept) = entries()
+        .map(|entry| entry.features.kept())
+        .collect::<Option<Vec<&GraphTensor>>>()
+    {
+        return model.gather_memories(&kept, shape);
+    }
+    let run = model.graph_run(GraphName::MemoryAttention);
+    let mut memory = Vec::with_capacity(shape.iter().product());
+    for entry in entries() {
+        entry.features.extend_f32(&mut memory)?;
+    }
+    let memory = ArrayD::from_shape_vec(IxDyn(shape), memory).map_err(|e| run.error(e))?;
+    GraphTensor::from_host(memory).map_err(|source| Error::TensorTransfer {
+        what: "memory bank",
+        source,
+    })
 }

@@ -14,10 +14,27 @@ use crate::model::{GraphName, GraphTensor, Model};
 /// One frame's memory features `[mem_dim · H · W]`, stored as the manifest's
 /// `memory_storage_dtype` says: bfloat16 is exactly what the official predictor keeps (it rounds
 /// memories to bf16 between frames), at half the bytes; float32 keeps them as the graph gave them.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum MemoryFeatures {
     Bfloat16(Arc<[bf16]>),
     Float32(Arc<[f32]>),
+    /// Where the graphs run, a card's memory ([`Model::memories_stay_on_graphs`]), already
+    /// rounded to the storage type there: float32 values, 4 bytes each whatever the storage
+    /// type, since memory attention takes float32 and a card has room for them.
+    Kept(Arc<GraphTensor>),
+}
+
+impl PartialEq for MemoryFeatures {
+    /// Memories in host memory compare by value; a kept one only equals itself (comparing values
+    /// would copy it down).
+    fn eq(&self, other: &MemoryFeatures) -> bool {
+        match (self, other) {
+            (MemoryFeatures::Bfloat16(a), MemoryFeatures::Bfloat16(b)) => a == b,
+            (MemoryFeatures::Float32(a), MemoryFeatures::Float32(b)) => a == b,
+            (MemoryFeatures::Kept(a), MemoryFeatures::Kept(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
 }
 
 impl MemoryFeatures {
@@ -34,6 +51,7 @@ impl MemoryFeatures {
         match self {
             MemoryFeatures::Bfloat16(v) => v.len(),
             MemoryFeatures::Float32(v) => v.len(),
+            MemoryFeatures::Kept(t) => t.len(),
         }
     }
 
@@ -45,14 +63,31 @@ impl MemoryFeatures {
         match self {
             MemoryFeatures::Bfloat16(v) => 2 * v.len(),
             MemoryFeatures::Float32(v) => 4 * v.len(),
+            MemoryFeatures::Kept(t) => t.bytes(),
         }
     }
 
-    /// Appends the values as f32 (exact: every bf16 is an f32).
-    pub fn extend_f32(&self, out: &mut Vec<f32>) {
+    /// Appends the values as f32 (exact: every bf16 is an f32); a kept memory is copied down.
+    pub fn extend_f32(&self, out: &mut Vec<f32>) -> Result<()> {
         match self {
             MemoryFeatures::Bfloat16(v) => out.extend(v.iter().map(|v| v.to_f32())),
             MemoryFeatures::Float32(v) => out.extend_from_slice(v),
+            MemoryFeatures::Kept(t) => {
+                let host = t.to_host().map_err(|source| Error::TensorTransfer {
+                    what: "memory features",
+                    source,
+                })?;
+                out.extend(host.iter().copied());
+            }
+        }
+        Ok(())
+    }
+
+    /// The memory as a tensor where the graphs keep it, if it is kept there.
+    pub(crate) fn kept(&self) -> Option<&GraphTensor> {
+        match self {
+            MemoryFeatures::Kept(t) => Some(t),
+            MemoryFeatures::Bfloat16(_) | MemoryFeatures::Float32(_) => None,
         }
     }
 }
@@ -84,8 +119,9 @@ pub fn encode_memory(
 /// Encodes the memories of objects on one frame, each from its (logits, object score); all
 /// masks share `origin`. One memory per object, in order.
 ///
-/// The memories come back to host memory, where they are rounded to the storage type and kept in
-/// the memory bank; the position encoding stays where the graph ran.
+/// Where the graphs keep their outputs on a card ([`Model::memories_stay_on_graphs`]), the
+/// memories stay there, rounded to the storage type by a built graph; elsewhere they come back to
+/// host memory and are rounded there. The position encoding stays where the graph ran.
 pub fn encode_memories(
     model: &Model,
     vision_features: &GraphTensor,
@@ -125,6 +161,19 @@ pub fn encode_memories(
             "object_score_logits" => run.input(score.view())?,
             "mask_from_points" => run.input(from_points.view())?,
         };
+        if model.memories_stay_on_graphs() {
+            let features = run.run(feed, &["memory_pos_enc", "memory_features"], |out| {
+                if pos_enc.is_none() {
+                    *pos_enc = Some(out.keep("memory_pos_enc", &[1, m, f, f])?);
+                }
+                out.keep("memory_features", &[b, m, f, f])
+            })?;
+            let round = dtype == StorageDtype::Bfloat16;
+            for memory in model.store_memories(features, round)? {
+                memories.push(MemoryFeatures::Kept(Arc::new(memory)));
+            }
+            continue;
+        }
         run.run(feed, &["memory_pos_enc"], |out| {
             let features = out.view::<f32>("memory_features", &[b, m, f, f])?;
             for object in features.outer_iter() {

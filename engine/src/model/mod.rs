@@ -5,6 +5,7 @@
 //! test, a host's "validate model" button) without ONNX Runtime, and so that a broken copy is
 //! reported as a broken file rather than as whatever ONNX Runtime makes of truncated protobuf.
 
+mod built_graphs;
 pub mod device;
 pub mod fast_set;
 pub mod graph_tensor;

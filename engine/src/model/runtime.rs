@@ -436,6 +436,46 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// Creates a session for `model`, a small graph the engine builds in code
+    /// ([`built_graphs`](super::built_graphs)), on `providers`, those of the graph `beside` (at
+    /// `path`): it reads the tensors that graph keeps and leaves its own beside them. `what` says
+    /// what it does, for errors.
+    pub(crate) fn built_session(
+        &self,
+        model: ort::editor::Model,
+        beside: (GraphName, &Path),
+        providers: &[Provider],
+        what: &str,
+    ) -> Result<Graph> {
+        let (name, path) = beside;
+        let error = |source: ort::Error| Error::BuiltGraph {
+            what: what.to_string(),
+            beside: path.to_path_buf(),
+            source,
+        };
+        let mut builder = self.builder(path)?;
+        for &provider in providers.iter().filter(|&&p| p != Provider::Cpu) {
+            builder = self
+                .register(builder, provider)
+                .map_err(|failure| error(ort::Error::new(failure.to_string())))?;
+        }
+        let session = model.into_session(&builder).map_err(error)?;
+        Ok(Graph {
+            name,
+            path: path.to_path_buf(),
+            spec: GraphSpec {
+                file: what.to_string(),
+                inputs: Vec::new(),
+                outputs: Vec::new(),
+            },
+            session,
+            providers: providers.to_vec(),
+            skipped: Vec::new(),
+        })
+    }
+}
+
 /// One loaded graph with the manifest's description of it.
 #[derive(Debug)]
 pub struct Graph {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::built_graphs::BuiltGraphs;
 use super::device::{Provider, ProviderFailure};
 use super::graph_tensor::{Traffic, TrafficCounter};
 use super::manifest::{GraphName, Manifest};
@@ -69,6 +70,8 @@ pub struct Model {
     pub(crate) clocks: GraphClocks,
     /// What crossed between host memory and the graphs; shared with the tensors the graphs made.
     pub(crate) traffic: Arc<TrafficCounter>,
+    /// The graphs built in code that keep the memories where the graphs run.
+    pub(crate) built: BuiltGraphs,
     /// Tests only: run graphs with kept outputs through an I/O binding on the CPU provider too,
     /// so that the path a card takes is checked against the plain one here.
     #[cfg(test)]
@@ -103,7 +106,7 @@ impl Model {
                         .iter()
                         .all(|(_, p)| *p != Provider::Cpu)
                     {
-                        return Ok(Model::from_sessions(dir, set, sessions));
+                        return Ok(Model::from_sessions(dir, set, sessions, runtime));
                     }
                     log::warn!(
                         "precision fast: no GPU provider took every graph, so the CPU fast set runs instead of the GPU one"
@@ -132,13 +135,14 @@ impl Model {
     /// that runs one set wherever the runtime places it).
     pub fn load_set(dir: ModelDir, runtime: &Runtime, set: GraphSet) -> Result<Arc<Model>> {
         let sessions = dir.load_sessions_of(runtime, &set)?;
-        Ok(Model::from_sessions(dir, set, sessions))
+        Ok(Model::from_sessions(dir, set, sessions, runtime))
     }
 
     fn from_sessions(
         dir: ModelDir,
         graph_set: GraphSet,
         mut sessions: ModelSessions,
+        runtime: &Runtime,
     ) -> Arc<Model> {
         if let Some(fast) = graph_set.fast() {
             log::info!(
@@ -166,6 +170,7 @@ impl Model {
             memory_attention: Mutex::new(sessions.memory_attention),
             clocks: GraphClocks::default(),
             traffic: Arc::default(),
+            built: BuiltGraphs::new(runtime),
             #[cfg(test)]
             bind_on_host: Default::default(),
             dir,

@@ -1,0 +1,362 @@
+//! Small graphs the engine builds in code (ONNX Runtime's model editor), so that the memories stay
+//! where the graphs keep them.
+//!
+//! On a card the memory encoder's output stays on the card. What the engine did to memories in
+//! host memory — round them to the storage type, split a batch into one memory per object, gather
+//! a frame's memory bank into memory attention's input — is done there by these graphs instead,
+//! and no memory crosses the bus. Each is built on first use for its shape, on the providers of
+//! the graph whose outputs it takes, and timed on that graph's clock.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ort::editor::{Graph as EditedGraph, Model as EditedModel, Node, ONNX_DOMAIN, Opset};
+use ort::memory::Allocator;
+use ort::operator::Attribute;
+use ort::value::{Outlet, Shape, SymbolicDimensions, Tensor, TensorElementType, ValueType};
+use parking_lot::Mutex;
+
+use super::device::Provider;
+use super::manifest::GraphName;
+use super::runtime::{Graph, Runtime};
+use super::{GraphTensor, Model};
+use crate::error::{Error, Result};
+
+/// The opset the built graphs declare: Split still takes its sizes as an input there, which every
+/// provider with a Split kernel implements.
+const OPSET: u32 = 17;
+/// ONNX's element type numbers, for Cast's `to`.
+const FLOAT: i64 = 1;
+const BFLOAT16: i64 = 16;
+
+/// What a built graph does, with the shapes it was built for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum BuiltOp {
+    /// The memory encoder's `[objects, mem_dim, H, W]` into one `[1, mem_dim, H, W]` memory per
+    /// object, each rounded to bfloat16 and back when memories are stored so (exactly what
+    /// rounding in host memory gives, and what the official predictor keeps).
+    StoreMemories { batch: [usize; 4], round: bool },
+    /// `parts` memories of `[1, mem_dim, H, W]`, in order, as one tensor of `shape`.
+    GatherMemories {
+        parts: usize,
+        item: [usize; 4],
+        shape: Vec<usize>,
+    },
+}
+
+impl BuiltOp {
+    /// The graph whose outputs it takes and whose clock it runs on.
+    fn beside(&self) -> GraphName {
+        match self {
+            BuiltOp::StoreMemories { .. } => GraphName::MemoryEncoder,
+            BuiltOp::GatherMemories { .. } => GraphName::MemoryAttention,
+        }
+    }
+
+    fn what(&self) -> String {
+        match self {
+            BuiltOp::StoreMemories { batch, round } => format!(
+                "splits a batch of {} memories{}",
+                batch[0],
+                if *round { " rounded to bfloat16" } else { "" }
+            ),
+            BuiltOp::GatherMemories { parts, shape, .. } => {
+                format!("gathers {parts} memories into memory attention's input {shape:?}")
+            }
+        }
+    }
+
+    fn edit(&self) -> ort::Result<EditedModel> {
+        let mut graph = EditedGraph::new()?;
+        match self {
+            BuiltOp::StoreMemories { batch, round } => {
+                graph.set_inputs([outlet("features", batch)])?;
+                let item = [1, batch[1], batch[2], batch[3]];
+                let outputs: Vec<String> = (0..batch[0]).map(memory_name).collect();
+                graph.set_outputs(outputs.iter().map(|name| outlet(name, &item)))?;
+                // One object: the last node writes the output itself.
+                let single = memory_name(0);
+                let mut source = "features".to_string();
+                if *round {
+                    let rounded = if batch[0] == 1 { &single } else { "rounded" };
+                    graph.add_node(cast("to_bf16", &source, "bf16", BFLOAT16)?)?;
+                    graph.add_node(cast("to_f32", "bf16", rounded, FLOAT)?)?;
+                    source = rounded.to_string();
+                }
+                if batch[0] > 1 {
+                    graph.add_initializer("sizes", int64s(&vec![1; batch[0]])?, false)?;
+                    graph.add_node(Node::new(
+                        "Split",
+                        ONNX_DOMAIN,
+                        "split",
+                        [source.as_str(), "sizes"],
+                        &outputs,
+                        [Attribute::new("axis", 0_i64)?],
+                    )?)?;
+                } else if source != single {
+                    graph.add_node(Node::new(
+                        "Identity",
+                        ONNX_DOMAIN,
+                        "identity",
+                        [source.as_str()],
+                        [single.as_str()],
+                        [],
+                    )?)?;
+                }
+            }
+            BuiltOp::GatherMemories { parts, item, shape } => {
+                let inputs: Vec<String> = (0..*parts).map(memory_name).collect();
+                graph.set_inputs(inputs.iter().map(|name| outlet(name, item)))?;
+                graph.set_outputs([outlet("memory", shape)])?;
+                let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+                graph.add_initializer("shape", int64s(&dims)?, false)?;
+                graph.add_node(Node::new(
+                    "Concat",
+                    ONNX_DOMAIN,
+                    "concat",
+                    &inputs,
+                    ["gathered"],
+                    [Attribute::new("axis", 0_i64)?],
+                )?)?;
+                graph.add_node(Node::new(
+                    "Reshape",
+                    ONNX_DOMAIN,
+                    "reshape",
+                    ["gathered", "shape"],
+                    ["memory"],
+                    [],
+                )?)?;
+            }
+        }
+        let mut model = EditedModel::new([Opset::new(ONNX_DOMAIN, OPSET)?])?;
+        model.set_graph(graph)?;
+        Ok(model)
+    }
+}
+
+fn memory_name(i: usize) -> String {
+    format!("memory_{i}")
+}
+
+fn outlet(name: &str, shape: &[usize]) -> Outlet {
+    Outlet::new(
+        name,
+        ValueType::Tensor {
+            ty: TensorElementType::Float32,
+            shape: Shape::new(shape.iter().map(|&d| d as i64)),
+            dimension_symbols: SymbolicDimensions::empty(shape.len()),
+        },
+    )
+}
+
+fn cast(name: &str, input: &str, output: &str, to: i64) -> ort::Result<Node> {
+    Node::new(
+        "Cast",
+        ONNX_DOMAIN,
+        name,
+        [input],
+        [output],
+        [Attribute::new("to", to)?],
+    )
+}
+
+/// A constant of the graph. ONNX Runtime takes it over, so it is allocated by ONNX Runtime and
+/// filled, not made from an array.
+fn int64s(values: &[i64]) -> ort::Result<Tensor<i64>> {
+    let mut tensor = Tensor::<i64>::new(&Allocator::default(), [values.len()])?;
+    tensor.extract_tensor_mut().1.copy_from_slice(values);
+    Ok(tensor)
+}
+
+/// The built graphs of one model, each made on first use.
+#[derive(Debug)]
+pub(crate) struct BuiltGraphs {
+    runtime: Runtime,
+    graphs: Mutex<HashMap<BuiltOp, Arc<Mutex<Graph>>>>,
+}
+
+impl BuiltGraphs {
+    pub(crate) fn new(runtime: &Runtime) -> BuiltGraphs {
+        BuiltGraphs {
+            runtime: runtime.clone(),
+            graphs: Mutex::default(),
+        }
+    }
+
+    fn get(&self, model: &Model, op: BuiltOp) -> Result<(GraphName, Arc<Mutex<Graph>>)> {
+        let beside = op.beside();
+        let mut graphs = self.graphs.lock();
+        if let Some(graph) = graphs.get(&op) {
+            return Ok((beside, Arc::clone(graph)));
+        }
+        let what = op.what();
+        let path = model.dir().graph_path(beside);
+        let edited = op.edit().map_err(|source| Error::BuiltGraph {
+            what: what.clone(),
+            beside: path.clone(),
+            source,
+        })?;
+        // Where the graph beside it runs, read without its lock (which a run may hold). Beside
+        // TensorRT it runs on CUDA, in the same memory: TensorRT would build an engine for each.
+        let mut providers: Vec<Provider> = model
+            .providers()
+            .iter()
+            .filter(|(name, _)| *name == beside)
+            .map(|&(_, p)| match p {
+                Provider::TensorRt { device_id } => Provider::Cuda { device_id },
+                other => other,
+            })
+            .collect();
+        providers.push(Provider::Cpu);
+        providers.dedup();
+        let session = self
+            .runtime
+            .built_session(edited, (beside, &path), &providers, &what)?;
+        let graph = Arc::new(Mutex::new(session));
+        graphs.insert(op, Arc::clone(&graph));
+        Ok((beside, graph))
+    }
+}
+
+impl Model {
+    /// Whether the memories stay where the graphs run, rounded, split and gathered there by
+    /// built graphs: when the memory encoder and memory attention keep their outputs on one card
+    /// (and in the tests that take that path on the CPU). Elsewhere they come to host memory,
+    /// where bfloat16 storage takes half the bytes.
+    pub(crate) fn memories_stay_on_graphs(&self) -> bool {
+        let card = |name| {
+            self.providers()
+                .iter()
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, p)| p.output_card())
+        };
+        let on_card = card(GraphName::MemoryEncoder).is_some()
+            && card(GraphName::MemoryEncoder) == card(GraphName::MemoryAttention);
+        on_card || self.binding_on_host().is_some()
+    }
+
+    /// The memory encoder's `features` `[objects, mem_dim, H, W]` as one memory per object,
+    /// `[1, mem_dim, H, W]`, rounded to bfloat16 when `round`, where the graphs keep them.
+    pub(crate) fn store_memories(
+        &self,
+        features: GraphTensor,
+        round: bool,
+    ) -> Result<Vec<GraphTensor>> {
+        let batch: [usize; 4] = features.shape().try_into().map_err(|_| Error::Internal {
+            message: format!(
+                "memory features of shape {:?} where [objects, mem_dim, H, W] was expected",
+                features.shape()
+            ),
+        })?;
+        if batch[0] == 1 && !round {
+            return Ok(vec![features]);
+        }
+        let op = BuiltOp::StoreMemories { batch, round };
+        let names: Vec<String> = (0..batch[0]).map(memory_name).collect();
+        let run = self.built_run(op)?;
+        let feed = ort::inputs! { "features" => run.tensor(&features) };
+        let keep: Vec<&str> = names.iter().map(String::as_str).collect();
+        run.run(feed, &keep, |out| {
+            names
+                .iter()
+                .map(|name| out.keep(name, &[1, batch[1], batch[2], batch[3]]))
+                .collect()
+        })
+    }
+
+    /// `memories`, each `[1, mem_dim, H, W]`, in order, as one tensor of `shape`, where the
+    /// graphs keep them.
+    pub(crate) fn gather_memories(
+        &self,
+        memories: &[&GraphTensor],
+        shape: &[usize],
+    ) -> Result<GraphTensor> {
+        let item: [usize; 4] = memories
+            .first()
+            .and_then(|m| m.shape().try_into().ok())
+            .ok_or_else(|| Error::Internal {
+                message: "memory attention was given no memories to gather".into(),
+            })?;
+        let op = BuiltOp::GatherMemories {
+            parts: memories.len(),
+            item,
+            shape: shape.to_vec(),
+        };
+        let names: Vec<String> = (0..memories.len()).map(memory_name).collect();
+        let run = self.built_run(op)?;
+        let feed: Vec<_> = names
+            .iter()
+            .zip(memories)
+            .map(|(name, memory)| (name.clone().into(), run.tensor(memory)))
+            .collect();
+        run.run(feed, &["memory"], |out| out.keep("memory", shape))
+    }
+
+    fn built_run(&self, op: BuiltOp) -> Result<super::io::GraphRun<'_>> {
+        let (beside, graph) = self.built.get(self, op)?;
+        Ok(self.graph_run(beside).on(graph))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::atomic::Ordering;
+
+    use half::bf16;
+    use ndarray::{Array4, Axis};
+
+    use super::*;
+
+    #[test]
+    fn stored_memories_round_like_the_host_and_gather_back_in_order() {
+        let runtime = Runtime::load_default().unwrap_or_else(|e| panic!("{e}"));
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/test");
+        let model = Model::open(dir, &runtime).unwrap_or_else(|e| panic!("{e}"));
+        model.bind_on_host.store(true, Ordering::Relaxed);
+        // Values with bits below bfloat16's, and two ties, which go to the even neighbour: down
+        // for 0x3f80_8000, up for 0x3f81_8000.
+        let batch = Array4::from_shape_fn((3, 2, 4, 4), |(o, c, y, x)| {
+            let i = (((o * 2 + c) * 4 + y) * 4 + x) as u32;
+            f32::from_bits(match i {
+                5 => 0x3f80_8000,
+                6 => 0x3f81_8000,
+                _ => 0x3f80_0000 + i * 0x1357,
+            })
+        });
+        let host = |a: &GraphTensor| a.to_host().unwrap_or_else(|e| panic!("{e}")).into_owned();
+        for round in [true, false] {
+            let features = GraphTensor::from_host(batch.clone()).unwrap_or_else(|e| panic!("{e}"));
+            let stored = model
+                .store_memories(features, round)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(stored.len(), 3);
+            for (o, memory) in stored.iter().enumerate() {
+                assert_eq!(memory.shape(), &[1, 2, 4, 4]);
+                let expected = batch
+                    .index_axis(Axis(0), o)
+                    .mapv(|v| if round { bf16::from_f32(v).to_f32() } else { v });
+                let got = host(memory);
+                let differ = got
+                    .iter()
+                    .zip(&expected)
+                    .filter(|(a, b)| a.to_bits() != b.to_bits())
+                    .count();
+                assert_eq!(differ, 0, "round {round}, object {o}");
+            }
+            // Objects 2, 0, 1 as one object with three memories (memory attention's [n, frames, ..]).
+            let order = [&stored[2], &stored[0], &stored[1]];
+            let gathered = model
+                .gather_memories(&order, &[1, 3, 2, 4, 4])
+                .unwrap_or_else(|e| panic!("{e}"));
+            let got = host(&gathered);
+            for (slot, memory) in order.iter().enumerate() {
+                assert_eq!(
+                    got.index_axis(Axis(1), slot).index_axis(Axis(0), 0),
+                    host(memory).index_axis(Axis(0), 0),
+                    "round {round}, slot {slot}"
+                );
+            }
+        }
+    }
+}
