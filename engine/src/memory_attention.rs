@@ -117,15 +117,16 @@ pub fn condition(
 }
 
 /// The memories of `batch`, object by object and frame by frame, as memory attention's input of
-/// `shape`: gathered where the graphs keep them when every one is kept there, in host memory
-/// otherwise.
+/// `shape`: gathered where the graphs keep them when every one is kept there (and the graph for
+/// that can be built), in host memory otherwise.
 fn gather(model: &Model, batch: &[BankInputs<'_>], shape: &[usize]) -> Result<GraphTensor> {
     let entries = || batch.iter().flat_map(|object| object.memories);
     if let Some(kept) = entries()
         .map(|entry| entry.features.kept())
         .collect::<Option<Vec<&GraphTensor>>>()
+        && let Some(memory) = model.gather_memories(&kept, shape)?
     {
-        return model.gather_memories(&kept, shape);
+        return Ok(memory);
     }
     let run = model.graph_run(GraphName::MemoryAttention);
     let mut memory = Vec::with_capacity(shape.iter().product());

@@ -38,7 +38,7 @@ impl PartialEq for MemoryFeatures {
 }
 
 impl MemoryFeatures {
-    fn stored(values: &[f32], dtype: StorageDtype) -> MemoryFeatures {
+    pub(crate) fn stored(values: &[f32], dtype: StorageDtype) -> MemoryFeatures {
         match dtype {
             StorageDtype::Bfloat16 => {
                 MemoryFeatures::Bfloat16(values.iter().map(|&v| bf16::from_f32(v)).collect())
@@ -168,10 +168,7 @@ pub fn encode_memories(
                 }
                 out.keep("memory_features", &[b, m, f, f])
             })?;
-            let round = dtype == StorageDtype::Bfloat16;
-            for memory in model.store_memories(features, round)? {
-                memories.push(MemoryFeatures::Kept(Arc::new(memory)));
-            }
+            memories.extend(model.store_memories(features, dtype)?);
             continue;
         }
         run.run(feed, &["memory_pos_enc"], |out| {

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use once_cell::sync::OnceCell;
 use ort::editor::{Graph as EditedGraph, Model as EditedModel, Node, ONNX_DOMAIN, Opset};
 use ort::memory::Allocator;
 use ort::operator::Attribute;
@@ -17,10 +18,11 @@ use ort::value::{Outlet, Shape, SymbolicDimensions, Tensor, TensorElementType, V
 use parking_lot::Mutex;
 
 use super::device::Provider;
-use super::manifest::GraphName;
+use super::manifest::{GraphName, StorageDtype};
 use super::runtime::{Graph, Runtime};
 use super::{GraphTensor, Model};
 use crate::error::{Error, Result};
+use crate::memory_encoder::MemoryFeatures;
 
 /// The opset the built graphs declare: Split still takes its sizes as an input there, which every
 /// provider with a Split kernel implements.
@@ -173,6 +175,12 @@ fn int64s(values: &[i64]) -> ort::Result<Tensor<i64>> {
 pub(crate) struct BuiltGraphs {
     runtime: Runtime,
     graphs: Mutex<HashMap<BuiltOp, Arc<Mutex<Graph>>>>,
+    /// Why a graph could not be built, once one could not: from then on the memories go through
+    /// host memory, as on the CPU, rather than a track failing over an optimisation.
+    unavailable: OnceCell<String>,
+    /// Tests only: refuse to build, as a provider without the operators would.
+    #[cfg(test)]
+    pub(crate) refuse: std::sync::atomic::AtomicBool,
 }
 
 impl BuiltGraphs {
@@ -180,22 +188,59 @@ impl BuiltGraphs {
         BuiltGraphs {
             runtime: runtime.clone(),
             graphs: Mutex::default(),
+            unavailable: OnceCell::new(),
+            #[cfg(test)]
+            refuse: Default::default(),
         }
     }
 
-    fn get(&self, model: &Model, op: BuiltOp) -> Result<(GraphName, Arc<Mutex<Graph>>)> {
+    /// Why built graphs are not used, if one could not be built.
+    pub(crate) fn unavailable(&self) -> Option<&str> {
+        self.unavailable.get().map(String::as_str)
+    }
+
+    /// The graph for `op`, built now if it is new; `None`, with the reason logged once and kept
+    /// in [`BuiltGraphs::unavailable`], if it cannot be.
+    fn get(&self, model: &Model, op: BuiltOp) -> Option<(GraphName, Arc<Mutex<Graph>>)> {
         let beside = op.beside();
+        if self.unavailable.get().is_some() {
+            return None;
+        }
         let mut graphs = self.graphs.lock();
         if let Some(graph) = graphs.get(&op) {
-            return Ok((beside, Arc::clone(graph)));
+            return Some((beside, Arc::clone(graph)));
         }
+        match self.build(model, &op) {
+            Ok(graph) => {
+                let graph = Arc::new(Mutex::new(graph));
+                graphs.insert(op, Arc::clone(&graph));
+                Some((beside, graph))
+            }
+            Err(e) => {
+                if self.unavailable.set(e.to_string()).is_ok() {
+                    log::warn!(
+                        "{e} The memories go through host memory instead, which is slower on a card."
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    fn build(&self, model: &Model, op: &BuiltOp) -> Result<Graph> {
+        let beside = op.beside();
         let what = op.what();
         let path = model.dir().graph_path(beside);
-        let edited = op.edit().map_err(|source| Error::BuiltGraph {
+        let edit_error = |source| Error::BuiltGraph {
             what: what.clone(),
             beside: path.clone(),
             source,
-        })?;
+        };
+        #[cfg(test)]
+        if self.refuse.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(edit_error(ort::Error::new("refused by the test")));
+        }
+        let edited = op.edit().map_err(edit_error)?;
         // Where the graph beside it runs, read without its lock (which a run may hold). Beside
         // TensorRT it runs on CUDA, in the same memory: TensorRT would build an engine for each.
         let mut providers: Vec<Provider> = model
@@ -209,20 +254,16 @@ impl BuiltGraphs {
             .collect();
         providers.push(Provider::Cpu);
         providers.dedup();
-        let session = self
-            .runtime
-            .built_session(edited, (beside, &path), &providers, &what)?;
-        let graph = Arc::new(Mutex::new(session));
-        graphs.insert(op, Arc::clone(&graph));
-        Ok((beside, graph))
+        self.runtime
+            .built_session(edited, (beside, &path), &providers, &what)
     }
 }
 
 impl Model {
     /// Whether the memories stay where the graphs run, rounded, split and gathered there by
     /// built graphs: when the memory encoder and memory attention keep their outputs on one card
-    /// (and in the tests that take that path on the CPU). Elsewhere they come to host memory,
-    /// where bfloat16 storage takes half the bytes.
+    /// (and in the tests that take that path on the CPU), and the graphs could be built there.
+    /// Elsewhere they come to host memory, where bfloat16 storage takes half the bytes.
     pub(crate) fn memories_stay_on_graphs(&self) -> bool {
         let card = |name| {
             self.providers()
@@ -232,45 +273,64 @@ impl Model {
         };
         let on_card = card(GraphName::MemoryEncoder).is_some()
             && card(GraphName::MemoryEncoder) == card(GraphName::MemoryAttention);
-        on_card || self.binding_on_host().is_some()
+        (on_card || self.binding_on_host().is_some()) && self.built.unavailable().is_none()
     }
 
     /// The memory encoder's `features` `[objects, mem_dim, H, W]` as one memory per object,
-    /// `[1, mem_dim, H, W]`, rounded to bfloat16 when `round`, where the graphs keep them.
+    /// rounded to `dtype`: kept where the graphs keep them (`[1, mem_dim, H, W]` each), or in
+    /// host memory when the graph for that cannot be built.
     pub(crate) fn store_memories(
         &self,
         features: GraphTensor,
-        round: bool,
-    ) -> Result<Vec<GraphTensor>> {
+        dtype: StorageDtype,
+    ) -> Result<Vec<MemoryFeatures>> {
         let batch: [usize; 4] = features.shape().try_into().map_err(|_| Error::Internal {
             message: format!(
                 "memory features of shape {:?} where [objects, mem_dim, H, W] was expected",
                 features.shape()
             ),
         })?;
+        let round = dtype == StorageDtype::Bfloat16;
         if batch[0] == 1 && !round {
-            return Ok(vec![features]);
+            return Ok(vec![MemoryFeatures::Kept(Arc::new(features))]);
         }
         let op = BuiltOp::StoreMemories { batch, round };
+        let Some(run) = self.built_run(op) else {
+            let host = features.to_host().map_err(|source| Error::TensorTransfer {
+                what: "memory features",
+                source,
+            })?;
+            return host
+                .outer_iter()
+                .map(|object| {
+                    let values = object.as_slice().ok_or_else(|| Error::Internal {
+                        message: "memory features are not contiguous".into(),
+                    })?;
+                    Ok(MemoryFeatures::stored(values, dtype))
+                })
+                .collect();
+        };
         let names: Vec<String> = (0..batch[0]).map(memory_name).collect();
-        let run = self.built_run(op)?;
         let feed = ort::inputs! { "features" => run.tensor(&features) };
         let keep: Vec<&str> = names.iter().map(String::as_str).collect();
         run.run(feed, &keep, |out| {
             names
                 .iter()
-                .map(|name| out.keep(name, &[1, batch[1], batch[2], batch[3]]))
+                .map(|name| {
+                    let memory = out.keep(name, &[1, batch[1], batch[2], batch[3]])?;
+                    Ok(MemoryFeatures::Kept(Arc::new(memory)))
+                })
                 .collect()
         })
     }
 
     /// `memories`, each `[1, mem_dim, H, W]`, in order, as one tensor of `shape`, where the
-    /// graphs keep them.
+    /// graphs keep them; `None` when the graph for that cannot be built.
     pub(crate) fn gather_memories(
         &self,
         memories: &[&GraphTensor],
         shape: &[usize],
-    ) -> Result<GraphTensor> {
+    ) -> Result<Option<GraphTensor>> {
         let item: [usize; 4] = memories
             .first()
             .and_then(|m| m.shape().try_into().ok())
@@ -282,19 +342,22 @@ impl Model {
             item,
             shape: shape.to_vec(),
         };
+        let Some(run) = self.built_run(op) else {
+            return Ok(None);
+        };
         let names: Vec<String> = (0..memories.len()).map(memory_name).collect();
-        let run = self.built_run(op)?;
         let feed: Vec<_> = names
             .iter()
             .zip(memories)
             .map(|(name, memory)| (name.clone().into(), run.tensor(memory)))
             .collect();
         run.run(feed, &["memory"], |out| out.keep("memory", shape))
+            .map(Some)
     }
 
-    fn built_run(&self, op: BuiltOp) -> Result<super::io::GraphRun<'_>> {
+    fn built_run(&self, op: BuiltOp) -> Option<super::io::GraphRun<'_>> {
         let (beside, graph) = self.built.get(self, op)?;
-        Ok(self.graph_run(beside).on(graph))
+        Some(self.graph_run(beside).on(graph))
     }
 }
 
@@ -308,55 +371,117 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn stored_memories_round_like_the_host_and_gather_back_in_order() {
+    fn model() -> Arc<Model> {
         let runtime = Runtime::load_default().unwrap_or_else(|e| panic!("{e}"));
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/test");
         let model = Model::open(dir, &runtime).unwrap_or_else(|e| panic!("{e}"));
         model.bind_on_host.store(true, Ordering::Relaxed);
-        // Values with bits below bfloat16's, and two ties, which go to the even neighbour: down
-        // for 0x3f80_8000, up for 0x3f81_8000.
-        let batch = Array4::from_shape_fn((3, 2, 4, 4), |(o, c, y, x)| {
+        model
+    }
+
+    /// Three objects' memories with bits below bfloat16's, and two ties, which go to the even
+    /// neighbour: down for 0x3f80_8000, up for 0x3f81_8000.
+    fn batch() -> Array4<f32> {
+        Array4::from_shape_fn((3, 2, 4, 4), |(o, c, y, x)| {
             let i = (((o * 2 + c) * 4 + y) * 4 + x) as u32;
             f32::from_bits(match i {
                 5 => 0x3f80_8000,
                 6 => 0x3f81_8000,
                 _ => 0x3f80_0000 + i * 0x1357,
             })
-        });
-        let host = |a: &GraphTensor| a.to_host().unwrap_or_else(|e| panic!("{e}")).into_owned();
-        for round in [true, false] {
-            let features = GraphTensor::from_host(batch.clone()).unwrap_or_else(|e| panic!("{e}"));
+        })
+    }
+
+    fn values(memory: &MemoryFeatures) -> Vec<f32> {
+        let mut out = Vec::new();
+        memory
+            .extend_f32(&mut out)
+            .unwrap_or_else(|e| panic!("{e}"));
+        out
+    }
+
+    /// Each stored memory holds its object's values rounded as `dtype` says, bit for bit.
+    fn check_stored(stored: &[MemoryFeatures], dtype: StorageDtype, what: &str) {
+        let batch = batch();
+        assert_eq!(stored.len(), 3, "{what}");
+        for (o, memory) in stored.iter().enumerate() {
+            let expected: Vec<f32> = batch
+                .index_axis(Axis(0), o)
+                .iter()
+                .map(|&v| match dtype {
+                    StorageDtype::Bfloat16 => bf16::from_f32(v).to_f32(),
+                    StorageDtype::Float32 => v,
+                })
+                .collect();
+            let got = values(memory);
+            let differ = got
+                .iter()
+                .zip(&expected)
+                .filter(|(a, b)| a.to_bits() != b.to_bits())
+                .count();
+            assert_eq!(
+                (got.len(), differ),
+                (expected.len(), 0),
+                "{what}, object {o}"
+            );
+        }
+    }
+
+    #[test]
+    fn stored_memories_round_like_the_host_and_gather_back_in_order() {
+        let model = model();
+        for dtype in [StorageDtype::Bfloat16, StorageDtype::Float32] {
+            let features = GraphTensor::from_host(batch()).unwrap_or_else(|e| panic!("{e}"));
             let stored = model
-                .store_memories(features, round)
+                .store_memories(features, dtype)
                 .unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(stored.len(), 3);
-            for (o, memory) in stored.iter().enumerate() {
-                assert_eq!(memory.shape(), &[1, 2, 4, 4]);
-                let expected = batch
-                    .index_axis(Axis(0), o)
-                    .mapv(|v| if round { bf16::from_f32(v).to_f32() } else { v });
-                let got = host(memory);
-                let differ = got
-                    .iter()
-                    .zip(&expected)
-                    .filter(|(a, b)| a.to_bits() != b.to_bits())
-                    .count();
-                assert_eq!(differ, 0, "round {round}, object {o}");
-            }
+            check_stored(&stored, dtype, &format!("{dtype:?}"));
+            let kept: Vec<&GraphTensor> = stored
+                .iter()
+                .map(|m| m.kept().unwrap_or_else(|| panic!("{dtype:?}: not kept")))
+                .collect();
             // Objects 2, 0, 1 as one object with three memories (memory attention's [n, frames, ..]).
-            let order = [&stored[2], &stored[0], &stored[1]];
+            let order = [kept[2], kept[0], kept[1]];
             let gathered = model
                 .gather_memories(&order, &[1, 3, 2, 4, 4])
-                .unwrap_or_else(|e| panic!("{e}"));
-            let got = host(&gathered);
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|| panic!("{dtype:?}: the gather was not built"));
+            assert_eq!(gathered.shape(), &[1, 3, 2, 4, 4]);
+            let got = gathered.to_host().unwrap_or_else(|e| panic!("{e}"));
             for (slot, memory) in order.iter().enumerate() {
+                let memory = memory.to_host().unwrap_or_else(|e| panic!("{e}"));
                 assert_eq!(
                     got.index_axis(Axis(1), slot).index_axis(Axis(0), 0),
-                    host(memory).index_axis(Axis(0), 0),
-                    "round {round}, slot {slot}"
+                    memory.index_axis(Axis(0), 0),
+                    "{dtype:?}, slot {slot}"
                 );
             }
         }
+        assert_eq!(model.built.unavailable(), None);
+    }
+
+    #[test]
+    fn a_graph_that_cannot_be_built_leaves_the_memories_in_host_memory() {
+        let model = model();
+        assert!(model.memories_stay_on_graphs());
+        model.built.refuse.store(true, Ordering::Relaxed);
+        let features = GraphTensor::from_host(batch()).unwrap_or_else(|e| panic!("{e}"));
+        let stored = model
+            .store_memories(features, StorageDtype::Bfloat16)
+            .unwrap_or_else(|e| panic!("{e}"));
+        check_stored(&stored, StorageDtype::Bfloat16, "refused");
+        assert!(
+            stored
+                .iter()
+                .all(|m| matches!(m, MemoryFeatures::Bfloat16(_))),
+            "the memories are stored in host memory, as bfloat16"
+        );
+        let reason = model.built.unavailable().unwrap_or_default();
+        assert!(
+            reason.contains("could not build the small graph that splits a batch of 3 memories")
+                && reason.contains("refused by the test"),
+            "{reason}"
+        );
+        assert!(!model.memories_stay_on_graphs());
     }
 }

@@ -297,6 +297,14 @@ mod tests {
     /// Two objects clicked on frame 0 of `crossing` and tracked to its end: every frame's logits
     /// of both, and what crossed between host memory and the graphs.
     fn track(model: &Arc<Model>) -> (Vec<Vec<f32>>, Traffic) {
+        track_calling(model, |_| {})
+    }
+
+    /// [`track`], calling `on_frame` with the number of frames tracked so far after each.
+    fn track_calling(
+        model: &Arc<Model>,
+        mut on_frame: impl FnMut(usize),
+    ) -> (Vec<Vec<f32>>, Traffic) {
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
         let clip =
             FolderSource::open(fixtures.join("clips/crossing")).unwrap_or_else(|e| panic!("{e}"));
@@ -305,6 +313,7 @@ mod tests {
         let mut session = ClipSession::new(Arc::clone(model), Box::new(clip), settings)
             .unwrap_or_else(|e| panic!("{e}"));
         let (a, b) = (ObjectId(1), ObjectId(2));
+        let mut tracked = 0;
         session
             .add_points(0, a, &[[60.0, 80.0]], &[Label::Positive], true)
             .unwrap_or_else(|e| panic!("{e}"));
@@ -312,7 +321,11 @@ mod tests {
             .add_box(0, b, [234.0, 50.0, 306.0, 106.0], &[], &[])
             .unwrap_or_else(|e| panic!("{e}"));
         session
-            .propagate(Propagation::default(), |_| ControlFlow::Continue(()))
+            .propagate(Propagation::default(), |_| {
+                tracked += 1;
+                on_frame(tracked);
+                ControlFlow::Continue(())
+            })
             .unwrap_or_else(|e| panic!("{e}"));
         let mut logits = Vec::new();
         for frame in 0..session.num_frames() {
@@ -373,5 +386,33 @@ mod tests {
             "{frames} frames: the bound run moved the plain run's bytes less the memories"
         );
         assert!(bound_traffic.to_graphs > 0 && bound_traffic.from_graphs > 0);
+    }
+
+    /// A card whose provider cannot build the graphs that keep the memories there (from the
+    /// fifth frame on, with memories already kept): the memories go through host memory from
+    /// then on, and the masks are bit for bit the same.
+    #[test]
+    fn losing_the_built_graphs_half_way_through_a_propagation_changes_no_mask() {
+        let runtime = Runtime::load_default()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_intra_threads(Some(1));
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/test");
+        let model = Model::open(dir, &runtime).unwrap_or_else(|e| panic!("{e}"));
+        let (plain, _) = track(&model);
+        model.bind_on_host.store(true, Ordering::Relaxed);
+        let (bound, _) = track_calling(&model, |tracked| {
+            if tracked == 4 {
+                model.built.refuse.store(true, Ordering::Relaxed);
+            }
+        });
+        assert!(
+            model.built.unavailable().is_some(),
+            "a graph was built after the refusal"
+        );
+        assert_eq!(plain.len(), bound.len());
+        for (i, (p, b)) in plain.iter().zip(&bound).enumerate() {
+            let same = p.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "frame {} object {}: logits differ", i / 2, i % 2 + 1);
+        }
     }
 }
