@@ -12,7 +12,6 @@ use crate::memory_bank::MaskOrigin;
 use crate::memory_encoder::{self, MemoryFeatures};
 use crate::model::{GraphTensor, Model};
 use crate::predictor::SessionStats;
-use crate::resample::sam2_input;
 
 /// Frames: the source, the feature cache and the constants every frame shares.
 pub(crate) struct Frames {
@@ -108,19 +107,11 @@ impl Frames {
                 ),
             });
         }
-        let m = self.model.manifest();
-        let input = sam2_input(
-            &image.data,
-            image.width,
-            image.height,
-            m.image_size,
-            m.image_mean,
-            m.image_std,
-        );
+        let input = image_encoder::input(&self.model, &image.data, image.width, image.height)?;
         self.stats.image_encoder_runs += 1;
         let features = Arc::new(image_encoder::encode(
             &self.model,
-            input.view(),
+            &input,
             self.vision_pos_enc.as_ref(),
         )?);
         if self.vision_pos_enc.is_none() {

@@ -1,11 +1,13 @@
 //! Small graphs the engine builds in code (ONNX Runtime's model editor), so that the memories stay
-//! where the graphs keep them.
+//! where the graphs keep them and frames cross as bytes.
 //!
 //! On a card the memory encoder's output stays on the card. What the engine did to memories in
 //! host memory — round them to the storage type, split a batch into one memory per object, gather
 //! a frame's memory bank into memory attention's input — is done there by these graphs instead,
-//! and no memory crosses the bus. Each is built on first use for its shape, on the providers of
-//! the graph whose outputs it takes, and timed on that graph's clock.
+//! and no memory crosses the bus. A frame goes there as the resized bytes and is normalized by
+//! lookup in the host's own table: 3 bytes a pixel cross instead of 12, and the values are the
+//! same bits. Each graph is built on first use for its shape, on the providers of the graph it
+//! works for, and timed on that graph's clock.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +32,7 @@ const OPSET: u32 = 17;
 /// ONNX's element type numbers, for Cast's `to`.
 const FLOAT: i64 = 1;
 const BFLOAT16: i64 = 16;
+const INT64: i64 = 7;
 
 /// What a built graph does, with the shapes it was built for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -44,6 +47,10 @@ enum BuiltOp {
         item: [usize; 4],
         shape: Vec<usize>,
     },
+    /// A resized frame, `side × side × 3` bytes, through the normalization table
+    /// ([`sam2_normalization`](crate::resample::sam2_normalization), `[channel][byte]`, as bits)
+    /// into the image encoder's `[1, 3, side, side]`: a quarter of the bytes cross.
+    NormalizeFrame { side: usize, table: Vec<u32> },
 }
 
 impl BuiltOp {
@@ -52,6 +59,7 @@ impl BuiltOp {
         match self {
             BuiltOp::StoreMemories { .. } => GraphName::MemoryEncoder,
             BuiltOp::GatherMemories { .. } => GraphName::MemoryAttention,
+            BuiltOp::NormalizeFrame { .. } => GraphName::ImageEncoder,
         }
     }
 
@@ -64,6 +72,9 @@ impl BuiltOp {
             ),
             BuiltOp::GatherMemories { parts, shape, .. } => {
                 format!("gathers {parts} memories into memory attention's input {shape:?}")
+            }
+            BuiltOp::NormalizeFrame { side, .. } => {
+                format!("normalizes a {side}×{side} frame for the image encoder")
             }
         }
     }
@@ -129,6 +140,57 @@ impl BuiltOp {
                     [],
                 )?)?;
             }
+            BuiltOp::NormalizeFrame { side, table } => {
+                let side = *side;
+                graph.set_inputs([typed_outlet(
+                    "frame",
+                    &[side, side, 3],
+                    TensorElementType::Uint8,
+                )])?;
+                graph.set_outputs([outlet("image", &[1, 3, side, side])])?;
+                // Byte v of channel c is entry 256·c + v of the flattened table.
+                let table: Vec<f32> = table.iter().map(|&bits| f32::from_bits(bits)).collect();
+                graph.add_initializer("table", floats(&table)?, false)?;
+                graph.add_initializer("offsets", int64s(&[0, 256, 512])?, false)?;
+                graph.add_initializer(
+                    "shape",
+                    int64s(&[1, 3, side as i64, side as i64])?,
+                    false,
+                )?;
+                graph.add_node(cast("to_index", "frame", "bytes", INT64)?)?;
+                graph.add_node(Node::new(
+                    "Add",
+                    ONNX_DOMAIN,
+                    "offset",
+                    ["bytes", "offsets"],
+                    ["index"],
+                    [],
+                )?)?;
+                graph.add_node(Node::new(
+                    "Gather",
+                    ONNX_DOMAIN,
+                    "lookup",
+                    ["table", "index"],
+                    ["normalized"],
+                    [Attribute::new("axis", 0_i64)?],
+                )?)?;
+                graph.add_node(Node::new(
+                    "Transpose",
+                    ONNX_DOMAIN,
+                    "planar",
+                    ["normalized"],
+                    ["planes"],
+                    [Attribute::new("perm", [2_i64, 0, 1].as_slice())?],
+                )?)?;
+                graph.add_node(Node::new(
+                    "Reshape",
+                    ONNX_DOMAIN,
+                    "batch",
+                    ["planes", "shape"],
+                    ["image"],
+                    [],
+                )?)?;
+            }
         }
         let mut model = EditedModel::new([Opset::new(ONNX_DOMAIN, OPSET)?])?;
         model.set_graph(graph)?;
@@ -141,10 +203,14 @@ fn memory_name(i: usize) -> String {
 }
 
 fn outlet(name: &str, shape: &[usize]) -> Outlet {
+    typed_outlet(name, shape, TensorElementType::Float32)
+}
+
+fn typed_outlet(name: &str, shape: &[usize], ty: TensorElementType) -> Outlet {
     Outlet::new(
         name,
         ValueType::Tensor {
-            ty: TensorElementType::Float32,
+            ty,
             shape: Shape::new(shape.iter().map(|&d| d as i64)),
             dimension_symbols: SymbolicDimensions::empty(shape.len()),
         },
@@ -170,13 +236,20 @@ fn int64s(values: &[i64]) -> ort::Result<Tensor<i64>> {
     Ok(tensor)
 }
 
+/// A float constant of the graph (see [`int64s`]).
+fn floats(values: &[f32]) -> ort::Result<Tensor<f32>> {
+    let mut tensor = Tensor::<f32>::new(&Allocator::default(), [values.len()])?;
+    tensor.extract_tensor_mut().1.copy_from_slice(values);
+    Ok(tensor)
+}
+
 /// The built graphs of one model, each made on first use.
 #[derive(Debug)]
 pub(crate) struct BuiltGraphs {
     runtime: Runtime,
     graphs: Mutex<HashMap<BuiltOp, Arc<Mutex<Graph>>>>,
-    /// Why a graph could not be built, once one could not: from then on the memories go through
-    /// host memory, as on the CPU, rather than a track failing over an optimisation.
+    /// Why a graph could not be built, once one could not: from then on frames and memories go
+    /// through host memory, as on the CPU, rather than a track failing over an optimisation.
     unavailable: OnceCell<String>,
     /// Tests only: refuse to build, as a provider without the operators would.
     #[cfg(test)]
@@ -219,7 +292,7 @@ impl BuiltGraphs {
             Err(e) => {
                 if self.unavailable.set(e.to_string()).is_ok() {
                     log::warn!(
-                        "{e} The memories go through host memory instead, which is slower on a card."
+                        "{e} Frames and memories go through host memory instead, which is slower on a card."
                     );
                 }
                 None
@@ -355,6 +428,43 @@ impl Model {
             .map(Some)
     }
 
+    /// Whether frames go to the image encoder as bytes, normalized by a built graph where it
+    /// runs: when it keeps its outputs on a card (and in the tests that take that path on the
+    /// CPU), and the graphs could be built there.
+    pub(crate) fn frames_normalized_on_graphs(&self) -> bool {
+        (self.encodes_on_card() || self.binding_on_host().is_some())
+            && self.built.unavailable().is_none()
+    }
+
+    /// A resized frame (`side × side × 3` bytes) as the image encoder's input, normalized by
+    /// `table` where the graphs run: a quarter of the bytes of the normalized frame cross.
+    /// `None` where frames are normalized on the host ([`Model::frames_normalized_on_graphs`]),
+    /// or when the graph for that cannot be built.
+    pub(crate) fn normalize_frame(
+        &self,
+        resized: &[u8],
+        side: usize,
+        table: &[[f32; 256]; 3],
+    ) -> Result<Option<GraphTensor>> {
+        if !self.frames_normalized_on_graphs() || side == 0 {
+            return Ok(None);
+        }
+        let op = BuiltOp::NormalizeFrame {
+            side,
+            table: table.iter().flatten().map(|v| v.to_bits()).collect(),
+        };
+        let Some(run) = self.built_run(op) else {
+            return Ok(None);
+        };
+        let frame =
+            ndarray::ArrayView3::from_shape((side, side, 3), resized).map_err(|e| run.error(e))?;
+        let feed = ort::inputs! { "frame" => run.input(frame)? };
+        run.run(feed, &["image"], |out| {
+            out.keep("image", &[1, 3, side, side])
+        })
+        .map(Some)
+    }
+
     fn built_run(&self, op: BuiltOp) -> Option<super::io::GraphRun<'_>> {
         let (beside, graph) = self.built.get(self, op)?;
         Some(self.graph_run(beside).on(graph))
@@ -461,6 +571,31 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_normalized_where_the_graphs_run_equals_the_hosts_for_every_byte() {
+        let model = model();
+        assert!(model.frames_normalized_on_graphs());
+        // 16 × 16 pixels: every byte value once in each channel, in three different orders.
+        let frame: Vec<u8> = (0..=255u8)
+            .flat_map(|p| [p, 255 - p, p.wrapping_mul(7)])
+            .collect();
+        let table =
+            crate::resample::sam2_normalization([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
+        let host = crate::resample::sam2_normalize(&frame, &table);
+        let kept = model
+            .normalize_frame(&frame, 16, &table)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("the frame was normalized on the host"));
+        let got = kept.to_host().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(got.shape(), host.shape());
+        let differ = got
+            .iter()
+            .zip(&host)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(differ, 0);
+    }
+
+    #[test]
     fn a_graph_that_cannot_be_built_leaves_the_memories_in_host_memory() {
         let model = model();
         assert!(model.memories_stay_on_graphs());
@@ -483,5 +618,6 @@ mod tests {
             "{reason}"
         );
         assert!(!model.memories_stay_on_graphs());
+        assert!(!model.frames_normalized_on_graphs());
     }
 }

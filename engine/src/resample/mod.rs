@@ -95,7 +95,13 @@ pub fn sam2_input(
     std: [f32; 3],
 ) -> Array4<f32> {
     let resized = resize_rgb8_like_pil(rgb, width, height, size, size);
-    // The result depends only on (channel, byte): a table keeps the f64 division out of the loop.
+    sam2_normalize(&resized, &sam2_normalization(mean, std))
+}
+
+/// The normalized value of each byte in each channel, `[channel][byte]`: the result depends only
+/// on these, so a table keeps the `f64` division out of the per-pixel work, and a graph can apply
+/// it elsewhere by lookup, bit for bit.
+pub fn sam2_normalization(mean: [f32; 3], std: [f32; 3]) -> [[f32; 256]; 3] {
     let mut table = [[0.0f32; 256]; 3];
     for ((row, &m), &s) in table.iter_mut().zip(&mean).zip(&std) {
         for (v, t) in row.iter_mut().enumerate() {
@@ -103,10 +109,16 @@ pub fn sam2_input(
             *t = (x - m) / s;
         }
     }
-    let side = if resized.is_empty() { 0 } else { size as usize };
+    table
+}
+
+/// A square resized frame (`size × size × 3` bytes, interleaved) through `table`
+/// ([`sam2_normalization`]) as the model input `[1, 3, size, size]`; empty for an empty frame.
+pub fn sam2_normalize(resized: &[u8], table: &[[f32; 256]; 3]) -> Array4<f32> {
+    let side = (resized.len() / 3).isqrt();
     let mut out = Array4::<f32>::zeros((1, 3, side, side));
     let mut image = out.index_axis_mut(ndarray::Axis(0), 0);
-    for ((channel, mut plane), lut) in image.outer_iter_mut().enumerate().zip(&table) {
+    for ((channel, mut plane), lut) in image.outer_iter_mut().enumerate().zip(table) {
         let Some(plane) = plane.as_slice_mut() else {
             continue;
         };
