@@ -196,13 +196,22 @@ pub fn decode_objects(
             points.labels.iter().copied().cycle().take(b * n).collect(),
         )
         .map_err(shape_error)?;
-        let zeros;
-        let mask = match mask_input {
-            Some(m) => m.slice_move(s![range.clone(), .., .., ..]),
-            None => {
-                zeros = Array4::<f32>::zeros((b, 1, low, low));
-                zeros.view()
-            }
+        // No mask: zeros, made once where the decoder runs on a card, in host memory elsewhere.
+        let (zeros_kept, zeros_host);
+        let mask: ort::session::SessionInputValue<'_> = match mask_input {
+            Some(m) => run
+                .input(m.slice_move(s![range.clone(), .., .., ..]))?
+                .into(),
+            None => match model.zero_masks([b, 1, low, low])? {
+                Some(kept) => {
+                    zeros_kept = kept;
+                    run.tensor(&zeros_kept)
+                }
+                None => {
+                    zeros_host = Array4::<f32>::zeros((b, 1, low, low));
+                    run.input(zeros_host.view())?.into()
+                }
+            },
         };
         let feed = ort::inputs! {
             "image_features" => run.tensor(features),
@@ -210,7 +219,7 @@ pub fn decode_objects(
             "high_res_features_1" => run.tensor(&frame.high_res_1),
             "point_coords" => run.input(coords.view())?,
             "point_labels" => run.input(labels.view())?,
-            "mask_input" => run.input(mask)?,
+            "mask_input" => mask,
             "has_mask_input" => run.input(has_mask.view())?,
             "multimask_output" => run.input(multimask.view())?,
         };

@@ -51,6 +51,9 @@ enum BuiltOp {
     /// ([`sam2_normalization`](crate::resample::sam2_normalization), `[channel][byte]`, as bits)
     /// into the image encoder's `[1, 3, side, side]`: a quarter of the bytes cross.
     NormalizeFrame { side: usize, table: Vec<u32> },
+    /// The decoder's mask input when there is no mask, `shape` of zeros: made once where the
+    /// decoder runs instead of crossing on every propagated frame.
+    Zeros { shape: [usize; 4] },
 }
 
 impl BuiltOp {
@@ -60,6 +63,7 @@ impl BuiltOp {
             BuiltOp::StoreMemories { .. } => GraphName::MemoryEncoder,
             BuiltOp::GatherMemories { .. } => GraphName::MemoryAttention,
             BuiltOp::NormalizeFrame { .. } => GraphName::ImageEncoder,
+            BuiltOp::Zeros { .. } => GraphName::MaskDecoder,
         }
     }
 
@@ -76,6 +80,7 @@ impl BuiltOp {
             BuiltOp::NormalizeFrame { side, .. } => {
                 format!("normalizes a {side}×{side} frame for the image encoder")
             }
+            BuiltOp::Zeros { shape } => format!("makes the decoder's empty mask input {shape:?}"),
         }
     }
 
@@ -191,6 +196,21 @@ impl BuiltOp {
                     [],
                 )?)?;
             }
+            BuiltOp::Zeros { shape } => {
+                graph.set_inputs([])?;
+                graph.set_outputs([outlet("zeros", shape)])?;
+                let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+                graph.add_initializer("shape", int64s(&dims)?, false)?;
+                // Without a `value`, ConstantOfShape fills with float32 zeros.
+                graph.add_node(Node::new(
+                    "ConstantOfShape",
+                    ONNX_DOMAIN,
+                    "zeros",
+                    ["shape"],
+                    ["zeros"],
+                    [],
+                )?)?;
+            }
         }
         let mut model = EditedModel::new([Opset::new(ONNX_DOMAIN, OPSET)?])?;
         model.set_graph(graph)?;
@@ -248,6 +268,8 @@ fn floats(values: &[f32]) -> ort::Result<Tensor<f32>> {
 pub(crate) struct BuiltGraphs {
     runtime: Runtime,
     graphs: Mutex<HashMap<BuiltOp, Arc<Mutex<Graph>>>>,
+    /// Constant tensors made by built graphs, kept for every run that reads them.
+    constants: Mutex<HashMap<BuiltOp, Arc<GraphTensor>>>,
     /// Why a graph could not be built, once one could not: from then on frames and memories go
     /// through host memory, as on the CPU, rather than a track failing over an optimisation.
     unavailable: OnceCell<String>,
@@ -261,6 +283,7 @@ impl BuiltGraphs {
         BuiltGraphs {
             runtime: runtime.clone(),
             graphs: Mutex::default(),
+            constants: Mutex::default(),
             unavailable: OnceCell::new(),
             #[cfg(test)]
             refuse: Default::default(),
@@ -463,6 +486,29 @@ impl Model {
             out.keep("image", &[1, 3, side, side])
         })
         .map(Some)
+    }
+
+    /// Zeros of `shape` where the mask decoder keeps its outputs on a card (and in the tests that
+    /// take that path on the CPU), made once; `None` elsewhere, or when the graph for that cannot
+    /// be built.
+    pub(crate) fn zero_masks(&self, shape: [usize; 4]) -> Result<Option<Arc<GraphTensor>>> {
+        let on_card = self
+            .providers()
+            .iter()
+            .any(|(name, p)| *name == GraphName::MaskDecoder && p.output_card().is_some());
+        if !(on_card || self.binding_on_host().is_some()) {
+            return Ok(None);
+        }
+        let op = BuiltOp::Zeros { shape };
+        if let Some(zeros) = self.built.constants.lock().get(&op) {
+            return Ok(Some(Arc::clone(zeros)));
+        }
+        let Some(run) = self.built_run(op.clone()) else {
+            return Ok(None);
+        };
+        let zeros = Arc::new(run.run(Vec::new(), &["zeros"], |out| out.keep("zeros", &shape))?);
+        self.built.constants.lock().insert(op, Arc::clone(&zeros));
+        Ok(Some(zeros))
     }
 
     fn built_run(&self, op: BuiltOp) -> Option<super::io::GraphRun<'_>> {

@@ -345,8 +345,8 @@ mod tests {
     /// binding's device is the host's memory. The same kernels run on the same inputs, ONNX
     /// Runtime's Cast rounds to bfloat16 as the host does (to nearest, ties to even), and frames
     /// are normalized by the host's table, so a whole propagation must give bit for bit the plain
-    /// runs' results, with exactly the memories and three quarters of each frame no longer
-    /// crossing.
+    /// runs' results, with exactly the memories, three quarters of each frame and the decoder's
+    /// empty mask inputs no longer crossing.
     #[test]
     fn a_propagation_through_bindings_gives_bit_for_bit_what_plain_runs_give() {
         let runtime = Runtime::load_default()
@@ -374,8 +374,11 @@ mod tests {
         }
         // Both objects' memory of every frame came out of the memory encoder; each later frame
         // attended to the prompted frame's and up to num_maskmem − 1 recent ones, per object.
-        // Every frame went in once, as 3 bytes a pixel instead of 3 floats.
+        // Every frame went in once, as 3 bytes a pixel instead of 3 floats. No decoder run had a
+        // mask input (two clicks, then both objects on every later frame): its zeros were made
+        // where the decoder runs.
         let g = model.geometry();
+        let mask = (4 * g.low_res * g.low_res) as u64;
         let memory = (4 * g.mem_dim * g.feat * g.feat) as u64;
         let num_maskmem = model.manifest().memory.num_maskmem as u64;
         let frames = (plain.len() / 2) as u64;
@@ -386,11 +389,12 @@ mod tests {
             Traffic {
                 to_graphs: plain_traffic.to_graphs
                     - 2 * attended * memory
-                    - frames * 3 * (4 - 1) * pixels,
+                    - frames * 3 * (4 - 1) * pixels
+                    - 2 * frames * mask,
                 from_graphs: plain_traffic.from_graphs - 2 * frames * memory,
             },
-            "{frames} frames: the bound run moved the plain run's bytes less the memories and \
-             three quarters of the frames"
+            "{frames} frames: the bound run moved the plain run's bytes less the memories, three \
+             quarters of the frames and the decoder's empty mask inputs"
         );
         assert!(bound_traffic.to_graphs > 0 && bound_traffic.from_graphs > 0);
     }
