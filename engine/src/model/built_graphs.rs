@@ -313,14 +313,25 @@ impl BuiltGraphs {
                 Some((beside, graph))
             }
             Err(e) => {
-                if self.unavailable.set(e.to_string()).is_ok() {
-                    log::warn!(
-                        "{e} Frames and memories go through host memory instead, which is slower on a card."
-                    );
-                }
+                self.give_up(&e);
                 None
             }
         }
+    }
+
+    /// Stops using built graphs for the reason `e`, logged once.
+    fn give_up(&self, e: &Error) {
+        if self.unavailable.set(e.to_string()).is_ok() {
+            log::warn!(
+                "{e} Frames and memories go through host memory instead, which is slower on a card."
+            );
+        }
+    }
+
+    /// A built graph's run as `Some`, or `None` after giving up on built graphs when it failed:
+    /// what it made can be made on the host, so its failure costs speed, not a track.
+    fn settle<T>(&self, run: Result<T>) -> Option<T> {
+        run.map_err(|e| self.give_up(&e)).ok()
     }
 
     fn build(&self, model: &Model, op: &BuiltOp) -> Result<Graph> {
@@ -374,7 +385,7 @@ impl Model {
 
     /// The memory encoder's `features` `[objects, mem_dim, H, W]` as one memory per object,
     /// rounded to `dtype`: kept where the graphs keep them (`[1, mem_dim, H, W]` each), or in
-    /// host memory when the graph for that cannot be built.
+    /// host memory when the graph for that cannot be built or run.
     pub(crate) fn store_memories(
         &self,
         features: GraphTensor,
@@ -391,37 +402,39 @@ impl Model {
             return Ok(vec![MemoryFeatures::Kept(Arc::new(features))]);
         }
         let op = BuiltOp::StoreMemories { batch, round };
-        let Some(run) = self.built_run(op) else {
-            let host = features.to_host().map_err(|source| Error::TensorTransfer {
-                what: "memory features",
-                source,
-            })?;
-            return host
-                .outer_iter()
-                .map(|object| {
-                    let values = object.as_slice().ok_or_else(|| Error::Internal {
-                        message: "memory features are not contiguous".into(),
-                    })?;
-                    Ok(MemoryFeatures::stored(values, dtype))
-                })
-                .collect();
-        };
-        let names: Vec<String> = (0..batch[0]).map(memory_name).collect();
-        let feed = ort::inputs! { "features" => run.tensor(&features) };
-        let keep: Vec<&str> = names.iter().map(String::as_str).collect();
-        run.run(feed, &keep, |out| {
-            names
-                .iter()
-                .map(|name| {
-                    let memory = out.keep(name, &[1, batch[1], batch[2], batch[3]])?;
-                    Ok(MemoryFeatures::Kept(Arc::new(memory)))
-                })
-                .collect()
-        })
+        if let Some(run) = self.built_run(op) {
+            let names: Vec<String> = (0..batch[0]).map(memory_name).collect();
+            let feed = ort::inputs! { "features" => run.tensor(&features) };
+            let keep: Vec<&str> = names.iter().map(String::as_str).collect();
+            let stored = run.run(feed, &keep, |out| {
+                names
+                    .iter()
+                    .map(|name| {
+                        let memory = out.keep(name, &[1, batch[1], batch[2], batch[3]])?;
+                        Ok(MemoryFeatures::Kept(Arc::new(memory)))
+                    })
+                    .collect()
+            });
+            if let Some(stored) = self.built.settle(stored) {
+                return Ok(stored);
+            }
+        }
+        let host = features.to_host().map_err(|source| Error::TensorTransfer {
+            what: "memory features",
+            source,
+        })?;
+        host.outer_iter()
+            .map(|object| {
+                let values = object.as_slice().ok_or_else(|| Error::Internal {
+                    message: "memory features are not contiguous".into(),
+                })?;
+                Ok(MemoryFeatures::stored(values, dtype))
+            })
+            .collect()
     }
 
     /// `memories`, each `[1, mem_dim, H, W]`, in order, as one tensor of `shape`, where the
-    /// graphs keep them; `None` when the graph for that cannot be built.
+    /// graphs keep them; `None` when the graph for that cannot be built or run.
     pub(crate) fn gather_memories(
         &self,
         memories: &[&GraphTensor],
@@ -447,8 +460,8 @@ impl Model {
             .zip(memories)
             .map(|(name, memory)| (name.clone().into(), run.tensor(memory)))
             .collect();
-        run.run(feed, &["memory"], |out| out.keep("memory", shape))
-            .map(Some)
+        let gathered = run.run(feed, &["memory"], |out| out.keep("memory", shape));
+        Ok(self.built.settle(gathered))
     }
 
     /// Whether frames go to the image encoder as bytes, normalized by a built graph where it
@@ -462,7 +475,7 @@ impl Model {
     /// A resized frame (`side × side × 3` bytes) as the image encoder's input, normalized by
     /// `table` where the graphs run: a quarter of the bytes of the normalized frame cross.
     /// `None` where frames are normalized on the host ([`Model::frames_normalized_on_graphs`]),
-    /// or when the graph for that cannot be built.
+    /// or when the graph for that cannot be built or run.
     pub(crate) fn normalize_frame(
         &self,
         resized: &[u8],
@@ -482,15 +495,15 @@ impl Model {
         let frame =
             ndarray::ArrayView3::from_shape((side, side, 3), resized).map_err(|e| run.error(e))?;
         let feed = ort::inputs! { "frame" => run.input(frame)? };
-        run.run(feed, &["image"], |out| {
+        let image = run.run(feed, &["image"], |out| {
             out.keep("image", &[1, 3, side, side])
-        })
-        .map(Some)
+        });
+        Ok(self.built.settle(image))
     }
 
     /// Zeros of `shape` where the mask decoder keeps its outputs on a card (and in the tests that
     /// take that path on the CPU), made once; `None` elsewhere, or when the graph for that cannot
-    /// be built.
+    /// be built or run.
     pub(crate) fn zero_masks(&self, shape: [usize; 4]) -> Result<Option<Arc<GraphTensor>>> {
         let on_card = self
             .providers()
@@ -506,7 +519,10 @@ impl Model {
         let Some(run) = self.built_run(op.clone()) else {
             return Ok(None);
         };
-        let zeros = Arc::new(run.run(Vec::new(), &["zeros"], |out| out.keep("zeros", &shape))?);
+        let zeros = run.run(Vec::new(), &["zeros"], |out| out.keep("zeros", &shape));
+        let Some(zeros) = self.built.settle(zeros).map(Arc::new) else {
+            return Ok(None);
+        };
         self.built.constants.lock().insert(op, Arc::clone(&zeros));
         Ok(Some(zeros))
     }
@@ -639,6 +655,30 @@ mod tests {
             .filter(|(a, b)| a.to_bits() != b.to_bits())
             .count();
         assert_eq!(differ, 0);
+    }
+
+    #[test]
+    fn a_built_graph_whose_run_fails_leaves_the_memories_in_host_memory() {
+        let model = model();
+        let features = GraphTensor::from_host(batch()).unwrap_or_else(|e| panic!("{e}"));
+        let stored = model
+            .store_memories(features, StorageDtype::Bfloat16)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let kept: Vec<&GraphTensor> = stored.iter().filter_map(MemoryFeatures::kept).collect();
+        assert_eq!(kept.len(), 3);
+        // Two memories cannot take a shape that holds three: ONNX Runtime's Reshape fails.
+        let gathered = model
+            .gather_memories(&kept[..2], &[1, 3, 2, 4, 4])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(gathered.is_none());
+        let reason = model.built.unavailable().unwrap_or_default();
+        assert!(
+            reason.contains("reshape") || reason.contains("Reshape"),
+            "{reason}"
+        );
+        assert!(!model.memories_stay_on_graphs());
+        // The memories already kept still read back, for memory attention's host gather.
+        check_stored(&stored, StorageDtype::Bfloat16, "after the failed run");
     }
 
     #[test]
