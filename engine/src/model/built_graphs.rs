@@ -57,7 +57,8 @@ enum BuiltOp {
 }
 
 impl BuiltOp {
-    /// The graph whose outputs it takes and whose clock it runs on.
+    /// The graph it works for: it runs on that graph's providers, reading or making what that
+    /// graph reads or keeps, and its time counts on that graph's clock.
     fn beside(&self) -> GraphName {
         match self {
             BuiltOp::StoreMemories { .. } => GraphName::MemoryEncoder,
