@@ -295,6 +295,16 @@ mod tests {
     use crate::script::Label;
     use crate::{FolderSource, ObjectId};
 
+    /// The fixture model, one thread per graph (results differ in the last bits between thread
+    /// counts).
+    fn test_model() -> Arc<Model> {
+        let runtime = Runtime::load_default()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_intra_threads(Some(1));
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/test");
+        Model::open(dir, &runtime).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Two objects clicked on frame 0 of `crossing` and tracked to its end: every frame's logits
     /// of both, and what crossed between host memory and the graphs.
     fn track(model: &Arc<Model>) -> (Vec<Vec<f32>>, Traffic) {
@@ -349,11 +359,7 @@ mod tests {
     /// empty mask inputs no longer crossing.
     #[test]
     fn a_propagation_through_bindings_gives_bit_for_bit_what_plain_runs_give() {
-        let runtime = Runtime::load_default()
-            .unwrap_or_else(|e| panic!("{e}"))
-            .with_intra_threads(Some(1));
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/test");
-        let model = Model::open(dir, &runtime).unwrap_or_else(|e| panic!("{e}"));
+        let model = test_model();
         let (plain, plain_traffic) = track(&model);
         model.bind_on_host.store(true, Ordering::Relaxed);
         let (bound, bound_traffic) = track(&model);
@@ -404,11 +410,7 @@ mod tests {
     /// then on, and the masks are bit for bit the same.
     #[test]
     fn losing_the_built_graphs_half_way_through_a_propagation_changes_no_mask() {
-        let runtime = Runtime::load_default()
-            .unwrap_or_else(|e| panic!("{e}"))
-            .with_intra_threads(Some(1));
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models/test");
-        let model = Model::open(dir, &runtime).unwrap_or_else(|e| panic!("{e}"));
+        let model = test_model();
         let (plain, _) = track(&model);
         model.bind_on_host.store(true, Ordering::Relaxed);
         let (bound, _) = track_calling(&model, |tracked| {
