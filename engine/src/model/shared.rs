@@ -327,9 +327,16 @@ pub(crate) struct GraphClock {
 impl GraphClock {
     /// Counts one run that began at `started`.
     pub(crate) fn record(&self, started: Instant) {
+        self.add_time(started);
+        self.runs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds the time since `started` without counting a run: a built graph's work for this
+    /// graph ([`built_graphs`](super::built_graphs)), which is part of its cost but not a run of
+    /// it.
+    pub(crate) fn add_time(&self, started: Instant) {
         let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.nanos.fetch_add(nanos, Ordering::Relaxed);
-        self.runs.fetch_add(1, Ordering::Relaxed);
     }
 
     fn read(&self) -> GraphTime {
