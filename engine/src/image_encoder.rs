@@ -47,12 +47,12 @@ pub fn input(model: &Model, rgb: &[u8], width: u32, height: u32) -> Result<Graph
     let m = model.manifest();
     let size = m.image_size;
     let resized = resample::resize_rgb8_like_pil(rgb, width, height, size, size);
-    let table = resample::sam2_normalization(m.image_mean, m.image_std);
     let side = if resized.is_empty() { 0 } else { size as usize };
-    if let Some(image) = model.normalize_frame(&resized, side, &table)? {
+    if let Some(image) = model.normalize_frame(&resized, side)? {
         return Ok(image);
     }
-    GraphTensor::from_host(resample::sam2_normalize(&resized, &table)).map_err(|source| {
+    let table = resample::sam2_normalization(m.image_mean, m.image_std);
+    GraphTensor::from_host(resample::sam2_normalize(&resized, side, &table)).map_err(|source| {
         Error::TensorTransfer {
             what: "frame",
             source,

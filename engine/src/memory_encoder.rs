@@ -134,6 +134,12 @@ pub fn encode_memories(
     let dtype = model.manifest().memory.memory_storage_dtype;
     let run = model.graph_run(GraphName::MemoryEncoder);
     let from_points = Array1::from_elem(1, origin == MaskOrigin::Points);
+    let on_graphs = model.memories_stay_on_graphs();
+    let keep: &[&str] = if on_graphs {
+        &["memory_pos_enc", "memory_features"]
+    } else {
+        &["memory_pos_enc"]
+    };
     let mut memories = Vec::with_capacity(objects.len());
     for range in model.object_runs(objects.len()) {
         let batch = objects.get(range).unwrap_or_default();
@@ -161,17 +167,13 @@ pub fn encode_memories(
             "object_score_logits" => run.input(score.view())?,
             "mask_from_points" => run.input(from_points.view())?,
         };
-        if model.memories_stay_on_graphs() {
-            let features = run.run(feed, &["memory_pos_enc", "memory_features"], |out| {
-                if pos_enc.is_none() {
-                    *pos_enc = Some(out.keep("memory_pos_enc", &[1, m, f, f])?);
-                }
-                out.keep("memory_features", &[b, m, f, f])
-            })?;
-            memories.extend(model.store_memories(features, dtype)?);
-            continue;
-        }
-        run.run(feed, &["memory_pos_enc"], |out| {
+        let kept = run.run(feed, keep, |out| {
+            if pos_enc.is_none() {
+                *pos_enc = Some(out.keep("memory_pos_enc", &[1, m, f, f])?);
+            }
+            if on_graphs {
+                return out.keep("memory_features", &[b, m, f, f]).map(Some);
+            }
             let features = out.view::<f32>("memory_features", &[b, m, f, f])?;
             for object in features.outer_iter() {
                 let values = object
@@ -179,11 +181,11 @@ pub fn encode_memories(
                     .ok_or_else(|| out.error("memory_features is not contiguous"))?;
                 memories.push(MemoryFeatures::stored(values, dtype));
             }
-            if pos_enc.is_none() {
-                *pos_enc = Some(out.keep("memory_pos_enc", &[1, m, f, f])?);
-            }
-            Ok(())
+            Ok(None)
         })?;
+        if let Some(features) = kept {
+            memories.extend(model.store_memories(features, dtype)?);
+        }
     }
     Ok(memories)
 }

@@ -14,17 +14,17 @@ use std::sync::Arc;
 
 use once_cell::sync::OnceCell;
 use ort::editor::{Graph as EditedGraph, Model as EditedModel, Node, ONNX_DOMAIN, Opset};
-use ort::memory::Allocator;
 use ort::operator::Attribute;
-use ort::value::{Outlet, Shape, SymbolicDimensions, Tensor, TensorElementType, ValueType};
+use ort::value::{Outlet, Shape, SymbolicDimensions, TensorElementType, ValueType};
 use parking_lot::Mutex;
 
 use super::device::Provider;
-use super::manifest::{GraphName, StorageDtype};
+use super::manifest::{GraphName, Manifest, StorageDtype};
 use super::runtime::{Graph, Runtime};
 use super::{GraphTensor, Model};
 use crate::error::{Error, Result};
 use crate::memory_encoder::MemoryFeatures;
+use crate::resample::sam2_normalization;
 
 /// The opset the built graphs declare: Split still takes its sizes as an input there, which every
 /// provider with a Split kernel implements.
@@ -39,7 +39,8 @@ const INT64: i64 = 7;
 enum BuiltOp {
     /// The memory encoder's `[objects, mem_dim, H, W]` into one `[1, mem_dim, H, W]` memory per
     /// object, each rounded to bfloat16 and back when memories are stored so (exactly what
-    /// rounding in host memory gives, and what the official predictor keeps).
+    /// rounding in host memory gives, and what the official predictor keeps). Never built for one
+    /// object stored as float32: its memory is the encoder's output as it is.
     StoreMemories { batch: [usize; 4], round: bool },
     /// `parts` memories of `[1, mem_dim, H, W]`, in order, as one tensor of `shape`.
     GatherMemories {
@@ -47,10 +48,10 @@ enum BuiltOp {
         item: [usize; 4],
         shape: Vec<usize>,
     },
-    /// A resized frame, `side × side × 3` bytes, through the normalization table
-    /// ([`sam2_normalization`](crate::resample::sam2_normalization), `[channel][byte]`, as bits)
-    /// into the image encoder's `[1, 3, side, side]`: a quarter of the bytes cross.
-    NormalizeFrame { side: usize, table: Vec<u32> },
+    /// A resized frame, `side × side × 3` bytes, through the model's normalization table
+    /// ([`sam2_normalization`](crate::resample::sam2_normalization)) into the image encoder's
+    /// `[1, 3, side, side]`: a quarter of the bytes cross.
+    NormalizeFrame { side: usize },
     /// The decoder's mask input when there is no mask, `shape` of zeros: made once where the
     /// decoder runs instead of crossing on every propagated frame.
     Zeros { shape: [usize; 4] },
@@ -78,14 +79,15 @@ impl BuiltOp {
             BuiltOp::GatherMemories { parts, shape, .. } => {
                 format!("gathers {parts} memories into memory attention's input {shape:?}")
             }
-            BuiltOp::NormalizeFrame { side, .. } => {
+            BuiltOp::NormalizeFrame { side } => {
                 format!("normalizes a {side}×{side} frame for the image encoder")
             }
             BuiltOp::Zeros { shape } => format!("makes the decoder's empty mask input {shape:?}"),
         }
     }
 
-    fn edit(&self) -> ort::Result<EditedModel> {
+    /// The graph, for a model with `manifest` (the frame normalization's mean and std).
+    fn edit(&self, manifest: &Manifest) -> ort::Result<EditedModel> {
         let mut graph = EditedGraph::new()?;
         match self {
             BuiltOp::StoreMemories { batch, round } => {
@@ -93,33 +95,24 @@ impl BuiltOp {
                 let item = [1, batch[1], batch[2], batch[3]];
                 let outputs: Vec<String> = (0..batch[0]).map(memory_name).collect();
                 graph.set_outputs(outputs.iter().map(|name| outlet(name, &item)))?;
-                // One object: the last node writes the output itself.
-                let single = memory_name(0);
-                let mut source = "features".to_string();
+                let split = batch[0] > 1;
+                let mut source = "features";
                 if *round {
-                    let rounded = if batch[0] == 1 { &single } else { "rounded" };
-                    graph.add_node(cast("to_bf16", &source, "bf16", BFLOAT16)?)?;
+                    // One object: the second Cast writes the output itself.
+                    let rounded = outputs.first().filter(|_| !split).map_or("rounded", |o| o);
+                    graph.add_node(cast("to_bf16", source, "bf16", BFLOAT16)?)?;
                     graph.add_node(cast("to_f32", "bf16", rounded, FLOAT)?)?;
-                    source = rounded.to_string();
+                    source = rounded;
                 }
-                if batch[0] > 1 {
-                    graph.add_initializer("sizes", int64s(&vec![1; batch[0]])?, false)?;
+                if split {
+                    graph.add_node(ints("sizes", &vec![1; batch[0]])?)?;
                     graph.add_node(Node::new(
                         "Split",
                         ONNX_DOMAIN,
                         "split",
-                        [source.as_str(), "sizes"],
+                        [source, "sizes"],
                         &outputs,
                         [Attribute::new("axis", 0_i64)?],
-                    )?)?;
-                } else if source != single {
-                    graph.add_node(Node::new(
-                        "Identity",
-                        ONNX_DOMAIN,
-                        "identity",
-                        [source.as_str()],
-                        [single.as_str()],
-                        [],
                     )?)?;
                 }
             }
@@ -127,8 +120,6 @@ impl BuiltOp {
                 let inputs: Vec<String> = (0..*parts).map(memory_name).collect();
                 graph.set_inputs(inputs.iter().map(|name| outlet(name, item)))?;
                 graph.set_outputs([outlet("memory", shape)])?;
-                let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-                graph.add_initializer("shape", int64s(&dims)?, false)?;
                 graph.add_node(Node::new(
                     "Concat",
                     ONNX_DOMAIN,
@@ -137,16 +128,9 @@ impl BuiltOp {
                     ["gathered"],
                     [Attribute::new("axis", 0_i64)?],
                 )?)?;
-                graph.add_node(Node::new(
-                    "Reshape",
-                    ONNX_DOMAIN,
-                    "reshape",
-                    ["gathered", "shape"],
-                    ["memory"],
-                    [],
-                )?)?;
+                reshape(&mut graph, "gathered", "memory", shape)?;
             }
-            BuiltOp::NormalizeFrame { side, table } => {
+            BuiltOp::NormalizeFrame { side } => {
                 let side = *side;
                 graph.set_inputs([typed_outlet(
                     "frame",
@@ -155,14 +139,9 @@ impl BuiltOp {
                 )])?;
                 graph.set_outputs([outlet("image", &[1, 3, side, side])])?;
                 // Byte v of channel c is entry 256·c + v of the flattened table.
-                let table: Vec<f32> = table.iter().map(|&bits| f32::from_bits(bits)).collect();
-                graph.add_initializer("table", floats(&table)?, false)?;
-                graph.add_initializer("offsets", int64s(&[0, 256, 512])?, false)?;
-                graph.add_initializer(
-                    "shape",
-                    int64s(&[1, 3, side as i64, side as i64])?,
-                    false,
-                )?;
+                let table = sam2_normalization(manifest.image_mean, manifest.image_std);
+                graph.add_node(floats("table", table.as_flattened())?)?;
+                graph.add_node(ints("offsets", &[0, 256, 512])?)?;
                 graph.add_node(cast("to_index", "frame", "bytes", INT64)?)?;
                 graph.add_node(Node::new(
                     "Add",
@@ -188,20 +167,12 @@ impl BuiltOp {
                     ["planes"],
                     [Attribute::new("perm", [2_i64, 0, 1].as_slice())?],
                 )?)?;
-                graph.add_node(Node::new(
-                    "Reshape",
-                    ONNX_DOMAIN,
-                    "batch",
-                    ["planes", "shape"],
-                    ["image"],
-                    [],
-                )?)?;
+                reshape(&mut graph, "planes", "image", &[1, 3, side, side])?;
             }
             BuiltOp::Zeros { shape } => {
                 graph.set_inputs([])?;
                 graph.set_outputs([outlet("zeros", shape)])?;
-                let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-                graph.add_initializer("shape", int64s(&dims)?, false)?;
+                graph.add_node(ints("shape", &dims(shape))?)?;
                 // Without a `value`, ConstantOfShape fills with float32 zeros.
                 graph.add_node(Node::new(
                     "ConstantOfShape",
@@ -223,6 +194,10 @@ fn memory_name(i: usize) -> String {
     format!("memory_{i}")
 }
 
+fn dims(shape: &[usize]) -> Vec<i64> {
+    shape.iter().map(|&d| d as i64).collect()
+}
+
 fn outlet(name: &str, shape: &[usize]) -> Outlet {
     typed_outlet(name, shape, TensorElementType::Float32)
 }
@@ -232,7 +207,7 @@ fn typed_outlet(name: &str, shape: &[usize], ty: TensorElementType) -> Outlet {
         name,
         ValueType::Tensor {
             ty,
-            shape: Shape::new(shape.iter().map(|&d| d as i64)),
+            shape: Shape::new(dims(shape)),
             dimension_symbols: SymbolicDimensions::empty(shape.len()),
         },
     )
@@ -249,19 +224,40 @@ fn cast(name: &str, input: &str, output: &str, to: i64) -> ort::Result<Node> {
     )
 }
 
-/// A constant of the graph. ONNX Runtime takes it over, so it is allocated by ONNX Runtime and
-/// filled, not made from an array.
-fn int64s(values: &[i64]) -> ort::Result<Tensor<i64>> {
-    let mut tensor = Tensor::<i64>::new(&Allocator::default(), [values.len()])?;
-    tensor.extract_tensor_mut().1.copy_from_slice(values);
-    Ok(tensor)
+/// `input` as `output` of `shape`.
+fn reshape(graph: &mut EditedGraph, input: &str, output: &str, shape: &[usize]) -> ort::Result<()> {
+    let shape_name = format!("{output}_shape");
+    graph.add_node(ints(&shape_name, &dims(shape))?)?;
+    graph.add_node(Node::new(
+        "Reshape",
+        ONNX_DOMAIN,
+        format!("{output}_reshape"),
+        [input, shape_name.as_str()],
+        [output],
+        [],
+    )?)
 }
 
-/// A float constant of the graph (see [`int64s`]).
-fn floats(values: &[f32]) -> ort::Result<Tensor<f32>> {
-    let mut tensor = Tensor::<f32>::new(&Allocator::default(), [values.len()])?;
-    tensor.extract_tensor_mut().1.copy_from_slice(values);
-    Ok(tensor)
+/// A constant integer vector, named by its output.
+fn ints(name: &str, values: &[i64]) -> ort::Result<Node> {
+    constant(name, Attribute::new("value_ints", values)?)
+}
+
+/// A constant float vector, named by its output.
+fn floats(name: &str, values: &[f32]) -> ort::Result<Node> {
+    constant(name, Attribute::new("value_floats", values)?)
+}
+
+/// A Constant node: the values live in the graph, with nothing to allocate for them.
+fn constant(name: &str, value: Attribute) -> ort::Result<Node> {
+    Node::new(
+        "Constant",
+        ONNX_DOMAIN,
+        name,
+        [] as [&str; 0],
+        [name],
+        [value],
+    )
 }
 
 /// The built graphs of one model, each made on first use.
@@ -348,7 +344,7 @@ impl BuiltGraphs {
         if self.refuse.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(edit_error(ort::Error::new("refused by the test")));
         }
-        let edited = op.edit().map_err(edit_error)?;
+        let edited = op.edit(model.manifest()).map_err(edit_error)?;
         // Where the graph beside it runs, read without its lock (which a run may hold). Beside
         // TensorRT it runs on CUDA, in the same memory: TensorRT would build an engine for each.
         let mut providers: Vec<Provider> = model
@@ -373,15 +369,15 @@ impl Model {
     /// (and in the tests that take that path on the CPU), and the graphs could be built there.
     /// Elsewhere they come to host memory, where bfloat16 storage takes half the bytes.
     pub(crate) fn memories_stay_on_graphs(&self) -> bool {
-        let card = |name| {
-            self.providers()
-                .iter()
-                .find(|(n, _)| *n == name)
-                .and_then(|(_, p)| p.output_card())
-        };
-        let on_card = card(GraphName::MemoryEncoder).is_some()
-            && card(GraphName::MemoryEncoder) == card(GraphName::MemoryAttention);
+        let encoder = self.card_of(GraphName::MemoryEncoder);
+        let on_card = encoder.is_some() && encoder == self.card_of(GraphName::MemoryAttention);
         (on_card || self.binding_on_host().is_some()) && self.built.unavailable().is_none()
+    }
+
+    /// Whether graph `name` keeps its outputs on a card (or takes that path in the tests on the
+    /// CPU), so that built graphs beside it save crossings.
+    fn keeps_on_graphs(&self, name: GraphName) -> bool {
+        self.card_of(name).is_some() || self.binding_on_host().is_some()
     }
 
     /// The memory encoder's `features` `[objects, mem_dim, H, W]` as one memory per object,
@@ -469,28 +465,22 @@ impl Model {
     /// runs: when it keeps its outputs on a card (and in the tests that take that path on the
     /// CPU), and the graphs could be built there.
     pub(crate) fn frames_normalized_on_graphs(&self) -> bool {
-        (self.encodes_on_card() || self.binding_on_host().is_some())
-            && self.built.unavailable().is_none()
+        self.keeps_on_graphs(GraphName::ImageEncoder) && self.built.unavailable().is_none()
     }
 
-    /// A resized frame (`side × side × 3` bytes) as the image encoder's input, normalized by
-    /// `table` where the graphs run: a quarter of the bytes of the normalized frame cross.
-    /// `None` where frames are normalized on the host ([`Model::frames_normalized_on_graphs`]),
-    /// or when the graph for that cannot be built or run.
+    /// A resized frame (`side × side × 3` bytes) as the image encoder's input, normalized where
+    /// the graphs run: a quarter of the bytes of the normalized frame cross. `None` where frames
+    /// are normalized on the host ([`Model::frames_normalized_on_graphs`]), or when the graph for
+    /// that cannot be built or run.
     pub(crate) fn normalize_frame(
         &self,
         resized: &[u8],
         side: usize,
-        table: &[[f32; 256]; 3],
     ) -> Result<Option<GraphTensor>> {
         if !self.frames_normalized_on_graphs() || side == 0 {
             return Ok(None);
         }
-        let op = BuiltOp::NormalizeFrame {
-            side,
-            table: table.iter().flatten().map(|v| v.to_bits()).collect(),
-        };
-        let Some(run) = self.built_run(op) else {
+        let Some(run) = self.built_run(BuiltOp::NormalizeFrame { side }) else {
             return Ok(None);
         };
         let frame =
@@ -506,11 +496,7 @@ impl Model {
     /// take that path on the CPU), made once; `None` elsewhere, or when the graph for that cannot
     /// be built or run.
     pub(crate) fn zero_masks(&self, shape: [usize; 4]) -> Result<Option<Arc<GraphTensor>>> {
-        let on_card = self
-            .providers()
-            .iter()
-            .any(|(name, p)| *name == GraphName::MaskDecoder && p.output_card().is_some());
-        if !(on_card || self.binding_on_host().is_some()) {
+        if !self.keeps_on_graphs(GraphName::MaskDecoder) {
             return Ok(None);
         }
         let op = BuiltOp::Zeros { shape };
@@ -641,11 +627,11 @@ mod tests {
         let frame: Vec<u8> = (0..=255u8)
             .flat_map(|p| [p, 255 - p, p.wrapping_mul(7)])
             .collect();
-        let table =
-            crate::resample::sam2_normalization([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
-        let host = crate::resample::sam2_normalize(&frame, &table);
+        let m = model.manifest();
+        let table = sam2_normalization(m.image_mean, m.image_std);
+        let host = crate::resample::sam2_normalize(&frame, 16, &table);
         let kept = model
-            .normalize_frame(&frame, 16, &table)
+            .normalize_frame(&frame, 16)
             .unwrap_or_else(|e| panic!("{e}"))
             .unwrap_or_else(|| panic!("the frame was normalized on the host"));
         let got = kept.to_host().unwrap_or_else(|e| panic!("{e}"));

@@ -187,12 +187,19 @@ impl Model {
         &self.providers
     }
 
-    /// Whether the image encoder's outputs stay on a card ([`Provider::output_card`]),
-    /// where encoding a frame again is cheaper than keeping its features on disk.
-    pub fn encodes_on_card(&self) -> bool {
+    /// The card whose memory keeps graph `name`'s outputs ([`Provider::output_card`]); `None`
+    /// where they come back to host memory.
+    pub fn card_of(&self, name: GraphName) -> Option<u32> {
         self.providers
             .iter()
-            .any(|(name, p)| *name == GraphName::ImageEncoder && p.output_card().is_some())
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, p)| p.output_card())
+    }
+
+    /// Whether the image encoder's outputs stay on a card, where encoding a frame again is
+    /// cheaper than keeping its features on disk.
+    pub fn encodes_on_card(&self) -> bool {
+        self.card_of(GraphName::ImageEncoder).is_some()
     }
 
     /// The GPU providers that were tried and could not be used, each once, with why: what a

@@ -95,7 +95,8 @@ pub fn sam2_input(
     std: [f32; 3],
 ) -> Array4<f32> {
     let resized = resize_rgb8_like_pil(rgb, width, height, size, size);
-    sam2_normalize(&resized, &sam2_normalization(mean, std))
+    let side = if resized.is_empty() { 0 } else { size as usize };
+    sam2_normalize(&resized, side, &sam2_normalization(mean, std))
 }
 
 /// The normalized value of each byte in each channel, `[channel][byte]`: the result depends only
@@ -112,10 +113,10 @@ pub fn sam2_normalization(mean: [f32; 3], std: [f32; 3]) -> [[f32; 256]; 3] {
     table
 }
 
-/// A square resized frame (`size × size × 3` bytes, interleaved) through `table`
-/// ([`sam2_normalization`]) as the model input `[1, 3, size, size]`; empty for an empty frame.
-pub fn sam2_normalize(resized: &[u8], table: &[[f32; 256]; 3]) -> Array4<f32> {
-    let side = (resized.len() / 3).isqrt();
+/// A square resized frame (`side × side × 3` bytes, interleaved) through `table`
+/// ([`sam2_normalization`]) as the model input `[1, 3, side, side]`; pixels `resized` lacks stay
+/// 0 (total, like [`resize_rgb8_like_pil`]).
+pub fn sam2_normalize(resized: &[u8], side: usize, table: &[[f32; 256]; 3]) -> Array4<f32> {
     let mut out = Array4::<f32>::zeros((1, 3, side, side));
     let mut image = out.index_axis_mut(ndarray::Axis(0), 0);
     for ((channel, mut plane), lut) in image.outer_iter_mut().enumerate().zip(table) {
